@@ -1,0 +1,64 @@
+package main
+
+import (
+	"errors"
+	"strings"
+)
+
+// Exit codes, one place for all commands (STYLE.md).
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitChanges = 2 // plan has changes, with --detailed-exitcode
+	exitRefused = 3 // stale plan, preflight refusal, quorum at risk
+	exitUsage   = 4
+)
+
+// usageError marks bad flags or arguments.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// refusedError marks a refusal: mastershrink looked and would not go on.
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string { return e.err.Error() }
+func (e refusedError) Unwrap() error { return e.err }
+
+// errChanges is returned by `plan --detailed-exitcode` when the plan has steps.
+var errChanges = errors.New("plan has changes")
+
+// refusals are sentinel errors of the library packages that mean "refused"; each package
+// appends its own in an init of the command file that uses it.
+var refusals []error
+
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var u usageError
+	var r refusedError
+	switch {
+	case errors.Is(err, errChanges):
+		return exitChanges
+	case errors.As(err, &u), isCobraUsage(err):
+		return exitUsage
+	case errors.As(err, &r):
+		return exitRefused
+	}
+	for _, s := range refusals {
+		if errors.Is(err, s) {
+			return exitRefused
+		}
+	}
+	return exitError
+}
+
+// isCobraUsage recognises cobra's own argument errors, which it does not type.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "accepts ") ||
+		strings.HasPrefix(msg, "requires at least") || strings.HasPrefix(msg, "unknown flag") ||
+		strings.HasPrefix(msg, "unknown shorthand flag")
+}

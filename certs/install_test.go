@@ -1,0 +1,218 @@
+package certs
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mastershrink/mastershrink/certs/certstest"
+	"github.com/mastershrink/mastershrink/host"
+)
+
+// dirHost is a host.Host over this machine's files and loopback, enough for Install; the
+// host package's own transports are tested there.
+type dirHost struct {
+	restart func() error
+}
+
+func (dirHost) Name() string { return "local" }
+func (dirHost) Run(context.Context, string) (host.Result, error) {
+	return host.Result{}, errors.New("not supported")
+}
+func (dirHost) ReadFile(_ context.Context, p string) ([]byte, error) { return os.ReadFile(p) }
+func (dirHost) Stat(_ context.Context, p string) (host.FileInfo, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return host.FileInfo{}, err
+	}
+	return host.FileInfo{Path: p, Size: fi.Size(), Mode: fi.Mode().Perm()}, nil
+}
+func (dirHost) WriteFile(_ context.Context, p string, data []byte, o host.WriteOptions) (host.WriteResult, error) {
+	var res host.WriteResult
+	mode := o.Mode
+	if old, err := os.ReadFile(p); err == nil {
+		fi, _ := os.Stat(p)
+		if mode == 0 {
+			mode = fi.Mode().Perm()
+		}
+		if o.Backup {
+			res.Backup = fmt.Sprintf("%s.bak-%s", p, time.Now().UTC().Format("20060102T150405.000000000Z"))
+			if err := os.WriteFile(res.Backup, old, fi.Mode().Perm()); err != nil {
+				return res, err
+			}
+		}
+		s := sha256.Sum256(old)
+		res.OldSHA256 = hex.EncodeToString(s[:])
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return res, err
+	}
+	if mode == 0 {
+		mode = 0o644
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return res, err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return res, err
+	}
+	res.Changed = true
+	return res, os.Rename(tmp, p)
+}
+func (h dirHost) Systemd(context.Context) (host.Systemd, error) { return fakeSystemd{h.restart}, nil }
+func (dirHost) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+func (dirHost) Close() error { return nil }
+
+type fakeSystemd struct{ restart func() error }
+
+func (fakeSystemd) Status(context.Context, string) (host.UnitStatus, error) {
+	return host.UnitStatus{}, nil
+}
+func (fakeSystemd) Start(context.Context, string) error     { return nil }
+func (fakeSystemd) Stop(context.Context, string) error      { return nil }
+func (s fakeSystemd) Restart(context.Context, string) error { return s.restart() }
+func (fakeSystemd) Reload(context.Context, string) error    { return nil }
+func (fakeSystemd) Enable(context.Context, string) error    { return nil }
+func (fakeSystemd) Disable(context.Context, string) error   { return nil }
+func (fakeSystemd) DaemonReload(context.Context) error      { return nil }
+func (fakeSystemd) Close() error                            { return nil }
+
+// tlsServer serves certPath/keyPath on loopback; with reload it rereads them on every
+// handshake (as etcd does), without it only when restarted.
+type tlsServer struct {
+	addr              string
+	certPath, keyPath string
+	mu                sync.Mutex
+	cached            *tls.Certificate
+	restarts          int
+}
+
+func startTLS(t *testing.T, certPath, keyPath string, reload bool) *tlsServer {
+	t.Helper()
+	s := &tlsServer{certPath: certPath, keyPath: keyPath}
+	if err := s.restart(); err != nil {
+		t.Fatal(err)
+	}
+	s.restarts = 0
+	cfg := &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if reload {
+			c, err := tls.LoadX509KeyPair(certPath, keyPath)
+			return &c, err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.cached, nil
+	}}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	s.addr = ln.Addr().String()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	return s
+}
+
+func (s *tlsServer) restart() error {
+	c, err := tls.LoadX509KeyPair(s.certPath, s.keyPath)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cached = &c
+	s.restarts++
+	return nil
+}
+
+func TestInstall(t *testing.T) {
+	ca := certstest.NewCA(t, "kubernetes", "rsa", 2048)
+	c := loadCA(t, ca)
+	for _, reload := range []bool{true, false} {
+		t.Run(fmt.Sprintf("reloads=%t", reload), func(t *testing.T) {
+			dir := t.TempDir()
+			certPEM, keyPEM := certstest.Gencert(t, ca, "server", "etcd", []string{"127.0.0.1", "172.72.0.96"}, "ecdsa", 256)
+			certPath, keyPath := filepath.Join(dir, "etcd.pem"), filepath.Join(dir, "etcd-key.pem")
+			certstest.WriteFiles(t, dir, map[string][]byte{"etcd.pem": certPEM, "etcd-key.pem": keyPEM})
+			if err := os.Chmod(certPath, 0o640); err != nil {
+				t.Fatal(err)
+			}
+			srv := startTLS(t, certPath, keyPath, reload)
+			_, cert := parseOne(t, certPEM)
+			res, err := Resign(cert, c, ResignOptions{RemoveHosts: []string{"172.72.0.96"}, Profile: "server"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := dirHost{restart: srv.restart}
+			plan := InstallPlan{CertPath: certPath, KeyPath: keyPath, CertPEM: res.CertPEM, KeyPEM: res.KeyPEM,
+				Probe: srv.addr, Unit: "etcd.service", ReloadWait: 2 * time.Second, Timeout: 20 * time.Second}
+			if done, err := Installed(context.Background(), h, plan); done || err != nil {
+				t.Fatalf("Installed before install: %t %v", done, err)
+			}
+			ir, err := Install(context.Background(), h, plan)
+			if err != nil {
+				t.Fatalf("Install: %v", err)
+			}
+			if ir.Restarted == reload || (srv.restarts == 1) == reload {
+				t.Errorf("restarted %t (%d restarts), component reloads %t", ir.Restarted, srv.restarts, reload)
+			}
+			if len(ir.Backups) != 2 {
+				t.Fatalf("backups %q", ir.Backups)
+			}
+			for i, want := range []struct {
+				data []byte
+				mode fs.FileMode
+			}{{keyPEM, 0o600}, {certPEM, 0o640}} {
+				b, _ := os.ReadFile(ir.Backups[i])
+				fi, _ := os.Stat(ir.Backups[i])
+				if string(b) != string(want.data) || fi.Mode().Perm() != want.mode {
+					t.Errorf("backup %s: mode %v, content kept %t", ir.Backups[i], fi.Mode().Perm(), string(b) == string(want.data))
+				}
+			}
+			if fi, _ := os.Stat(certPath); fi.Mode().Perm() != 0o640 {
+				t.Errorf("certificate mode %v, want the old 0640", fi.Mode().Perm())
+			}
+			served, err := ServedCertificate(context.Background(), h, srv.addr, "", nil, nil)
+			if err != nil || InfoOf(served).Serial != res.Info.Serial {
+				t.Errorf("served %v, %v", served, err)
+			}
+			if done, err := Installed(context.Background(), h, plan); !done || err != nil {
+				t.Errorf("Installed after install: %t %v", done, err)
+			}
+		})
+	}
+
+	t.Run("mismatched pair writes nothing", func(t *testing.T) {
+		dir := t.TempDir()
+		certPEM, _ := certstest.Gencert(t, ca, "server", "etcd", []string{"127.0.0.1"}, "ecdsa", 256)
+		_, otherKey := certstest.Gencert(t, ca, "server", "etcd", []string{"127.0.0.1"}, "ecdsa", 256)
+		_, err := Install(context.Background(), dirHost{}, InstallPlan{CertPath: filepath.Join(dir, "a.pem"), KeyPath: filepath.Join(dir, "a-key.pem"), CertPEM: certPEM, KeyPEM: otherKey})
+		if !errors.Is(err, ErrKeyMismatch) {
+			t.Errorf("err %v", err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("files written: %v", entries)
+		}
+	})
+}

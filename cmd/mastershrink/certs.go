@@ -1,0 +1,560 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mastershrink/mastershrink/certs"
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/inventory"
+)
+
+func init() {
+	subcommands = append(subcommands, newCertsCmd)
+	// Re-signing with a CA that did not issue the certificate would swap its trust root.
+	refusals = append(refusals, certs.ErrNotSignedByCA)
+}
+
+func newCertsCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "certs",
+		Short: "Inspect cluster certificates and re-sign them without removed addresses",
+		Long: `Read certificates into the facts a cfssl CSR needs (inspect), and re-sign one with the
+cluster CA, dropping or adding SANs (regen). cfssl runs in-process; nothing is shelled out.`,
+	}
+	cmd.AddCommand(newCertsInspectCmd(g), newCertsRegenCmd(g))
+	return cmd
+}
+
+// ---- inspect ----
+
+type certsInspectOptions struct {
+	*globalOptions
+	Output   string
+	WarnDays int
+	Files    []string
+	// now is the clock of the EXPIRED flags; tests set it.
+	now func() time.Time
+}
+
+func newCertsInspectCmd(g *globalOptions) *cobra.Command {
+	o := &certsInspectOptions{globalOptions: g, now: time.Now}
+	cmd := &cobra.Command{
+		Use:   "inspect FILE|HOST:PATH...",
+		Short: "Print the facts of certificates (PEM, chains, bundles), flag expiring ones, or emit cfssl CSR JSON",
+		Long: `Print one row per certificate: subject and issuer CN, key, SANs, expiry. A file that holds
+no certificate, a private key, or a cut-off PEM block is reported with what to do, and the
+others are still printed (exit 1 when any file failed).
+
+HOST:PATH reads the file on a host of the inventory (-i).
+
+-o csr prints, per certificate, the cfssl CSR JSON that regenerates it (CN, names, hosts,
+key algo and size), ready for 'cfssl gencert'; several certificates give one JSON object
+each, one after the other.`,
+		Example: `  mastershrink certs inspect /etc/kubernetes/ssl/*.pem
+  mastershrink certs inspect -i inventory.yaml master-1:/etc/kubernetes/ssl/etcd.pem -o json
+  mastershrink certs inspect kubernetes.pem -o csr > kubernetes-csr.json`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Files = args
+			return runCertsInspect(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "table, json, or csr (cfssl CSR JSON)")
+	cmd.Flags().IntVar(&o.WarnDays, "warn-days", 30, "flag certificates expiring within this many days")
+	return cmd
+}
+
+// inspectJSON is the -o json document.
+type inspectJSON struct {
+	FormatVersion int          `json:"format_version"`
+	Certificates  []certs.Info `json:"certificates"`
+	Errors        []fileError  `json:"errors"`
+}
+
+type fileError struct {
+	File  string `json:"file"`
+	Error string `json:"error"`
+}
+
+// errSomeFiles is the summary error when some inputs could not be read or parsed.
+var errSomeFiles = errors.New("some files could not be inspected")
+
+func runCertsInspect(ctx context.Context, o *certsInspectOptions) error {
+	switch o.Output {
+	case "table", "json", "csr":
+	default:
+		return usageError{fmt.Errorf("-o %q: want table, json or csr", o.Output)}
+	}
+	if o.WarnDays < 0 {
+		return usageError{fmt.Errorf("--warn-days %d: want 0 or more", o.WarnDays)}
+	}
+	r := newInputReader(o.globalOptions)
+	defer r.Close()
+
+	var infos []certs.Info
+	var failed []fileError
+	var firstErr error
+	for _, arg := range o.Files {
+		data, err := r.read(ctx, arg)
+		if err == nil {
+			var got []certs.Info
+			got, _, err = certs.ParsePEM(data, arg)
+			infos = append(infos, got...)
+		}
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			failed = append(failed, fileError{File: arg, Error: err.Error()})
+			fmt.Fprintln(o.ErrOut, "error:", err)
+		}
+	}
+
+	var err error
+	switch o.Output {
+	case "table":
+		if len(infos) > 0 {
+			err = writeCertTable(o.Out, infos, o.now(), o.WarnDays)
+		}
+	case "json":
+		doc := inspectJSON{FormatVersion: 1, Certificates: infos, Errors: failed}
+		if doc.Certificates == nil {
+			doc.Certificates = []certs.Info{}
+		}
+		if doc.Errors == nil {
+			doc.Errors = []fileError{}
+		}
+		err = writeJSON(o.Out, doc)
+	case "csr":
+		for _, info := range infos {
+			if err = writeJSON(o.Out, certs.Request(info)); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	var usage usageError
+	if errors.As(firstErr, &usage) {
+		return usage
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d files: %w (see above)", len(failed), len(o.Files), errSomeFiles)
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// certRows builds the inspect table: a pure function of the facts and the clock.
+func certRows(infos []certs.Info, now time.Time, warnDays int) [][]string {
+	rows := [][]string{{"FILE", "SUBJECT CN", "ISSUER CN", "KEY", "SANS", "NOT AFTER", "DAYS LEFT", "FLAG"}}
+	multi := map[string]bool{}
+	for _, in := range infos {
+		if in.Index > 0 {
+			multi[in.Path] = true
+		}
+	}
+	for _, in := range infos {
+		file := in.Path
+		if multi[in.Path] {
+			file = fmt.Sprintf("%s[%d]", in.Path, in.Index)
+		}
+		key := fmt.Sprintf("%s %d", in.KeyAlgorithm, in.KeySize)
+		if in.KeyAlgorithm == "ed25519" {
+			key = "ed25519"
+		}
+		sans := strings.Join(certs.Hosts(in), ",")
+		if sans == "" {
+			sans = "-"
+		}
+		flag := ""
+		switch {
+		case !now.Before(in.NotAfter):
+			flag = "EXPIRED"
+		case in.NotAfter.Sub(now) < time.Duration(warnDays)*24*time.Hour:
+			flag = "EXPIRES SOON"
+		}
+		if in.IsCA {
+			if flag != "" {
+				flag += ","
+			}
+			flag += "CA"
+		}
+		days := certsDaysLeft(in.NotAfter, now)
+		rows = append(rows, []string{file, orDash(in.Subject.CommonName), orDash(in.Issuer.CommonName), key, sans,
+			in.NotAfter.UTC().Format(time.RFC3339), fmt.Sprint(days), flag})
+	}
+	return rows
+}
+
+func certsDaysLeft(notAfter, now time.Time) int {
+	d := notAfter.Sub(now)
+	days := int(d / (24 * time.Hour))
+	if d < 0 && d%(24*time.Hour) != 0 {
+		days-- // floor, so an hour past expiry is -1, not 0
+	}
+	return days
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func writeCertTable(w io.Writer, infos []certs.Info, now time.Time, warnDays int) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, row := range certRows(infos, now, warnDays) {
+		fmt.Fprintln(tw, strings.TrimRight(strings.Join(row, "\t"), "\t"))
+	}
+	return tw.Flush()
+}
+
+// ---- reading FILE or HOST:PATH ----
+
+// hostPathRE matches HOST:PATH with an absolute or relative path after the colon; a
+// local file of that name wins.
+var hostPathRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*):(.+)$`)
+
+// connectHost opens an inventory host (SSH, or local when the inventory says so); a
+// variable so tests can reach hosts another way.
+var connectHost = func(ctx context.Context, inv *inventory.Inventory, name string) (host.Host, error) {
+	return host.Connect(ctx, inv, name, nil)
+}
+
+// inputReader reads local files and HOST:PATH through the inventory, keeping one
+// connection per host for the whole command.
+type inputReader struct {
+	g     *globalOptions
+	inv   *inventory.Inventory
+	hosts map[string]host.Host
+}
+
+func newInputReader(g *globalOptions) *inputReader {
+	return &inputReader{g: g, hosts: map[string]host.Host{}}
+}
+
+func (r *inputReader) read(ctx context.Context, arg string) ([]byte, error) {
+	data, err := os.ReadFile(arg)
+	if err == nil {
+		return data, nil
+	}
+	m := hostPathRE.FindStringSubmatch(arg)
+	if m == nil || !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", arg, err)
+	}
+	name, path := m[1], m[2]
+	h, err := r.host(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", arg, err)
+	}
+	data, err = h.ReadFile(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s on %s: %w", path, name, err)
+	}
+	return data, nil
+}
+
+func (r *inputReader) host(ctx context.Context, name string) (host.Host, error) {
+	if h, ok := r.hosts[name]; ok {
+		return h, nil
+	}
+	if r.g.Inventory == "" {
+		return nil, usageError{fmt.Errorf("no such local file, and reading HOST:PATH needs the inventory: give -i inventory.yaml")}
+	}
+	if r.inv == nil {
+		inv, err := inventory.Load(r.g.Inventory)
+		if err != nil {
+			return nil, err
+		}
+		r.inv = inv
+	}
+	known := false
+	for _, h := range r.inv.Hosts {
+		known = known || h.Name == name
+	}
+	if !known {
+		return nil, fmt.Errorf("no local file of that name and no host %q in the inventory %s", name, r.inv.File)
+	}
+	h, err := connectHost(ctx, r.inv, name)
+	if err != nil {
+		return nil, err
+	}
+	r.hosts[name] = h
+	return h, nil
+}
+
+func (r *inputReader) Close() {
+	for _, h := range r.hosts {
+		h.Close()
+	}
+}
+
+// ---- regen ----
+
+type certsRegenOptions struct {
+	*globalOptions
+	Cert     string
+	CA       string
+	CAKey    string
+	CAConfig string
+	Profile  string
+	Remove   []string
+	Add      []string
+	ReuseKey string
+	OutDir   string
+	Force    bool
+	now      func() time.Time
+}
+
+func newCertsRegenCmd(g *globalOptions) *cobra.Command {
+	o := &certsRegenOptions{globalOptions: g, now: time.Now}
+	cmd := &cobra.Command{
+		Use:   "regen CERT --ca CA.pem --ca-key CA-key.pem [--remove IP,...] [--add HOST,...]",
+		Short: "Re-sign a certificate with the cluster CA, without removed SANs, as cfssljson files",
+		Long: `Re-sign CERT with the CA that issued it: same subject, key type and size, the usages of the
+ca-config profile (--profile, else "kubernetes" when the ca-config has it, else the default),
+and the SANs minus --remove plus --add. A new key unless --reuse-key gives the old one.
+
+The result is verified before anything is written (chain to the CA, key pair, SANs exactly
+as asked, validity inside the CA's) and written in cfssljson's naming with the base name of
+CERT: NAME.pem, NAME-key.pem (mode 0600) and NAME.csr, into --out-dir (the current folder by
+default). Existing files are never overwritten unless --force, which first keeps each one as
+FILE.bak-TIMESTAMP. Installing the new pair on the hosts is 'mastershrink apply's job, or
+yours: it is not done here.
+
+CERT, the CA files and the key may be HOST:PATH (read through the inventory, -i); the CA
+key is then read into memory only.`,
+		Example: `  mastershrink certs regen /etc/kubernetes/ssl/etcd.pem --ca ca.pem --ca-key ca-key.pem \
+      --ca-config ca-config.json --remove 172.72.0.96,172.72.0.97 --out-dir new/`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Cert = args[0]
+			return runCertsRegen(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.CA, "ca", "", "the CA certificate that issued CERT (ca.pem)")
+	f.StringVar(&o.CAKey, "ca-key", "", "the CA private key (ca-key.pem)")
+	f.StringVar(&o.CAConfig, "ca-config", "", "the cluster's ca-config.json (profiles and usages)")
+	f.StringVar(&o.Profile, "profile", "", `ca-config profile (default "kubernetes" when present, else the default profile)`)
+	f.StringSliceVar(&o.Remove, "remove", nil, "SANs (IPs or names) to drop")
+	f.StringSliceVar(&o.Add, "add", nil, "SANs (IPs or names) to add")
+	f.StringVar(&o.ReuseKey, "reuse-key", "", "keep CERT's key pair: its private key file")
+	f.StringVar(&o.OutDir, "out-dir", ".", "folder for NAME.pem, NAME-key.pem and NAME.csr")
+	f.BoolVar(&o.Force, "force", false, "replace existing output files (each kept as FILE.bak-TIMESTAMP)")
+	return cmd
+}
+
+func runCertsRegen(ctx context.Context, o *certsRegenOptions) error {
+	if o.CA == "" || o.CAKey == "" {
+		return usageError{errors.New("give the CA that issued the certificate: --ca ca.pem --ca-key ca-key.pem")}
+	}
+	if len(o.Remove) == 0 && len(o.Add) == 0 {
+		fmt.Fprintln(o.ErrOut, "note: no --remove or --add: the certificate is re-signed with the same SANs")
+	}
+	name := certBaseName(o.Cert)
+	outs := []string{
+		filepath.Join(o.OutDir, name+".pem"),
+		filepath.Join(o.OutDir, name+"-key.pem"),
+		filepath.Join(o.OutDir, name+".csr"),
+	}
+	// Checked first, so a refusal costs no key generation; checked again when writing.
+	if !o.Force {
+		if err := refuseExisting(outs); err != nil {
+			return err
+		}
+	}
+
+	r := newInputReader(o.globalOptions)
+	defer r.Close()
+	certPEM, err := r.read(ctx, o.Cert)
+	if err != nil {
+		return err
+	}
+	_, parsed, err := certs.ParsePEM(certPEM, o.Cert)
+	if err != nil {
+		return err
+	}
+	cert := parsed[0]
+	if len(parsed) > 1 {
+		fmt.Fprintf(o.ErrOut, "note: %s holds %d certificates; re-signing the first (%s)\n", o.Cert, len(parsed), cert.Subject.CommonName)
+	}
+	ca, err := loadCAFiles(ctx, r, o.CA, o.CAKey, o.CAConfig)
+	if err != nil {
+		return err
+	}
+	opts := certs.ResignOptions{RemoveHosts: o.Remove, AddHosts: o.Add, Profile: o.Profile}
+	if o.ReuseKey != "" {
+		opts.ReuseKey = true
+		if opts.ExistingKeyPEM, err = r.read(ctx, o.ReuseKey); err != nil {
+			return err
+		}
+	}
+	res, err := certs.Resign(cert, ca, opts)
+	if err != nil {
+		return err
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(o.ErrOut, "warning:", w)
+	}
+	if err := writeOutputs(outs, [][]byte{res.CertPEM, res.KeyPEM, res.CSRPEM}, []fs.FileMode{0o644, 0o600, 0o644}, o.Force, o.now()); err != nil {
+		return err
+	}
+	return printRegen(o.Out, outs, res)
+}
+
+func loadCAFiles(ctx context.Context, r *inputReader, certPath, keyPath, configPath string) (certs.CA, error) {
+	caPEM, err := r.read(ctx, certPath)
+	if err != nil {
+		return certs.CA{}, err
+	}
+	keyPEM, err := r.read(ctx, keyPath)
+	if err != nil {
+		return certs.CA{}, err
+	}
+	var cfg []byte
+	if configPath != "" {
+		if cfg, err = r.read(ctx, configPath); err != nil {
+			return certs.CA{}, err
+		}
+	}
+	ca, err := certs.LoadCA(caPEM, keyPEM, cfg)
+	if err != nil {
+		return certs.CA{}, fmt.Errorf("CA %s with key %s: %w", certPath, keyPath, err)
+	}
+	return ca, nil
+}
+
+// certBaseName is cfssljson's NAME for a certificate file: its base name without .pem/.crt.
+func certBaseName(arg string) string {
+	if m := hostPathRE.FindStringSubmatch(arg); m != nil {
+		if _, err := os.Stat(arg); err != nil {
+			arg = m[2]
+		}
+	}
+	name := filepath.Base(arg)
+	for _, ext := range []string{".pem", ".crt", ".cert", ".cer"} {
+		if strings.HasSuffix(name, ext) && len(name) > len(ext) {
+			return strings.TrimSuffix(name, ext)
+		}
+	}
+	return name
+}
+
+func refuseExisting(paths []string) error {
+	var exist []string
+	for _, p := range paths {
+		if _, err := os.Lstat(p); err == nil {
+			exist = append(exist, p)
+		}
+	}
+	if len(exist) > 0 {
+		return usageError{fmt.Errorf("%s already %s: choose another --out-dir, or --force to replace (old files kept as .bak-TIMESTAMP)",
+			strings.Join(exist, ", "), map[bool]string{true: "exists", false: "exist"}[len(exist) == 1])}
+	}
+	return nil
+}
+
+// writeOutputs writes every file to a temporary name first and renames them only when all
+// were written, so a failure leaves no partial pair.
+func writeOutputs(paths []string, data [][]byte, modes []fs.FileMode, force bool, now time.Time) error {
+	if !force {
+		if err := refuseExisting(paths); err != nil {
+			return err
+		}
+	}
+	if len(paths) > 0 {
+		if err := os.MkdirAll(filepath.Dir(paths[0]), 0o755); err != nil {
+			return fmt.Errorf("make output folder: %w", err)
+		}
+	}
+	var temps []string
+	cleanup := func() {
+		for _, t := range temps {
+			os.Remove(t)
+		}
+	}
+	for i, p := range paths {
+		f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-*")
+		if err != nil {
+			cleanup()
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+		temps = append(temps, f.Name())
+		err = f.Chmod(modes[i])
+		if err == nil {
+			_, err = f.Write(data[i])
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			cleanup()
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+	}
+	suffix := ".bak-" + now.UTC().Format("20060102T150405Z")
+	for i, p := range paths {
+		if force {
+			if _, err := os.Lstat(p); err == nil {
+				if err := os.Rename(p, p+suffix); err != nil {
+					cleanup()
+					return fmt.Errorf("keep old %s: %w", p, err)
+				}
+			}
+		} else if _, err := os.Lstat(p); err == nil {
+			cleanup()
+			return fmt.Errorf("%s appeared while writing: nothing replaced", p)
+		}
+		if err := os.Rename(temps[i], p); err != nil {
+			cleanup()
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func printRegen(w io.Writer, paths []string, res certs.Result) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "wrote %s, %s (0600), %s\n", paths[0], paths[1], paths[2])
+	fmt.Fprintf(&b, "subject:  %s\n", res.Info.Subject.CommonName)
+	fmt.Fprintf(&b, "key:      %s %d\n", res.Info.KeyAlgorithm, res.Info.KeySize)
+	profile := res.Profile
+	if profile == "" {
+		profile = "(default)"
+	}
+	fmt.Fprintf(&b, "profile:  %s (%s)\n", profile, strings.Join(append(res.Info.KeyUsages, res.Info.ExtKeyUsages...), ", "))
+	fmt.Fprintf(&b, "removed:  %s\n", orDash(strings.Join(res.Hosts.Removed, ", ")))
+	fmt.Fprintf(&b, "added:    %s\n", orDash(strings.Join(res.Hosts.Added, ", ")))
+	fmt.Fprintf(&b, "SANs:     %s\n", orDash(strings.Join(res.Hosts.After, ", ")))
+	fmt.Fprintf(&b, "valid:    %s to %s\n", res.Info.NotBefore.Format(time.RFC3339), res.Info.NotAfter.Format(time.RFC3339))
+	fmt.Fprintf(&b, "verified: chain to the CA, key pair, SANs, validity\n")
+	_, err := w.Write(b.Bytes())
+	return err
+}

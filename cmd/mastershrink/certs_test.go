@@ -1,0 +1,369 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudflare/cfssl/csr"
+
+	"github.com/mastershrink/mastershrink/certs"
+	"github.com/mastershrink/mastershrink/certs/certstest"
+)
+
+// runCmd runs the mastershrink command in-process and returns stdout, stderr and the exit code.
+func runCmd(t testing.TB, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	root := newRootCmd(streams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	if err != nil {
+		fmt.Fprintln(&errOut, "error:", err)
+	}
+	return out.String(), errOut.String(), exitCode(err)
+}
+
+type pki struct {
+	dir                     string
+	ca, caKey, caConfig     string
+	apiserver, apiserverKey string
+	etcd                    string
+	ca2, ca2Key             string
+	caCert                  certstest.CA
+}
+
+func newPKI(t *testing.T) pki {
+	t.Helper()
+	dir := t.TempDir()
+	ca := certstest.NewCA(t, "kubernetes", "rsa", 2048)
+	other := certstest.NewCA(t, "kubernetes", "rsa", 2048)
+	api, apiKey := certstest.Gencert(t, ca, "kubernetes", "kubernetes", certstest.APIServerHosts, "rsa", 2048)
+	etcd, etcdKey := certstest.Gencert(t, ca, "server", "etcd", []string{"172.72.0.95", "172.72.0.96", "172.72.0.97", "127.0.0.1"}, "ecdsa", 256)
+	certstest.WriteFiles(t, dir, map[string][]byte{
+		"ca.pem": ca.CertPEM, "ca-key.pem": ca.KeyPEM, "ca-config.json": ca.ConfigJSON,
+		"ca2.pem": other.CertPEM, "ca2-key.pem": other.KeyPEM,
+		"kubernetes.pem": api, "kubernetes-key.pem": apiKey,
+		"etcd.pem": etcd, "etcd-key.pem": etcdKey,
+		"garbage.pem": []byte("hello\n"), "truncated.pem": api[:len(api)-100],
+	})
+	p := func(n string) string { return filepath.Join(dir, n) }
+	return pki{dir: dir, ca: p("ca.pem"), caKey: p("ca-key.pem"), caConfig: p("ca-config.json"),
+		apiserver: p("kubernetes.pem"), apiserverKey: p("kubernetes-key.pem"), etcd: p("etcd.pem"),
+		ca2: p("ca2.pem"), ca2Key: p("ca2-key.pem"), caCert: ca}
+}
+
+func TestCertsInspectTable(t *testing.T) {
+	k := newPKI(t)
+	out, errOut, code := runCmd(t, "certs", "inspect", k.apiserver, k.etcd, k.ca)
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "FILE") || !strings.Contains(lines[0], "DAYS LEFT") {
+		t.Fatalf("table:\n%s", out)
+	}
+	cells := regexp.MustCompile(`\s{2,}`)
+	for i, want := range []string{"kubernetes|kubernetes|rsa 2048|kubernetes,kubernetes.default,", "etcd|kubernetes|ecdsa 256|172.72.0.95,172.72.0.96,172.72.0.97,127.0.0.1|", "kubernetes|kubernetes|rsa 2048|-|"} {
+		if row := cells.ReplaceAllString(lines[i+1], "|"); !strings.Contains(row, want) {
+			t.Errorf("row %d %q lacks %q", i+1, lines[i+1], want)
+		}
+	}
+	if !strings.HasSuffix(lines[3], "CA") {
+		t.Errorf("CA row not flagged: %q", lines[3])
+	}
+}
+
+func TestCertRowsFlags(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	infos := []certs.Info{
+		{Path: "a.pem", Subject: certs.Name{CommonName: "a"}, KeyAlgorithm: "rsa", KeySize: 2048, NotAfter: now.Add(-time.Hour)},
+		{Path: "b.pem", Subject: certs.Name{CommonName: "b"}, KeyAlgorithm: "rsa", KeySize: 2048, NotAfter: now.Add(10 * 24 * time.Hour)},
+		{Path: "c.pem", Subject: certs.Name{CommonName: "c"}, KeyAlgorithm: "ecdsa", KeySize: 256, NotAfter: now.Add(100 * 24 * time.Hour)},
+		{Path: "c.pem", Index: 1, Subject: certs.Name{CommonName: "ca"}, KeyAlgorithm: "rsa", KeySize: 4096, NotAfter: now.Add(1000 * 24 * time.Hour), IsCA: true},
+	}
+	rows := certRows(infos, now, 30)
+	want := [][]string{
+		{"a.pem", "EXPIRED", "-1"}, {"b.pem", "EXPIRES SOON", "10"}, {"c.pem[0]", "", "100"}, {"c.pem[1]", "CA", "1000"},
+	}
+	for i, w := range want {
+		r := rows[i+1]
+		if r[0] != w[0] || r[7] != w[1] || r[6] != w[2] {
+			t.Errorf("row %d = %q, want file %s flag %q days %s", i+1, r, w[0], w[1], w[2])
+		}
+	}
+	if rows := certRows(infos[1:2], now, 5); rows[1][7] != "" {
+		t.Errorf("--warn-days 5 still flags 10 days: %q", rows[1])
+	}
+}
+
+func TestCertsInspectJSONAndCSR(t *testing.T) {
+	k := newPKI(t)
+	out, _, code := runCmd(t, "certs", "inspect", "-o", "json", k.apiserver)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	var doc inspectJSON
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	if doc.FormatVersion != 1 || len(doc.Certificates) != 1 || doc.Certificates[0].KeySize != 2048 ||
+		!strings.Contains(out, `"key_algorithm": "rsa"`) || !strings.Contains(out, `"ip_addresses": [`) {
+		t.Errorf("json:\n%s", out)
+	}
+
+	out, _, code = runCmd(t, "certs", "inspect", "-o", "csr", k.apiserver)
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	// The JSON a seed-003 operator types by hand, field for field.
+	var req struct {
+		CN    string
+		Hosts []string
+		Key   struct {
+			Algo string
+			Size int
+		}
+		Names []map[string]string
+	}
+	if err := json.Unmarshal([]byte(out), &req); err != nil {
+		t.Fatalf("csr json: %v\n%s", err, out)
+	}
+	if req.CN != "kubernetes" || req.Key.Algo != "rsa" || req.Key.Size != 2048 || len(req.Hosts) != 10 ||
+		fmt.Sprint(req.Names) != "[map[C:CN L:ShangHai O:k8s OU:System ST:ShangHai]]" {
+		t.Errorf("csr:\n%s", out)
+	}
+}
+
+func TestCertsInspectBadFiles(t *testing.T) {
+	k := newPKI(t)
+	out, errOut, code := runCmd(t, "certs", "inspect", k.etcd, filepath.Join(k.dir, "garbage.pem"), k.apiserverKey,
+		filepath.Join(k.dir, "truncated.pem"), filepath.Join(k.dir, "missing.pem"))
+	if code != exitError {
+		t.Errorf("exit %d, want %d", code, exitError)
+	}
+	if !strings.Contains(out, "etcd") || strings.Count(strings.TrimSpace(out), "\n") != 1 {
+		t.Errorf("the good file is not printed alone:\n%s", out)
+	}
+	for _, want := range []string{
+		"garbage.pem: no certificate found",
+		"kubernetes-key.pem: this is a private key, not a certificate",
+		"truncated.pem: truncated or damaged PEM block",
+		"missing.pem: no such file",
+		"4 of 5 files",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if _, _, code := runCmd(t, "certs", "inspect", "-o", "yaml", k.etcd); code != exitUsage {
+		t.Errorf("-o yaml: exit %d", code)
+	}
+	if _, errOut, code := runCmd(t, "certs", "inspect", "master-1:/etc/kubernetes/ssl/etcd.pem"); code != exitUsage || !strings.Contains(errOut, "-i inventory.yaml") {
+		t.Errorf("HOST:PATH without inventory: exit %d, %s", code, errOut)
+	}
+}
+
+func TestCertsRegen(t *testing.T) {
+	k := newPKI(t)
+	outDir := filepath.Join(t.TempDir(), "new")
+	args := []string{"certs", "regen", k.apiserver, "--ca", k.ca, "--ca-key", k.caKey, "--ca-config", k.caConfig,
+		"--remove", "172.72.0.96,172.72.0.97", "--out-dir", outDir}
+	out, errOut, code := runCmd(t, args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "removed:  172.72.0.96, 172.72.0.97") || !strings.Contains(out, "profile:  kubernetes") {
+		t.Errorf("stdout:\n%s", out)
+	}
+	if !strings.Contains(errOut, "warning: validity capped") {
+		t.Errorf("stderr lacks the cap warning: %q", errOut)
+	}
+	for name, mode := range map[string]os.FileMode{"kubernetes.pem": 0o644, "kubernetes-key.pem": 0o600, "kubernetes.csr": 0o644} {
+		fi, err := os.Stat(filepath.Join(outDir, name))
+		if err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: %v mode %v, want %v", name, err, fi.Mode().Perm(), mode)
+		}
+	}
+	newPEM, _ := os.ReadFile(filepath.Join(outDir, "kubernetes.pem"))
+	newKey, _ := os.ReadFile(filepath.Join(outDir, "kubernetes-key.pem"))
+	ca, err := certs.LoadCA(k.caCert.CertPEM, k.caCert.KeyPEM, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster", "kubernetes.default.svc.cluster.local", "172.72.0.95", "127.0.0.1", "10.254.0.1"}
+	if err := certs.Verify(newPEM, newKey, ca, want); err != nil {
+		t.Errorf("written pair: %v", err)
+	}
+	if _, err := exec.LookPath("openssl"); err == nil {
+		o, err := exec.Command("openssl", "x509", "-noout", "-text", "-in", filepath.Join(outDir, "kubernetes.pem")).CombinedOutput()
+		if err != nil || strings.Contains(string(o), "172.72.0.96") || !strings.Contains(string(o), "IP Address:172.72.0.95") {
+			t.Errorf("openssl: %v\n%s", err, o)
+		}
+	}
+
+	// A second run refuses to overwrite; --force keeps the old files.
+	if _, errOut, code := runCmd(t, args...); code != exitUsage || !strings.Contains(errOut, "already exist") {
+		t.Errorf("second run: exit %d, %s", code, errOut)
+	}
+	if _, errOut, code := runCmd(t, append(args, "--force")...); code != 0 {
+		t.Errorf("--force: exit %d, %s", code, errOut)
+	}
+	entries, _ := os.ReadDir(outDir)
+	if len(entries) != 6 {
+		t.Errorf("after --force: %d files, want 3 new and 3 backups", len(entries))
+	}
+}
+
+func TestCertsRegenRefusals(t *testing.T) {
+	k := newPKI(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"CA that did not sign it", []string{k.apiserver, "--ca", k.ca2, "--ca-key", k.ca2Key}, exitRefused, "not signed by this CA"},
+		{"CA key of another CA", []string{k.apiserver, "--ca", k.ca, "--ca-key", k.ca2Key}, exitError, "does not match the CA certificate"},
+		{"garbage", []string{filepath.Join(k.dir, "garbage.pem"), "--ca", k.ca, "--ca-key", k.caKey}, exitError, "no certificate found"},
+		{"key instead of cert", []string{k.apiserverKey, "--ca", k.ca, "--ca-key", k.caKey}, exitError, "private key, not a certificate"},
+		{"mistyped profile", []string{k.apiserver, "--ca", k.ca, "--ca-key", k.caKey, "--ca-config", k.caConfig, "--profile", "kubernets"}, exitError, "it has: kubernetes, server"},
+		{"absent IP", []string{k.apiserver, "--ca", k.ca, "--ca-key", k.caKey, "--remove", "172.72.0.99"}, exitError, "cannot remove 172.72.0.99"},
+		{"reuse another key", []string{k.etcd, "--ca", k.ca, "--ca-key", k.caKey, "--reuse-key", k.apiserverKey}, exitError, "does not match"},
+		{"no CA", []string{k.apiserver}, exitUsage, "--ca ca.pem"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			outDir := filepath.Join(t.TempDir(), "out")
+			_, errOut, code := runCmd(t, append([]string{"certs", "regen", "--out-dir", outDir}, tc.args...)...)
+			if code != tc.code || !strings.Contains(errOut, tc.want) {
+				t.Errorf("exit %d (want %d), stderr %q (want %q)", code, tc.code, errOut, tc.want)
+			}
+			if _, err := os.Stat(outDir); !os.IsNotExist(err) {
+				entries, _ := os.ReadDir(outDir)
+				t.Errorf("something was written: %v", entries)
+			}
+			for _, f := range []string{k.caKey, k.ca2Key, k.apiserverKey} {
+				key, _ := os.ReadFile(f)
+				if line := strings.Split(string(key), "\n")[2]; strings.Contains(errOut, line) {
+					t.Errorf("stderr shows key material of %s", f)
+				}
+			}
+		})
+	}
+}
+
+func TestCertBaseName(t *testing.T) {
+	for in, want := range map[string]string{"/etc/k/etcd.pem": "etcd", "m1:/etc/k/kubernetes.pem": "kubernetes", "server.crt": "server", "x": "x"} {
+		if got := certBaseName(in); got != want {
+			t.Errorf("certBaseName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// inspectFixture writes n certificate files (different serials and SANs) for the benchmarks.
+func inspectFixture(b *testing.B, n int) []string {
+	b.Helper()
+	dir := b.TempDir()
+	ca := certstest.NewCA(b, "kubernetes", "ecdsa", 256)
+	csrPEM := bench2048CSR(b)
+	files := make([]string, n)
+	for i := range files {
+		hosts := []string{"kubernetes", fmt.Sprintf("10.0.%d.%d", i/250, i%250+1), "127.0.0.1"}
+		certPEM := certstest.Sign(b, ca, "kubernetes", csrPEM, hosts)
+		files[i] = filepath.Join(dir, fmt.Sprintf("cert-%04d.pem", i))
+		if err := os.WriteFile(files[i], certPEM, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return files
+}
+
+func bench2048CSR(b *testing.B) []byte {
+	b.Helper()
+	req := certs.Request(certs.Info{Subject: certs.Name{CommonName: "kubernetes", Organization: []string{"k8s"}}, KeyAlgorithm: "rsa", KeySize: 2048})
+	csrPEM, _, err := csr.ParseRequest(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return csrPEM
+}
+
+// BenchmarkInspect1000 runs `certs inspect` over 1,000 PEM files in one call.
+func BenchmarkInspect1000(b *testing.B) {
+	files := inspectFixture(b, 1000)
+	args := append([]string{"certs", "inspect"}, files...)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, errOut, code := runCmd(b, args...); code != 0 {
+			b.Fatalf("exit %d: %s", code, errOut)
+		}
+	}
+}
+
+// BenchmarkInspect1000VsOpenSSL times `certs inspect` over 1,000 files against
+// `openssl x509 -noout -text` run once per file, and reports openssl's time over ours.
+func BenchmarkInspect1000VsOpenSSL(b *testing.B) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		b.Skip("openssl not installed")
+	}
+	files := inspectFixture(b, 1000)
+	args := append([]string{"certs", "inspect"}, files...)
+	var ours, theirs time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		if _, errOut, code := runCmd(b, args...); code != 0 {
+			b.Fatalf("exit %d: %s", code, errOut)
+		}
+		ours += time.Since(start)
+		start = time.Now()
+		for _, f := range files {
+			if out, err := exec.Command("openssl", "x509", "-noout", "-text", "-in", f).CombinedOutput(); err != nil {
+				b.Fatalf("openssl %s: %v\n%s", f, err, out)
+			}
+		}
+		theirs += time.Since(start)
+	}
+	b.ReportMetric(float64(ours.Milliseconds())/float64(b.N), "inspect-ms/op")
+	b.ReportMetric(float64(theirs.Milliseconds())/float64(b.N), "openssl-ms/op")
+	b.ReportMetric(float64(theirs)/float64(ours), "openssl/inspect")
+}
+
+func TestCertsHostPath(t *testing.T) {
+	k := newPKI(t)
+	inv := filepath.Join(t.TempDir(), "inventory.yaml")
+	err := os.WriteFile(inv, []byte(`format_version: 1
+cluster: t
+layout: seed003
+hosts:
+  - {name: m1, address: 10.88.0.11, roles: [etcd, master], ssh: {local: true}}
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCmd(t, "certs", "inspect", "-i", inv, "m1:"+k.etcd, "m9:"+k.etcd)
+	if code != exitError || !strings.Contains(out, "m1:"+k.etcd) || !strings.Contains(out, "ecdsa 256") {
+		t.Errorf("exit %d, stdout:\n%s\nstderr: %s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, `no host "m9" in the inventory`) {
+		t.Errorf("stderr: %s", errOut)
+	}
+	// The CA key is read on the host holding it, into memory.
+	outDir := filepath.Join(t.TempDir(), "out")
+	_, errOut, code = runCmd(t, "certs", "regen", "-i", inv, "m1:"+k.etcd, "--ca", "m1:"+k.ca, "--ca-key", "m1:"+k.caKey,
+		"--ca-config", "m1:"+k.caConfig, "--profile", "server", "--remove", "172.72.0.97", "--out-dir", outDir)
+	if code != 0 {
+		t.Fatalf("regen from host: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(outDir, "etcd-key.pem")); err != nil {
+		t.Error(err)
+	}
+}

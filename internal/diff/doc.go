@@ -1,0 +1,2 @@
+// Package diff renders small, correct unified diffs of text files for plans and reviews.
+package diff

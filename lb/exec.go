@@ -1,0 +1,500 @@
+package lb
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/inventory"
+)
+
+// DefaultConcurrency is how many nodes ApplyAll works on at once: a few hundred nodes finish in
+// a few rounds, and 50 SSH sessions stay well under sshd's default MaxStartups.
+const DefaultConcurrency = 50
+
+// ErrDrift means a file no longer holds the content the change was planned from.
+var ErrDrift = errors.New("file changed since it was planned")
+
+// NodeTarget is one node's share of the LB step.
+type NodeTarget struct {
+	Host  host.Host
+	Paths inventory.Paths
+	// Changes are the planned rewrites (from Rewrite); empty for a node already correct.
+	Changes []host.FileChange
+	// Listen is the proxy address on the node; empty uses Paths.NginxListen.
+	Listen string
+	// TLS is used for the probe; nil probes without verification (see Probe).
+	TLS *tls.Config
+}
+
+// NodeResult says what Apply did on one node.
+type NodeResult struct {
+	Host string
+	// Skipped is true when every file already held its new content and the running nginx was
+	// shown to have loaded it: nothing was written or reloaded.
+	Skipped bool
+	// Backups maps each rewritten file to its backup.
+	Backups map[string]string
+}
+
+// Executor applies LB changes on nodes. The zero value is ready to use.
+type Executor struct {
+	// ReloadTimeout bounds the wait for nginx to start workers on the new config (30 s).
+	ReloadTimeout time.Duration
+	// ProbeTimeout bounds the wait for the apiserver to answer through the proxy (30 s).
+	ProbeTimeout time.Duration
+}
+
+func (e *Executor) reloadTimeout() time.Duration {
+	if e.ReloadTimeout > 0 {
+		return e.ReloadTimeout
+	}
+	return 30 * time.Second
+}
+
+func (e *Executor) probeTimeout() time.Duration {
+	if e.ProbeTimeout > 0 {
+		return e.ProbeTimeout
+	}
+	return 30 * time.Second
+}
+
+// Apply rewrites one node's files atomically with backups, has the node's own nginx test
+// them as its unit runs it, and only then reloads through systemd (never a restart), waits
+// for nginx to run the new config and probes the apiserver through the proxy. When nginx -t
+// rejects the files, the old content is written back and nothing is reloaded: the node keeps
+// serving on its old config, and the error names the node and carries nginx's message.
+func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) {
+	h := t.Host
+	res := NodeResult{Host: h.Name(), Backups: map[string]string{}}
+	listen := t.Listen
+	if listen == "" {
+		listen = t.Paths.NginxListen
+	}
+
+	var pending []host.FileChange
+	for _, c := range t.Changes {
+		cur, err := h.ReadFile(ctx, c.Path)
+		if err != nil {
+			return res, fmt.Errorf("%s: read %s: %w", h.Name(), c.Path, err)
+		}
+		switch string(cur) {
+		case c.After:
+		case c.Before:
+			pending = append(pending, c)
+		default:
+			return res, fmt.Errorf("%s: %s: %w", h.Name(), c.Path, ErrDrift)
+		}
+	}
+
+	sd, err := h.Systemd(ctx)
+	if err != nil {
+		return res, fmt.Errorf("%s: systemd: %w", h.Name(), err)
+	}
+	defer sd.Close()
+
+	if len(pending) == 0 {
+		paths := make([]string, 0, len(t.Changes))
+		for _, c := range t.Changes {
+			paths = append(paths, c.Path)
+		}
+		if len(paths) == 0 {
+			paths = []string{MainConfigPath(t.Paths)}
+		}
+		if loaded, _ := runningSince(ctx, h, sd, t.Paths.NginxUnit, paths); loaded {
+			res.Skipped = true
+			if err := e.probe(ctx, h, listen, t.TLS); err != nil {
+				return res, err
+			}
+			return res, nil
+		}
+		// Written by an earlier run that did not get to the reload, or not provably loaded:
+		// test and reload, which is harmless when nginx already runs this config.
+	}
+
+	var written []host.FileChange
+	restore := func() error {
+		var errs []error
+		for _, c := range written {
+			if _, err := h.WriteFile(ctx, c.Path, []byte(c.Before), host.WriteOptions{}); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s: %w", c.Path, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	for _, c := range pending {
+		wr, err := h.WriteFile(ctx, c.Path, []byte(c.After), host.WriteOptions{Backup: true})
+		if err != nil {
+			return res, fmt.Errorf("%s: write %s: %w", h.Name(), c.Path, errors.Join(err, restore()))
+		}
+		written = append(written, c)
+		if wr.Backup != "" {
+			res.Backups[c.Path] = wr.Backup
+		}
+	}
+
+	if err := nginxTest(ctx, h, t.Paths); err != nil {
+		if rerr := restore(); rerr != nil {
+			return res, fmt.Errorf("%s: %w; the old config could not be restored: %w", h.Name(), err, rerr)
+		}
+		res.Backups = map[string]string{}
+		return res, fmt.Errorf("%s: %w; old config restored, nginx not reloaded", h.Name(), err)
+	}
+	if err := reload(ctx, h, sd, t.Paths.NginxUnit, e.reloadTimeout()); err != nil {
+		if rerr := restore(); rerr != nil {
+			return res, fmt.Errorf("%s: %w; the old config could not be restored: %w", h.Name(), err, rerr)
+		}
+		res.Backups = map[string]string{}
+		return res, fmt.Errorf("%s: %w; old config restored", h.Name(), err)
+	}
+	if err := e.probe(ctx, h, listen, t.TLS); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func (e *Executor) probe(ctx context.Context, h host.Host, listen string, tlsConfig *tls.Config) error {
+	ctx, cancel := context.WithTimeout(ctx, e.probeTimeout())
+	defer cancel()
+	var last error
+	for {
+		last = Probe(ctx, h, listen, tlsConfig)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("apiserver did not answer through the proxy within %s: %w", e.probeTimeout(), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// NginxTestCmd is the command that tests a node's config as its unit runs nginx.
+func NginxTestCmd(p inventory.Paths) string {
+	bin := p.NginxBinary
+	if bin == "" {
+		bin = "nginx"
+	}
+	cmd := shq(bin)
+	if p.NginxPrefix != "" {
+		cmd += " -p " + shq(p.NginxPrefix)
+	}
+	return cmd + " -c " + shq(p.NginxConfig) + " -t"
+}
+
+func nginxTest(ctx context.Context, h host.Host, p inventory.Paths) error {
+	_, err := h.Run(ctx, NginxTestCmd(p))
+	var ce *host.CmdError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("nginx -t rejected the config: %s", nginxMessage(ce.Stderr))
+	}
+	if err != nil {
+		return fmt.Errorf("nginx -t: %w", err)
+	}
+	return nil
+}
+
+// nginxMessage keeps nginx's emerg/error lines, dropping the "test failed" trailer.
+func nginxMessage(stderr string) string {
+	var keep []string
+	for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		if strings.Contains(l, "test failed") {
+			continue
+		}
+		keep = append(keep, strings.TrimSpace(l))
+	}
+	if len(keep) == 0 {
+		return strings.TrimSpace(stderr)
+	}
+	return strings.Join(keep, "; ")
+}
+
+// reload reloads the unit and waits until nginx accepts only on workers it did not have
+// before (old workers still serving their connections say "shutting down" and no longer
+// accept), which is when the new config is live: `nginx -s reload` (the usual ExecReload)
+// returns as soon as the signal is sent, and a reload nginx refuses leaves the old workers.
+func reload(ctx context.Context, h host.Host, sd host.Systemd, unit string, timeout time.Duration) error {
+	pid := mainPID(ctx, sd, unit)
+	var before map[int]bool
+	if pid > 0 {
+		ws, err := workers(ctx, h, pid)
+		if err == nil {
+			before = map[int]bool{}
+			for _, w := range ws {
+				before[w.pid] = true
+			}
+		}
+	}
+	if err := sd.Reload(ctx, unit); err != nil {
+		return fmt.Errorf("reload %s: %w", unit, err)
+	}
+	if before == nil {
+		// Workers cannot be listed here (no main PID or no ps): the probe that follows is
+		// the only check.
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		ws, err := workers(ctx, h, pid)
+		if err != nil {
+			return fmt.Errorf("list nginx workers after reload of %s: %w", unit, err)
+		}
+		fresh, stale := 0, 0
+		for _, w := range ws {
+			switch {
+			case w.shuttingDown:
+			case before[w.pid]:
+				stale++
+			default:
+				fresh++
+			}
+		}
+		if fresh > 0 && stale == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("reload %s: nginx started no worker on the new config within %s (see its error log)", unit, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func mainPID(ctx context.Context, sd host.Systemd, unit string) int {
+	st, err := sd.Status(ctx, unit)
+	if err != nil || st.ActiveState != "active" {
+		return 0
+	}
+	return st.MainPID
+}
+
+type worker struct {
+	pid          int
+	age          int64 // seconds since start
+	shuttingDown bool
+}
+
+func workers(ctx context.Context, h host.Host, master int) ([]worker, error) {
+	res, err := h.Run(ctx, fmt.Sprintf("ps -o pid=,etimes=,args= --ppid %d || true", master))
+	if err != nil {
+		return nil, err
+	}
+	return parseWorkers(string(res.Stdout)), nil
+}
+
+func parseWorkers(out string) []worker {
+	var ws []worker
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 3 || !strings.Contains(l, "worker process") {
+			continue
+		}
+		pid, err1 := strconv.Atoi(f[0])
+		age, err2 := strconv.ParseInt(f[1], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		ws = append(ws, worker{pid: pid, age: age, shuttingDown: strings.Contains(l, "shutting down")})
+	}
+	return ws
+}
+
+// runningSince says whether every live nginx worker started at or after the last change of
+// paths, that is whether nginx was (re)loaded after they were written. It answers false when
+// it cannot tell. Known limits: one-second resolution, and a worker the master respawned
+// after a crash looks like a reload.
+func runningSince(ctx context.Context, h host.Host, sd host.Systemd, unit string, paths []string) (bool, error) {
+	pid := mainPID(ctx, sd, unit)
+	if pid <= 0 {
+		return false, nil
+	}
+	q := make([]string, len(paths))
+	for i, p := range paths {
+		q[i] = shq(p)
+	}
+	res, err := h.Run(ctx, "date +%s; stat -c %Y -- "+strings.Join(q, " ")+" | sort -n | tail -n 1")
+	if err != nil {
+		return false, err
+	}
+	f := strings.Fields(string(res.Stdout))
+	if len(f) != 2 {
+		return false, fmt.Errorf("unexpected output %q", res.Stdout)
+	}
+	now, err1 := strconv.ParseInt(f[0], 10, 64)
+	mtime, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return false, fmt.Errorf("unexpected output %q", res.Stdout)
+	}
+	ws, err := workers(ctx, h, pid)
+	if err != nil {
+		return false, err
+	}
+	live := 0
+	for _, w := range ws {
+		if w.shuttingDown {
+			continue
+		}
+		live++
+		if now-w.age < mtime {
+			return false, nil
+		}
+	}
+	return live > 0, nil
+}
+
+// Summary is the outcome of ApplyAll.
+type Summary struct {
+	Done    []string
+	Skipped []string
+	Failed  map[string]error
+	// Backups maps node to rewritten file to its backup, for the journal and Undo.
+	Backups map[string]map[string]string
+}
+
+// Err joins the failures, sorted by node, or nil.
+func (s Summary) Err() error {
+	nodes := make([]string, 0, len(s.Failed))
+	for n := range s.Failed {
+		nodes = append(nodes, n)
+	}
+	sort.Strings(nodes)
+	errs := make([]error, 0, len(nodes))
+	for _, n := range nodes {
+		errs = append(errs, s.Failed[n])
+	}
+	return errors.Join(errs...)
+}
+
+// ApplyAll applies the targets with a default Executor; see (*Executor).ApplyAll.
+func ApplyAll(ctx context.Context, nodes []NodeTarget, concurrency int, progress io.Writer) Summary {
+	var e Executor
+	return e.ApplyAll(ctx, nodes, concurrency, progress)
+}
+
+// ApplyAll applies every node's target, at most concurrency at a time (DefaultConcurrency
+// when <= 0), writing a progress line to progress (may be nil) after each node and a
+// heartbeat every 10 s. A failed node does not stop the others. A rerun skips the nodes
+// already done (see NodeResult.Skipped).
+func (e *Executor) ApplyAll(ctx context.Context, nodes []NodeTarget, concurrency int, progress io.Writer) Summary {
+	if concurrency <= 0 {
+		concurrency = DefaultConcurrency
+	}
+	sum := Summary{Failed: map[string]error{}, Backups: map[string]map[string]string{}}
+	var mu sync.Mutex
+	start := time.Now()
+	line := func(prefix string) {
+		if progress == nil {
+			return
+		}
+		fmt.Fprintf(progress, "%slb: %d/%d nodes: %d done, %d skipped, %d failed [%s elapsed]\n", prefix,
+			len(sum.Done)+len(sum.Skipped)+len(sum.Failed), len(nodes), len(sum.Done), len(sum.Skipped),
+			len(sum.Failed), time.Since(start).Round(time.Second))
+	}
+
+	stop := make(chan struct{})
+	var hb sync.WaitGroup
+	hb.Add(1)
+	go func() {
+		defer hb.Done()
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				mu.Lock()
+				line("still working: ")
+				mu.Unlock()
+			}
+		}
+	}()
+
+	sem := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+	for _, t := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			var res NodeResult
+			err := ctx.Err()
+			if err == nil {
+				res, err = e.Apply(ctx, t)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			name := t.Host.Name()
+			if len(res.Backups) > 0 {
+				sum.Backups[name] = res.Backups
+			}
+			switch {
+			case err != nil:
+				sum.Failed[name] = err
+			case res.Skipped:
+				sum.Skipped = append(sum.Skipped, name)
+			default:
+				sum.Done = append(sum.Done, name)
+			}
+			line("")
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	hb.Wait()
+	sort.Strings(sum.Done)
+	sort.Strings(sum.Skipped)
+	return sum
+}
+
+// Undo writes each backup (file path to backup path) back over its file, has nginx test the
+// result and reloads. It is the way back from Apply, with Summary.Backups[node].
+func Undo(ctx context.Context, h host.Host, p inventory.Paths, backups map[string]string) error {
+	paths := make([]string, 0, len(backups))
+	for f := range backups {
+		paths = append(paths, f)
+	}
+	sort.Strings(paths)
+	for _, f := range paths {
+		data, err := h.ReadFile(ctx, backups[f])
+		if err != nil {
+			return fmt.Errorf("%s: undo %s: read backup: %w", h.Name(), f, err)
+		}
+		if _, err := h.WriteFile(ctx, f, data, host.WriteOptions{}); err != nil {
+			return fmt.Errorf("%s: undo %s: %w", h.Name(), f, err)
+		}
+	}
+	if err := nginxTest(ctx, h, p); err != nil {
+		return fmt.Errorf("%s: undo: %w", h.Name(), err)
+	}
+	sd, err := h.Systemd(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: undo: systemd: %w", h.Name(), err)
+	}
+	defer sd.Close()
+	if err := reload(ctx, h, sd, p.NginxUnit, 30*time.Second); err != nil {
+		return fmt.Errorf("%s: undo: %w", h.Name(), err)
+	}
+	return nil
+}
+
+// shq quotes a word for sh.
+func shq(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-=:,+@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,116 @@
+package lb
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/inventory"
+)
+
+// MainConfigPath is the file nginx reads for `-p prefix -c config`: a relative -c is relative
+// to the prefix.
+func MainConfigPath(p inventory.Paths) string {
+	if path.IsAbs(p.NginxConfig) || p.NginxPrefix == "" {
+		return path.Clean(p.NginxConfig)
+	}
+	return path.Join(p.NginxPrefix, p.NginxConfig)
+}
+
+// Observe reads a node's nginx configuration (the main file and every include, glob patterns
+// expanded on the host) and parses it with Parse. When the configuration names no listen for
+// the apiserver proxy, Listen falls back to p.NginxListen.
+func Observe(ctx context.Context, h host.Host, p inventory.Paths, apiservers []string) (NodeConfig, error) {
+	if p.NginxConfig == "" {
+		return NodeConfig{Host: h.Name()}, fmt.Errorf("%s: no nginx config path in the inventory", h.Name())
+	}
+	main := MainConfigPath(p)
+	confDir := path.Dir(main)
+	files := map[string]string{}
+	queue := []string{main}
+	for len(queue) > 0 {
+		f := queue[0]
+		queue = queue[1:]
+		if _, ok := files[f]; ok {
+			continue
+		}
+		b, err := h.ReadFile(ctx, f)
+		if err != nil {
+			return NodeConfig{Host: h.Name()}, fmt.Errorf("%s: read nginx config %s: %w", h.Name(), f, err)
+		}
+		files[f] = string(b)
+		stmts, err := parseStmts(f, files[f])
+		if err != nil {
+			return NodeConfig{Host: h.Name()}, fmt.Errorf("%s: %w", h.Name(), err)
+		}
+		for _, arg := range includeArgs(stmts) {
+			p := IncludePath(confDir, arg)
+			if !HasGlob(p) {
+				queue = append(queue, p)
+				continue
+			}
+			matched, err := hostGlob(ctx, h, p)
+			if err != nil {
+				return NodeConfig{Host: h.Name()}, fmt.Errorf("%s: expand include %s of %s: %w", h.Name(), p, f, err)
+			}
+			queue = append(queue, matched...)
+		}
+	}
+	cfg, err := Parse(h.Name(), main, files, apiservers)
+	if err != nil {
+		return cfg, fmt.Errorf("%s: %w", h.Name(), err)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = p.NginxListen
+	}
+	return cfg, nil
+}
+
+func includeArgs(stmts []*stmt) []string {
+	var out []string
+	for _, s := range stmts {
+		if s.name.val == "include" && !s.hasBlock() && len(s.args) == 1 {
+			out = append(out, s.args[0].val)
+		}
+		out = append(out, includeArgs(s.block)...)
+	}
+	return out
+}
+
+// hostGlob lists the files a pattern matches on the host, sorted as nginx's glob(3) sorts
+// them; hidden files are not matched, as with nginx.
+func hostGlob(ctx context.Context, h host.Host, pattern string) ([]string, error) {
+	cmd := fmt.Sprintf(`for f in %s; do [ -f "$f" ] && printf '%%s\n' "$f"; done; true`, globWord(pattern))
+	res, err := h.Run(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(string(res.Stdout), "\n") {
+		if l != "" && !strings.HasPrefix(path.Base(l), ".") {
+			out = append(out, l)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// globWord quotes every byte of a pattern for sh except the glob characters, so the shell
+// expands the pattern and nothing else.
+func globWord(p string) string {
+	var b strings.Builder
+	for _, c := range []byte(p) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '/', c == '.', c == '_', c == '-', c == '*', c == '?', c == '[', c == ']':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,314 @@
+package lb
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mastershrink/mastershrink/host"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+const streamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+// loadCase reads testdata/<dir>/in into a files map keyed by the virtual root the config
+// lives under on a node.
+func loadCase(t testing.TB, dir, root string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	in := filepath.Join("testdata", dir, "in")
+	err := filepath.WalkDir(in, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(in, p)
+		files[path.Join(root, filepath.ToSlash(rel))] = string(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// nginxTestFiles runs the real `nginx -t` on files (rooted at root) copied into a temp
+// prefix: the node's absolute paths are moved under it, and the main file gets the stream
+// module and a pid and error log of its own.
+func nginxTestFiles(t *testing.T, files map[string]string, root, main string) {
+	t.Helper()
+	dir := t.TempDir()
+	for p, content := range files {
+		rel := strings.TrimPrefix(p, root+"/")
+		content = strings.ReplaceAll(content, root+"/", dir+"/")
+		if p == main {
+			content = fmt.Sprintf("load_module %s;\npid %s/nginx.pid;\nerror_log %s/error.log;\n", streamModule, dir, dir) + content
+		}
+		dst := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
+	rel := strings.TrimPrefix(main, root+"/")
+	out, err := exec.Command("nginx", "-t", "-p", dir+"/", "-c", filepath.Join(dir, rel)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nginx -t rejected %s: %v\n%s", main, err, out)
+	}
+}
+
+type rwCase struct {
+	name       string
+	dir        string // testdata folder; name when empty
+	root, main string
+	apiservers []string
+	leaving    []string
+	mode       Mode
+	changed    int // files expected to change
+	wantErr    error
+}
+
+var seedAPI = []string{"172.72.0.95:6443", "172.72.0.96:6443", "172.72.0.97:6443"}
+var labAPI = []string{"10.88.0.11:6443", "10.88.0.12:6443", "10.88.0.13:6443"}
+
+var rwCases = []rwCase{
+	{name: "seed003", root: "/approot/data/k8s/kube-nginx", main: "kube-nginx.conf", apiservers: seedAPI,
+		leaving: []string{"172.72.0.96:6443", "172.72.0.97:6443"}, changed: 1},
+	{name: "already-down", root: "/approot/data/k8s/kube-nginx", main: "kube-nginx.conf", apiservers: seedAPI,
+		leaving: []string{"172.72.0.96:6443", "172.72.0.97:6443"}, changed: 0},
+	{name: "no-live-server-left", dir: "already-down", root: "/approot/data/k8s/kube-nginx", main: "kube-nginx.conf",
+		apiservers: seedAPI, leaving: []string{"172.72.0.95:6443"}, wantErr: ErrNoUpstreamLeft},
+	{name: "kubeasz", root: "/etc/kube-lb", main: "conf/kube-lb.conf", apiservers: labAPI,
+		leaving: []string{"10.88.0.13:6443"}, changed: 1},
+	{name: "kubeasz-remove", root: "/etc/kube-lb", main: "conf/kube-lb.conf", apiservers: labAPI,
+		leaving: []string{"10.88.0.12:6443", "10.88.0.13:6443"}, mode: Remove, changed: 1},
+	{name: "comments", root: "/etc/nginx", main: "nginx.conf", apiservers: labAPI,
+		leaving: []string{"10.88.0.12:6443", "10.88.0.13:6443"}, changed: 1},
+	{name: "comments-remove", root: "/etc/nginx", main: "nginx.conf", apiservers: labAPI,
+		leaving: []string{"10.88.0.12:6443", "10.88.0.13:6443"}, mode: Remove, changed: 1},
+	{name: "http", root: "/etc/nginx", main: "nginx.conf", apiservers: labAPI,
+		leaving: []string{"10.88.0.12:6443", "10.88.0.13:6443"}, changed: 1},
+	{name: "includes", root: "/etc/nginx", main: "nginx.conf", apiservers: labAPI,
+		leaving: []string{"10.88.0.13:6443"}, changed: 1},
+	{name: "two-upstreams", root: "/etc/nginx", main: "nginx.conf", apiservers: labAPI,
+		leaving: []string{"10.88.0.12:6443"}, changed: 1},
+}
+
+func TestParseAndRewrite(t *testing.T) {
+	for _, tc := range rwCases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tc.dir
+			if dir == "" {
+				dir = tc.name
+			}
+			files := loadCase(t, dir, tc.root)
+			main := path.Join(tc.root, tc.main)
+			cfg, err := Parse("node-1", main, files, tc.apiservers)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if len(cfg.Upstreams) != 1 {
+				t.Fatalf("found %d apiserver upstreams, want 1: %+v", len(cfg.Upstreams), cfg.Upstreams)
+			}
+			parsed, _ := json.MarshalIndent(struct {
+				Upstreams []Upstream `json:"upstreams"`
+				Listen    string     `json:"listen"`
+			}{cfg.Upstreams, cfg.Listen}, "", "  ")
+			golden(t, filepath.Join("testdata", dir, "parse.golden.json"), string(parsed)+"\n")
+
+			changes, err := Rewrite(cfg, tc.leaving, tc.mode)
+			if tc.wantErr != nil {
+				var nl *NoUpstreamLeftError
+				if !errors.Is(err, tc.wantErr) || !errors.As(err, &nl) || nl.Node != "node-1" || nl.File != main {
+					t.Fatalf("Rewrite error = %v, want %v naming node-1 and %s", err, tc.wantErr, main)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Rewrite: %v", err)
+			}
+			if len(changes) != tc.changed {
+				t.Fatalf("%d files changed, want %d", len(changes), tc.changed)
+			}
+			after := maps(files)
+			var diffs string
+			for _, c := range changes {
+				if c.Host != "node-1" || c.Before != files[c.Path] {
+					t.Fatalf("change %s: host %q, before differs from the file read", c.Path, c.Host)
+				}
+				checkOnlyLeavingLines(t, cfg, c, tc.leaving, tc.mode)
+				after[c.Path] = c.After
+				golden(t, filepath.Join("testdata", dir, "out", strings.TrimPrefix(c.Path, tc.root+"/")), c.After)
+			}
+			for _, g := range GroupDiffs(map[string][]host.FileChange{"node-1": changes}) {
+				diffs += g.Diff
+			}
+			if tc.changed > 0 {
+				golden(t, filepath.Join("testdata", dir, "diff.golden"), diffs)
+			}
+			nginxTestFiles(t, files, tc.root, main)
+			nginxTestFiles(t, after, tc.root, main)
+
+			// Idempotent: the rewritten config needs no further change.
+			cfg2, err := Parse("node-1", main, after, tc.apiservers)
+			if err != nil {
+				t.Fatalf("Parse after rewrite: %v", err)
+			}
+			if again, err := Rewrite(cfg2, tc.leaving, tc.mode); err != nil || len(again) != 0 {
+				t.Fatalf("second Rewrite changed %d files (err %v)", len(again), err)
+			}
+		})
+	}
+}
+
+// The seed's own hand-edited result is what the rewrite of its original must give.
+func TestSeed003MatchesTheSeedsEdit(t *testing.T) {
+	root := "/approot/data/k8s/kube-nginx"
+	files := loadCase(t, "seed003", root)
+	want := loadCase(t, "already-down", root)[root+"/kube-nginx.conf"]
+	cfg, err := Parse("n", root+"/kube-nginx.conf", files, seedAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := Rewrite(cfg, []string{"172.72.0.96:6443", "172.72.0.97:6443"}, MarkDown)
+	if err != nil || len(ch) != 1 {
+		t.Fatalf("Rewrite: %v, %d changes", err, len(ch))
+	}
+	if ch[0].After != want {
+		t.Fatalf("rewrite differs from the seed's edit:\n%s", ch[0].After)
+	}
+}
+
+func maps(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// checkOnlyLeavingLines compares before and after line by line: only the leaving servers'
+// lines may differ, by " down" added (MarkDown) or by being gone (Remove).
+func checkOnlyLeavingLines(t *testing.T, cfg NodeConfig, c host.FileChange, leaving []string, mode Mode) {
+	t.Helper()
+	want := map[int]bool{} // 1-based lines of leaving servers in this file
+	for _, u := range cfg.Upstreams {
+		for _, s := range u.Servers {
+			if s.File == c.Path && slices.Contains(leaving, s.Address) && (mode == Remove || !s.Down) {
+				want[s.Line] = true
+			}
+		}
+	}
+	before := strings.SplitAfter(c.Before, "\n")
+	after := strings.SplitAfter(c.After, "\n")
+	if mode == Remove {
+		var expect []string
+		for i, l := range before {
+			if !want[i+1] {
+				expect = append(expect, l)
+			}
+		}
+		if !slices.Equal(expect, after) {
+			t.Fatalf("%s: after is not before minus lines %v:\n%s", c.Path, want, c.After)
+		}
+		return
+	}
+	if len(before) != len(after) {
+		t.Fatalf("%s: %d lines before, %d after", c.Path, len(before), len(after))
+	}
+	got := map[int]bool{}
+	for i := range before {
+		if before[i] == after[i] {
+			continue
+		}
+		got[i+1] = true
+		if strings.Replace(after[i], " down", "", 1) != before[i] {
+			t.Errorf("%s:%d: changed by more than \" down\":\n-%s+%s", c.Path, i+1, before[i], after[i])
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%s: lines changed %v, want %v", c.Path, got, want)
+	}
+}
+
+func golden(t *testing.T, file, got string) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("%v (run go test ./lb -update)", err)
+	}
+	if string(want) != got {
+		t.Fatalf("%s differs from the output:\n%s", file, got)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name, text, want string
+	}{
+		{"unterminated block", "stream {\n upstream a {\n server 10.0.0.1:6443;\n", "/etc/n.conf"},
+		{"missing include", "stream {\n include missing.conf;\n}\n", "/etc/n.conf:2: include missing.conf"},
+		{"missing semicolon", "stream {\n upstream a {\n server 10.0.0.1:6443\n }\n}\n", "/etc/n.conf:4"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("n", "/etc/n.conf", map[string]string{"/etc/n.conf": tt.text}, []string{"10.0.0.1:6443"})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDialAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"8443": "127.0.0.1:8443", "*:8443": "127.0.0.1:8443", "0.0.0.0:8443": "127.0.0.1:8443",
+		"127.0.0.1:6443": "127.0.0.1:6443", "[::]:8443": "[::1]:8443", "10.0.0.5:8443": "10.0.0.5:8443",
+		"unix:/run/x.sock": "",
+	} {
+		if got := dialAddr(in); got != want {
+			t.Errorf("dialAddr(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestGroupDiffs(t *testing.T) {
+	a := host.FileChange{Path: "/etc/n.conf", Before: "x\ny\n", After: "x\ny down\n"}
+	b := host.FileChange{Path: "/etc/n.conf", Before: "x\nz\n", After: "x\nz down\n"}
+	groups := GroupDiffs(map[string][]host.FileChange{
+		"w3": {a}, "w1": {a}, "w2": {b}, "w4": nil,
+	})
+	if len(groups) != 3 {
+		t.Fatalf("%d groups, want 3: %+v", len(groups), groups)
+	}
+	if !slices.Equal(groups[0].Hosts, []string{"w1", "w3"}) || !strings.Contains(groups[0].Diff, "+y down") {
+		t.Errorf("first group %+v", groups[0])
+	}
+	if !slices.Equal(groups[1].Hosts, []string{"w2"}) || !slices.Equal(groups[2].Hosts, []string{"w4"}) || groups[2].Diff != "" {
+		t.Errorf("groups %+v", groups[1:])
+	}
+}

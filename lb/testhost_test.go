@@ -1,0 +1,320 @@
+package lb
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/inventory"
+)
+
+// localHost is a test-only host.Host on this machine: commands through sh, files through os,
+// and a real nginx process started by the test. The one part that is not real is Systemd:
+// this machine has no systemd, so Reload runs what the nginx units' ExecReload runs
+// (`nginx -p PREFIX -c CONF -s reload`) and Status reports the nginx master as MainPID.
+type localHost struct {
+	name  string
+	nginx *testNginx
+}
+
+func (h *localHost) Name() string { return h.name }
+
+func (h *localHost) Run(ctx context.Context, cmd string) (host.Result, error) {
+	start := time.Now()
+	c := exec.CommandContext(ctx, "sh", "-c", cmd)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	err := c.Run()
+	res := host.Result{Stdout: out.Bytes(), Stderr: errb.Bytes(), Duration: time.Since(start)}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		res.ExitCode = ee.ExitCode()
+		return res, &host.CmdError{Host: h.name, Cmd: cmd, ExitCode: res.ExitCode, Stderr: errb.String()}
+	}
+	return res, err
+}
+
+func (h *localHost) ReadFile(_ context.Context, p string) ([]byte, error) { return os.ReadFile(p) }
+
+func (h *localHost) Stat(_ context.Context, p string) (host.FileInfo, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return host.FileInfo{}, err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return host.FileInfo{Path: p, Size: fi.Size(), Mode: fi.Mode(), UID: int(st.Uid), GID: int(st.Gid), IsDir: fi.IsDir()}, nil
+}
+
+func (h *localHost) WriteFile(_ context.Context, p string, data []byte, opts host.WriteOptions) (host.WriteResult, error) {
+	var res host.WriteResult
+	sum := sha256.Sum256(data)
+	res.NewSHA256 = hex.EncodeToString(sum[:])
+	mode := opts.Mode
+	old, err := os.ReadFile(p)
+	switch {
+	case err == nil:
+		o := sha256.Sum256(old)
+		res.OldSHA256 = hex.EncodeToString(o[:])
+		if bytes.Equal(old, data) {
+			return res, nil
+		}
+		if fi, err := os.Stat(p); err == nil && mode == 0 {
+			mode = fi.Mode().Perm()
+		}
+		if opts.Backup {
+			res.Backup = p + ".bak-" + time.Now().UTC().Format("20060102T150405.000000000Z")
+			if err := os.WriteFile(res.Backup, old, mode); err != nil {
+				return res, err
+			}
+		}
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		return res, err
+	}
+	if mode == 0 {
+		mode = 0o644
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p))
+	if err != nil {
+		return res, err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return res, err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return res, err
+	}
+	if err := tmp.Close(); err != nil {
+		return res, err
+	}
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
+		return res, err
+	}
+	res.Changed = true
+	return res, os.Rename(tmp.Name(), p)
+}
+
+func (h *localHost) Systemd(context.Context) (host.Systemd, error) { return &testSystemd{h.nginx}, nil }
+
+func (h *localHost) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+func (h *localHost) Close() error { return nil }
+
+type testSystemd struct{ n *testNginx }
+
+func (s *testSystemd) Status(_ context.Context, unit string) (host.UnitStatus, error) {
+	st := host.UnitStatus{Name: unit, LoadState: "loaded", ActiveState: "inactive"}
+	if s.n.cmd != nil && s.n.cmd.ProcessState == nil {
+		st.ActiveState, st.SubState, st.MainPID = "active", "running", s.n.cmd.Process.Pid
+	}
+	return st, nil
+}
+
+func (s *testSystemd) Reload(ctx context.Context, unit string) error {
+	out, err := exec.CommandContext(ctx, "nginx", "-p", s.n.prefix+"/", "-c", s.n.conf, "-s", "reload").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("reload %s: %v: %s", unit, err, out)
+	}
+	return nil
+}
+
+var errNotInTest = errors.New("not used by these tests")
+
+func (s *testSystemd) Start(context.Context, string) error   { return errNotInTest }
+func (s *testSystemd) Stop(context.Context, string) error    { return errNotInTest }
+func (s *testSystemd) Restart(context.Context, string) error { return errNotInTest }
+func (s *testSystemd) Enable(context.Context, string) error  { return errNotInTest }
+func (s *testSystemd) Disable(context.Context, string) error { return errNotInTest }
+func (s *testSystemd) DaemonReload(context.Context) error    { return errNotInTest }
+func (s *testSystemd) Close() error                          { return nil }
+
+// testNginx is a real nginx master (daemon off, so the test owns the process) with its own
+// prefix in a temp folder.
+type testNginx struct {
+	prefix, conf string
+	cmd          *exec.Cmd
+}
+
+func (n *testNginx) paths(listen string) inventory.Paths {
+	return inventory.Paths{NginxUnit: "kube-nginx.service", NginxBinary: "/usr/sbin/nginx",
+		NginxPrefix: n.prefix, NginxConfig: n.conf, NginxListen: listen}
+}
+
+// startNginx writes conf (with %PREFIX% replaced) and starts nginx on it; it is stopped at
+// cleanup by its own PID.
+func startNginx(t testing.TB, conf string, extra map[string]string) *testNginx {
+	t.Helper()
+	dir := t.TempDir()
+	n := &testNginx{prefix: dir, conf: filepath.Join(dir, "conf", "nginx.conf")}
+	for _, d := range []string{"conf", "logs"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p, s string) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(s, "%PREFIX%", dir)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(n.conf, conf)
+	for rel, s := range extra {
+		write(filepath.Join(dir, "conf", rel), s)
+	}
+	n.cmd = exec.Command("nginx", "-p", dir+"/", "-c", n.conf, "-g", "daemon off;")
+	var stderr bytes.Buffer
+	n.cmd.Stderr = &stderr
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { n.cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		n.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			n.cmd.Process.Kill()
+			<-exited
+		}
+	})
+	// Ready when the master has written its pid file and a worker runs.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := exec.Command("ps", "-o", "args=", "--ppid", fmt.Sprint(n.cmd.Process.Pid)).Output()
+		if strings.Contains(string(out), "worker process") {
+			return n
+		}
+		select {
+		case <-exited:
+			t.Fatalf("nginx exited: %s", stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx started no worker: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// backend is a small TLS server standing in for one apiserver; it counts requests.
+type backend struct {
+	addr string
+	hits atomic.Int64
+	srv  *httptest.Server
+}
+
+func startBackends(t testing.TB, ips ...string) []*backend {
+	t.Helper()
+	var bs []*backend
+	for _, ip := range ips {
+		b := &backend{}
+		l, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b.hits.Add(1)
+			if r.URL.Path != "/readyz" {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("X-Backend", ip)
+			fmt.Fprint(w, "ok")
+		}))
+		b.srv.Listener.Close()
+		b.srv.Listener = l
+		b.srv.StartTLS()
+		t.Cleanup(b.srv.Close)
+		b.addr = l.Addr().String()
+		bs = append(bs, b)
+	}
+	return bs
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// get does one request through the proxy on a new connection and says which backend answered.
+func get(ctx context.Context, listen string) (string, error) {
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+listen+"/readyz", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("status %s", resp.Status)
+	}
+	return resp.Header.Get("X-Backend"), nil
+}
+
+// load sends requests through the proxy until stopped, counting failures.
+type load struct {
+	ok, failed atomic.Int64
+	firstErr   atomic.Value
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startLoad(listen string, workers int) *load {
+	l := &load{stop: make(chan struct{})}
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				if _, err := get(context.Background(), listen); err != nil {
+					l.failed.Add(1)
+					l.firstErr.CompareAndSwap(nil, err.Error())
+				} else {
+					l.ok.Add(1)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) finish() { close(l.stop); l.wg.Wait() }

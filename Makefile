@@ -1,0 +1,75 @@
+# mastershrink: plan and apply the safe shrink of a binary-deployed Kubernetes control plane.
+#
+#   make demo    bring up the lab, shrink it 3 to 1 with plan and apply, show the result
+#   make test    every test, the lab ones included (installs what it needs first)
+#   make bench   benchmarks, printing their figures
+#   make build   bin/mastershrink
+#   make verify  gofmt and go vet
+#
+# Builds are cached outside the repo: Go's in ~/.cache/go-build, the lab's binaries and
+# rootfs in $(MASTERSHRINK_CACHE).
+
+SHELL := /bin/bash
+GO ?= go
+export MASTERSHRINK_CACHE ?= $(HOME)/.cache/mastershrink
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/mastershrink/mastershrink/internal/version.Version=$(VERSION) \
+           -X github.com/mastershrink/mastershrink/internal/version.Commit=$(COMMIT)
+
+K8S_VERSION ?= v1.37.0
+ETCD_VERSION ?= v3.5.21
+KWOK_VERSION ?= v0.8.0
+CFSSL_VERSION ?= v1.6.5
+
+# Debian packages the lab and the tests need on the machine running them.
+DEB_PACKAGES := systemd-container debootstrap nginx libnginx-mod-stream iproute2 iptables \
+	ipvsadm openssl openssh-client openssh-server bridge-utils kmod procps util-linux
+
+.PHONY: all build test test-unit test-lab bench demo verify lint deps lab-binaries clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/mastershrink ./cmd/mastershrink
+
+# deps installs the Debian packages that are missing (apt-get update only when needed).
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# lab-binaries builds etcd, Kubernetes, kwok and cfssl from the Go module proxy once per
+# version (the first build takes about 10 minutes; later runs find them in the cache).
+lab-binaries:
+	@testenv/scripts/build-binaries.sh cfssl $(CFSSL_VERSION) >/dev/null
+	@testenv/scripts/build-binaries.sh etcd $(ETCD_VERSION) >/dev/null
+	@testenv/scripts/build-binaries.sh kwok $(KWOK_VERSION) >/dev/null
+	@testenv/scripts/build-binaries.sh kubernetes $(K8S_VERSION) >/dev/null
+
+test: deps lab-binaries test-unit test-lab
+
+# Unit tests and the fast tiers (real etcd and kube-apiserver processes on loopback).
+test-unit:
+	$(GO) test -count=1 -timeout 30m ./...
+
+# Lab tests bring up systemd machines; one package at a time, since each owns a lab.
+test-lab:
+	MASTERSHRINK_LAB=1 $(GO) test -count=1 -p 1 -timeout 60m -run 'Lab' ./...
+
+bench: deps lab-binaries
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+demo: deps lab-binaries build
+	$(GO) run ./testenv/cmd/demo
+
+verify lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,5 @@
+// Package plan is the pure heart of mastershrink: observed facts plus the operator's target
+// in, an ordered list of steps out, with the exact files each step rewrites, the etcd quorum
+// at every membership change, the point of no return, refusals and a fingerprint of the
+// facts relied on. It does no I/O beyond encoding the plan.
+package plan

@@ -1,0 +1,95 @@
+package plan
+
+import (
+	"time"
+
+	"github.com/mastershrink/mastershrink/certs"
+	"github.com/mastershrink/mastershrink/etcd"
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/lb"
+	"github.com/mastershrink/mastershrink/nodes"
+	"github.com/mastershrink/mastershrink/unitfile"
+)
+
+// Facts are plain observations of the live cluster, gathered by package observe.
+type Facts struct {
+	Cluster    string     `json:"cluster"`
+	Layout     string     `json:"layout"`
+	ObservedAt time.Time  `json:"observed_at"`
+	Hosts      []Host     `json:"hosts"`
+	Etcd       etcd.Facts `json:"etcd"`
+	// Units maps a host to its control-plane units.
+	Units map[string]HostUnits `json:"units,omitempty"`
+	// LB maps a host to its node-local nginx proxy config.
+	LB    map[string]lb.NodeConfig `json:"lb,omitempty"`
+	Certs []Cert                   `json:"certs,omitempty"`
+	CA    CA                       `json:"ca"`
+	// Nodes are the Kubernetes Nodes; Pods and PDBs only for nodes to drain.
+	Nodes []nodes.Node `json:"nodes,omitempty"`
+	PDBs  []nodes.PDB  `json:"pdbs,omitempty"`
+	// Leftovers maps a host to files outside the plan's rewrites that still name a leaving
+	// host's address.
+	Leftovers map[string][]string `json:"leftovers,omitempty"`
+	// APIServerReady maps a master to whether its apiserver answered /readyz.
+	APIServerReady map[string]bool `json:"apiserver_ready,omitempty"`
+}
+
+// Host is an inventory host and whether it could be reached.
+type Host struct {
+	Name      string           `json:"name"`
+	Address   string           `json:"address"`
+	Roles     []inventory.Role `json:"roles"`
+	Paths     inventory.Paths  `json:"paths"`
+	Reachable bool             `json:"reachable"`
+	Error     string           `json:"error,omitempty"`
+}
+
+// Has says whether the host has the role.
+func (h Host) Has(r inventory.Role) bool {
+	for _, x := range h.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// HostUnits are the control-plane units found on one host (nil when absent) and their state.
+type HostUnits struct {
+	Etcd              *unitfile.Unit             `json:"etcd,omitempty"`
+	APIServer         *unitfile.Unit             `json:"apiserver,omitempty"`
+	ControllerManager *unitfile.Unit             `json:"controller_manager,omitempty"`
+	Scheduler         *unitfile.Unit             `json:"scheduler,omitempty"`
+	Status            map[string]host.UnitStatus `json:"status,omitempty"`
+}
+
+// Cert is a certificate a unit references, on a host.
+type Cert struct {
+	Host    string `json:"host"`
+	Path    string `json:"path"`
+	KeyPath string `json:"key_path,omitempty"`
+	// UsedBy lists "unit --flag" references, for the plan's reader.
+	UsedBy []string   `json:"used_by"`
+	Info   certs.Info `json:"info"`
+}
+
+// CA says where the cluster CA lives and whether its key is there.
+type CA struct {
+	Host          string `json:"host"`
+	CertPath      string `json:"cert_path"`
+	KeyPath       string `json:"key_path"`
+	ConfigPath    string `json:"config_path,omitempty"`
+	KeyPresent    bool   `json:"key_present"`
+	ConfigPresent bool   `json:"config_present"`
+}
+
+// Host returns the host fact by name.
+func (f *Facts) Host(name string) (Host, bool) {
+	for _, h := range f.Hosts {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return Host{}, false
+}

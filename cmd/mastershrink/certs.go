@@ -238,10 +238,10 @@ func writeCertTable(w io.Writer, infos []certs.Info, now time.Time, warnDays int
 // local file of that name wins.
 var hostPathRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*):(.+)$`)
 
-// connectHost opens an inventory host (SSH, or local when the inventory says so); a
-// variable so tests can reach hosts another way.
-var connectHost = func(ctx context.Context, inv *inventory.Inventory, name string) (host.Host, error) {
-	return host.Connect(ctx, inv, name, nil)
+// connectHost opens an inventory host (SSH, or local when the inventory says so), through
+// the tests' dial hook when one is set.
+func connectHost(ctx context.Context, g *globalOptions, inv *inventory.Inventory, name string) (host.Host, error) {
+	return host.Connect(ctx, inv, name, g.Dial)
 }
 
 // inputReader reads local files and HOST:PATH through the inventory, keeping one
@@ -298,7 +298,7 @@ func (r *inputReader) host(ctx context.Context, name string) (host.Host, error) 
 	if !known {
 		return nil, fmt.Errorf("no local file of that name and no host %q in the inventory %s", name, r.inv.File)
 	}
-	h, err := connectHost(ctx, r.inv, name)
+	h, err := connectHost(ctx, r.g, r.inv, name)
 	if err != nil {
 		return nil, err
 	}

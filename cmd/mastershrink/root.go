@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"io"
+	"net"
 	"log/slog"
 	"os"
 
@@ -28,10 +30,16 @@ type globalOptions struct {
 	Inventory string
 	Verbose   bool
 	Logger    *slog.Logger
+	// Dial is the tests' hook for reaching hosts (the lab's network namespace); nil dials
+	// directly.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-func newRootCmd(s streams) *cobra.Command {
-	g := &globalOptions{streams: s}
+func newRootCmd(s streams) *cobra.Command { return newRootCmdWithDial(s, nil) }
+
+// newRootCmdWithDial is newRootCmd with the tests' dial hook.
+func newRootCmdWithDial(s streams, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *cobra.Command {
+	g := &globalOptions{streams: s, Dial: dial}
 	cmd := &cobra.Command{
 		Use:   "mastershrink",
 		Short: "Plan and apply the safe shrink of a binary-deployed Kubernetes control plane",

@@ -1,0 +1,460 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mastershrink/mastershrink/host"
+)
+
+const (
+	// DefaultReadyDeadline bounds one restart until /readyz answers: kube-apiserver waits up
+	// to --request-timeout (60 s by default) for watches before it exits, then starts.
+	DefaultReadyDeadline = 90 * time.Second
+	pollEvery            = time.Second
+	// settleFor is how long a unit without a probe must stay active with the same main PID
+	// to count as started (a crash loop changes the PID or leaves "active").
+	settleFor = 5 * time.Second
+)
+
+// heartbeatEvery is how often a waiting step says so on the progress writer (a variable
+// so that a test need not wait 10 s).
+var heartbeatEvery = 10 * time.Second
+
+var (
+	// ErrProbeUnauthorized means the readiness probe was refused (401/403): the apiserver runs
+	// with --anonymous-auth=false or without the public-info role; give a client certificate.
+	ErrProbeUnauthorized = errors.New("readiness probe refused (give a client certificate)")
+	// ErrNotReady means the component did not become ready before its deadline.
+	ErrNotReady = errors.New("not ready")
+	// ErrFileDrifted means a file to rewrite is neither the planned before nor after.
+	ErrFileDrifted = errors.New("file changed since the plan")
+)
+
+// ReadyProbe checks one apiserver's /readyz (or a controller-manager/scheduler /healthz)
+// through the host, so the address is seen from the host itself.
+type ReadyProbe struct {
+	// Address is "host:port" as seen from the host, for example Component.ProbeAddress().
+	Address string
+	// Path defaults to "/readyz".
+	Path string
+	// ServerName for TLS verification; defaults to Address's host.
+	ServerName string
+	// RootCAs is the cluster CA. Required unless InsecureSkipVerify.
+	RootCAs *x509.CertPool
+	// ClientCert is optional; needed when anonymous requests are refused.
+	ClientCert *tls.Certificate
+	// InsecureSkipVerify is only for the controller-manager's and scheduler's /healthz, whose
+	// serving certificates are self-signed; the answer is a liveness bit, never data.
+	InsecureSkipVerify bool
+}
+
+// Check asks once. nil means ready.
+func (p ReadyProbe) Check(ctx context.Context, h host.Host) error {
+	path := p.Path
+	if path == "" {
+		path = "/readyz"
+	}
+	sn := p.ServerName
+	if sn == "" {
+		sn, _, _ = net.SplitHostPort(p.Address)
+	}
+	cfg := &tls.Config{RootCAs: p.RootCAs, ServerName: sn, InsecureSkipVerify: p.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if p.ClientCert != nil {
+		cfg.Certificates = []tls.Certificate{*p.ClientCert}
+	}
+	tr := &http.Transport{DialContext: h.DialContext, TLSClientConfig: cfg, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, "https://"+p.Address+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return nil
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("GET %s%s: %s: %w", p.Address, path, resp.Status, ErrProbeUnauthorized)
+	default:
+		return fmt.Errorf("GET %s%s: %s: %s", p.Address, path, resp.Status, lastLines(string(body), 5))
+	}
+}
+
+// WaitReady polls the probe until it answers ready, the deadline passes, or the probe is
+// refused (which waiting cannot fix). what names the wait in heartbeat lines ("kube-apiserver
+// on m1"); progress may be nil.
+func WaitReady(ctx context.Context, h host.Host, p ReadyProbe, deadline time.Duration, progress io.Writer, what string) error {
+	if deadline <= 0 {
+		deadline = DefaultReadyDeadline
+	}
+	path := p.Path
+	if path == "" {
+		path = "/readyz"
+	}
+	hb := startHeartbeat(progress, "waiting for "+what+" "+path)
+	defer hb.stop()
+	return waitReady(ctx, h, p, time.Now().Add(deadline), what)
+}
+
+func waitReady(ctx context.Context, h host.Host, p ReadyProbe, until time.Time, what string) error {
+	ctx, cancel := context.WithDeadline(ctx, until)
+	defer cancel()
+	var last error
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	for {
+		last = p.Check(ctx, h)
+		if last == nil {
+			return nil
+		}
+		if errors.Is(last, ErrProbeUnauthorized) {
+			return fmt.Errorf("%s: %w", what, last)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w by %s: last answer: %v", what, ErrNotReady, until.Format(time.RFC3339), last)
+		case <-t.C:
+		}
+	}
+}
+
+// heartbeat prints "still PHASE [00m20s elapsed]" every 10 s until stopped.
+type heartbeat struct {
+	mu    sync.Mutex
+	phase string
+	done  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func startHeartbeat(w io.Writer, phase string) *heartbeat {
+	hb := &heartbeat{phase: phase, done: make(chan struct{})}
+	if w == nil {
+		return hb
+	}
+	start := time.Now()
+	hb.wg.Add(1)
+	go func() {
+		defer hb.wg.Done()
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-hb.done:
+				return
+			case <-t.C:
+				hb.mu.Lock()
+				fmt.Fprintf(w, "still %s [%s elapsed]\n", hb.phase, formatElapsed(time.Since(start)))
+				hb.mu.Unlock()
+			}
+		}
+	}()
+	return hb
+}
+
+func (hb *heartbeat) set(phase string) {
+	hb.mu.Lock()
+	hb.phase = phase
+	hb.mu.Unlock()
+}
+
+func (hb *heartbeat) stop() {
+	close(hb.done)
+	hb.wg.Wait()
+}
+
+func formatElapsed(d time.Duration) string {
+	s := int(d.Round(time.Second) / time.Second)
+	return fmt.Sprintf("%02dm%02ds", s/60, s%60)
+}
+
+// RestartStep is the change and restart of one component on one host.
+type RestartStep struct {
+	Host host.Host
+	// Component names it in messages (KubeAPIServer, ...); Unit is the systemd unit.
+	Component string
+	Unit      string
+	// Changes are written (atomically, with backups) before the restart. They may be empty:
+	// a restart for a changed certificate or kubeconfig written by another step.
+	Changes []host.FileChange
+	// Probe gates the restart; nil waits until systemd shows the unit active with a steady
+	// main PID for a few seconds.
+	Probe *ReadyProbe
+	// Deadline from the restart until ready; 0 means DefaultReadyDeadline.
+	Deadline time.Duration
+}
+
+// RestartResult reports one step.
+type RestartResult struct {
+	Host      string            `json:"host"`
+	Unit      string            `json:"unit"`
+	Backups   map[string]string `json:"backups,omitempty"`
+	Written   []string          `json:"written,omitempty"`
+	Restarted time.Duration     `json:"restart_took"`
+	Ready     time.Duration     `json:"ready_after"`
+}
+
+// RestartError is a component that did not come back with its new configuration.
+type RestartError struct {
+	Host string
+	Unit string
+	// Err says what failed (the restart job, or readiness by the deadline).
+	Err error
+	// Journal holds the unit's last journal lines, taken before the rollback.
+	Journal []string
+	// Restored is true when the old files are back and the component answers again.
+	Restored   bool
+	RestoreErr error
+	Backups    map[string]string
+}
+
+func (e *RestartError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s on %s: %v", e.Unit, e.Host, e.Err)
+	switch {
+	case e.Restored:
+		b.WriteString("; the previous files are back and it is serving again")
+	case len(e.Backups) > 0 || e.RestoreErr != nil:
+		fmt.Fprintf(&b, "; ROLLBACK INCOMPLETE: %v", e.RestoreErr)
+	}
+	if len(e.Backups) > 0 {
+		var bs []string
+		for p, bak := range e.Backups {
+			bs = append(bs, p+" -> "+bak)
+		}
+		sort.Strings(bs)
+		fmt.Fprintf(&b, " (backups: %s)", strings.Join(bs, ", "))
+	}
+	if len(e.Journal) > 0 {
+		fmt.Fprintf(&b, "; last journal lines (journalctl -u %s):\n  %s", e.Unit, strings.Join(e.Journal, "\n  "))
+	}
+	return b.String()
+}
+
+func (e *RestartError) Unwrap() error { return e.Err }
+
+// ApplyAndRestart writes the step's files, reloads systemd, restarts the unit and waits until
+// it is ready. If it is not, the old files are written back, systemd reloaded, the unit
+// restarted and awaited, and a *RestartError names the host and the journal lines.
+// Files that already hold their new content are not written again; the restart still
+// happens (a resumed run cannot know whether the process read them).
+func ApplyAndRestart(ctx context.Context, step RestartStep, progress io.Writer) (RestartResult, error) {
+	h := step.Host
+	res := RestartResult{Host: h.Name(), Unit: step.Unit, Backups: map[string]string{}}
+	what := step.Component + " on " + h.Name()
+	deadline := step.Deadline
+	if deadline <= 0 {
+		deadline = DefaultReadyDeadline
+	}
+
+	// Preflight: files as planned, component ready before we touch it.
+	var toWrite []host.FileChange
+	for _, c := range step.Changes {
+		cur, err := h.ReadFile(ctx, c.Path)
+		if err != nil {
+			return res, fmt.Errorf("%s: read %s: %w", what, c.Path, err)
+		}
+		switch string(cur) {
+		case c.After:
+		case c.Before:
+			toWrite = append(toWrite, c)
+		default:
+			return res, fmt.Errorf("%s: %s: %w", what, c.Path, ErrFileDrifted)
+		}
+	}
+	if step.Probe != nil {
+		if err := step.Probe.Check(ctx, h); err != nil {
+			return res, fmt.Errorf("%s: not ready before the change, refusing to restart it: %w", what, err)
+		}
+	}
+	sd, err := h.Systemd(ctx)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", what, err)
+	}
+	defer sd.Close()
+
+	for _, c := range toWrite {
+		wr, err := h.WriteFile(ctx, c.Path, []byte(c.After), host.WriteOptions{Backup: true})
+		if err != nil {
+			// Nothing was reloaded or restarted yet: putting the written files back is enough.
+			rerr := restoreFiles(context.WithoutCancel(ctx), h, toWrite[:len(res.Written)])
+			return res, &RestartError{Host: h.Name(), Unit: step.Unit, Err: fmt.Errorf("write %s: %w", c.Path, err), Restored: rerr == nil, RestoreErr: rerr, Backups: res.Backups}
+		}
+		if wr.Backup != "" {
+			res.Backups[c.Path] = wr.Backup
+		}
+		res.Written = append(res.Written, c.Path)
+	}
+
+	hb := startHeartbeat(progress, "restarting "+what)
+	start := time.Now()
+	failErr := restartAndWait(ctx, step, sd, deadline, hb)
+	hb.stop()
+	res.Restarted = time.Since(start)
+	if failErr == nil {
+		res.Ready = res.Restarted
+		return res, nil
+	}
+	rerr := &RestartError{Host: h.Name(), Unit: step.Unit, Err: failErr, Backups: res.Backups}
+	rerr.Journal = journal(ctx, h, step.Unit, 20)
+	written := map[string]bool{}
+	for _, p := range res.Written {
+		written[p] = true
+	}
+	var restore []host.FileChange
+	for _, c := range step.Changes {
+		if written[c.Path] {
+			restore = append(restore, c)
+		}
+	}
+	if len(restore) == 0 && len(step.Changes) > 0 {
+		// The files held the new content already (a resumed run): put back the planned before.
+		restore = step.Changes
+	}
+	// The rollback runs even when the caller's context was cancelled: a half-applied unit
+	// is worse than a late return.
+	rerr.RestoreErr = rollback(context.WithoutCancel(ctx), step, sd, deadline, restore)
+	rerr.Restored = rerr.RestoreErr == nil
+	return res, rerr
+}
+
+func restartAndWait(ctx context.Context, step RestartStep, sd host.Systemd, deadline time.Duration, hb *heartbeat) error {
+	until := time.Now().Add(deadline)
+	dctx, cancel := context.WithDeadline(ctx, until)
+	defer cancel()
+	what := step.Component + " on " + step.Host.Name()
+	if err := sd.DaemonReload(dctx); err != nil {
+		return fmt.Errorf("daemon-reload: %w", err)
+	}
+	if err := sd.Restart(dctx, step.Unit); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	if step.Probe != nil {
+		path := step.Probe.Path
+		if path == "" {
+			path = "/readyz"
+		}
+		hb.set("waiting for " + what + " " + path)
+		return waitReady(ctx, step.Host, *step.Probe, until, what)
+	}
+	hb.set("waiting for " + what + " to stay active")
+	return waitSettled(dctx, sd, step.Unit, until)
+}
+
+// waitSettled waits until the unit is active with the same main PID for settleFor.
+func waitSettled(ctx context.Context, sd host.Systemd, unit string, until time.Time) error {
+	var pid int
+	var since time.Time
+	var last host.UnitStatus
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	for {
+		st, err := sd.Status(ctx, unit)
+		if err == nil {
+			last = st
+			if st.ActiveState == "active" && st.MainPID != 0 {
+				if st.MainPID != pid {
+					pid, since = st.MainPID, time.Now()
+				} else if time.Since(since) >= settleFor {
+					return nil
+				}
+			} else {
+				pid = 0
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s %w by %s: %s/%s", unit, ErrNotReady, until.Format(time.RFC3339), last.ActiveState, last.SubState)
+		case <-t.C:
+		}
+	}
+}
+
+// rollback writes the before content of the given changes back (the same bytes the backups
+// hold), reloads systemd, restarts the unit and waits until it is ready again.
+func rollback(ctx context.Context, step RestartStep, sd host.Systemd, deadline time.Duration, restore []host.FileChange) error {
+	if err := restoreFiles(ctx, step.Host, restore); err != nil {
+		return err
+	}
+	hb := startHeartbeat(nil, "")
+	defer hb.stop()
+	if err := restartAndWait(ctx, step, sd, deadline, hb); err != nil {
+		return fmt.Errorf("after restoring: %w", err)
+	}
+	return nil
+}
+
+func restoreFiles(ctx context.Context, h host.Host, restore []host.FileChange) error {
+	var errs []error
+	for _, c := range restore {
+		if _, err := h.WriteFile(ctx, c.Path, []byte(c.Before), host.WriteOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("restore %s: %w", c.Path, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// journal returns the unit's last n journal lines, or the reason they could not be read.
+func journal(ctx context.Context, h host.Host, unit string, n int) []string {
+	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	res, err := h.Run(jctx, fmt.Sprintf("journalctl -u %s -n %d --no-pager", shellQuote(unit), n))
+	if err != nil {
+		return []string{"(journalctl: " + err.Error() + ")"}
+	}
+	return strings.Split(strings.TrimRight(string(res.Stdout), "\n"), "\n")
+}
+
+// RollingRestart applies the steps one at a time and stops at the first failure, so at most
+// one apiserver is down while the load balancers route to the others.
+func RollingRestart(ctx context.Context, steps []RestartStep, progress io.Writer) ([]RestartResult, error) {
+	var out []RestartResult
+	for _, s := range steps {
+		r, err := ApplyAndRestart(ctx, s, progress)
+		out = append(out, r)
+		if err != nil {
+			return out, err
+		}
+		if progress != nil {
+			fmt.Fprintf(progress, "%s on %s restarted and ready in %s\n", s.Component, s.Host.Name(), formatElapsed(r.Restarted))
+		}
+	}
+	return out, nil
+}
+
+// ReadyDeadline is the deadline for one apiserver restart: 90 s, or its --request-timeout
+// plus 30 s when that is longer.
+func ReadyDeadline(c Component) time.Duration {
+	if d := c.Flags.RequestTimeout + 30*time.Second; d > DefaultReadyDeadline {
+		return d
+	}
+	return DefaultReadyDeadline
+}
+
+func lastLines(s string, n int) string {
+	ls := strings.Split(strings.TrimSpace(s), "\n")
+	if len(ls) > n {
+		ls = ls[len(ls)-n:]
+	}
+	return strings.Join(ls, " | ")
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

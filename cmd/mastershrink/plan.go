@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mastershrink/mastershrink/internal/version"
+	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/observe"
+	"github.com/mastershrink/mastershrink/plan"
+)
+
+func init() {
+	subcommands = append(subcommands, newPlanCmd)
+	refusals = append(refusals, plan.ErrStalePlan, plan.ErrTampered, plan.ErrToolVersion, plan.ErrFormatVersion)
+}
+
+type planOptions struct {
+	*globalOptions
+	Remove, Drain, Offline []string
+	LBMode                 string
+	Out                    string
+	Output                 string
+	DetailedExitCode       bool
+}
+
+func newPlanCmd(g *globalOptions) *cobra.Command {
+	o := &planOptions{globalOptions: g}
+	cmd := &cobra.Command{
+		Use:   "plan -i INVENTORY --remove HOST[,HOST...] [--drain HOST,...] [--offline HOST,...]",
+		Short: "Observe the cluster and write a reviewable shrink plan (changes nothing)",
+		Example: `  mastershrink plan -i inventory.yaml --remove m2,m3 --out plan.json
+  mastershrink plan -i inventory.yaml --remove m3 --offline m3 -o json
+  mastershrink plan -i inventory.yaml --drain w2`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runPlan(cmd.Context(), o) },
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&o.Remove, "remove", nil, "masters (and their etcd members) to retire")
+	f.StringSliceVar(&o.Drain, "drain", nil, "workers to drain, delete and clean")
+	f.StringSliceVar(&o.Offline, "offline", nil, "leaving hosts that are already down (their host-side steps are skipped)")
+	f.StringVar(&o.LBMode, "lb-mode", "down", "how leaving apiservers leave the node proxies: down (mark) or remove")
+	f.StringVar(&o.Out, "out", "", "write the plan file here (for mastershrink apply)")
+	f.StringVarP(&o.Output, "output", "o", "table", "how to print the plan: table or json")
+	f.BoolVar(&o.DetailedExitCode, "detailed-exitcode", false, "exit 2 when the plan has changes, 0 when there is nothing to do")
+	return cmd
+}
+
+func (o *planOptions) validate() error {
+	if o.Inventory == "" {
+		return usageError{fmt.Errorf("no inventory: give the cluster file with -i inventory.yaml")}
+	}
+	if len(o.Remove) == 0 && len(o.Drain) == 0 {
+		return usageError{fmt.Errorf("nothing to plan: name masters with --remove or workers with --drain")}
+	}
+	if o.Output != "table" && o.Output != "json" {
+		return usageError{fmt.Errorf("-o %q: want table or json", o.Output)}
+	}
+	if o.LBMode != "down" && o.LBMode != "remove" {
+		return usageError{fmt.Errorf("--lb-mode %q: want down or remove", o.LBMode)}
+	}
+	return nil
+}
+
+func runPlan(ctx context.Context, o *planOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	inv, err := inventory.Load(o.Inventory)
+	if err != nil {
+		return err
+	}
+	target := plan.Target{Remove: o.Remove, Drain: o.Drain, Offline: o.Offline, LBMode: o.LBMode}
+	p, err := makePlan(ctx, o.globalOptions, inv, target)
+	if err != nil {
+		return err
+	}
+	if err := printPlan(o.globalOptions, p, o.Output); err != nil {
+		return err
+	}
+	if len(p.Refusals) > 0 {
+		return refusedError{fmt.Errorf("plan refused: %s", p.Refusals[0].Reason)}
+	}
+	if o.Out != "" {
+		data, err := plan.Encode(p)
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(o.Out, data, 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.ErrOut, "Plan written to %s. Review it, then run: mastershrink apply %s\n", o.Out, o.Out)
+	}
+	if o.DetailedExitCode && len(p.Steps) > 0 {
+		return errChanges
+	}
+	return nil
+}
+
+// makePlan observes the cluster and builds the plan, printing progress on stderr.
+func makePlan(ctx context.Context, g *globalOptions, inv *inventory.Inventory, target plan.Target) (*plan.Plan, error) {
+	start := time.Now()
+	fmt.Fprintf(g.ErrOut, "Observing cluster %q: %d hosts...\n", inv.Cluster, len(inv.Hosts))
+	c := observe.Open(inv, observe.Options{Dial: g.Dial})
+	defer c.Close()
+	facts, err := observe.Gather(ctx, c, target)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(g.ErrOut, "Observed in %s.\n", time.Since(start).Round(100*time.Millisecond))
+	return plan.Build(facts, target, version.String(), time.Now()), nil
+}
+
+func printPlan(g *globalOptions, p *plan.Plan, output string) error {
+	if output == "json" {
+		enc := json.NewEncoder(g.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(p)
+	}
+	return plan.Render(g.Out, p)
+}
+
+// writeFileAtomic writes a local file through a temp file and a rename, so a crash never
+// leaves half a plan or journal.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(dirOf(path), ".mastershrink-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func dirOf(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		return path[:i+1]
+	}
+	return "."
+}

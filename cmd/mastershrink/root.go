@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"log/slog"
+	"net"
 	"os"
 
 	"github.com/spf13/cobra"

@@ -24,7 +24,7 @@ CFSSL_VERSION ?= v1.6.5
 
 # Debian packages the lab and the tests need on the machine running them.
 DEB_PACKAGES := systemd-container debootstrap nginx libnginx-mod-stream iproute2 iptables \
-	ipvsadm openssl openssh-client openssh-server bridge-utils kmod procps util-linux
+	ipvsadm openssl openssh-client openssh-server bridge-utils kmod procps util-linux dbus patch
 
 .PHONY: all build test test-unit test-lab bench demo verify lint deps lab-binaries clean
 

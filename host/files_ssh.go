@@ -1,0 +1,172 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+)
+
+// exitNotExist and exitChanged are exit codes of the file scripts below, chosen to not
+// collide with the tools' own (1 and 2).
+const (
+	exitNotExist = 44
+	exitChanged  = 45
+)
+
+func isExit(err error, code int) bool {
+	var ce *CmdError
+	return errors.As(err, &ce) && ce.ExitCode == code
+}
+
+func (h *sshHost) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	q := shq(path)
+	res, err := h.run(ctx, "cat "+path, fmt.Sprintf("[ -e %s ] || exit %d; exec cat -- %s", q, exitNotExist, q), nil)
+	if isExit(err, exitNotExist) {
+		return nil, fmt.Errorf("%s: read %s: %w", h.name, path, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return res.Stdout, nil
+}
+
+func (h *sshHost) Stat(ctx context.Context, path string) (FileInfo, error) {
+	q := shq(path)
+	res, err := h.run(ctx, "stat "+path, fmt.Sprintf("[ -e %s ] || exit %d; exec stat -L -c '%%s %%f %%u %%g' -- %s", q, exitNotExist, q), nil)
+	if isExit(err, exitNotExist) {
+		return FileInfo{}, fmt.Errorf("%s: stat %s: %w", h.name, path, fs.ErrNotExist)
+	}
+	if err != nil {
+		return FileInfo{}, fmt.Errorf("stat %s: %w", path, err)
+	}
+	info, err := parseStat(path, string(res.Stdout))
+	if err != nil {
+		return FileInfo{}, fmt.Errorf("%s: stat %s: %w", h.name, path, err)
+	}
+	return info, nil
+}
+
+// parseStat reads `stat -c '%s %f %u %g'`: size, raw mode in hex, owner and group ids.
+func parseStat(path, out string) (FileInfo, error) {
+	f := strings.Fields(out)
+	if len(f) != 4 {
+		return FileInfo{}, fmt.Errorf("unexpected stat output %q", out)
+	}
+	size, err1 := strconv.ParseInt(f[0], 10, 64)
+	raw, err2 := strconv.ParseUint(f[1], 16, 32)
+	uid, err3 := strconv.Atoi(f[2])
+	gid, err4 := strconv.Atoi(f[3])
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return FileInfo{}, fmt.Errorf("unexpected stat output %q: %w", out, err)
+	}
+	mode := fromUnixMode(uint32(raw))
+	return FileInfo{Path: path, Size: size, Mode: mode, UID: uid, GID: gid, IsDir: mode.IsDir()}, nil
+}
+
+func fromUnixMode(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	if m&0o4000 != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		mode |= fs.ModeSticky
+	}
+	switch m & 0o170000 {
+	case 0o040000:
+		mode |= fs.ModeDir
+	case 0o120000:
+		mode |= fs.ModeSymlink
+	case 0o010000:
+		mode |= fs.ModeNamedPipe
+	case 0o140000:
+		mode |= fs.ModeSocket
+	case 0o060000:
+		mode |= fs.ModeDevice
+	case 0o020000:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	}
+	return mode
+}
+
+func toUnixPerm(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return u
+}
+
+func (h *sshHost) WriteFile(ctx context.Context, path string, data []byte, opts WriteOptions) (WriteResult, error) {
+	res := WriteResult{NewSHA256: sha256hex(data)}
+	old, err := h.ReadFile(ctx, path)
+	exists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return res, fmt.Errorf("write %s: %w", path, err)
+	}
+	mode, owner := fs.FileMode(defaultNewFileMode), ""
+	if exists {
+		res.OldSHA256 = sha256hex(old)
+		info, err := h.Stat(ctx, path)
+		if err != nil {
+			return res, fmt.Errorf("write %s: %w", path, err)
+		}
+		if bytes.Equal(old, data) && (opts.Mode == 0 || info.Mode.Perm() == opts.Mode.Perm()) {
+			return res, nil
+		}
+		mode, owner = info.Mode, fmt.Sprintf("%d:%d", info.UID, info.GID)
+	}
+	if opts.Mode != 0 {
+		mode = opts.Mode
+	}
+
+	var s strings.Builder
+	fmt.Fprintf(&s, "set -e\np=$(readlink -f -- %s)\n", shq(path))
+	s.WriteString(`d=$(dirname -- "$p"); b=$(basename -- "$p")
+tmp=$(mktemp -- "$d/.$b.mastershrink-XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp"
+sum=$(sha256sum < "$tmp")
+`)
+	fmt.Fprintf(&s, "[ \"${sum%%%% *}\" = %s ] || { echo 'content damaged in transit' >&2; exit 1; }\n", res.NewSHA256)
+	if owner != "" {
+		fmt.Fprintf(&s, "chown %s -- \"$tmp\"\n", owner)
+	}
+	// chmod after chown, which clears setuid bits.
+	fmt.Fprintf(&s, "chmod %04o -- \"$tmp\"\nsync -- \"$tmp\"\n", toUnixPerm(mode))
+	if exists {
+		fmt.Fprintf(&s, "cur=$(sha256sum < \"$p\"); [ \"${cur%%%% *}\" = %s ] || exit %d\n", res.OldSHA256, exitChanged)
+		if opts.Backup {
+			fmt.Fprintf(&s, `bak="$p"%s; n=1
+while [ -e "$bak" ]; do n=$((n+1)); bak="$p"%s-$n; done
+cp -p -- "$p" "$bak"; sync -- "$bak"; printf '%%s' "$bak"
+`, BackupSuffix(h.now()), BackupSuffix(h.now()))
+		}
+	} else {
+		fmt.Fprintf(&s, "[ ! -e \"$p\" ] || exit %d\n", exitChanged)
+	}
+	s.WriteString("mv -f -- \"$tmp\" \"$p\"\ntrap - EXIT\nsync -- \"$d\"\n")
+
+	out, err := h.run(ctx, "write "+path, s.String(), bytes.NewReader(data))
+	if isExit(err, exitChanged) {
+		return res, fmt.Errorf("%s: write %s: %w", h.name, path, ErrFileChanged)
+	}
+	if err != nil {
+		return res, fmt.Errorf("write %s: %w", path, err)
+	}
+	res.Backup = string(out.Stdout)
+	res.Changed = true
+	return res, nil
+}

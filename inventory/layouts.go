@@ -1,0 +1,103 @@
+package inventory
+
+import (
+	"sort"
+	"strings"
+)
+
+// layouts are the presets a host's Paths start from. File names without a folder (ca.pem)
+// are inside PKIDir.
+var layouts = map[string]Paths{
+	// seed003 is the layout of seed 003's write-up: units named kube-*, an nginx stream proxy
+	// on every node at 127.0.0.1:8443, everything PKI in /etc/kubernetes/ssl.
+	"seed003": {
+		EtcdUnit:              "kube-etcd",
+		APIServerUnit:         "kube-apiserver",
+		ControllerManagerUnit: "kube-controller-manager",
+		SchedulerUnit:         "kube-scheduler",
+		NginxUnit:             "kube-nginx",
+		KubeletUnit:           "kubelet",
+		KubeProxyUnit:         "kube-proxy",
+
+		NginxBinary: "/approot/data/k8s/bin/nginx",
+		NginxPrefix: "/approot/data/k8s/kube-nginx",
+		NginxConfig: "/approot/data/k8s/kube-nginx/kube-nginx.conf",
+		NginxListen: "127.0.0.1:8443",
+
+		PKIDir: "/etc/kubernetes/ssl",
+		CACert: "ca.pem",
+		CAKey:  "ca-key.pem",
+		// The cfssl work folder of the guides seed 003 follows, where the CSR JSON files
+		// and the CA config were made before the certificates were copied to PKIDir.
+		CAConfig: "/opt/k8s/work/ca-config.json",
+		CSRDir:   "/opt/k8s/work",
+
+		EtcdCACert: "ca.pem",
+		EtcdCert:   "etcd.pem",
+		EtcdKey:    "etcd-key.pem",
+
+		APIServerPort:  6443,
+		EtcdClientPort: 2379,
+		EtcdPeerPort:   2380,
+	},
+	// kubeasz is easzlab/kubeasz's layout (roles/etcd, roles/kube-master, roles/kube-lb):
+	// the node proxy is nginx installed as /etc/kube-lb/sbin/kube-lb listening on
+	// 127.0.0.1:6443; ca.pem and ca-key.pem are copied to every master's ca_dir. The CA
+	// config and CSR JSON files are where kubeasz 2.x made them, in ca_dir; kubeasz 3.x
+	// keeps them on its deploy node in /etc/kubeasz/clusters/NAME/ssl (override csr_dir
+	// and ca_config for that).
+	"kubeasz": {
+		EtcdUnit:              "etcd",
+		APIServerUnit:         "kube-apiserver",
+		ControllerManagerUnit: "kube-controller-manager",
+		SchedulerUnit:         "kube-scheduler",
+		NginxUnit:             "kube-lb",
+		KubeletUnit:           "kubelet",
+		KubeProxyUnit:         "kube-proxy",
+
+		NginxBinary: "/etc/kube-lb/sbin/kube-lb",
+		NginxPrefix: "/etc/kube-lb",
+		NginxConfig: "/etc/kube-lb/conf/kube-lb.conf",
+		NginxListen: "127.0.0.1:6443",
+
+		PKIDir:   "/etc/kubernetes/ssl",
+		CACert:   "ca.pem",
+		CAKey:    "ca-key.pem",
+		CAConfig: "ca-config.json",
+		CSRDir:   ".",
+
+		EtcdCACert: "ca.pem",
+		EtcdCert:   "etcd.pem",
+		EtcdKey:    "etcd-key.pem",
+
+		APIServerPort:  6443,
+		EtcdClientPort: 2379,
+		EtcdPeerPort:   2380,
+	},
+}
+
+// Layout returns a preset by name, every file path absolute, as a host without overrides
+// gets it.
+func Layout(name string) (Paths, bool) {
+	p, ok := layouts[name]
+	absPKIPaths(&p)
+	return p, ok
+}
+
+// Layouts lists the preset names, sorted.
+func Layouts() []string {
+	names := make([]string, 0, len(layouts))
+	for n := range layouts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func layoutList() string {
+	names := Layouts()
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}

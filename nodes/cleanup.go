@@ -1,0 +1,590 @@
+package nodes
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mastershrink/mastershrink/host"
+)
+
+// CleanupOptions say where and what to clean. Zero values mean the defaults below, so a real
+// node needs none; tests point Root at a scratch tree and name fake processes.
+type CleanupOptions struct {
+	// Root prefixes every path on the host ("" or "/": the real root).
+	Root string
+	// BackupDir receives the tarball of /etc/kubernetes and the kubelet PKI (under Root);
+	// default /var/backups/mastershrink.
+	BackupDir string
+	// Units are stopped and disabled through systemd; default kubelet, kube-proxy.
+	Units []string
+	// Processes are killed if still running after their units stopped; default kubelet, kube-proxy.
+	Processes []string
+	// Shims are the container shim processes stopped after the containers.
+	Shims []string
+	// Folders are removed (under Root); default DefaultFolders.
+	Folders []string
+	// Ports must have no listener for Verify to call the host clean; default DefaultPorts.
+	Ports []int
+	// Now stamps the backup's name; default time.Now.
+	Now func() time.Time
+}
+
+// DefaultFolders is seed 000's list, without /var/lib/etcd (the etcd steps own it) and
+// /etc/ceph (it may serve more than Kubernetes).
+var DefaultFolders = []string{
+	"/etc/kubernetes", "/etc/cni", "/opt/cni", "/opt/rke", "/run/secrets/kubernetes.io", "/run/calico",
+	"/run/flannel", "/var/lib/calico", "/var/lib/cni", "/var/lib/kubelet", "/var/lib/kube-proxy",
+	"/var/lib/rancher/rke/log", "/var/log/containers", "/var/log/kube-audit", "/var/log/pods",
+	"/var/run/calico", "/usr/libexec/kubernetes",
+}
+
+// DefaultPorts are the kubelet's, kube-proxy's and the control plane's listening ports.
+var DefaultPorts = []int{10250, 10255, 10256, 10248, 10249, 6443, 2379, 2380, 10257, 10259}
+
+// kubeLink matches the network links CNI plugins and kube-proxy create.
+var kubeLink = regexp.MustCompile(`^(cni0|cbr0|flannel\..*|flannel-wg.*|cali.*|tunl0|vxlan.*|kube-ipvs0|kube-bridge|kube-dummy-if|nodelocaldns|cilium_.*|weave|vxlan-6784|datapath)$`)
+
+// kubeChain matches the iptables chains of kube-proxy and the CNI plugins.
+var kubeChain = regexp.MustCompile(`^(KUBE-|CNI-|cali-|FLANNEL|CILIUM_|WEAVE)`)
+
+// Results of a cleanup action.
+const (
+	ResultDone    = "done"
+	ResultAbsent  = "absent"
+	ResultFailed  = "failed"
+	ResultSkipped = "skipped"
+)
+
+// Action is one thing the cleanup did or found nothing to do for.
+type Action struct {
+	Step    string `json:"step"`
+	Target  string `json:"target"`
+	Result  string `json:"result"`
+	Command string `json:"command,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// CleanupReport lists every action, in order.
+type CleanupReport struct {
+	Host    string   `json:"host"`
+	Backup  string   `json:"backup,omitempty"`
+	Actions []Action `json:"actions"`
+}
+
+// Changed reports whether any action changed the host.
+func (r CleanupReport) Changed() bool {
+	return slices.ContainsFunc(r.Actions, func(a Action) bool { return a.Result == ResultDone })
+}
+
+// Failed returns the actions that failed.
+func (r CleanupReport) Failed() []Action {
+	var out []Action
+	for _, a := range r.Actions {
+		if a.Result == ResultFailed {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (o CleanupOptions) withDefaults() CleanupOptions {
+	if o.Root == "" {
+		o.Root = "/"
+	}
+	if o.BackupDir == "" {
+		o.BackupDir = "/var/backups/mastershrink"
+	}
+	if o.Units == nil {
+		o.Units = []string{"kubelet", "kube-proxy"}
+	}
+	if o.Processes == nil {
+		o.Processes = []string{"kubelet", "kube-proxy"}
+	}
+	if o.Shims == nil {
+		o.Shims = []string{"containerd-shim", "containerd-shim-runc-v1", "containerd-shim-runc-v2", "conmon"}
+	}
+	if o.Folders == nil {
+		o.Folders = DefaultFolders
+	}
+	if o.Ports == nil {
+		o.Ports = DefaultPorts
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+func (o CleanupOptions) path(p string) string { return path.Join(o.Root, p) }
+
+type cleaner struct {
+	h   host.Host
+	o   CleanupOptions
+	rep *CleanupReport
+}
+
+func (c *cleaner) add(step, target, result, cmd string, err error) {
+	a := Action{Step: step, Target: target, Result: result, Command: cmd}
+	if err != nil {
+		a.Result, a.Error = ResultFailed, err.Error()
+	}
+	c.rep.Actions = append(c.rep.Actions, a)
+}
+
+// run runs a command; a non-zero exit is an error carrying stderr.
+func (c *cleaner) run(ctx context.Context, cmd string) (string, error) {
+	res, err := c.h.Run(ctx, cmd)
+	return string(res.Stdout), err
+}
+
+// ok runs a probe command whose non-zero exit means "no" rather than failure.
+func (c *cleaner) ok(ctx context.Context, cmd string) (string, bool, error) {
+	res, err := c.h.Run(ctx, cmd)
+	var ce *host.CmdError
+	if errors.As(err, &ce) {
+		return string(res.Stdout), false, nil
+	}
+	return string(res.Stdout), err == nil, err
+}
+
+func (c *cleaner) have(ctx context.Context, command string) bool {
+	_, ok, _ := c.ok(ctx, "command -v "+shq(command)+" >/dev/null 2>&1")
+	return ok
+}
+
+// Cleanup removes what Kubernetes left on a host taken out of the cluster, in seed 000's and
+// 001's order, best-effort: every action is reported, a missing link, folder or command is
+// "absent", not an error. Only a failed backup stops it (nothing is deleted without one) and
+// is returned as an error; other failures are in the report.
+func Cleanup(ctx context.Context, h host.Host, opts CleanupOptions) (CleanupReport, error) {
+	o := opts.withDefaults()
+	rep := CleanupReport{Host: h.Name()}
+	c := &cleaner{h: h, o: o, rep: &rep}
+	if err := c.backup(ctx); err != nil {
+		return rep, err
+	}
+	c.units(ctx)
+	c.processes(ctx, "stop-process", o.Processes)
+	c.containers(ctx)
+	c.processes(ctx, "stop-shim", o.Shims)
+	c.unmount(ctx)
+	c.folders(ctx)
+	c.links(ctx)
+	c.iptables(ctx)
+	c.nft(ctx)
+	c.ipvs(ctx)
+	return rep, ctx.Err()
+}
+
+func (c *cleaner) backup(ctx context.Context) error {
+	var rel []string
+	for _, p := range []string{"/etc/kubernetes", "/var/lib/kubelet/pki"} {
+		if _, err := c.h.Stat(ctx, c.o.path(p)); err == nil {
+			rel = append(rel, strings.TrimPrefix(p, "/"))
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			c.add("backup", p, "", "", err)
+			return fmt.Errorf("backup on %s: stat %s: %w", c.h.Name(), p, err)
+		}
+	}
+	if len(rel) == 0 {
+		c.add("backup", "/etc/kubernetes /var/lib/kubelet/pki", ResultAbsent, "", nil)
+		return nil
+	}
+	dir := c.o.path(c.o.BackupDir)
+	file := path.Join(dir, "kube-node-"+c.o.Now().UTC().Format("20060102T150405Z")+".tar.gz")
+	cmd := fmt.Sprintf("mkdir -p %s && tar -czf %s -C %s", shq(dir), shq(file), shq(c.o.Root))
+	for _, r := range rel {
+		cmd += " " + shq(r)
+	}
+	if _, err := c.run(ctx, cmd); err != nil {
+		c.add("backup", strings.Join(rel, " "), "", cmd, err)
+		return fmt.Errorf("backup on %s: %w", c.h.Name(), err)
+	}
+	c.rep.Backup = file
+	c.add("backup", file, ResultDone, cmd, nil)
+	return nil
+}
+
+func (c *cleaner) units(ctx context.Context) {
+	sd, err := c.h.Systemd(ctx)
+	if err != nil {
+		c.add("stop-unit", strings.Join(c.o.Units, " "), ResultSkipped, "", nil)
+		c.rep.Actions[len(c.rep.Actions)-1].Error = "no systemd: " + err.Error()
+		return
+	}
+	defer sd.Close()
+	for _, u := range c.o.Units {
+		st, err := sd.Status(ctx, u)
+		if err != nil {
+			c.add("stop-unit", u, "", "", err)
+			continue
+		}
+		if st.LoadState == "not-found" || st.LoadState == "" {
+			c.add("stop-unit", u, ResultAbsent, "", nil)
+			continue
+		}
+		changed := false
+		if st.ActiveState == "active" || st.ActiveState == "activating" || st.ActiveState == "failed" {
+			if err := sd.Stop(ctx, u); err != nil {
+				c.add("stop-unit", u, "", "systemctl stop "+u, err)
+				continue
+			}
+			changed = true
+		}
+		if st.UnitFileState == "enabled" {
+			if err := sd.Disable(ctx, u); err != nil {
+				c.add("stop-unit", u, "", "systemctl disable "+u, err)
+				continue
+			}
+			changed = true
+		}
+		c.add("stop-unit", u, map[bool]string{true: ResultDone, false: ResultAbsent}[changed], "systemctl stop "+u+" && systemctl disable "+u, nil)
+	}
+}
+
+// processes stops processes by exact name: TERM, up to 10 s, then KILL.
+func (c *cleaner) processes(ctx context.Context, step string, names []string) {
+	for _, n := range names {
+		if _, running, err := c.ok(ctx, "pgrep -x "+shq(n)); err != nil || !running {
+			c.add(step, n, ResultAbsent, "", err)
+			continue
+		}
+		cmd := fmt.Sprintf("pkill -TERM -x %[1]s; for i in $(seq 50); do pgrep -x %[1]s >/dev/null || exit 0; sleep 0.2; done; pkill -KILL -x %[1]s; sleep 0.5; ! pgrep -x %[1]s >/dev/null", shq(n))
+		_, err := c.run(ctx, cmd)
+		c.add(step, n, ResultDone, cmd, err)
+	}
+}
+
+func (c *cleaner) containers(ctx context.Context) {
+	if !c.have(ctx, "docker") {
+		c.add("remove-containers", "docker", ResultAbsent, "", nil)
+	} else if ids, err := c.run(ctx, "docker ps -aq"); err != nil {
+		// Without its daemon docker can list nothing; the shims step still stops what runs.
+		c.add("remove-containers", "docker", ResultSkipped, "docker ps -aq", nil)
+		c.rep.Actions[len(c.rep.Actions)-1].Error = err.Error()
+	} else if f := strings.Fields(ids); len(f) == 0 {
+		c.add("remove-containers", "docker", ResultAbsent, "", nil)
+	} else {
+		cmd := "docker rm -f " + strings.Join(f, " ")
+		_, err := c.run(ctx, cmd)
+		c.add("remove-containers", "docker", ResultDone, cmd, err)
+	}
+	if !c.have(ctx, "crictl") {
+		c.add("remove-containers", "crictl", ResultAbsent, "", nil)
+		return
+	}
+	// Pod sandboxes first: removing one stops and removes its containers too.
+	for _, kind := range []struct{ list, rm string }{{"crictl pods -q", "crictl rmp -f"}, {"crictl ps -aq", "crictl rm -f"}} {
+		ids, err := c.run(ctx, kind.list)
+		if err != nil {
+			c.add("remove-containers", kind.list, ResultSkipped, kind.list, nil)
+			c.rep.Actions[len(c.rep.Actions)-1].Error = err.Error()
+			continue
+		}
+		f := strings.Fields(ids)
+		if len(f) == 0 {
+			c.add("remove-containers", kind.list, ResultAbsent, "", nil)
+			continue
+		}
+		cmd := kind.rm + " " + strings.Join(f, " ")
+		_, err = c.run(ctx, cmd)
+		c.add("remove-containers", kind.list, ResultDone, cmd, err)
+	}
+}
+
+// kubeMounts lists mount points under the kubelet's folders, innermost (latest) first.
+func (c *cleaner) kubeMounts(ctx context.Context) ([]string, error) {
+	out, err := c.run(ctx, "cat /proc/self/mounts")
+	if err != nil {
+		return nil, err
+	}
+	var found []string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 {
+			continue
+		}
+		mp := unescapeMount(f[1])
+		for _, base := range []string{"/var/lib/kubelet", "/var/lib/rancher"} {
+			b := c.o.path(base)
+			if mp == b || strings.HasPrefix(mp, b+"/") {
+				found = append(found, mp)
+				break
+			}
+		}
+	}
+	slices.Reverse(found)
+	return slices.Compact(found), nil
+}
+
+func (c *cleaner) unmount(ctx context.Context) {
+	mps, err := c.kubeMounts(ctx)
+	if err != nil {
+		c.add("unmount", "/var/lib/kubelet", "", "cat /proc/self/mounts", err)
+		return
+	}
+	if len(mps) == 0 {
+		c.add("unmount", c.o.path("/var/lib/kubelet"), ResultAbsent, "", nil)
+	}
+	for _, mp := range mps {
+		cmd := fmt.Sprintf("umount %[1]s || umount -l %[1]s", shq(mp))
+		_, err := c.run(ctx, cmd)
+		c.add("unmount", mp, ResultDone, cmd, err)
+	}
+}
+
+func (c *cleaner) folders(ctx context.Context) {
+	for _, f := range c.o.Folders {
+		p := c.o.path(f)
+		if _, err := c.h.Stat(ctx, p); errors.Is(err, fs.ErrNotExist) {
+			c.add("remove-folder", p, ResultAbsent, "", nil)
+			continue
+		} else if err != nil {
+			c.add("remove-folder", p, "", "", err)
+			continue
+		}
+		// --one-file-system: a mount that would not come off must not be emptied through.
+		cmd := "rm -rf --one-file-system " + shq(p)
+		_, err := c.run(ctx, cmd)
+		c.add("remove-folder", p, ResultDone, cmd, err)
+	}
+}
+
+// kubeLinks lists the links CNI plugins and kube-proxy create.
+func (c *cleaner) kubeLinks(ctx context.Context) ([]string, error) {
+	out, err := c.run(ctx, "ip -o link show")
+	if err != nil {
+		return nil, err
+	}
+	var links []string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		// "5: flannel.1: <BROADCAST,...> mtu 1450 ..." or "7: veth1@if2: ..."
+		f := strings.SplitN(sc.Text(), ":", 3)
+		if len(f) < 3 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSpace(f[1]), "@")
+		if kubeLink.MatchString(name) {
+			links = append(links, name)
+		}
+	}
+	return links, nil
+}
+
+func (c *cleaner) links(ctx context.Context) {
+	links, err := c.kubeLinks(ctx)
+	if err != nil {
+		c.add("delete-link", "", "", "ip -o link show", err)
+		return
+	}
+	if len(links) == 0 {
+		c.add("delete-link", "cni0 flannel.* cali* tunl0 vxlan* kube-ipvs0 ...", ResultAbsent, "", nil)
+	}
+	for _, l := range links {
+		cmd := "ip link delete " + shq(l)
+		_, err := c.run(ctx, cmd)
+		if err != nil && l == "tunl0" {
+			err = fmt.Errorf("%w (tunl0 is the ipip module's own device: modprobe -r ipip)", err)
+		}
+		c.add("delete-link", l, ResultDone, cmd, err)
+	}
+}
+
+// iptablesTools are the iptables front ends present on the host (nft and legacy backends
+// hold separate rule sets; kube-proxy may have used either).
+func (c *cleaner) iptablesTools(ctx context.Context) []string {
+	var out []string
+	for _, t := range []string{"iptables", "ip6tables", "iptables-legacy", "ip6tables-legacy"} {
+		if c.have(ctx, t+"-save") && c.have(ctx, t+"-restore") {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// chainsPlan parses iptables-save output into, per table, the kube chains and a restore
+// script that unhooks, flushes and deletes them, leaving every other rule alone.
+func chainsPlan(save string) (chains map[string][]string, scripts map[string]string) {
+	chains, scripts = map[string][]string{}, map[string]string{}
+	var table string
+	unhook := map[string][]string{}
+	sc := bufio.NewScanner(strings.NewReader(save))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table = line[1:]
+		case strings.HasPrefix(line, ":"):
+			name := strings.Fields(line[1:])[0]
+			if kubeChain.MatchString(name) {
+				chains[table] = append(chains[table], name)
+			}
+		case strings.HasPrefix(line, "-A "):
+			f := strings.Fields(line)
+			if len(f) < 2 || kubeChain.MatchString(f[1]) {
+				continue // flushed with its chain
+			}
+			for i := 2; i+1 < len(f); i++ {
+				if (f[i] == "-j" || f[i] == "-g" || f[i] == "--jump" || f[i] == "--goto") && kubeChain.MatchString(f[i+1]) {
+					unhook[table] = append(unhook[table], "-D"+line[2:])
+					break
+				}
+			}
+		}
+	}
+	for t, cs := range chains {
+		var b strings.Builder
+		b.WriteString("*" + t + "\n")
+		for _, r := range unhook[t] {
+			b.WriteString(r + "\n")
+		}
+		for _, ch := range cs {
+			b.WriteString("-F " + ch + "\n")
+		}
+		for _, ch := range cs {
+			b.WriteString("-X " + ch + "\n")
+		}
+		b.WriteString("COMMIT\n")
+		scripts[t] = b.String()
+	}
+	return chains, scripts
+}
+
+func (c *cleaner) iptables(ctx context.Context) {
+	tools := c.iptablesTools(ctx)
+	if len(tools) == 0 {
+		c.add("flush-iptables", "iptables", ResultAbsent, "", nil)
+		return
+	}
+	for _, t := range tools {
+		save, err := c.run(ctx, t+"-save")
+		if err != nil {
+			c.add("flush-iptables", t, "", t+"-save", err)
+			continue
+		}
+		chains, scripts := chainsPlan(save)
+		if len(chains) == 0 {
+			c.add("flush-iptables", t, ResultAbsent, "", nil)
+			continue
+		}
+		for _, table := range sortedKeys(scripts) {
+			cmd := fmt.Sprintf("%s-restore -w --noflush <<'MASTERSHRINK_EOF'\n%sMASTERSHRINK_EOF", t, scripts[table])
+			_, err := c.run(ctx, cmd)
+			c.add("flush-iptables", fmt.Sprintf("%s -t %s: %d chains", t, table, len(chains[table])), ResultDone, cmd, err)
+		}
+	}
+}
+
+// kubeNftTables lists the nftables tables kube-proxy's nftables mode creates.
+func (c *cleaner) kubeNftTables(ctx context.Context) ([]string, error) {
+	if !c.have(ctx, "nft") {
+		return nil, nil
+	}
+	out, err := c.run(ctx, "nft list tables")
+	if err != nil {
+		return nil, err
+	}
+	var tables []string
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 3 && f[0] == "table" && f[2] == "kube-proxy" {
+			tables = append(tables, f[1]+" "+f[2])
+		}
+	}
+	return tables, nil
+}
+
+func (c *cleaner) nft(ctx context.Context) {
+	tables, err := c.kubeNftTables(ctx)
+	if err != nil {
+		c.add("delete-nft-table", "kube-proxy", "", "nft list tables", err)
+		return
+	}
+	if len(tables) == 0 {
+		c.add("delete-nft-table", "kube-proxy", ResultAbsent, "", nil)
+	}
+	for _, t := range tables {
+		cmd := "nft delete table " + t
+		_, err := c.run(ctx, cmd)
+		c.add("delete-nft-table", t, ResultDone, cmd, err)
+	}
+}
+
+// ipvsEntries counts the virtual services in the IPVS table.
+func (c *cleaner) ipvsEntries(ctx context.Context) (int, bool) {
+	if !c.have(ctx, "ipvsadm") {
+		return 0, false
+	}
+	out, ok, _ := c.ok(ctx, "ipvsadm -Ln")
+	if !ok {
+		return 0, false // no ip_vs module: no table
+	}
+	n := 0
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 0 && (f[0] == "TCP" || f[0] == "UDP" || f[0] == "SCTP" || f[0] == "FWM") {
+			n++
+		}
+	}
+	return n, true
+}
+
+func (c *cleaner) ipvs(ctx context.Context) {
+	n, ok := c.ipvsEntries(ctx)
+	if !ok || n == 0 {
+		c.add("clear-ipvs", "ipvs", ResultAbsent, "", nil)
+		return
+	}
+	_, err := c.run(ctx, "ipvsadm --clear")
+	c.add("clear-ipvs", fmt.Sprintf("%d virtual services", n), ResultDone, "ipvsadm --clear", err)
+}
+
+func sortedKeys(m map[string]string) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// unescapeMount decodes the octal escapes (\040 for a space) of /proc/self/mounts.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// shq quotes s for a POSIX shell.
+func shq(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:@%+,", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

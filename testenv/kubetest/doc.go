@@ -1,0 +1,4 @@
+// Package kubetest starts a real, fast Kubernetes control plane on loopback for tests: etcd,
+// kube-apiserver, kube-controller-manager and kube-scheduler as processes, with kwok as the
+// kubelet of fake nodes, so PDB status, scheduling and Node readiness are real.
+package kubetest

@@ -1,0 +1,424 @@
+package etcd
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// ErrSnapshotCorrupt means a snapshot file failed verification.
+var ErrSnapshotCorrupt = errors.New("etcd snapshot corrupt")
+
+// progressInterval is how often Snapshot reports its progress.
+var progressInterval = 10 * time.Second
+
+// snapshotStall aborts a snapshot stream that has delivered nothing for this long.
+var snapshotStall = 2 * time.Minute
+
+// SnapshotInfo describes a verified snapshot file.
+type SnapshotInfo struct {
+	Path string
+	Size int64
+	// SHA256 is the hex digest of the whole file, as sha256sum prints it.
+	SHA256 string
+	// Revision is the store's revision in the snapshot.
+	Revision int64
+	// Keys is the number of live keys at Revision.
+	Keys int64
+	// TotalKeys counts every entry of every bucket, as etcdutl snapshot status does.
+	TotalKeys int64
+	ClusterID uint64
+	// Leader is the member the snapshot was streamed from.
+	Leader     uint64
+	LeaderName string
+	// Version is the storage version the server reported (etcd 3.6 and later).
+	Version  string
+	TakenAt  time.Time
+	Duration time.Duration
+}
+
+type snapshotInfoJSON struct {
+	Path       string  `json:"path"`
+	Size       int64   `json:"size"`
+	SHA256     string  `json:"sha256"`
+	Revision   int64   `json:"revision"`
+	Keys       int64   `json:"keys"`
+	TotalKeys  int64   `json:"total_keys"`
+	ClusterID  string  `json:"cluster_id"`
+	Leader     string  `json:"leader"`
+	LeaderName string  `json:"leader_name"`
+	Version    string  `json:"version,omitempty"`
+	TakenAt    string  `json:"taken_at"`
+	Seconds    float64 `json:"seconds"`
+}
+
+// MarshalJSON writes IDs in hex and the time in RFC 3339 UTC.
+func (s SnapshotInfo) MarshalJSON() ([]byte, error) {
+	return json.Marshal(snapshotInfoJSON{
+		Path: s.Path, Size: s.Size, SHA256: s.SHA256, Revision: s.Revision, Keys: s.Keys,
+		TotalKeys: s.TotalKeys, ClusterID: FormatID(s.ClusterID), Leader: FormatID(s.Leader),
+		LeaderName: s.LeaderName, Version: s.Version, TakenAt: s.TakenAt.UTC().Format(time.RFC3339),
+		Seconds: s.Duration.Seconds(),
+	})
+}
+
+// Snapshot streams a snapshot from the leader into dir. The stream is written to NAME.part,
+// checked (etcd's trailing sha256 of the content, then the bbolt file itself: structure,
+// revision, keys), fsynced and renamed; a file that fails any check is removed. Progress lines
+// go to progress (may be nil) about every 10 s.
+func (c *Client) Snapshot(ctx context.Context, dir string, progress io.Writer) (SnapshotInfo, error) {
+	f, err := c.Observe(ctx)
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot: %w", err)
+	}
+	leader, ok := f.Leader()
+	if !ok {
+		return SnapshotInfo{}, fmt.Errorf("snapshot of cluster %x: no leader", f.ClusterID)
+	}
+	if !leader.Healthy || len(leader.ClientURLs) == 0 {
+		return SnapshotInfo{}, fmt.Errorf("snapshot from leader %s (%x): not healthy: %s", leader.Name, leader.ID, leader.Error)
+	}
+	ep := leader.ClientURLs[0]
+	cli, err := c.member(ep)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	start := time.Now()
+	info := SnapshotInfo{ClusterID: f.ClusterID, Leader: leader.ID, LeaderName: leader.Name, TakenAt: start.UTC()}
+	name := fmt.Sprintf("etcd-snapshot-%x-%s-%s.db", f.ClusterID, sanitize(leader.Name), start.UTC().Format("20060102T150405Z"))
+	info.Path = filepath.Join(dir, name)
+	part := info.Path + ".part"
+	if _, err := os.Stat(info.Path); err == nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot %s: %w", info.Path, os.ErrExist)
+	}
+
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	resp, err := cli.SnapshotWithVersion(sctx)
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot from leader %s at %s: %w", leader.Name, ep, err)
+	}
+	defer resp.Snapshot.Close()
+	info.Version = resp.Version
+
+	out, err := os.OpenFile(part, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot file: %w", err)
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			out.Close()
+			os.Remove(part)
+		}
+	}()
+
+	var received atomic.Int64
+	stop := watch(sctx, cancel, &received, start, progress, leader.Name)
+	content := newTrailerHash()
+	n, err := io.Copy(io.MultiWriter(out, content, counter{&received}), resp.Snapshot)
+	stop()
+	if err != nil {
+		if cause := context.Cause(sctx); cause != nil && !errors.Is(cause, ctx.Err()) {
+			err = cause
+		}
+		return SnapshotInfo{}, fmt.Errorf("snapshot from leader %s at %s after %d bytes: %w", leader.Name, ep, n, err)
+	}
+	if err := content.check(); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot from leader %s: %w", leader.Name, err)
+	}
+	if err := out.Sync(); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("fsync %s: %w", part, err)
+	}
+	if err := out.Close(); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("close %s: %w", part, err)
+	}
+	st, err := inspectBolt(part)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	info.Size, info.SHA256 = n, content.fileSum()
+	info.Revision, info.Keys, info.TotalKeys = st.revision, st.keys, st.totalKeys
+	if err := os.Rename(part, info.Path); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot %s: %w", info.Path, err)
+	}
+	keep = true
+	if err := syncDir(dir); err != nil {
+		return SnapshotInfo{}, err
+	}
+	info.Duration = time.Since(start)
+	if progress != nil {
+		fmt.Fprintf(progress, "snapshot from %s: %s, revision %d, %d keys, %s in %s (%s/s), sha256 %s\n",
+			leader.Name, info.Path, info.Revision, info.Keys, humanBytes(n), info.Duration.Round(time.Millisecond),
+			humanBytes(int64(float64(n)/info.Duration.Seconds())), info.SHA256)
+	}
+	return info, nil
+}
+
+// watch prints progress and cancels a stream that stalls; the returned func stops it.
+func watch(ctx context.Context, cancel context.CancelCauseFunc, received *atomic.Int64, start time.Time, progress io.Writer, from string) func() {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(min(progressInterval, snapshotStall/4))
+		defer tick.Stop()
+		lastReport := start
+		lastBytes, lastChange := int64(0), start
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				n := received.Load()
+				if n != lastBytes {
+					lastBytes, lastChange = n, now
+				} else if now.Sub(lastChange) >= snapshotStall {
+					cancel(fmt.Errorf("snapshot stream from %s stalled: no data for %s", from, snapshotStall))
+					return
+				}
+				if progress != nil && now.Sub(lastReport) >= progressInterval {
+					lastReport = now
+					elapsed := now.Sub(start)
+					fmt.Fprintf(progress, "snapshot from %s: %s received [%s elapsed, %s/s]\n",
+						from, humanBytes(n), elapsed.Round(time.Second), humanBytes(int64(float64(n)/elapsed.Seconds())))
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+type counter struct{ n *atomic.Int64 }
+
+func (c counter) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// trailerHash hashes everything but the last 32 bytes seen, which etcd fills with the sha256
+// of what came before.
+type trailerHash struct {
+	h    hash.Hash
+	tail []byte
+}
+
+func newTrailerHash() *trailerHash { return &trailerHash{h: sha256.New()} }
+
+func (t *trailerHash) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(t.tail)+len(p) <= sha256.Size {
+		t.tail = append(t.tail, p...)
+		return n, nil
+	}
+	// Hash whatever drops out of the 32-byte window.
+	out := len(t.tail) + len(p) - sha256.Size
+	if out >= len(t.tail) {
+		t.h.Write(t.tail)
+		t.h.Write(p[:out-len(t.tail)])
+		t.tail = append(t.tail[:0], p[out-len(t.tail):]...)
+		return n, nil
+	}
+	t.h.Write(t.tail[:out])
+	var window [sha256.Size]byte
+	k := copy(window[:], t.tail[out:])
+	copy(window[k:], p)
+	t.tail = append(t.tail[:0], window[:]...)
+	return n, nil
+}
+
+func (t *trailerHash) check() error {
+	if len(t.tail) < sha256.Size {
+		return fmt.Errorf("%w: %d bytes, shorter than its checksum", ErrSnapshotCorrupt, len(t.tail))
+	}
+	if sum := t.h.Sum(nil); !bytes.Equal(sum, t.tail) {
+		return fmt.Errorf("%w: content sha256 %x, the snapshot's trailer says %x", ErrSnapshotCorrupt, sum, t.tail)
+	}
+	return nil
+}
+
+// fileSum is the sha256 of the whole file (content and trailer), as sha256sum prints it,
+// without hashing the content a second time.
+func (t *trailerHash) fileSum() string {
+	h := sha256.New()
+	if state, err := t.h.(encoding.BinaryMarshaler).MarshalBinary(); err == nil {
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err == nil {
+			h.Write(t.tail)
+			return hex.EncodeToString(h.Sum(nil))
+		}
+	}
+	return "" // unreachable: crypto/sha256 digests marshal their state
+}
+
+// VerifySnapshot checks a snapshot file at rest the way Snapshot checked it while streaming:
+// the trailing sha256 of the content, then the bbolt structure, revision and keys. Path, Size,
+// SHA256, Revision, Keys and TotalKeys are filled.
+func VerifySnapshot(path string) (SnapshotInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("verify snapshot: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("verify snapshot: %w", err)
+	}
+	// etcd's database files are whole pages: 32 bytes past a 512-byte boundary is the trailer.
+	if fi.Size()%512 != sha256.Size {
+		return SnapshotInfo{}, fmt.Errorf("verify snapshot %s: %w: size %d has no sha256 trailer", path, ErrSnapshotCorrupt, fi.Size())
+	}
+	content := newTrailerHash()
+	if _, err := io.Copy(content, f); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("verify snapshot %s: %w", path, err)
+	}
+	if err := content.check(); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("verify snapshot %s: %w", path, err)
+	}
+	st, err := inspectBolt(path)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	return SnapshotInfo{
+		Path: path, Size: fi.Size(), SHA256: content.fileSum(),
+		Revision: st.revision, Keys: st.keys, TotalKeys: st.totalKeys,
+	}, nil
+}
+
+type boltStats struct {
+	revision  int64
+	keys      int64
+	totalKeys int64
+}
+
+// inspectBolt opens a snapshot read-only, checks bbolt's structure and counts what it holds.
+func inspectBolt(path string) (boltStats, error) {
+	var st boltStats
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
+	if err != nil {
+		return st, fmt.Errorf("open snapshot %s: %w: %w", path, ErrSnapshotCorrupt, err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		var problems []string
+		for e := range tx.Check() {
+			if len(problems) < 5 {
+				problems = append(problems, e.Error())
+			}
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("%w: bbolt check: %s", ErrSnapshotCorrupt, strings.Join(problems, "; "))
+		}
+		if tx.Bucket([]byte("key")) == nil || tx.Bucket([]byte("meta")) == nil {
+			return fmt.Errorf("%w: no key or meta bucket, not an etcd database", ErrSnapshotCorrupt)
+		}
+		live := map[string]bool{}
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			isKey := string(name) == "key"
+			return b.ForEach(func(k, v []byte) error {
+				st.totalKeys++
+				if !isKey {
+					return nil
+				}
+				// Keys are revisions: 8-byte main, '_', 8-byte sub, and 't' on a tombstone.
+				if len(k) < 17 {
+					return fmt.Errorf("%w: revision key of %d bytes", ErrSnapshotCorrupt, len(k))
+				}
+				rev := int64(binary.BigEndian.Uint64(k[:8]))
+				if rev > st.revision {
+					st.revision = rev
+				}
+				userKey, err := kvKey(v)
+				if err != nil {
+					return fmt.Errorf("%w: value at revision %d: %w", ErrSnapshotCorrupt, rev, err)
+				}
+				tomb := len(k) == 18 && k[17] == 't'
+				was := live[string(userKey)]
+				switch {
+				case tomb && was:
+					st.keys--
+				case !tomb && !was:
+					st.keys++
+				}
+				live[string(userKey)] = !tomb
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		return st, fmt.Errorf("inspect snapshot %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// kvKey reads the key of an mvccpb.KeyValue; field 1 comes first as protobuf writes it, so
+// the 8 KiB values of a large keyspace need not be unmarshalled.
+func kvKey(v []byte) ([]byte, error) {
+	if len(v) > 0 && v[0] == 0x0a {
+		l, n := binary.Uvarint(v[1:])
+		if n > 0 && uint64(len(v)-1-n) >= l {
+			return v[1+n : 1+n+int(l)], nil
+		}
+	}
+	var kv mvccpb.KeyValue
+	if err := proto.Unmarshal(v, &kv); err != nil {
+		return nil, err
+	}
+	return kv.Key, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -178,11 +178,11 @@ func (b *builder) checkTarget() bool {
 		case b.offline[h.Name]:
 			b.warn("%s is unreachable and planned --offline: its host-side steps are skipped, clean it by hand if it comes back", h.Name)
 		case b.leaving[h.Name] || b.drain[h.Name]:
-			b.refuse("leaving-unreachable", fmt.Sprintf("leaving host %s is unreachable: %s", h.Name, h.Error),
+			b.refuse("leaving-unreachable", fmt.Sprintf("cannot connect to leaving host %s: %s", h.Name, h.Error),
 				"if it is down for good, plan with --offline "+h.Name+"; otherwise fix SSH access and plan again")
 			ok = false
 		default:
-			b.refuse("host-unreachable", fmt.Sprintf("host %s is unreachable: %s", h.Name, h.Error),
+			b.refuse("host-unreachable", fmt.Sprintf("cannot connect to %s: %s", h.Name, h.Error),
 				"every staying host must be reachable: fix SSH access to "+h.Name+" and plan again")
 			ok = false
 		}
@@ -743,13 +743,34 @@ func (b *builder) warnings() {
 	if len(b.f.Etcd.Members) > 0 && left%2 == 0 {
 		b.warn("the result has %d etcd members: an even count tolerates no more failures than %d", left, left-1)
 	}
+	// Files the plan rewrites or re-signs are not leftovers, even where the rewrite keeps the
+	// address (a server marked down still names it).
+	planned := map[string]bool{}
+	for _, s := range b.p.Steps {
+		for _, f := range s.Files {
+			planned[f.Host+":"+f.Path] = true
+		}
+		if s.Kind == KindCertResign {
+			for _, h := range strings.Split(s.Params["hosts"], ",") {
+				planned[h+":"+s.Params["path"]] = true
+			}
+		}
+	}
 	var hosts []string
 	for h := range b.f.Leftovers {
 		hosts = append(hosts, h)
 	}
 	sort.Strings(hosts)
 	for _, h := range hosts {
-		b.warn("%s still names a removed address outside the files this plan rewrites: %s", h, strings.Join(b.f.Leftovers[h], ", "))
+		var files []string
+		for _, f := range b.f.Leftovers[h] {
+			if !planned[h+":"+f] {
+				files = append(files, f)
+			}
+		}
+		if len(files) > 0 {
+			b.warn("%s still names a removed address in files this plan does not rewrite: %s", h, strings.Join(files, ", "))
+		}
 	}
 }
 

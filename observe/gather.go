@@ -1,0 +1,328 @@
+package observe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"path"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/mastershrink/mastershrink/certs"
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/lb"
+	"github.com/mastershrink/mastershrink/nodes"
+	"github.com/mastershrink/mastershrink/plan"
+	"github.com/mastershrink/mastershrink/unitfile"
+)
+
+// certFlags pair the certificate flags of etcd and kube-apiserver with their key flags.
+var certFlags = [][2]string{
+	{"--cert-file", "--key-file"},
+	{"--peer-cert-file", "--peer-key-file"},
+	{"--tls-cert-file", "--tls-private-key-file"},
+	{"--etcd-certfile", "--etcd-keyfile"},
+	{"--kubelet-client-certificate", "--kubelet-client-key"},
+	{"--proxy-client-cert-file", "--proxy-client-key-file"},
+}
+
+// Gather observes the cluster for a target. Hosts that cannot be reached are facts, not
+// errors; an error means the facts could not be gathered at all (no etcd, no kubeconfig).
+func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) {
+	f := plan.Facts{
+		Cluster: c.Inv.Cluster, Layout: c.Inv.Layout, ObservedAt: time.Now().UTC(),
+		Units: map[string]plan.HostUnits{}, LB: map[string]lb.NodeConfig{},
+		Leftovers: map[string][]string{}, APIServerReady: map[string]bool{},
+	}
+	errs := c.ConnectAll(ctx)
+	for _, ih := range c.Inv.Hosts {
+		h := plan.Host{Name: ih.Name, Address: ih.Address, Roles: ih.Roles, Paths: ih.Paths, Reachable: errs[ih.Name] == nil}
+		if err := errs[ih.Name]; err != nil {
+			h.Error = err.Error()
+		}
+		f.Hosts = append(f.Hosts, h)
+	}
+
+	cli, err := c.Etcd(ctx)
+	if err != nil {
+		return f, fmt.Errorf("observe etcd: %w", err)
+	}
+	if f.Etcd, err = cli.Observe(ctx); err != nil {
+		return f, fmt.Errorf("observe etcd: %w", err)
+	}
+
+	var apiservers []string
+	for _, ih := range c.Inv.HostsWithRole(inventory.RoleMaster) {
+		apiservers = append(apiservers, net.JoinHostPort(ih.Address, strconv.Itoa(ih.Paths.APIServerPort)))
+	}
+	leaving := map[string]bool{}
+	var leaveIPs []string
+	for _, name := range t.Remove {
+		leaving[name] = true
+		if ih, ok := c.Inv.Host(name); ok {
+			leaveIPs = append(leaveIPs, ih.Address)
+		}
+	}
+
+	var mu sync.Mutex
+	var problems []string
+	note := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		problems = append(problems, fmt.Sprintf(format, args...))
+	}
+	var reachable []string
+	for _, h := range f.Hosts {
+		if h.Reachable {
+			reachable = append(reachable, h.Name)
+		}
+	}
+	var certRefs []certRef
+	host.ForEach(ctx, reachable, c.opts.Concurrency, func(ctx context.Context, name string) error {
+		ih, _ := c.Inv.Host(name)
+		h, err := c.Host(ctx, name)
+		if err != nil {
+			return err
+		}
+		if ih.Has(inventory.RoleEtcd) || ih.Has(inventory.RoleMaster) {
+			hu, refs, err := observeUnits(ctx, h, ih)
+			if err != nil {
+				note("%s: %v", name, err)
+			}
+			mu.Lock()
+			f.Units[name] = hu
+			certRefs = append(certRefs, refs...)
+			mu.Unlock()
+		}
+		if ih.Paths.NginxConfig != "" {
+			cfg, err := lb.Observe(ctx, h, ih.Paths, apiservers)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				// A host without the node proxy (for example a bastion in the inventory).
+			case err != nil:
+				note("%s: proxy config: %v", name, err)
+			default:
+				mu.Lock()
+				f.LB[name] = cfg
+				mu.Unlock()
+			}
+		}
+		if len(leaveIPs) > 0 && !leaving[name] {
+			if files := scanLeftovers(ctx, h, ih, leaveIPs); len(files) > 0 {
+				mu.Lock()
+				f.Leftovers[name] = files
+				mu.Unlock()
+			}
+		}
+		return nil
+	})
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return f, fmt.Errorf("observe hosts: %s", strings.Join(problems, "; "))
+	}
+
+	f.Certs = readCerts(ctx, c, certRefs)
+	f.CA = findCA(ctx, c, leaving)
+
+	kube, _, err := c.Kube()
+	if err != nil {
+		return f, err
+	}
+	drainNames := append(slices.Clone(t.Drain), t.Remove...)
+	if f.Nodes, f.PDBs, err = nodes.Observe(ctx, kube, nodeNames(ctx, kube, c.Inv, drainNames)); err != nil {
+		return f, fmt.Errorf("observe nodes: %w", err)
+	}
+	for _, ih := range c.Inv.HostsWithRole(inventory.RoleMaster) {
+		f.APIServerReady[ih.Name] = c.ready(ctx, ih.Address, ih.Paths.APIServerPort) == nil
+	}
+	return f, nil
+}
+
+// nodeNames maps inventory host names to the Node names that match them by name or address.
+func nodeNames(ctx context.Context, kube kubernetes.Interface, inv *inventory.Inventory, hosts []string) []string {
+	list, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return hosts
+	}
+	var out []string
+	for _, name := range hosts {
+		ih, _ := inv.Host(name)
+		for _, n := range list.Items {
+			match := n.Name == name
+			for _, a := range n.Status.Addresses {
+				match = match || (ih != nil && a.Address == ih.Address)
+			}
+			if match && !slices.Contains(out, n.Name) {
+				out = append(out, n.Name)
+			}
+		}
+	}
+	return out
+}
+
+// ready asks one apiserver for /readyz.
+func (c *Cluster) ready(ctx context.Context, address string, port int) error {
+	cfg, err := c.APIServerConfig(address, port)
+	if err != nil {
+		return err
+	}
+	cfg.Timeout = 5 * time.Second
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	_, err = kube.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	return err
+}
+
+type certRef struct {
+	host, path, key, usedBy string
+}
+
+func observeUnits(ctx context.Context, h host.Host, ih *inventory.Host) (plan.HostUnits, []certRef, error) {
+	hu := plan.HostUnits{Status: map[string]host.UnitStatus{}}
+	sd, err := h.Systemd(ctx)
+	if err != nil {
+		return hu, nil, fmt.Errorf("systemd: %w", err)
+	}
+	defer sd.Close()
+	var refs []certRef
+	for _, u := range []struct {
+		name string
+		dst  **unitfile.Unit
+		want bool
+	}{
+		{ih.Paths.EtcdUnit, &hu.Etcd, ih.Has(inventory.RoleEtcd)},
+		{ih.Paths.APIServerUnit, &hu.APIServer, ih.Has(inventory.RoleMaster)},
+		{ih.Paths.ControllerManagerUnit, &hu.ControllerManager, ih.Has(inventory.RoleMaster)},
+		{ih.Paths.SchedulerUnit, &hu.Scheduler, ih.Has(inventory.RoleMaster)},
+	} {
+		if !u.want || u.name == "" {
+			continue
+		}
+		st, err := sd.Status(ctx, u.name)
+		if err != nil {
+			return hu, nil, fmt.Errorf("unit %s: %w", u.name, err)
+		}
+		hu.Status[u.name] = st
+		if st.LoadState == "not-found" {
+			continue
+		}
+		unit, err := unitfile.Read(ctx, h, u.name)
+		if err != nil {
+			return hu, nil, fmt.Errorf("unit %s: %w", u.name, err)
+		}
+		*u.dst = unit
+		for _, pair := range certFlags {
+			cf, ok := unit.Flag(pair[0])
+			if !ok {
+				continue
+			}
+			kf, _ := unit.Flag(pair[1])
+			refs = append(refs, certRef{host: ih.Name, path: cf.Value, key: kf.Value, usedBy: u.name + " " + pair[0]})
+		}
+	}
+	return hu, refs, nil
+}
+
+// readCerts reads each referenced certificate once per host.
+func readCerts(ctx context.Context, c *Cluster, refs []certRef) []plan.Cert {
+	byKey := map[string]*plan.Cert{}
+	var order []string
+	for _, r := range refs {
+		k := r.host + ":" + r.path
+		if cert, ok := byKey[k]; ok {
+			if !slices.Contains(cert.UsedBy, r.usedBy) {
+				cert.UsedBy = append(cert.UsedBy, r.usedBy)
+			}
+			continue
+		}
+		h, err := c.Host(ctx, r.host)
+		if err != nil {
+			continue
+		}
+		data, err := h.ReadFile(ctx, r.path)
+		if err != nil {
+			continue
+		}
+		infos, _, err := certs.ParsePEM(data, r.path)
+		if err != nil || len(infos) == 0 {
+			continue
+		}
+		byKey[k] = &plan.Cert{Host: r.host, Path: r.path, KeyPath: r.key, UsedBy: []string{r.usedBy}, Info: infos[0]}
+		order = append(order, k)
+	}
+	var out []plan.Cert
+	for _, k := range order {
+		out = append(out, *byKey[k])
+	}
+	return out
+}
+
+// findCA looks for the CA key on the staying masters, in inventory order.
+func findCA(ctx context.Context, c *Cluster, leaving map[string]bool) plan.CA {
+	var ca plan.CA
+	for _, ih := range c.Inv.HostsWithRole(inventory.RoleMaster) {
+		if leaving[ih.Name] {
+			continue
+		}
+		h, err := c.Host(ctx, ih.Name)
+		if err != nil {
+			continue
+		}
+		cand := plan.CA{Host: ih.Name, CertPath: ih.Paths.CACert, KeyPath: ih.Paths.CAKey, ConfigPath: ih.Paths.CAConfig}
+		_, kerr := h.Stat(ctx, ih.Paths.CAKey)
+		cand.KeyPresent = kerr == nil
+		if ih.Paths.CAConfig != "" {
+			_, cerr := h.Stat(ctx, ih.Paths.CAConfig)
+			cand.ConfigPresent = cerr == nil
+		}
+		if ca.Host == "" || (cand.KeyPresent && !ca.KeyPresent) {
+			ca = cand
+		}
+		if ca.KeyPresent {
+			break
+		}
+	}
+	return ca
+}
+
+// scanLeftovers lists configuration files on a staying host that still name a leaving
+// address, so the plan can warn about what it will not rewrite.
+func scanLeftovers(ctx context.Context, h host.Host, ih *inventory.Host, ips []string) []string {
+	dirs := []string{"/etc/kubernetes", "/etc/systemd/system", "/etc/etcd"}
+	for _, p := range []string{ih.Paths.NginxConfig, ih.Paths.PKIDir} {
+		if p != "" && !slices.Contains(dirs, path.Dir(p)) {
+			dirs = append(dirs, path.Dir(p))
+		}
+	}
+	cmd := "grep -rlsIE --exclude='*.bak-*'"
+	for _, ip := range ips {
+		// Boundaries keep 10.0.0.1 from matching 10.0.0.12.
+		cmd += " -e " + shellQuote(`(^|[^0-9.])`+strings.ReplaceAll(ip, ".", `\.`)+`([^0-9]|$)`)
+	}
+	for _, d := range dirs {
+		cmd += " " + shellQuote(d)
+	}
+	res, _ := h.Run(ctx, cmd+" 2>/dev/null || true")
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
+		if line != "" && !slices.Contains(out, line) {
+			out = append(out, line)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

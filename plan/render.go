@@ -81,8 +81,7 @@ func Render(w io.Writer, p *Plan) error {
 	fmt.Fprintln(tw, "#\tSTEP\tHOST\tRISK\tSUMMARY")
 	for i, s := range p.Steps {
 		if s.ID == p.PointOfNoReturn {
-			// One tab only: trailing text is not a column, so the marker does not widen the table.
-			fmt.Fprintln(tw, "\t---- point of no return: the steps below cannot be undone without restoring the snapshot ----")
+			fmt.Fprintln(tw, "\t== point of no return ==\t\t\tthe steps below cannot be undone without restoring the snapshot")
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i+1, s.ID, orDash(s.Host), s.Risk, s.Summary)
 		if q := s.Quorum; q != nil {

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/mastershrink/mastershrink/apiserver"
 	"github.com/mastershrink/mastershrink/certs"
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/inventory"
@@ -190,46 +191,46 @@ type certRef struct {
 }
 
 func observeUnits(ctx context.Context, h host.Host, ih *inventory.Host) (plan.HostUnits, []certRef, error) {
-	hu := plan.HostUnits{Status: map[string]host.UnitStatus{}}
-	sd, err := h.Systemd(ctx)
-	if err != nil {
-		return hu, nil, fmt.Errorf("systemd: %w", err)
+	var hu plan.HostUnits
+	var units []*unitfile.Unit
+	if ih.Has(inventory.RoleEtcd) && ih.Paths.EtcdUnit != "" {
+		sd, err := h.Systemd(ctx)
+		if err != nil {
+			return hu, nil, fmt.Errorf("systemd: %w", err)
+		}
+		hu.EtcdStatus, err = sd.Status(ctx, ih.Paths.EtcdUnit)
+		sd.Close()
+		if err != nil {
+			return hu, nil, fmt.Errorf("unit %s: %w", ih.Paths.EtcdUnit, err)
+		}
+		if hu.EtcdStatus.LoadState != "not-found" {
+			if hu.Etcd, err = unitfile.Read(ctx, h, ih.Paths.EtcdUnit); err != nil {
+				return hu, nil, fmt.Errorf("unit %s: %w", ih.Paths.EtcdUnit, err)
+			}
+			units = append(units, hu.Etcd)
+		}
 	}
-	defer sd.Close()
+	if ih.Has(inventory.RoleMaster) {
+		c, err := apiserver.Observe(ctx, h, ih.Paths)
+		if err != nil {
+			return hu, nil, err
+		}
+		hu.Components = &c
+		for _, comp := range c.Each() {
+			if comp.Present {
+				units = append(units, comp.Unit)
+			}
+		}
+	}
 	var refs []certRef
-	for _, u := range []struct {
-		name string
-		dst  **unitfile.Unit
-		want bool
-	}{
-		{ih.Paths.EtcdUnit, &hu.Etcd, ih.Has(inventory.RoleEtcd)},
-		{ih.Paths.APIServerUnit, &hu.APIServer, ih.Has(inventory.RoleMaster)},
-		{ih.Paths.ControllerManagerUnit, &hu.ControllerManager, ih.Has(inventory.RoleMaster)},
-		{ih.Paths.SchedulerUnit, &hu.Scheduler, ih.Has(inventory.RoleMaster)},
-	} {
-		if !u.want || u.name == "" {
-			continue
-		}
-		st, err := sd.Status(ctx, u.name)
-		if err != nil {
-			return hu, nil, fmt.Errorf("unit %s: %w", u.name, err)
-		}
-		hu.Status[u.name] = st
-		if st.LoadState == "not-found" {
-			continue
-		}
-		unit, err := unitfile.Read(ctx, h, u.name)
-		if err != nil {
-			return hu, nil, fmt.Errorf("unit %s: %w", u.name, err)
-		}
-		*u.dst = unit
+	for _, u := range units {
 		for _, pair := range certFlags {
-			cf, ok := unit.Flag(pair[0])
+			cf, ok := u.Flag(pair[0])
 			if !ok {
 				continue
 			}
-			kf, _ := unit.Flag(pair[1])
-			refs = append(refs, certRef{host: ih.Name, path: cf.Value, key: kf.Value, usedBy: u.name + " " + pair[0]})
+			kf, _ := u.Flag(pair[1])
+			refs = append(refs, certRef{host: ih.Name, path: cf.Value, key: kf.Value, usedBy: strings.TrimSuffix(u.Name, ".service") + " " + pair[0]})
 		}
 	}
 	return hu, refs, nil

@@ -12,10 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mastershrink/mastershrink/apiserver"
 	"github.com/mastershrink/mastershrink/etcd"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/lb"
-	"github.com/mastershrink/mastershrink/unitfile"
 )
 
 // lagLimit is how many raft entries a surviving member may trail the leader by before the
@@ -329,7 +329,9 @@ func (b *builder) sortedUnitHosts() []string {
 	return names
 }
 
-// apiservers plans the rewrite and rolling restart of every surviving apiserver.
+// apiservers plans the rewrite and rolling restart of every surviving master's
+// control-plane units: --etcd-servers to the surviving members, --apiserver-count, and any
+// controller-manager or scheduler setting that names a leaving master.
 func (b *builder) apiservers() {
 	survivingMasters := 0
 	for _, h := range b.f.Hosts {
@@ -337,45 +339,41 @@ func (b *builder) apiservers() {
 			survivingMasters++
 		}
 	}
+	var etcdURLs []string
+	for _, m := range b.survivors() {
+		etcdURLs = append(etcdURLs, m.ClientURLs...)
+	}
+	removed := slices.Clone(b.leaveIPs)
+	removed = append(removed, b.t.Remove...)
 	for _, name := range b.sortedUnitHosts() {
-		u := b.f.Units[name].APIServer
-		if u == nil || b.leaving[name] {
+		c := b.f.Units[name].Components
+		if c == nil || !c.APIServer.Present || b.leaving[name] {
 			continue
 		}
-		changes := map[string]string{}
-		if fl, ok := u.Flag("--etcd-servers"); ok {
-			var keep []string
-			for _, s := range strings.Split(fl.Value, ",") {
-				if !b.leavingURL(strings.TrimSpace(s)) {
-					keep = append(keep, strings.TrimSpace(s))
-				}
-			}
-			if len(keep) == 0 {
-				b.refuse("apiserver-no-etcd", fmt.Sprintf("kube-apiserver on %s would be left with no --etcd-servers", name),
-					"point it at a surviving etcd member first")
-				continue
-			}
-			if v := strings.Join(keep, ","); v != fl.Value {
-				changes["--etcd-servers"] = v
-			}
-		}
-		if fl, ok := u.Flag("--apiserver-count"); ok {
-			if v := strconv.Itoa(survivingMasters); v != fl.Value {
-				changes["--apiserver-count"] = v
-			}
-		}
-		files, err := u.SetFlags(name, changes)
+		r, err := apiserver.PlanRewrite(*c, name, etcdURLs, survivingMasters, removed)
 		if err != nil {
-			b.refuse("unit-rewrite", fmt.Sprintf("kube-apiserver unit on %s: %v", name, err), "fix the unit file by hand and plan again")
+			b.refuse("apiserver-rewrite", fmt.Sprintf("control-plane units on %s: %v", name, err),
+				"fix the unit by hand (it must keep at least one surviving etcd member) and plan again")
 			continue
 		}
-		if len(files) == 0 {
+		for _, f := range r.Findings {
+			if !f.Rewritten {
+				b.warn("%s: %s %s in %s:%d names %s: %s", name, f.Component, f.Flag, f.File, f.Line, f.Address, f.Note)
+			}
+		}
+		if len(r.Changes) == 0 {
 			continue
+		}
+		var details []string
+		for _, f := range r.Findings {
+			if f.Rewritten {
+				details = append(details, fmt.Sprintf("%s %s: %s", f.Component, f.Flag, f.Note))
+			}
 		}
 		b.add(Step{ID: "apiserver/update/" + name, Kind: KindAPIServerRewrite, Host: name, Risk: Disruptive,
-			Summary: "point kube-apiserver at the surviving etcd members, restart, wait for /readyz",
-			Details: flagDetails(changes), Files: files, Params: map[string]string{"unit": u.Name},
-			Relies: []string{"units." + name + ".apiserver"}})
+			Summary: "rewrite " + strings.Join(r.Restart, ", ") + " for the surviving etcd members and masters; restart one at a time, each gated on readiness",
+			Details: details, Files: r.Changes, Params: map[string]string{"restart": strings.Join(r.Restart, ",")},
+			Relies:  []string{"units." + name}})
 	}
 }
 
@@ -450,9 +448,11 @@ func (b *builder) retire() {
 			continue
 		}
 		var units []string
-		for _, u := range []*unitfile.Unit{hu.APIServer, hu.ControllerManager, hu.Scheduler} {
-			if u != nil {
-				units = append(units, u.Name)
+		if hu.Components != nil {
+			for _, c := range hu.Components.Each() {
+				if c.Present {
+					units = append(units, c.UnitName)
+				}
 			}
 		}
 		if len(units) == 0 {
@@ -530,14 +530,7 @@ func (b *builder) etcdMembership(removals []etcd.Member) {
 		if u == nil || b.leaving[name] {
 			continue
 		}
-		changes := map[string]string{}
-		if fl, ok := u.Flag("--initial-cluster"); ok && fl.Value != initial {
-			changes["--initial-cluster"] = initial
-		}
-		if fl, ok := u.Flag("--initial-cluster-state"); ok && fl.Value != "existing" {
-			changes["--initial-cluster-state"] = "existing"
-		}
-		files, err := u.SetFlags(name, changes)
+		files, err := etcd.PlanSurvivorUnit(u, name, initial)
 		if err != nil {
 			b.refuse("unit-rewrite", fmt.Sprintf("etcd unit on %s: %v", name, err), "fix the unit file by hand and plan again")
 			continue
@@ -547,7 +540,8 @@ func (b *builder) etcdMembership(removals []etcd.Member) {
 		}
 		b.add(Step{ID: "etcd/initial-cluster/" + name, Kind: KindInitialCluster, Host: name, Risk: Safe,
 			Summary: "rewrite --initial-cluster to the survivors and daemon-reload, no restart",
-			Details: append(flagDetails(changes), "etcd ignores --initial-cluster once its data dir exists: this only keeps a later rebuild of the member correct"),
+			Details: []string{"--initial-cluster=" + initial, "--initial-cluster-state=existing",
+				"etcd ignores both once its data dir exists: this only keeps a later rebuild of the member correct"},
 			Files:   files, Params: map[string]string{"unit": u.Name}})
 	}
 }

@@ -3,6 +3,7 @@ package plan
 import (
 	"time"
 
+	"github.com/mastershrink/mastershrink/apiserver"
 	"github.com/mastershrink/mastershrink/certs"
 	"github.com/mastershrink/mastershrink/etcd"
 	"github.com/mastershrink/mastershrink/host"
@@ -55,13 +56,12 @@ func (h Host) Has(r inventory.Role) bool {
 	return false
 }
 
-// HostUnits are the control-plane units found on one host (nil when absent) and their state.
+// HostUnits are the control-plane units found on one host: the etcd unit (nil when absent,
+// with its state) and, on masters, the apiserver, controller-manager and scheduler.
 type HostUnits struct {
-	Etcd              *unitfile.Unit             `json:"etcd,omitempty"`
-	APIServer         *unitfile.Unit             `json:"apiserver,omitempty"`
-	ControllerManager *unitfile.Unit             `json:"controller_manager,omitempty"`
-	Scheduler         *unitfile.Unit             `json:"scheduler,omitempty"`
-	Status            map[string]host.UnitStatus `json:"status,omitempty"`
+	Etcd       *unitfile.Unit        `json:"etcd,omitempty"`
+	EtcdStatus host.UnitStatus       `json:"etcd_status"`
+	Components *apiserver.Components `json:"components,omitempty"`
 }
 
 // Cert is a certificate a unit references, on a host.

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,12 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mastershrink/mastershrink/apiserver"
 	"github.com/mastershrink/mastershrink/certs"
 	"github.com/mastershrink/mastershrink/etcd"
+	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/lb"
 	"github.com/mastershrink/mastershrink/nodes"
 	"github.com/mastershrink/mastershrink/unitfile"
+	"github.com/mastershrink/mastershrink/unitfile/unitfiletest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -110,15 +114,30 @@ func (c cluster) facts(t *testing.T) Facts {
 		}
 		sub := strings.NewReplacer("SELF", ip, "INITIAL", strings.Join(initial, ","),
 			"ETCDSERVERS", strings.Join(servers, ","), "COUNT", fmt.Sprint(c.masters))
-		unit := func(unitName, tmpl string) *unitfile.Unit {
-			p := "/etc/systemd/system/" + unitName + ".service"
-			u, err := unitfile.Parse(unitName+".service", p, map[string]string{p: sub.Replace(readFixture(t, tmpl))}, nil, nil)
-			if err != nil {
-				t.Fatalf("unit fixture %s: %v", tmpl, err)
+		// The units are read the way observe reads them, from files on a host (here a folder).
+		root := t.TempDir()
+		dh := &unitfiletest.DirHost{HostName: name, Root: root, Statuses: map[string]host.UnitStatus{}}
+		for unitName, tmpl := range map[string]string{"kube-etcd": "kube-etcd.service.tmpl", "kube-apiserver": "kube-apiserver.service.tmpl"} {
+			p := filepath.Join(root, "etc/systemd/system", unitName+".service")
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
 			}
-			return u
+			if err := os.WriteFile(p, []byte(sub.Replace(readFixture(t, tmpl))), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			dh.Statuses[unitName+".service"] = host.UnitStatus{LoadState: "loaded", ActiveState: "active", UnitFileState: "enabled",
+				FragmentPath: "/etc/systemd/system/" + unitName + ".service"}
 		}
-		f.Units[name] = HostUnits{Etcd: unit("kube-etcd", "kube-etcd.service.tmpl"), APIServer: unit("kube-apiserver", "kube-apiserver.service.tmpl")}
+		ctx := context.Background()
+		etcdUnit, err := unitfile.Read(ctx, dh, "kube-etcd")
+		if err != nil {
+			t.Fatalf("etcd unit fixture: %v", err)
+		}
+		comps, err := apiserver.Observe(ctx, dh, paths)
+		if err != nil {
+			t.Fatalf("control-plane fixture: %v", err)
+		}
+		f.Units[name] = HostUnits{Etcd: etcdUnit, EtcdStatus: dh.Statuses["kube-etcd.service"], Components: &comps}
 		f.LB[name] = nginx(name)
 		f.APIServerReady[name] = true
 	}

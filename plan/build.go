@@ -373,7 +373,7 @@ func (b *builder) apiservers() {
 		b.add(Step{ID: "apiserver/update/" + name, Kind: KindAPIServerRewrite, Host: name, Risk: Disruptive,
 			Summary: "rewrite " + strings.Join(r.Restart, ", ") + " for the surviving etcd members and masters; restart one at a time, each gated on readiness",
 			Details: details, Files: r.Changes, Params: map[string]string{"restart": strings.Join(r.Restart, ",")},
-			Relies:  []string{"units." + name}})
+			Relies: []string{"units." + name}})
 	}
 }
 
@@ -542,7 +542,7 @@ func (b *builder) etcdMembership(removals []etcd.Member) {
 			Summary: "rewrite --initial-cluster to the survivors and daemon-reload, no restart",
 			Details: []string{"--initial-cluster=" + initial, "--initial-cluster-state=existing",
 				"etcd ignores both once its data dir exists: this only keeps a later rebuild of the member correct"},
-			Files:   files, Params: map[string]string{"unit": u.Name}})
+			Files: files, Params: map[string]string{"unit": u.Name}})
 	}
 }
 

@@ -21,6 +21,18 @@ if [[ -f "$out/.complete" ]]; then
 fi
 
 log() { printf '[lab build] %s\n' "$*" >&2; }
+
+# One build per folder at a time: a second caller waits, then finds the result.
+mkdir -p "$(dirname "$out")"
+exec 9>"$out.lock"
+if ! flock -n 9; then
+  log "waiting for another build of $out"
+  flock 9
+fi
+if [[ -f "$out/.complete" ]]; then
+  echo "$out"
+  exit 0
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/mastershrink-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out.tmp"
@@ -72,11 +84,19 @@ kwok)
   echo "require sigs.k8s.io/kwok $version" >>go.mod
   build sigs.k8s.io/kwok/cmd/kwok kwok
   dir=$(go mod download -json "sigs.k8s.io/kwok@$version" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  # kwok needs stage definitions to move fake nodes and pods through their lifecycle.
-  for f in "$dir"/kustomize/stage/node/fast/*.yaml "$dir"/kustomize/stage/pod/fast/*.yaml; do
-    [[ -f "$f" ]] || continue
+  # kwok needs stage definitions to move fake nodes and pods through their lifecycle: nodes
+  # become Ready (node/fast) and keep their conditions fresh next to the node lease kwok
+  # renews (heartbeat-with-lease, as kwokctl does), pods become Running and go away (pod/fast).
+  # Only Stage documents: the kustomization files are not kwok configuration.
+  for f in "$dir"/kustomize/stage/node/fast/*.yaml "$dir"/kustomize/stage/node/heartbeat-with-lease/*.yaml \
+    "$dir"/kustomize/stage/pod/fast/*.yaml; do
+    grep -q '^kind: Stage' "$f" || continue
     cat "$f"; echo "---"
   done >"$out.tmp/stages.yaml"
+  grep -q 'name: node-initialize' "$out.tmp/stages.yaml" && grep -q 'name: pod-ready' "$out.tmp/stages.yaml" || {
+    log "kwok $version: node-initialize or pod-ready stage not found under $dir/kustomize/stage"
+    exit 1
+  }
   ;;
 cfssl)
   go mod init labbuild >/dev/null 2>&1

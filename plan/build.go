@@ -377,15 +377,6 @@ func (b *builder) apiservers() {
 	}
 }
 
-func flagDetails(changes map[string]string) []string {
-	var out []string
-	for k, v := range changes {
-		out = append(out, k+"="+v)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // loadBalancers plans the nginx rewrite on every staying node.
 func (b *builder) loadBalancers() {
 	var leaving []string

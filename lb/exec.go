@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,13 +46,166 @@ type NodeResult struct {
 	Backups map[string]string
 }
 
+// ReloadMethod says how the Executor has a node's nginx load its new config. Both are
+// graceful reloads (SIGHUP to the master): old workers finish their connections.
+type ReloadMethod int
+
+const (
+	// ReloadSystemd reloads Paths.NginxUnit through the node's systemd (D-Bus, or systemctl
+	// where systemd-stdio-bridge is missing), which runs the unit's ExecReload. The default,
+	// and the right one wherever a unit runs nginx: systemd keeps track of the reload.
+	ReloadSystemd ReloadMethod = iota
+	// ReloadSignal runs `nginx -p PREFIX -c CONFIG -s reload` on the node, for an nginx that no
+	// systemd unit runs (started by another supervisor or by hand). The master is the PID in
+	// the pid file named by the config's top-level pid directive, or nginx's built-in one.
+	ReloadSignal
+)
+
+func (m ReloadMethod) String() string {
+	if m == ReloadSignal {
+		return "signal"
+	}
+	return "systemd"
+}
+
 // Executor applies LB changes on nodes. The zero value is ready to use.
 type Executor struct {
 	// ReloadTimeout bounds the wait for nginx to start workers on the new config (30 s).
 	ReloadTimeout time.Duration
 	// ProbeTimeout bounds the wait for the apiserver to answer through the proxy (30 s).
 	ProbeTimeout time.Duration
+	// Reload is how nginx is reloaded; the zero value is ReloadSystemd.
+	Reload ReloadMethod
 }
+
+// controller is what the executor needs from whatever runs nginx on a node.
+type controller interface {
+	// mainPID is nginx's master PID, 0 when it is not running or cannot be told.
+	mainPID(ctx context.Context) int
+	reload(ctx context.Context) error
+	Close() error
+}
+
+func (e *Executor) controller(ctx context.Context, h host.Host, p inventory.Paths) (controller, error) {
+	if e.Reload == ReloadSignal {
+		return &signalController{h: h, p: p}, nil
+	}
+	sd, err := h.Systemd(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("systemd: %w", err)
+	}
+	return &unitController{sd: sd, unit: p.NginxUnit}, nil
+}
+
+type unitController struct {
+	sd   host.Systemd
+	unit string
+}
+
+func (c *unitController) mainPID(ctx context.Context) int {
+	st, err := c.sd.Status(ctx, c.unit)
+	if err != nil || st.ActiveState != "active" {
+		return 0
+	}
+	return st.MainPID
+}
+
+func (c *unitController) reload(ctx context.Context) error {
+	if err := c.sd.Reload(ctx, c.unit); err != nil {
+		return fmt.Errorf("reload %s: %w", c.unit, err)
+	}
+	return nil
+}
+
+func (c *unitController) Close() error { return c.sd.Close() }
+
+type signalController struct {
+	h host.Host
+	p inventory.Paths
+}
+
+func (c *signalController) mainPID(ctx context.Context) int {
+	pidFile, err := c.pidFile(ctx)
+	if err != nil {
+		return 0
+	}
+	b, err := c.h.ReadFile(ctx, pidFile)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	// A stale pid file names a process that is gone, or another one: the master's
+	// children are then not nginx workers, and the reload wait finds no worker.
+	return pid
+}
+
+// pidFile resolves the pid directive as nginx does: relative to the prefix (-p, else the
+// built-in one), and the built-in path when the main file has none.
+func (c *signalController) pidFile(ctx context.Context) (string, error) {
+	main := MainConfigPath(c.p)
+	b, err := c.h.ReadFile(ctx, main)
+	if err != nil {
+		return "", err
+	}
+	stmts, err := parseStmts(main, string(b))
+	if err != nil {
+		return "", err
+	}
+	pid := ""
+	for _, s := range stmts {
+		if s.name.val == "pid" && !s.hasBlock() && len(s.args) == 1 {
+			pid = s.args[0].val
+		}
+	}
+	if pid != "" && path.IsAbs(pid) {
+		return pid, nil
+	}
+	prefix := c.p.NginxPrefix
+	var builtin map[string]string
+	if prefix == "" || pid == "" {
+		res, err := c.h.Run(ctx, nginxBin(c.p)+" -V 2>&1")
+		if err != nil {
+			return "", err
+		}
+		builtin = configureArgs(string(res.Stdout))
+		if prefix == "" {
+			prefix = builtin["prefix"]
+		}
+	}
+	if pid == "" {
+		pid = builtin["pid-path"]
+		if pid == "" {
+			pid = "logs/nginx.pid"
+		}
+		if path.IsAbs(pid) {
+			return pid, nil
+		}
+	}
+	return path.Join(prefix, pid), nil
+}
+
+// configureArgs reads the --key=value options of `nginx -V`.
+func configureArgs(out string) map[string]string {
+	m := map[string]string{}
+	for _, f := range strings.Fields(out) {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(f, "--"), "="); ok && strings.HasPrefix(f, "--") {
+			m[k] = strings.Trim(v, `'"`)
+		}
+	}
+	return m
+}
+
+func (c *signalController) reload(ctx context.Context) error {
+	if _, err := c.h.Run(ctx, nginxCmd(c.p)+" -s reload"); err != nil {
+		return fmt.Errorf("nginx -s reload: %w", err)
+	}
+	return nil
+}
+
+func (c *signalController) Close() error { return nil }
 
 func (e *Executor) reloadTimeout() time.Duration {
 	if e.ReloadTimeout > 0 {
@@ -95,11 +249,11 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 		}
 	}
 
-	sd, err := h.Systemd(ctx)
+	ctl, err := e.controller(ctx, h, t.Paths)
 	if err != nil {
-		return res, fmt.Errorf("%s: systemd: %w", h.Name(), err)
+		return res, fmt.Errorf("%s: %w", h.Name(), err)
 	}
-	defer sd.Close()
+	defer ctl.Close()
 
 	if len(pending) == 0 {
 		paths := make([]string, 0, len(t.Changes))
@@ -109,7 +263,7 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 		if len(paths) == 0 {
 			paths = []string{MainConfigPath(t.Paths)}
 		}
-		if loaded, _ := runningSince(ctx, h, sd, t.Paths.NginxUnit, paths); loaded {
+		if loaded, _ := runningSince(ctx, h, ctl, paths); loaded {
 			res.Skipped = true
 			if err := e.probe(ctx, h, listen, t.TLS); err != nil {
 				return res, err
@@ -148,7 +302,7 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 		res.Backups = map[string]string{}
 		return res, fmt.Errorf("%s: %w; old config restored, nginx not reloaded", h.Name(), err)
 	}
-	if err := reload(ctx, h, sd, t.Paths.NginxUnit, e.reloadTimeout()); err != nil {
+	if err := reload(ctx, h, ctl, e.reloadTimeout()); err != nil {
 		if rerr := restore(); rerr != nil {
 			return res, fmt.Errorf("%s: %w; the old config could not be restored: %w", h.Name(), err, rerr)
 		}
@@ -180,15 +334,23 @@ func (e *Executor) probe(ctx context.Context, h host.Host, listen string, tlsCon
 
 // NginxTestCmd is the command that tests a node's config as its unit runs nginx.
 func NginxTestCmd(p inventory.Paths) string {
-	bin := p.NginxBinary
-	if bin == "" {
-		bin = "nginx"
+	return nginxCmd(p) + " -t"
+}
+
+func nginxBin(p inventory.Paths) string {
+	if p.NginxBinary == "" {
+		return "nginx"
 	}
-	cmd := shq(bin)
+	return shq(p.NginxBinary)
+}
+
+// nginxCmd is nginx with the node's prefix and config, as its unit runs it.
+func nginxCmd(p inventory.Paths) string {
+	cmd := nginxBin(p)
 	if p.NginxPrefix != "" {
 		cmd += " -p " + shq(p.NginxPrefix)
 	}
-	return cmd + " -c " + shq(p.NginxConfig) + " -t"
+	return cmd + " -c " + shq(p.NginxConfig)
 }
 
 func nginxTest(ctx context.Context, h host.Host, p inventory.Paths) error {
@@ -222,8 +384,8 @@ func nginxMessage(stderr string) string {
 // before (old workers still serving their connections say "shutting down" and no longer
 // accept), which is when the new config is live: `nginx -s reload` (the usual ExecReload)
 // returns as soon as the signal is sent, and a reload nginx refuses leaves the old workers.
-func reload(ctx context.Context, h host.Host, sd host.Systemd, unit string, timeout time.Duration) error {
-	pid := mainPID(ctx, sd, unit)
+func reload(ctx context.Context, h host.Host, ctl controller, timeout time.Duration) error {
+	pid := ctl.mainPID(ctx)
 	var before map[int]bool
 	if pid > 0 {
 		ws, err := workers(ctx, h, pid)
@@ -234,8 +396,8 @@ func reload(ctx context.Context, h host.Host, sd host.Systemd, unit string, time
 			}
 		}
 	}
-	if err := sd.Reload(ctx, unit); err != nil {
-		return fmt.Errorf("reload %s: %w", unit, err)
+	if err := ctl.reload(ctx); err != nil {
+		return err
 	}
 	if before == nil {
 		// Workers cannot be listed here (no main PID or no ps): the probe that follows is
@@ -246,7 +408,7 @@ func reload(ctx context.Context, h host.Host, sd host.Systemd, unit string, time
 	for {
 		ws, err := workers(ctx, h, pid)
 		if err != nil {
-			return fmt.Errorf("list nginx workers after reload of %s: %w", unit, err)
+			return fmt.Errorf("list nginx workers after the reload: %w", err)
 		}
 		fresh, stale := 0, 0
 		for _, w := range ws {
@@ -262,7 +424,7 @@ func reload(ctx context.Context, h host.Host, sd host.Systemd, unit string, time
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("reload %s: nginx started no worker on the new config within %s (see its error log)", unit, timeout)
+			return fmt.Errorf("reload: nginx (master %d) started no worker on the new config within %s (see its error log)", pid, timeout)
 		}
 		select {
 		case <-ctx.Done():
@@ -270,14 +432,6 @@ func reload(ctx context.Context, h host.Host, sd host.Systemd, unit string, time
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func mainPID(ctx context.Context, sd host.Systemd, unit string) int {
-	st, err := sd.Status(ctx, unit)
-	if err != nil || st.ActiveState != "active" {
-		return 0
-	}
-	return st.MainPID
 }
 
 type worker struct {
@@ -315,8 +469,8 @@ func parseWorkers(out string) []worker {
 // paths, that is whether nginx was (re)loaded after they were written. It answers false when
 // it cannot tell. Known limits: one-second resolution, and a worker the master respawned
 // after a crash looks like a reload.
-func runningSince(ctx context.Context, h host.Host, sd host.Systemd, unit string, paths []string) (bool, error) {
-	pid := mainPID(ctx, sd, unit)
+func runningSince(ctx context.Context, h host.Host, ctl controller, paths []string) (bool, error) {
+	pid := ctl.mainPID(ctx)
 	if pid <= 0 {
 		return false, nil
 	}
@@ -460,9 +614,15 @@ func (e *Executor) ApplyAll(ctx context.Context, nodes []NodeTarget, concurrency
 	return sum
 }
 
+// Undo restores backups with a default Executor; see (*Executor).Undo.
+func Undo(ctx context.Context, h host.Host, p inventory.Paths, backups map[string]string) error {
+	var e Executor
+	return e.Undo(ctx, h, p, backups)
+}
+
 // Undo writes each backup (file path to backup path) back over its file, has nginx test the
 // result and reloads. It is the way back from Apply, with Summary.Backups[node].
-func Undo(ctx context.Context, h host.Host, p inventory.Paths, backups map[string]string) error {
+func (e *Executor) Undo(ctx context.Context, h host.Host, p inventory.Paths, backups map[string]string) error {
 	paths := make([]string, 0, len(backups))
 	for f := range backups {
 		paths = append(paths, f)
@@ -480,12 +640,12 @@ func Undo(ctx context.Context, h host.Host, p inventory.Paths, backups map[strin
 	if err := nginxTest(ctx, h, p); err != nil {
 		return fmt.Errorf("%s: undo: %w", h.Name(), err)
 	}
-	sd, err := h.Systemd(ctx)
+	ctl, err := e.controller(ctx, h, p)
 	if err != nil {
-		return fmt.Errorf("%s: undo: systemd: %w", h.Name(), err)
+		return fmt.Errorf("%s: undo: %w", h.Name(), err)
 	}
-	defer sd.Close()
-	if err := reload(ctx, h, sd, p.NginxUnit, 30*time.Second); err != nil {
+	defer ctl.Close()
+	if err := reload(ctx, h, ctl, e.reloadTimeout()); err != nil {
 		return fmt.Errorf("%s: undo: %w", h.Name(), err)
 	}
 	return nil

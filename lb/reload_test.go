@@ -1,0 +1,91 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/mastershrink/mastershrink/host"
+)
+
+// noSystemd is a node where nginx runs without a systemd unit.
+type noSystemd struct{ *localHost }
+
+func (noSystemd) Systemd(context.Context) (host.Systemd, error) {
+	return nil, errors.New("no systemd on this node")
+}
+
+func TestReloadSignalWithoutSystemd(t *testing.T) {
+	requireNginx(t)
+	ctx := context.Background()
+	bs := startBackends(t, "127.0.0.2", "127.0.0.3")
+	n := startNode(t, "bare-1", bs, false)
+	tg := n.target(t, bs, []string{bs[1].addr})
+	tg.Host = noSystemd{n.h}
+
+	var def Executor
+	if _, err := def.Apply(ctx, tg); err == nil {
+		t.Fatal("the default executor applied without systemd")
+	}
+	e := Executor{Reload: ReloadSignal}
+	res, err := e.Apply(ctx, tg)
+	if err != nil || res.Skipped {
+		t.Fatalf("Apply: %+v %v", res, err)
+	}
+	if h := hitsDuring(t, n.listen, bs, 20); h[1] != 0 {
+		t.Fatalf("after the signal reload: hits per backend %v", h)
+	}
+	if res2, err := e.Apply(ctx, tg); err != nil || !res2.Skipped {
+		t.Fatalf("rerun: %+v %v, want skipped", res2, err)
+	}
+	if err := e.Undo(ctx, tg.Host, tg.Paths, res.Backups); err != nil {
+		t.Fatal(err)
+	}
+	if h := hitsDuring(t, n.listen, bs, 20); h[1] == 0 {
+		t.Fatalf("after undo: hits per backend %v", h)
+	}
+}
+
+func TestSignalPIDFile(t *testing.T) {
+	requireNginx(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nginx.conf")
+	h := &localHost{name: "n"}
+	for _, tt := range []struct{ conf, prefix, want string }{
+		{"pid logs/x.pid;\nevents {}\n", dir, filepath.Join(dir, "logs/x.pid")},
+		{"pid /run/y.pid;\nevents {}\n", dir, "/run/y.pid"},
+		{"events { }\nhttp { }\n", dir, builtinPIDPath(t)},
+	} {
+		if err := os.WriteFile(conf, []byte(tt.conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := (&testNginx{prefix: tt.prefix, conf: conf}).paths("")
+		got, err := (&signalController{h: h, p: p}).pidFile(ctx)
+		if err != nil || got != tt.want {
+			t.Errorf("pid file of %q: %q %v, want %q", tt.conf, got, err, tt.want)
+		}
+	}
+}
+
+func builtinPIDPath(t *testing.T) string {
+	res, err := (&localHost{name: "n"}).Run(context.Background(), "nginx -V 2>&1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := configureArgs(string(res.Stdout))["pid-path"]
+	if p == "" {
+		t.Skip("this nginx was built without --pid-path")
+	}
+	return p
+}
+
+func TestConfigureArgs(t *testing.T) {
+	out := "nginx version: nginx/1.22.1\nbuilt with OpenSSL 3.0.11\nconfigure arguments: --with-cc-opt='-g -O2' --prefix=/usr/share/nginx --pid-path=/run/nginx.pid --with-debug\n"
+	m := configureArgs(out)
+	if m["prefix"] != "/usr/share/nginx" || m["pid-path"] != "/run/nginx.pid" {
+		t.Fatalf("configureArgs = %v", m)
+	}
+}

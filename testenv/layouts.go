@@ -1,0 +1,149 @@
+package testenv
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/mastershrink/mastershrink/inventory"
+)
+
+// Layout is where one real-world deployment style puts things. Paths is exactly what the
+// inventory preset of the same name must say (the lab writes no path overrides into its
+// inventory.yaml); the other fields only shape how the lab installs the cluster.
+type Layout struct {
+	Name  string
+	Paths inventory.Paths
+
+	// BinDir holds etcd, kube-* binaries, kubectl, cfssl and kwok (symlinks in the lab).
+	BinDir string
+	// EtcdDataDir is etcd's --data-dir and the unit's WorkingDirectory.
+	EtcdDataDir string
+	// EtcdNamePrefix is put before the member's IP to make its --name.
+	EtcdNamePrefix string
+	// EtcdLocalHTTP adds http://127.0.0.1:<client port> to --listen-client-urls (kubeasz).
+	EtcdLocalHTTP bool
+	// APIServerEtcdCert and APIServerEtcdKey are kube-apiserver's --etcd-certfile/--etcd-keyfile.
+	APIServerEtcdCert, APIServerEtcdKey string
+	// APIServerCert and APIServerKey are the serving pair (--tls-cert-file/--tls-private-key-file).
+	APIServerCert, APIServerKey string
+	// KubeconfigDir holds the controller-manager, scheduler and kubelet (kwok) kubeconfigs.
+	KubeconfigDir string
+	// NginxListenDirective is the text after `listen` in the proxy's server block.
+	NginxListenDirective string
+	// NginxUpstream is the upstream block's name; NginxServerParams follow each server line.
+	NginxUpstream, NginxServerParams string
+	// NginxHeader is the proxy configuration before its stream block, after load_module.
+	NginxHeader string
+	// NginxRestartSec is the proxy unit's RestartSec.
+	NginxRestartSec int
+}
+
+// Layouts are the deployment styles the lab can mirror, by name.
+var Layouts = map[string]Layout{
+	// Seed 003: a hand-made binary cluster, certificates made with cfssl in a work folder and
+	// copied into /etc/kubernetes/ssl, nginx built into its own prefix and run as kube-nginx on
+	// *:8443 on every node; components reach the apiservers through 127.0.0.1:8443.
+	"seed003": {
+		Name: "seed003",
+		Paths: inventory.Paths{
+			EtcdUnit:              "kube-etcd",
+			APIServerUnit:         "kube-apiserver",
+			ControllerManagerUnit: "kube-controller-manager",
+			SchedulerUnit:         "kube-scheduler",
+			NginxUnit:             "kube-nginx",
+			KubeletUnit:           "kubelet",
+			KubeProxyUnit:         "kube-proxy",
+			NginxBinary:           "/approot/data/k8s/bin/nginx",
+			NginxPrefix:           "/approot/data/k8s/kube-nginx",
+			NginxConfig:           "/approot/data/k8s/kube-nginx/kube-nginx.conf",
+			NginxListen:           "127.0.0.1:8443",
+			PKIDir:                "/etc/kubernetes/ssl",
+			CACert:                "/etc/kubernetes/ssl/ca.pem",
+			CAKey:                 "/etc/kubernetes/ssl/ca-key.pem",
+			CAConfig:              "/opt/k8s/work/ca-config.json",
+			CSRDir:                "/opt/k8s/work",
+			EtcdCACert:            "/etc/kubernetes/ssl/ca.pem",
+			EtcdCert:              "/etc/kubernetes/ssl/etcd.pem",
+			EtcdKey:               "/etc/kubernetes/ssl/etcd-key.pem",
+			APIServerPort:         6443,
+			EtcdClientPort:        2379,
+			EtcdPeerPort:          2380,
+		},
+		BinDir:               "/approot/data/k8s/bin",
+		EtcdDataDir:          "/approot/data/k8s/etcd/data",
+		APIServerEtcdCert:    "/etc/kubernetes/ssl/etcd.pem",
+		APIServerEtcdKey:     "/etc/kubernetes/ssl/etcd-key.pem",
+		APIServerCert:        "/etc/kubernetes/ssl/kubernetes.pem",
+		APIServerKey:         "/etc/kubernetes/ssl/kubernetes-key.pem",
+		KubeconfigDir:        "/etc/kubernetes",
+		NginxListenDirective: "*:8443",
+		NginxUpstream:        "apiserver",
+		NginxServerParams:    "max_fails=3 fail_timeout=30s",
+		NginxHeader:          "worker_processes 1;\npid logs/kube-nginx.pid;\nerror_log logs/error.log warn;\nevents {\n    worker_connections  1024;\n}\n",
+		NginxRestartSec:      5,
+	},
+	// kubeasz (easzlab/kubeasz roles etcd, kube-master, kube-lb): etcd.service with its flags in
+	// the unit, certificates and CSR files in /etc/kubernetes/ssl, binaries in /opt/kube/bin,
+	// apiservers bound to the node IP, and kube-lb (a copy of nginx) on 127.0.0.1:6443 on
+	// every node, which the controller-manager, scheduler and kubelet use.
+	"kubeasz": {
+		Name: "kubeasz",
+		Paths: inventory.Paths{
+			EtcdUnit:              "etcd",
+			APIServerUnit:         "kube-apiserver",
+			ControllerManagerUnit: "kube-controller-manager",
+			SchedulerUnit:         "kube-scheduler",
+			NginxUnit:             "kube-lb",
+			KubeletUnit:           "kubelet",
+			KubeProxyUnit:         "kube-proxy",
+			NginxBinary:           "/etc/kube-lb/sbin/kube-lb",
+			NginxPrefix:           "/etc/kube-lb",
+			NginxConfig:           "/etc/kube-lb/conf/kube-lb.conf",
+			NginxListen:           "127.0.0.1:6443",
+			PKIDir:                "/etc/kubernetes/ssl",
+			CACert:                "/etc/kubernetes/ssl/ca.pem",
+			CAKey:                 "/etc/kubernetes/ssl/ca-key.pem",
+			CAConfig:              "/etc/kubernetes/ssl/ca-config.json",
+			CSRDir:                "/etc/kubernetes/ssl",
+			EtcdCACert:            "/etc/kubernetes/ssl/ca.pem",
+			EtcdCert:              "/etc/kubernetes/ssl/etcd.pem",
+			EtcdKey:               "/etc/kubernetes/ssl/etcd-key.pem",
+			APIServerPort:         6443,
+			EtcdClientPort:        2379,
+			EtcdPeerPort:          2380,
+		},
+		BinDir:               "/opt/kube/bin",
+		EtcdDataDir:          "/var/lib/etcd",
+		EtcdNamePrefix:       "etcd-",
+		EtcdLocalHTTP:        true,
+		APIServerEtcdCert:    "/etc/kubernetes/ssl/kubernetes.pem",
+		APIServerEtcdKey:     "/etc/kubernetes/ssl/kubernetes-key.pem",
+		APIServerCert:        "/etc/kubernetes/ssl/kubernetes.pem",
+		APIServerKey:         "/etc/kubernetes/ssl/kubernetes-key.pem",
+		KubeconfigDir:        "/etc/kubernetes",
+		NginxListenDirective: "127.0.0.1:6443",
+		NginxUpstream:        "backend",
+		NginxServerParams:    "   max_fails=2 fail_timeout=3s",
+		NginxHeader:          "user root;\nworker_processes 1;\n\nerror_log  /etc/kube-lb/logs/error.log warn;\n\nevents {\n    worker_connections  3000;\n}\n",
+		NginxRestartSec:      15,
+	},
+}
+
+// LayoutNames lists the known layouts, sorted.
+func LayoutNames() []string {
+	names := make([]string, 0, len(Layouts))
+	for n := range Layouts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// LookupLayout returns the layout called name.
+func LookupLayout(name string) (Layout, error) {
+	l, ok := Layouts[name]
+	if !ok {
+		return Layout{}, fmt.Errorf("unknown layout %q (known: %v)", name, LayoutNames())
+	}
+	return l, nil
+}

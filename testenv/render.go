@@ -1,0 +1,478 @@
+package testenv
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// labBinDir is where the host's binary folders are bind-mounted, read-only, in every machine.
+const labBinDir = "/opt/mastershrink"
+
+// file is one thing to put into a machine's root before it boots.
+type file struct {
+	Path string // absolute inside the machine
+	Mode os.FileMode
+	Data []byte
+	Link string // a symlink to Link instead of a file
+	Dir  bool   // a directory with Mode
+}
+
+func (l *Lab) hasRole(m Machine, role string) bool {
+	for _, r := range m.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Lab) masters() []Machine {
+	var out []Machine
+	for _, m := range l.Machines {
+		if l.hasRole(m, "master") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (l *Lab) etcdMembers() []Machine {
+	var out []Machine
+	for _, m := range l.Machines {
+		if l.hasRole(m, "etcd") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// kubeconfig renders a kubeconfig with embedded certificates, as `kubectl config set-* --embed-certs` writes it.
+func kubeconfig(server, user string, ca, cert, key []byte) []byte {
+	b64 := base64.StdEncoding.EncodeToString
+	return []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: %s
+    server: %s
+  name: kubernetes
+contexts:
+- context:
+    cluster: kubernetes
+    user: %s
+  name: kubernetes
+current-context: kubernetes
+users:
+- name: %s
+  user:
+    client-certificate-data: %s
+    client-key-data: %s
+`, b64(ca), server, user, user, b64(cert), b64(key)))
+}
+
+func continued(bin string, flags []string) string {
+	return bin + " \\\n  " + strings.Join(flags, " \\\n  ")
+}
+
+// localProxyURL is how components on a node reach the apiservers: its nginx proxy.
+func (lay Layout) localProxyURL() string {
+	return "https://" + lay.Paths.NginxListen
+}
+
+func (l *Lab) etcdUnit(lay Layout, m Machine, etcdBin string) string {
+	p := lay.Paths
+	var initial []string
+	for _, e := range l.etcdMembers() {
+		initial = append(initial, fmt.Sprintf("%s%s=https://%s:%d", lay.EtcdNamePrefix, e.Address, e.Address, p.EtcdPeerPort))
+	}
+	listenClient := fmt.Sprintf("https://%s:%d,https://127.0.0.1:%d", m.Address, p.EtcdClientPort, p.EtcdClientPort)
+	if lay.EtcdLocalHTTP {
+		listenClient = fmt.Sprintf("https://%s:%d,http://127.0.0.1:%d", m.Address, p.EtcdClientPort, p.EtcdClientPort)
+	}
+	flags := []string{
+		"--name=" + lay.EtcdNamePrefix + m.Address,
+		"--cert-file=" + p.EtcdCert,
+		"--key-file=" + p.EtcdKey,
+		"--peer-cert-file=" + p.EtcdCert,
+		"--peer-key-file=" + p.EtcdKey,
+		"--trusted-ca-file=" + p.EtcdCACert,
+		"--peer-trusted-ca-file=" + p.EtcdCACert,
+		"--client-cert-auth",
+		"--peer-client-cert-auth",
+		fmt.Sprintf("--initial-advertise-peer-urls=https://%s:%d", m.Address, p.EtcdPeerPort),
+		fmt.Sprintf("--listen-peer-urls=https://%s:%d", m.Address, p.EtcdPeerPort),
+		"--listen-client-urls=" + listenClient,
+		fmt.Sprintf("--advertise-client-urls=https://%s:%d", m.Address, p.EtcdClientPort),
+		"--initial-cluster-token=etcd-cluster-0",
+		"--initial-cluster=" + strings.Join(initial, ","),
+		"--initial-cluster-state=new",
+		"--data-dir=" + lay.EtcdDataDir,
+		"--auto-compaction-mode=periodic",
+		"--auto-compaction-retention=1",
+		"--max-request-bytes=10485760",
+		"--quota-backend-bytes=8589934592",
+	}
+	return `[Unit]
+Description=Etcd Server
+After=network.target
+After=network-online.target
+Wants=network-online.target
+Documentation=https://github.com/coreos
+
+[Service]
+Type=notify
+WorkingDirectory=` + lay.EtcdDataDir + `
+ExecStart=` + continued(etcdBin, flags) + `
+Restart=on-failure
+RestartSec=5
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+`
+}
+
+func (l *Lab) apiserverUnit(lay Layout, m Machine) string {
+	p := lay.Paths
+	var servers []string
+	for _, e := range l.etcdMembers() {
+		servers = append(servers, fmt.Sprintf("https://%s:%d", e.Address, p.EtcdClientPort))
+	}
+	flags := []string{
+		"--advertise-address=" + m.Address,
+		"--bind-address=" + m.Address,
+		fmt.Sprintf("--secure-port=%d", p.APIServerPort),
+		"--allow-privileged=true",
+		"--anonymous-auth=false",
+		"--authorization-mode=Node,RBAC",
+		"--client-ca-file=" + p.CACert,
+		"--enable-admission-plugins=NodeRestriction",
+		"--etcd-cafile=" + p.EtcdCACert,
+		"--etcd-certfile=" + lay.APIServerEtcdCert,
+		"--etcd-keyfile=" + lay.APIServerEtcdKey,
+		"--etcd-servers=" + strings.Join(servers, ","),
+		"--request-timeout=" + l.RequestTimeout.String(),
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-account-key-file=" + p.CACert,
+		"--service-account-signing-key-file=" + p.CAKey,
+		"--service-cluster-ip-range=" + ServiceCIDR,
+		"--service-node-port-range=30000-32767",
+		"--tls-cert-file=" + lay.APIServerCert,
+		"--tls-private-key-file=" + lay.APIServerKey,
+		"--v=2",
+	}
+	return `[Unit]
+Description=Kubernetes API Server
+Documentation=https://github.com/GoogleCloudPlatform/kubernetes
+After=network.target
+
+[Service]
+ExecStart=` + continued(lay.BinDir+"/kube-apiserver", flags) + `
+Restart=on-failure
+RestartSec=5
+Type=notify
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+`
+}
+
+func (l *Lab) controllerManagerUnit(lay Layout) string {
+	p := lay.Paths
+	kc := lay.KubeconfigDir + "/kube-controller-manager.kubeconfig"
+	flags := []string{
+		"--bind-address=127.0.0.1",
+		"--kubeconfig=" + kc,
+		"--authentication-kubeconfig=" + kc,
+		"--authorization-kubeconfig=" + kc,
+		"--cluster-name=kubernetes",
+		"--cluster-signing-cert-file=" + p.CACert,
+		"--cluster-signing-key-file=" + p.CAKey,
+		"--leader-elect=true",
+		"--root-ca-file=" + p.CACert,
+		"--service-account-private-key-file=" + p.CAKey,
+		"--service-cluster-ip-range=" + ServiceCIDR,
+		"--use-service-account-credentials=true",
+		"--v=2",
+	}
+	return `[Unit]
+Description=Kubernetes Controller Manager
+Documentation=https://github.com/GoogleCloudPlatform/kubernetes
+
+[Service]
+ExecStart=` + continued(lay.BinDir+"/kube-controller-manager", flags) + `
+Restart=always
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+`
+}
+
+func (l *Lab) schedulerUnit(lay Layout) string {
+	kc := lay.KubeconfigDir + "/kube-scheduler.kubeconfig"
+	flags := []string{
+		"--bind-address=127.0.0.1",
+		"--kubeconfig=" + kc,
+		"--authentication-kubeconfig=" + kc,
+		"--authorization-kubeconfig=" + kc,
+		"--leader-elect=true",
+		"--v=2",
+	}
+	return `[Unit]
+Description=Kubernetes Scheduler
+Documentation=https://github.com/GoogleCloudPlatform/kubernetes
+
+[Service]
+ExecStart=` + continued(lay.BinDir+"/kube-scheduler", flags) + `
+Restart=always
+RestartSec=5
+StartLimitInterval=0
+
+[Install]
+WantedBy=multi-user.target
+`
+}
+
+func (l *Lab) nginxUnit(lay Layout) string {
+	p := lay.Paths
+	// kubeasz writes each command on one line; seed 003 wraps them, aligned under the binary.
+	cmd := func(key, tail string) string {
+		if lay.Name != "seed003" {
+			return key + "=" + p.NginxBinary + " -c " + p.NginxConfig + " -p " + p.NginxPrefix + tail
+		}
+		pad := strings.Repeat(" ", len(key)+1)
+		return key + "=" + p.NginxBinary + " \\\n" + pad + "-c " + p.NginxConfig + " \\\n" + pad + "-p " + p.NginxPrefix + tail
+	}
+	desc := "kube-apiserver nginx proxy"
+	if lay.Name == "kubeasz" {
+		desc = "l4 nginx proxy for kube-apiservers"
+	}
+	return fmt.Sprintf(`[Unit]
+Description=%s
+After=network.target
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=forking
+%s
+%s
+%s
+PrivateTmp=true
+Restart=always
+RestartSec=%d
+StartLimitInterval=0
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+`, desc, cmd("ExecStartPre", " -t"), cmd("ExecStart", ""), cmd("ExecReload", " -s reload"), lay.NginxRestartSec)
+}
+
+func (l *Lab) nginxConf(lay Layout) string {
+	var b strings.Builder
+	b.WriteString("load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n")
+	b.WriteString(lay.NginxHeader)
+	fmt.Fprintf(&b, "stream {\n    upstream %s {\n", lay.NginxUpstream)
+	if lay.Name == "seed003" {
+		b.WriteString("      hash $remote_addr consistent;\n")
+	}
+	for _, m := range l.masters() {
+		if lay.Name == "seed003" {
+			fmt.Fprintf(&b, "      server %s:%d %s;\n", m.Address, lay.Paths.APIServerPort, lay.NginxServerParams)
+		} else {
+			fmt.Fprintf(&b, "        server %s:%d %s;\n", m.Address, lay.Paths.APIServerPort, lay.NginxServerParams)
+		}
+	}
+	fmt.Fprintf(&b, "    }\n\n    server {\n        listen %s;\n        proxy_connect_timeout 1s;\n        proxy_pass %s;\n    }\n}\n",
+		lay.NginxListenDirective, lay.NginxUpstream)
+	return b.String()
+}
+
+func (l *Lab) kubeletUnit(lay Layout, m Machine) string {
+	kc := lay.KubeconfigDir + "/kubelet.kubeconfig"
+	flags := []string{
+		"--kubeconfig=" + kc,
+		"--config=" + lay.KubeconfigDir + "/kwok-stages.yaml",
+		"--manage-single-node=" + m.Name,
+		"--node-ip=" + m.Address,
+		"--server-address=127.0.0.1:10247",
+	}
+	return `[Unit]
+Description=kubelet played by kwok (registers its Node, then keeps it and its pods alive)
+After=network.target ` + lay.Paths.NginxUnit + `.service
+
+[Service]
+ExecStartPre=` + lay.BinDir + `/kubectl --kubeconfig=` + kc + ` apply -f ` + lay.KubeconfigDir + `/node.yaml
+ExecStart=` + continued(lay.BinDir+"/kwok", flags) + `
+Restart=always
+RestartSec=5
+StartLimitInterval=0
+
+[Install]
+WantedBy=multi-user.target
+`
+}
+
+func nodeManifest(m Machine) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Node
+metadata:
+  name: %s
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/arch: amd64
+    kubernetes.io/hostname: %s
+    kubernetes.io/os: linux
+    node-role.kubernetes.io/worker: ""
+    type: kwok
+status:
+  allocatable:
+    cpu: "8"
+    memory: 32Gi
+    pods: "110"
+  capacity:
+    cpu: "8"
+    memory: 32Gi
+    pods: "110"
+`, m.Name, m.Name)
+}
+
+// machineFiles is everything a machine needs besides the rootfs, for its roles and the layout.
+func (l *Lab) machineFiles(lay Layout, m Machine, b binaries, pki map[string][]byte, stages, hostKey, hostPub, authorized []byte) []file {
+	p := lay.Paths
+	var fs []file
+	add := func(p string, mode os.FileMode, data string) {
+		fs = append(fs, file{Path: p, Mode: mode, Data: []byte(data)})
+	}
+	link := func(p, target string) { fs = append(fs, file{Path: p, Link: target}) }
+	dir := func(p string, mode os.FileMode) { fs = append(fs, file{Path: p, Mode: mode, Dir: true}) }
+
+	add("/etc/hostname", 0o644, m.Name+"\n")
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	for _, o := range l.Machines {
+		hosts += o.Address + "\t" + o.Name + "\n"
+	}
+	add("/etc/hosts", 0o644, hosts)
+	add("/etc/ssh/ssh_host_ed25519_key", 0o600, string(hostKey))
+	add("/etc/ssh/ssh_host_ed25519_key.pub", 0o644, string(hostPub))
+	add("/etc/ssh/sshd_config.d/lab.conf", 0o644, "HostKey /etc/ssh/ssh_host_ed25519_key\nPermitRootLogin prohibit-password\nUseDNS no\n")
+	add("/root/.ssh/authorized_keys", 0o600, string(authorized))
+
+	// Binaries: symlinks from the layout's bin folder into the read-only bind mounts.
+	bins := map[string]string{
+		"kubectl": labBinDir + "/kubernetes/kubectl",
+		"cfssl":   labBinDir + "/cfssl/cfssl", "cfssljson": labBinDir + "/cfssl/cfssljson",
+	}
+	if b.Etcd != "" {
+		for _, n := range []string{"etcd", "etcdctl", "etcdutl"} {
+			bins[n] = labBinDir + "/etcd/" + n
+		}
+	} else {
+		bins["etcd"], bins["etcdctl"] = "/usr/bin/etcd", "/usr/bin/etcdctl"
+	}
+	for n, t := range bins {
+		link(path.Join(lay.BinDir, n), t)
+	}
+	link("/usr/local/bin/kubectl", path.Join(lay.BinDir, "kubectl"))
+	if b.Etcd != "" {
+		link("/usr/local/bin/etcdctl", path.Join(lay.BinDir, "etcdctl"))
+	}
+	link(p.NginxBinary, "/usr/sbin/nginx")
+	add(p.NginxConfig, 0o644, l.nginxConf(lay))
+	dir(path.Join(p.NginxPrefix, "logs"), 0o755)
+	addUnit := func(name, text string) {
+		add("/etc/systemd/system/"+name+".service", 0o644, text)
+		link("/etc/systemd/system/multi-user.target.wants/"+name+".service", "/etc/systemd/system/"+name+".service")
+	}
+	addUnit(p.NginxUnit, l.nginxUnit(lay))
+
+	// Every machine trusts the CA and has the admin kubeconfig through its own proxy, so an
+	// operator can run kubectl anywhere.
+	add(path.Join(p.PKIDir, "ca.pem"), 0o644, string(pki["ca.pem"]))
+	add("/root/.kube/config", 0o600, string(kubeconfig(lay.localProxyURL(), "admin", pki["ca.pem"], pki["admin.pem"], pki["admin-key.pem"])))
+
+	if l.hasRole(m, "etcd") {
+		for _, n := range []string{"etcd.pem", "etcd-key.pem"} {
+			add(path.Join(p.PKIDir, n), 0o600, string(pki[n]))
+		}
+		dir(lay.EtcdDataDir, 0o700)
+		etcdBin := path.Join(lay.BinDir, "etcd")
+		addUnit(p.EtcdUnit, l.etcdUnit(lay, m, etcdBin))
+	}
+	if l.hasRole(m, "master") {
+		for _, n := range []string{"ca-key.pem", "kubernetes.pem", "kubernetes-key.pem", "admin.pem", "admin-key.pem",
+			"kube-controller-manager.pem", "kube-controller-manager-key.pem", "kube-scheduler.pem", "kube-scheduler-key.pem"} {
+			add(path.Join(p.PKIDir, n), 0o600, string(pki[n]))
+		}
+		// The operator's cfssl work folder: CSR files, ca-config.json and what cfssljson wrote.
+		for n, data := range pki {
+			if strings.HasSuffix(n, "-csr.json") || n == "ca-config.json" || (p.CSRDir != p.PKIDir && (strings.HasSuffix(n, ".pem") || strings.HasSuffix(n, ".csr"))) {
+				add(path.Join(p.CSRDir, n), 0o600, string(data))
+			}
+		}
+		if path.Dir(p.CAConfig) != p.CSRDir {
+			add(p.CAConfig, 0o600, string(pki["ca-config.json"]))
+		}
+		add(path.Join(lay.KubeconfigDir, "kube-controller-manager.kubeconfig"), 0o600,
+			string(kubeconfig(lay.localProxyURL(), "system:kube-controller-manager", pki["ca.pem"], pki["kube-controller-manager.pem"], pki["kube-controller-manager-key.pem"])))
+		add(path.Join(lay.KubeconfigDir, "kube-scheduler.kubeconfig"), 0o600,
+			string(kubeconfig(lay.localProxyURL(), "system:kube-scheduler", pki["ca.pem"], pki["kube-scheduler.pem"], pki["kube-scheduler-key.pem"])))
+		for n := range map[string]bool{"kube-apiserver": true, "kube-controller-manager": true, "kube-scheduler": true} {
+			link(path.Join(lay.BinDir, n), labBinDir+"/kubernetes/"+n)
+		}
+		addUnit(p.APIServerUnit, l.apiserverUnit(lay, m))
+		addUnit(p.ControllerManagerUnit, l.controllerManagerUnit(lay))
+		addUnit(p.SchedulerUnit, l.schedulerUnit(lay))
+	}
+	if l.hasRole(m, "worker") {
+		link(path.Join(lay.BinDir, "kwok"), labBinDir+"/kwok/kwok")
+		add(path.Join(lay.KubeconfigDir, "kubelet.kubeconfig"), 0o600,
+			string(kubeconfig(lay.localProxyURL(), "kwok", pki["ca.pem"], pki["kubelet.pem"], pki["kubelet-key.pem"])))
+		add(path.Join(lay.KubeconfigDir, "kwok-stages.yaml"), 0o644, string(stages))
+		add(path.Join(lay.KubeconfigDir, "node.yaml"), 0o644, nodeManifest(m))
+		addUnit(p.KubeletUnit, l.kubeletUnit(lay, m))
+	}
+	return fs
+}
+
+// writeFiles puts fs into the machine root at root (the merged overlay on the host).
+func writeFiles(root string, fs []file) error {
+	for _, f := range fs {
+		dst := filepath.Join(root, f.Path)
+		if f.Dir {
+			if err := os.MkdirAll(dst, f.Mode); err != nil {
+				return fmt.Errorf("machine dir %s: %w", f.Path, err)
+			}
+			if err := os.Chmod(dst, f.Mode); err != nil {
+				return fmt.Errorf("machine dir %s: %w", f.Path, err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return fmt.Errorf("machine file %s: %w", f.Path, err)
+		}
+		if f.Link != "" {
+			os.Remove(dst)
+			if err := os.Symlink(f.Link, dst); err != nil {
+				return fmt.Errorf("machine link %s: %w", f.Path, err)
+			}
+			continue
+		}
+		if err := os.WriteFile(dst, f.Data, f.Mode); err != nil {
+			return fmt.Errorf("machine file %s: %w", f.Path, err)
+		}
+		if err := os.Chmod(dst, f.Mode); err != nil {
+			return fmt.Errorf("machine file %s: %w", f.Path, err)
+		}
+	}
+	return nil
+}

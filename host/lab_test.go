@@ -15,21 +15,6 @@ import (
 	"github.com/mastershrink/mastershrink/testenv"
 )
 
-// TestLayoutsMatchLab keeps the inventory presets and the lab's layouts in agreement: the
-// lab writes no path overrides into its inventory.
-func TestLayoutsMatchLab(t *testing.T) {
-	for name, lay := range testenv.Layouts {
-		p, ok := inventory.Layout(name)
-		if !ok {
-			t.Errorf("lab layout %q has no inventory preset", name)
-			continue
-		}
-		if p != lay.Paths {
-			t.Errorf("layout %s:\ninventory preset %+v\nlab              %+v", name, p, lay.Paths)
-		}
-	}
-}
-
 // TestLabSystemd drives a real systemd over SSH and D-Bus (systemd-stdio-bridge), on a lab
 // master reached through the lab's network namespace.
 func TestLabSystemd(t *testing.T) {

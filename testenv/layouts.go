@@ -7,9 +7,8 @@ import (
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
-// Layout is where one real-world deployment style puts things. Paths is exactly what the
-// inventory preset of the same name must say (the lab writes no path overrides into its
-// inventory.yaml); the other fields only shape how the lab installs the cluster.
+// Layout is where one real-world deployment style puts things. Paths is the inventory preset
+// of the same name; the other fields only shape how the lab installs the cluster.
 type Layout struct {
 	Name  string
 	Paths inventory.Paths
@@ -38,37 +37,26 @@ type Layout struct {
 	NginxRestartSec int
 }
 
+// The lab installs exactly where the inventory presets say, so its inventory.yaml needs no
+// path overrides: the presets are the one source of those paths.
+func init() {
+	for name, l := range Layouts {
+		p, ok := inventory.Layout(name)
+		if !ok {
+			panic("testenv: layout " + name + " has no inventory preset")
+		}
+		l.Paths = p
+		Layouts[name] = l
+	}
+}
+
 // Layouts are the deployment styles the lab can mirror, by name.
 var Layouts = map[string]Layout{
 	// Seed 003: a hand-made binary cluster, certificates made with cfssl in a work folder and
 	// copied into /etc/kubernetes/ssl, nginx built into its own prefix and run as kube-nginx on
 	// *:8443 on every node; components reach the apiservers through 127.0.0.1:8443.
 	"seed003": {
-		Name: "seed003",
-		Paths: inventory.Paths{
-			EtcdUnit:              "kube-etcd",
-			APIServerUnit:         "kube-apiserver",
-			ControllerManagerUnit: "kube-controller-manager",
-			SchedulerUnit:         "kube-scheduler",
-			NginxUnit:             "kube-nginx",
-			KubeletUnit:           "kubelet",
-			KubeProxyUnit:         "kube-proxy",
-			NginxBinary:           "/approot/data/k8s/bin/nginx",
-			NginxPrefix:           "/approot/data/k8s/kube-nginx",
-			NginxConfig:           "/approot/data/k8s/kube-nginx/kube-nginx.conf",
-			NginxListen:           "127.0.0.1:8443",
-			PKIDir:                "/etc/kubernetes/ssl",
-			CACert:                "/etc/kubernetes/ssl/ca.pem",
-			CAKey:                 "/etc/kubernetes/ssl/ca-key.pem",
-			CAConfig:              "/opt/k8s/work/ca-config.json",
-			CSRDir:                "/opt/k8s/work",
-			EtcdCACert:            "/etc/kubernetes/ssl/ca.pem",
-			EtcdCert:              "/etc/kubernetes/ssl/etcd.pem",
-			EtcdKey:               "/etc/kubernetes/ssl/etcd-key.pem",
-			APIServerPort:         6443,
-			EtcdClientPort:        2379,
-			EtcdPeerPort:          2380,
-		},
+		Name:                 "seed003",
 		BinDir:               "/approot/data/k8s/bin",
 		EtcdDataDir:          "/approot/data/k8s/etcd/data",
 		APIServerEtcdCert:    "/etc/kubernetes/ssl/etcd.pem",
@@ -87,31 +75,7 @@ var Layouts = map[string]Layout{
 	// apiservers bound to the node IP, and kube-lb (a copy of nginx) on 127.0.0.1:6443 on
 	// every node, which the controller-manager, scheduler and kubelet use.
 	"kubeasz": {
-		Name: "kubeasz",
-		Paths: inventory.Paths{
-			EtcdUnit:              "etcd",
-			APIServerUnit:         "kube-apiserver",
-			ControllerManagerUnit: "kube-controller-manager",
-			SchedulerUnit:         "kube-scheduler",
-			NginxUnit:             "kube-lb",
-			KubeletUnit:           "kubelet",
-			KubeProxyUnit:         "kube-proxy",
-			NginxBinary:           "/etc/kube-lb/sbin/kube-lb",
-			NginxPrefix:           "/etc/kube-lb",
-			NginxConfig:           "/etc/kube-lb/conf/kube-lb.conf",
-			NginxListen:           "127.0.0.1:6443",
-			PKIDir:                "/etc/kubernetes/ssl",
-			CACert:                "/etc/kubernetes/ssl/ca.pem",
-			CAKey:                 "/etc/kubernetes/ssl/ca-key.pem",
-			CAConfig:              "/etc/kubernetes/ssl/ca-config.json",
-			CSRDir:                "/etc/kubernetes/ssl",
-			EtcdCACert:            "/etc/kubernetes/ssl/ca.pem",
-			EtcdCert:              "/etc/kubernetes/ssl/etcd.pem",
-			EtcdKey:               "/etc/kubernetes/ssl/etcd-key.pem",
-			APIServerPort:         6443,
-			EtcdClientPort:        2379,
-			EtcdPeerPort:          2380,
-		},
+		Name:                 "kubeasz",
 		BinDir:               "/opt/kube/bin",
 		EtcdDataDir:          "/var/lib/etcd",
 		EtcdNamePrefix:       "etcd-",

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mastershrink/mastershrink/etcd"
+	"github.com/mastershrink/mastershrink/internal/version"
+	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/observe"
+	"github.com/mastershrink/mastershrink/plan"
+	"github.com/mastershrink/mastershrink/runner"
+)
+
+func init() {
+	subcommands = append(subcommands, newApplyCmd)
+	refusals = append(refusals, runner.ErrLocked, runner.ErrPreflight, runner.ErrNoSnapshot, runner.ErrRefusedPlan,
+		etcd.ErrQuorumAtRisk)
+}
+
+type applyOptions struct {
+	*globalOptions
+	PlanPath   string
+	Only, Skip []string
+	Yes        bool
+	// Planning on the spot, without a plan file.
+	Remove, Drain, Offline []string
+	LBMode                 string
+	PlanOut                string
+}
+
+func newApplyCmd(g *globalOptions) *cobra.Command {
+	o := &applyOptions{globalOptions: g}
+	cmd := &cobra.Command{
+		Use:   "apply [PLAN] -i INVENTORY [--only STEP,...] [--skip STEP,...] [--yes]",
+		Short: "Apply a reviewed plan (or plan, confirm and apply), resumable after a crash",
+		Long: `apply runs the steps of a plan file written by 'mastershrink plan --out', in order. It takes a
+cluster-wide lock in etcd, refuses a plan the cluster no longer matches, a plan made by
+another version or edited since, skips every step whose result is already in place (so a
+rerun after a crash continues where it stopped), and keeps a journal (PLAN.journal.jsonl) and
+an audit log of every change (PLAN.audit.jsonl) next to the plan.
+
+Without a plan file, apply observes the cluster, shows the plan for --remove/--drain and asks
+for confirmation (--yes when not on a terminal); the plan is written to --out first so that a
+rerun can resume it.`,
+		Example: `  mastershrink apply plan.json -i inventory.yaml
+  mastershrink apply plan.json -i inventory.yaml --only preflight,etcd/snapshot
+  mastershrink apply plan.json -i inventory.yaml --skip nodes/cleanup
+  mastershrink apply -i inventory.yaml --remove m2,m3 --yes`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.PlanPath = args[0]
+			}
+			return runApply(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&o.Only, "only", nil, "run only these steps (IDs or ID prefixes such as etcd/remove-member); preflight always runs")
+	f.StringSliceVar(&o.Skip, "skip", nil, "leave out these steps (IDs or ID prefixes)")
+	f.BoolVarP(&o.Yes, "yes", "y", false, "apply a plan made on the spot without asking")
+	f.StringSliceVar(&o.Remove, "remove", nil, "without a plan file: masters to retire")
+	f.StringSliceVar(&o.Drain, "drain", nil, "without a plan file: workers to drain, delete and clean")
+	f.StringSliceVar(&o.Offline, "offline", nil, "without a plan file: leaving hosts that are already down")
+	f.StringVar(&o.LBMode, "lb-mode", "down", "without a plan file: down (mark) or remove")
+	f.StringVar(&o.PlanOut, "out", "", "without a plan file: where to write the plan (default CLUSTER-plan.json)")
+	return cmd
+}
+
+func (o *applyOptions) validate() error {
+	if o.Inventory == "" {
+		return usageError{fmt.Errorf("no inventory: give the cluster file with -i inventory.yaml")}
+	}
+	if o.PlanPath != "" && (len(o.Remove) > 0 || len(o.Drain) > 0 || len(o.Offline) > 0) {
+		return usageError{fmt.Errorf("a plan file already says what to remove: drop --remove/--drain/--offline, or the plan file")}
+	}
+	if o.PlanPath == "" && len(o.Remove) == 0 && len(o.Drain) == 0 {
+		return usageError{fmt.Errorf("nothing to apply: give a plan file (mastershrink plan --out plan.json), or --remove/--drain")}
+	}
+	if o.LBMode != "down" && o.LBMode != "remove" {
+		return usageError{fmt.Errorf("--lb-mode %q: want down or remove", o.LBMode)}
+	}
+	return nil
+}
+
+func runApply(ctx context.Context, o *applyOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	inv, err := inventory.Load(o.Inventory)
+	if err != nil {
+		return err
+	}
+	var p *plan.Plan
+	if o.PlanPath != "" {
+		if p, err = runner.LoadPlan(o.PlanPath, version.String()); err != nil {
+			return err
+		}
+		if p.Cluster != inv.Cluster {
+			return refusedError{fmt.Errorf("the plan is for cluster %q, the inventory describes %q", p.Cluster, inv.Cluster)}
+		}
+	} else if p, err = o.planOnTheSpot(ctx, inv); err != nil {
+		return err
+	}
+	// --only/--skip are checked before the cluster is touched.
+	if _, err := runner.Select(p, o.Only, o.Skip); err != nil {
+		return usageError{err}
+	}
+	c := observe.Open(inv, observe.Options{Dial: o.Dial})
+	defer c.Close()
+	fmt.Fprintf(o.ErrOut, "Applying %s to cluster %q: %d steps.\n", o.PlanPath, p.Cluster, len(p.Steps))
+	sum, err := runner.Run(ctx, runner.Options{
+		PlanPath: o.PlanPath, Plan: p, Cluster: c, Only: o.Only, Skip: o.Skip,
+		Progress: o.ErrOut, Terminal: o.IsTerminal, Verbose: o.Verbose, ToolVersion: version.String(),
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "Applied: %d steps done, %d already done, %d skipped in %s.\n",
+		sum.Count(runner.StatusDone), sum.Count(runner.StatusAlready), sum.Count(runner.StatusSkipped), sum.Duration.Round(time.Second))
+	return nil
+}
+
+// planOnTheSpot observes, plans, shows the plan, writes it next to where the journal will be,
+// and asks before going on.
+func (o *applyOptions) planOnTheSpot(ctx context.Context, inv *inventory.Inventory) (*plan.Plan, error) {
+	if !o.Yes && !o.IsTerminal {
+		return nil, usageError{fmt.Errorf("not on a terminal, so there is no one to confirm: review the plan with 'mastershrink plan --out plan.json' and run 'mastershrink apply plan.json', or add --yes")}
+	}
+	target := plan.Target{Remove: o.Remove, Drain: o.Drain, Offline: o.Offline, LBMode: o.LBMode}
+	p, err := makePlan(ctx, o.globalOptions, inv, target)
+	if err != nil {
+		return nil, err
+	}
+	if err := plan.Render(o.Out, p); err != nil {
+		return nil, err
+	}
+	if len(p.Refusals) > 0 {
+		return nil, refusedError{fmt.Errorf("plan refused: %s", p.Refusals[0].Reason)}
+	}
+	data, err := plan.Encode(p)
+	if err != nil {
+		return nil, err
+	}
+	// Decode again so the plan applied is byte for byte the one on disk, checksum included.
+	if p, err = plan.Decode(data, version.String()); err != nil {
+		return nil, err
+	}
+	o.PlanPath = o.PlanOut
+	if o.PlanPath == "" {
+		o.PlanPath = filepath.Clean(inv.Cluster + "-plan.json")
+	}
+	if err := writeFileAtomic(o.PlanPath, data, 0o600); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.ErrOut, "Plan written to %s (a rerun of 'mastershrink apply %s -i %s' resumes it).\n", o.PlanPath, o.PlanPath, o.Inventory)
+	if o.Yes {
+		return p, nil
+	}
+	fmt.Fprintf(o.ErrOut, "Apply this plan to cluster %q? Type yes to go on: ", p.Cluster)
+	line, _ := bufio.NewReader(o.In).ReadString('\n')
+	if strings.TrimSpace(line) != "yes" {
+		return nil, refusedError{fmt.Errorf("not confirmed: nothing was changed")}
+	}
+	return p, nil
+}

@@ -1,0 +1,80 @@
+package runner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+// Change is one line of the audit log: one thing a step changed on the cluster.
+type Change struct {
+	Time time.Time `json:"time"`
+	Plan string    `json:"plan"`
+	Run  string    `json:"run"`
+	Step string    `json:"step"`
+	Host string    `json:"host,omitempty"`
+	// Exactly one of File, Unit, Member, Node and Cert names what changed.
+	File   string `json:"file,omitempty"`
+	Unit   string `json:"unit,omitempty"`
+	Member string `json:"member,omitempty"`
+	Node   string `json:"node,omitempty"`
+	Action string `json:"action"`
+	// BeforeSHA256 and AfterSHA256 are of the file's content (empty for a file that did not
+	// exist, or for things that are not files).
+	BeforeSHA256 string `json:"before_sha256,omitempty"`
+	AfterSHA256  string `json:"after_sha256,omitempty"`
+	Backup       string `json:"backup,omitempty"`
+	Detail       string `json:"detail,omitempty"`
+}
+
+// Audit appends changes to a JSON-lines file.
+type Audit struct {
+	mu   sync.Mutex
+	f    *os.File
+	path string
+	plan string
+	run  string
+}
+
+// OpenAudit opens (or creates) the audit log at path.
+func OpenAudit(path, planChecksum, run string) (*Audit, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	return &Audit{f: f, path: path, plan: planChecksum, run: run}, nil
+}
+
+// Record appends c, stamped with the time, plan and run.
+func (a *Audit) Record(c Change) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c.Time = time.Now().UTC().Truncate(time.Millisecond)
+	c.Plan, c.Run = a.plan, a.run
+	data, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("audit log %s: %w", a.path, err)
+	}
+	if _, err := a.f.Write(append(data, '\n')); err != nil {
+		return fmt.Errorf("audit log %s: %w", a.path, err)
+	}
+	if err := a.f.Sync(); err != nil {
+		return fmt.Errorf("audit log %s: %w", a.path, err)
+	}
+	return nil
+}
+
+// Close closes the file.
+func (a *Audit) Close() error { return a.f.Close() }
+
+func sha(s []byte) string {
+	if s == nil {
+		return ""
+	}
+	sum := sha256.Sum256(s)
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,42 @@
+package runner
+
+import (
+	"os"
+	"syscall"
+	"time"
+)
+
+// Fault injection for the crash-resume tests, never for production use:
+//
+//	MASTERSHRINK_CRASH_AFTER=<step-id>  SIGKILL right after the step's end (or its skip, when
+//	                                    already done) is journaled
+//	MASTERSHRINK_CRASH_IN=<step-id>     SIGKILL in the middle of the step, a delay after it
+//	                                    starts (MASTERSHRINK_CRASH_IN_DELAY, default 3s)
+//
+// SIGKILL leaves no chance to clean up, as a power cut or an OOM kill would not: the lock
+// stays until its lease expires and the journal may end in a half line.
+const (
+	envCrashAfter   = "MASTERSHRINK_CRASH_AFTER"
+	envCrashIn      = "MASTERSHRINK_CRASH_IN"
+	envCrashInDelay = "MASTERSHRINK_CRASH_IN_DELAY"
+)
+
+func kill() { syscall.Kill(os.Getpid(), syscall.SIGKILL) }
+
+func crashAfter(id string) {
+	if v := os.Getenv(envCrashAfter); v != "" && v == id {
+		kill()
+	}
+}
+
+func crashIn(id string) (stop func()) {
+	if v := os.Getenv(envCrashIn); v == "" || v != id {
+		return func() {}
+	}
+	delay := 3 * time.Second
+	if d, err := time.ParseDuration(os.Getenv(envCrashInDelay)); err == nil {
+		delay = d
+	}
+	t := time.AfterFunc(delay, kill)
+	return func() { t.Stop() }
+}

@@ -1,0 +1,156 @@
+package runner
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+	"time"
+)
+
+// Journal events.
+const (
+	EventRunStart = "run-start"
+	EventRunEnd   = "run-end"
+	EventStart    = "start"
+	EventEnd      = "end"
+	EventSkip     = "skip"
+	EventFail     = "fail"
+)
+
+// Snapshot is the verified etcd snapshot a run took, as the journal keeps it.
+type Snapshot struct {
+	Path     string `json:"path"`
+	SHA256   string `json:"sha256"`
+	Size     int64  `json:"size"`
+	Revision int64  `json:"revision"`
+	Keys     int64  `json:"keys"`
+}
+
+// Entry is one line of the journal.
+type Entry struct {
+	Time  time.Time `json:"time"`
+	Plan  string    `json:"plan"`
+	Run   string    `json:"run"`
+	Step  string    `json:"step,omitempty"`
+	Event string    `json:"event"`
+	// Seconds is the step's (or the run's) duration, on end, skip and fail.
+	Seconds float64 `json:"seconds,omitempty"`
+	Result  string  `json:"result,omitempty"`
+	Error   string  `json:"error,omitempty"`
+	// Backups maps "host:path" to the backup made of it.
+	Backups  map[string]string `json:"backups,omitempty"`
+	Snapshot *Snapshot         `json:"snapshot,omitempty"`
+}
+
+// Journal appends entries to a JSON-lines file, each written and fsynced before the work it
+// records goes on, so a crash leaves at most a half line, which ReadJournal ignores.
+type Journal struct {
+	mu   sync.Mutex
+	f    *os.File
+	path string
+	plan string
+	run  string
+}
+
+// OpenJournal opens (or creates) the journal at path for one run of the plan with checksum.
+func OpenJournal(path, planChecksum, run string) (*Journal, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	// A crash mid-line leaves no newline: start on a fresh line so the next entry parses.
+	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		last := make([]byte, 1)
+		if r, err := os.Open(path); err == nil {
+			if _, err := r.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
+				f.Write([]byte("\n"))
+			}
+			r.Close()
+		}
+	}
+	return &Journal{f: f, path: path, plan: planChecksum, run: run}, nil
+}
+
+// Path is the journal's file.
+func (j *Journal) Path() string { return j.path }
+
+// Write appends e, stamped with the time, plan and run.
+func (j *Journal) Write(e Entry) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	e.Time = time.Now().UTC().Truncate(time.Millisecond)
+	e.Plan, e.Run = j.plan, j.run
+	data, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", j.path, err)
+	}
+	if _, err := j.f.Write(append(data, '\n')); err != nil {
+		return fmt.Errorf("journal %s: %w", j.path, err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("journal %s: %w", j.path, err)
+	}
+	return nil
+}
+
+// Close closes the file.
+func (j *Journal) Close() error { return j.f.Close() }
+
+// History is what earlier runs of one plan left in its journal.
+type History struct {
+	// Started and Ended are the steps with a start or an end entry, by ID.
+	Started map[string]bool
+	Ended   map[string]bool
+	// Snapshot is the last snapshot a run of this plan took, nil when none.
+	Snapshot *Snapshot
+	// Runs counts the runs of this plan.
+	Runs int
+}
+
+// Resumed says whether an earlier run got past the read-only steps.
+func (h History) Resumed(readOnly func(id string) bool) bool {
+	for id := range h.Started {
+		if !readOnly(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// ReadJournal reads the entries of the plan with checksum from the journal at path. A missing
+// file is an empty history; lines that do not parse (a crash mid-write) are ignored.
+func ReadJournal(path, planChecksum string) (History, error) {
+	h := History{Started: map[string]bool{}, Ended: map[string]bool{}}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return h, nil
+	}
+	if err != nil {
+		return h, fmt.Errorf("read journal: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	for sc.Scan() {
+		var e Entry
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Plan != planChecksum {
+			continue
+		}
+		switch e.Event {
+		case EventRunStart:
+			h.Runs++
+		case EventStart:
+			h.Started[e.Step] = true
+		case EventEnd:
+			h.Ended[e.Step] = true
+		}
+		if e.Snapshot != nil && (e.Event == EventEnd || e.Event == EventSkip) {
+			h.Snapshot = e.Snapshot
+		}
+	}
+	return h, nil
+}

@@ -1,0 +1,131 @@
+package runner
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+)
+
+// heartbeatEvery is how often a running step says it is still at work (a variable so that a
+// test need not wait 10 s).
+var heartbeatEvery = 10 * time.Second
+
+// progress writes the per-step lines and heartbeats. Lines go out whole, under one lock, so
+// a heartbeat never splits a step line.
+type progress struct {
+	mu       sync.Mutex
+	w        io.Writer
+	terminal bool
+	total    int
+	width    int
+}
+
+func newProgress(w io.Writer, terminal bool, steps []string) *progress {
+	if w == nil {
+		w = io.Discard
+	}
+	width := 0
+	for _, id := range steps {
+		width = max(width, len(id))
+	}
+	return &progress{w: w, terminal: terminal, total: len(steps), width: width}
+}
+
+func (p *progress) printf(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, format, args...)
+}
+
+// Status words of the per-step line.
+const (
+	statusDone     = "done"
+	statusAlready  = "already done"
+	statusSkipped  = "skipped"
+	statusFailed   = "FAILED"
+	statusChecked  = "ok"
+	statusDegraded = "warnings"
+)
+
+func (p *progress) color(status string) string {
+	if !p.terminal {
+		return status
+	}
+	switch status {
+	case statusDone, statusChecked:
+		return "\x1b[32m" + status + "\x1b[0m"
+	case statusFailed:
+		return "\x1b[31;1m" + status + "\x1b[0m"
+	case statusDegraded:
+		return "\x1b[33m" + status + "\x1b[0m"
+	default:
+		return "\x1b[2m" + status + "\x1b[0m"
+	}
+}
+
+// step prints "[ 3/17] apiserver/update/m1   done          12.0s  note".
+func (p *progress) step(n int, id, status string, d time.Duration, note string) {
+	num := fmt.Sprintf("[%*d/%d]", len(fmt.Sprint(p.total)), n, p.total)
+	dur := ""
+	if d > 0 {
+		dur = formatDuration(d)
+	}
+	line := fmt.Sprintf("%s %-*s  %s%s  %7s", num, p.width, id, p.color(status), strings.Repeat(" ", max(0, 13-len(status))), dur)
+	if note != "" {
+		line += "  " + note
+	}
+	p.printf("%s\n", strings.TrimRight(line, " "))
+}
+
+// heartbeat prints "still PHASE [00m20s elapsed]" every heartbeatEvery until stopped.
+func (p *progress) heartbeat(phase string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				p.printf("        still %s [%s elapsed]\n", phase, formatElapsed(time.Since(start)))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// formatElapsed is the heartbeat's "01m10s".
+func formatElapsed(d time.Duration) string {
+	s := int(d.Round(time.Second) / time.Second)
+	return fmt.Sprintf("%02dm%02ds", s/60, s%60)
+}
+
+// formatDuration is a step's duration: "0.4s", "12.0s", "1m05s".
+func formatDuration(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+	s := int(d.Round(time.Second) / time.Second)
+	return fmt.Sprintf("%dm%02ds", s/60, s%60)
+}
+
+// indent prefixes every line an executor writes, so its details sit under the step lines.
+type indent struct {
+	p *progress
+}
+
+func (w indent) Write(b []byte) (int, error) {
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		w.p.printf("        %s\n", l)
+	}
+	return len(b), nil
+}

@@ -95,7 +95,7 @@ func runPlan(ctx context.Context, o *planOptions) error {
 		if err := writeFileAtomic(o.Out, data, 0o600); err != nil {
 			return err
 		}
-		fmt.Fprintf(o.ErrOut, "Plan written to %s. Review it, then run: mastershrink apply %s\n", o.Out, o.Out)
+		fmt.Fprintf(o.ErrOut, "Plan written to %s. Review it, then run: mastershrink apply %s -i %s\n", o.Out, o.Out, o.Inventory)
 	}
 	if o.DetailedExitCode && len(p.Steps) > 0 {
 		return errChanges

@@ -40,8 +40,10 @@ type InstallPlan struct {
 	// Unit is restarted when the component does not pick the new files up by itself within
 	// ReloadWait; empty never restarts.
 	Unit string
-	// ReloadWait is how long to wait for a reload before restarting Unit (etcd reads its
-	// files on every handshake; kube-apiserver rereads them within about a minute).
+	// ReloadWait is how long to wait for a reload before restarting Unit. Neither lab
+	// component needs a restart: etcd reads its files on every handshake, kube-apiserver
+	// watches --tls-cert-file (served within a second in the lab; its periodic recheck is
+	// about a minute, so allow that much).
 	ReloadWait time.Duration
 	// Timeout bounds the whole confirmation, restart included.
 	Timeout time.Duration

@@ -232,7 +232,9 @@ func (c *cleaner) units(ctx context.Context) {
 			continue
 		}
 		changed := false
-		if st.ActiveState == "active" || st.ActiveState == "activating" || st.ActiveState == "failed" {
+		// A failed unit runs nothing, and stopping it leaves it failed: counting that as a
+		// change would make every rerun report one.
+		if st.ActiveState == "active" || st.ActiveState == "activating" || st.ActiveState == "reloading" || st.ActiveState == "deactivating" {
 			if err := sd.Stop(ctx, u); err != nil {
 				c.add("stop-unit", u, "", "systemctl stop "+u, err)
 				continue

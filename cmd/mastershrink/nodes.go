@@ -1,0 +1,599 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/nodes"
+	"github.com/mastershrink/mastershrink/observe"
+)
+
+func init() {
+	subcommands = append(subcommands, newNodesCmd)
+	refusals = append(refusals, nodes.ErrRefused)
+}
+
+func newNodesCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "nodes",
+		Short: "Drain workers safely, clean the hosts they leave, and prove the hosts are clean",
+		Long: `The final stage of a shrink, for use on its own: 'drain' cordons Nodes and evicts their pods
+through the Eviction API (honouring PDBs, guarding unprotected controllers with temporary
+ones), 'cleanup' removes what Kubernetes left on a host over SSH and verifies it, 'verify'
+only checks.`,
+	}
+	cmd.AddCommand(newNodesDrainCmd(g), newNodesCleanupCmd(g), newNodesVerifyCmd(g))
+	return cmd
+}
+
+// ---- drain ----
+
+type nodesDrainOptions struct {
+	*globalOptions
+	Nodes                  []string
+	Timeout, GlobalTimeout time.Duration
+	// GracePeriod is kubectl's --grace-period: -1 each pod's own, 0 "as fast as possible".
+	GracePeriod          int64
+	DeleteEmptyDirData   bool
+	Force                bool
+	IgnoreDaemonSets     bool
+	AllowSingleReplica   bool
+	PDBMaxUnavailable    string
+	DeletePodsOfDownNode bool
+	DeleteNode           bool
+	Output               string
+}
+
+func newNodesDrainCmd(g *globalOptions) *cobra.Command {
+	o := &nodesDrainOptions{globalOptions: g}
+	cmd := &cobra.Command{
+		Use:   "drain NODE... -i INVENTORY",
+		Short: "Cordon Nodes and evict their pods through the Eviction API, honouring PDBs",
+		Long: `drain cordons the Nodes, then evicts their pods through the Eviction API, never around a
+PodDisruptionBudget. Multi-replica ReplicaSets and StatefulSets without a PDB get a temporary
+one (maxUnavailable --pdb-max-unavailable) for the time of the drain, removed afterwards even
+on failure. Nothing is evicted, and the cordon is undone, when a pod needs a consent that was
+not given (exit 3): a controller's only replica (--allow-single-replica), a pod without a
+controller (--force), emptyDir data (--delete-emptydir-data), the pods of a Node that is down
+(--delete-pods-of-down-node), or when the remaining Nodes lack room.
+
+NODE is a Node name, or an inventory host whose name or address a Node carries.
+
+--grace-period works as in kubectl drain: -1 (default) gives each pod its own
+terminationGracePeriodSeconds, N > 0 gives N seconds. 0 gives 1 second, the shortest graceful
+stop: an eviction never kills a pod on a live Node without one (only the pods of a Node
+confirmed down are deleted with grace 0, with --delete-pods-of-down-node).
+
+Progress goes to stderr, a line per pod; the summary to stdout. Evictions still held back by a
+PDB when --timeout (per Node) or --global-timeout runs out exit 1, naming the PDB.`,
+		Example: `  mastershrink nodes drain w2 -i inventory.yaml --force --delete-emptydir-data
+  mastershrink nodes drain w2 w3 -i inventory.yaml --timeout 10m --pdb-max-unavailable 1 -o json
+  mastershrink nodes drain w4 -i inventory.yaml --delete-pods-of-down-node --delete-node`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Nodes = args
+			return runNodesDrain(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "give up on a Node whose pods are not all gone after this long (0: no limit)")
+	f.DurationVar(&o.GlobalTimeout, "global-timeout", 30*time.Minute, "give up on the whole drain after this long (0: no limit)")
+	f.Int64Var(&o.GracePeriod, "grace-period", -1, "seconds each pod gets to stop; -1: the pod's own, 0: 1 second")
+	f.BoolVar(&o.DeleteEmptyDirData, "delete-emptydir-data", false, "evict pods using emptyDir volumes (their local data is lost)")
+	f.BoolVar(&o.Force, "force", false, "evict pods without a controller (they are gone for good)")
+	f.BoolVar(&o.IgnoreDaemonSets, "ignore-daemonsets", true, "leave DaemonSet pods in place (false: refuse to drain a Node running them)")
+	f.BoolVar(&o.AllowSingleReplica, "allow-single-replica", false, "evict the only pod of a controller (downtime until it is rescheduled)")
+	f.StringVar(&o.PDBMaxUnavailable, "pdb-max-unavailable", "25%", "maxUnavailable of the temporary PDBs (a number or a percentage)")
+	f.BoolVar(&o.DeletePodsOfDownNode, "delete-pods-of-down-node", false, "on a Node confirmed down (NotReady, lease expired) delete its pods with grace 0 so controllers recreate them")
+	f.BoolVar(&o.DeleteNode, "delete-node", false, "delete the Node objects once drained")
+	f.StringVarP(&o.Output, "output", "o", "table", "how to print the summary: table or json")
+	return cmd
+}
+
+// drainGracePeriod maps kubectl's --grace-period to nodes.DrainOptions.GracePeriodSeconds,
+// where 0 must not be the harsh choice: kubectl's 0 ("as fast as possible") becomes 1 second.
+func drainGracePeriod(kubectl int64) (int64, error) {
+	switch {
+	case kubectl < -1:
+		return 0, fmt.Errorf("--grace-period %d: want -1 (each pod's own), 0 or a number of seconds", kubectl)
+	case kubectl == 0:
+		return 1, nil
+	}
+	return kubectl, nil
+}
+
+// checkMaxUnavailable accepts what a PDB's maxUnavailable accepts, minus 0: a temporary PDB
+// allowing no disruption would block the very drain it guards.
+func checkMaxUnavailable(s string) error {
+	bad := fmt.Errorf("--pdb-max-unavailable %q: want a number of pods (1) or a percentage (25%%) above 0", s)
+	num, pct := strings.CutSuffix(s, "%")
+	n, err := strconv.Atoi(num)
+	if err != nil || n <= 0 || (pct && n > 100) {
+		return bad
+	}
+	return nil
+}
+
+func (o *nodesDrainOptions) validate() error {
+	if o.Inventory == "" {
+		return usageError{fmt.Errorf("no inventory: give the cluster file with -i inventory.yaml")}
+	}
+	if o.Output != "table" && o.Output != "json" {
+		return usageError{fmt.Errorf("-o %q: want table or json", o.Output)}
+	}
+	if o.Timeout < 0 || o.GlobalTimeout < 0 {
+		return usageError{fmt.Errorf("--timeout and --global-timeout: want a duration of 0 (no limit) or more")}
+	}
+	if _, err := drainGracePeriod(o.GracePeriod); err != nil {
+		return usageError{err}
+	}
+	if err := checkMaxUnavailable(o.PDBMaxUnavailable); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+func (o *nodesDrainOptions) drainOptions() nodes.DrainOptions {
+	grace, _ := drainGracePeriod(o.GracePeriod)
+	return nodes.DrainOptions{
+		GracePeriodSeconds: grace,
+		Timeout:            o.Timeout, GlobalTimeout: o.GlobalTimeout,
+		DeleteEmptyDirData: o.DeleteEmptyDirData, Force: o.Force, IgnoreDaemonSets: o.IgnoreDaemonSets,
+		AllowSingleReplica: o.AllowSingleReplica, PDBMaxUnavailable: o.PDBMaxUnavailable,
+		DeletePodsOfDownNode: o.DeletePodsOfDownNode, Progress: o.ErrOut,
+	}
+}
+
+// drainJSON is the -o json document.
+type drainJSON struct {
+	FormatVersion int `json:"format_version"`
+	nodes.Summary
+	DeletedNodes []string `json:"deleted_nodes"`
+	Error        string   `json:"error,omitempty"`
+}
+
+func runNodesDrain(ctx context.Context, o *nodesDrainOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	inv, err := inventory.Load(o.Inventory)
+	if err != nil {
+		return err
+	}
+	c := observe.Open(inv, observe.Options{Dial: o.Dial})
+	defer c.Close()
+	kube, err := drainClient(c)
+	if err != nil {
+		return err
+	}
+	names, err := resolveNodes(ctx, kube, inv, o.Nodes)
+	if err != nil {
+		return err
+	}
+	opts := o.drainOptions()
+	fmt.Fprintf(o.ErrOut, "Draining %s...\n", strings.Join(names, ", "))
+	start := time.Now()
+	sum, err := nodes.Drain(ctx, kube, names, opts)
+	var deleted []string
+	if err == nil && o.DeleteNode {
+		for _, n := range names {
+			if derr := nodes.DeleteNode(ctx, kube, n); derr != nil {
+				err = derr
+				break
+			}
+			deleted = append(deleted, n)
+			fmt.Fprintf(o.ErrOut, "node %s: deleted\n", n)
+		}
+	}
+	fmt.Fprintf(o.ErrOut, "Done in %s.\n", time.Since(start).Round(100*time.Millisecond))
+	if o.Output == "json" {
+		doc := drainJSON{FormatVersion: 1, Summary: sum, DeletedNodes: deleted}
+		if doc.DeletedNodes == nil {
+			doc.DeletedNodes = []string{}
+		}
+		if err != nil {
+			doc.Error = err.Error()
+		}
+		enc := json.NewEncoder(o.Out)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(doc); jerr != nil && err == nil {
+			err = jerr
+		}
+	} else if terr := writeDrainSummary(o.Out, sum, deleted); terr != nil && err == nil {
+		err = terr
+	}
+	if sum.RemoveErr != "" {
+		fmt.Fprintf(o.ErrOut, "warning: temporary PDBs of operation %s are left: %s\n  remove them with: kubectl delete pdb -A -l %s=mastershrink (those annotated %s=%s)\n",
+			sum.OperationID, sum.RemoveErr, nodes.LabelManagedBy, nodes.AnnotationOperationID, sum.OperationID)
+	}
+	return err
+}
+
+// drainClient is the inventory's admin client with room for a drain's bursts: client-go's
+// default of 5 requests a second would take minutes for a few hundred pods.
+func drainClient(c *observe.Cluster) (kubernetes.Interface, error) {
+	_, cfg, err := c.Kube()
+	if err != nil {
+		return nil, err
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 100, 200
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client from %s: %w", c.Inv.Kubeconfig, err)
+	}
+	return kube, nil
+}
+
+// resolveNodes maps each argument to a Node name: the Node of that name, or the Node carrying
+// the name or address of the inventory host of that name. An argument naming nothing is a
+// usage error listing the Nodes there are, before anything is cordoned.
+func resolveNodes(ctx context.Context, kube kubernetes.Interface, inv *inventory.Inventory, args []string) ([]string, error) {
+	list, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	var out, known []string
+	for _, n := range list.Items {
+		known = append(known, n.Name)
+	}
+	sort.Strings(known)
+	for _, arg := range args {
+		name := ""
+		for _, n := range list.Items {
+			if n.Name == arg {
+				name = n.Name
+			}
+		}
+		if ih, ok := inv.Host(arg); ok && name == "" {
+			for _, n := range list.Items {
+				for _, a := range n.Status.Addresses {
+					if a.Address == ih.Address {
+						name = n.Name
+					}
+				}
+			}
+		}
+		if name == "" {
+			return nil, usageError{fmt.Errorf("node %q: no such Node in the cluster, nor an inventory host a Node carries the address of (Nodes: %s)", arg, strings.Join(known, ", "))}
+		}
+		if !contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func writeDrainSummary(w io.Writer, sum nodes.Summary, deleted []string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSTATE\tEVICTED\tDELETED\tSKIPPED\tBLOCKED\tREFUSED")
+	for _, n := range sum.Nodes {
+		state := "ready"
+		if n.Down {
+			state = "down"
+		}
+		if contains(deleted, n.Node) {
+			state += ", Node deleted"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", n.Node, state, len(n.Evicted), len(n.Deleted), len(n.Skipped), len(n.Blocked), len(n.Refused))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	section := func(title string, lines []string) {
+		if len(lines) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "\n%s:\n", title)
+		for _, l := range lines {
+			fmt.Fprintln(w, "  "+l)
+		}
+	}
+	var refused, blocked, skipped []string
+	for _, n := range sum.Nodes {
+		for _, p := range n.Refused {
+			l := fmt.Sprintf("%s/%s on %s: %s", p.Namespace, p.Name, n.Node, p.Reason)
+			if p.Hint != "" {
+				l += "\n    hint: " + p.Hint
+			}
+			refused = append(refused, l)
+		}
+		for _, b := range n.Blocked {
+			blocked = append(blocked, fmt.Sprintf("%s on %s: %s", b.Pod, n.Node, b.Reason))
+		}
+		for _, p := range n.Skipped {
+			skipped = append(skipped, fmt.Sprintf("%s/%s on %s: %s", p.Namespace, p.Name, n.Node, p.Reason))
+		}
+	}
+	section("Refused (nothing was evicted; the cordon is undone)", refused)
+	section("Blocked", blocked)
+	section("Skipped", skipped)
+	section("Preflight", sum.Preflight)
+	if len(sum.TempPDBs) > 0 {
+		state := "removed"
+		if sum.RemoveErr != "" {
+			state = "NOT all removed: " + sum.RemoveErr
+		}
+		section(fmt.Sprintf("Temporary PDBs of operation %s (%s)", sum.OperationID, state), sum.TempPDBs)
+	}
+	return nil
+}
+
+// ---- cleanup and verify ----
+
+type nodesCleanupOptions struct {
+	*globalOptions
+	Hosts  []string
+	Force  bool
+	Output string
+	// verifyOnly is `nodes verify`: check, change nothing.
+	verifyOnly bool
+}
+
+func newNodesCleanupCmd(g *globalOptions) *cobra.Command {
+	o := &nodesCleanupOptions{globalOptions: g}
+	cmd := &cobra.Command{
+		Use:   "cleanup HOST... -i INVENTORY",
+		Short: "Remove what Kubernetes left on hosts taken out of the cluster, then verify them",
+		Long: `cleanup connects to each host over SSH and, after a backup of /etc/kubernetes and the kubelet's
+PKI (under /var/backups/mastershrink), stops and disables kubelet and kube-proxy, removes the
+containers (docker, crictl) and stops their shims, unmounts the kubelet's mounts, removes the
+kubelet, CNI and kube-proxy folders, deletes the CNI links (cni0, flannel.*, cali*, tunl0,
+vxlan*, kube-ipvs0), removes the kube and CNI chains from iptables, kube-proxy's nftables
+table and the IPVS services. Each action prints as done, absent (nothing to do) or failed.
+
+Then it verifies the host as 'nodes verify' does and exits 1 if anything is left, printing the
+command that would remove it. A second run changes nothing.
+
+It refuses (exit 3) a host whose Node is still in the cluster (drain it with
+'mastershrink nodes drain HOST --delete-node' first) or that the inventory lists as a master
+or etcd member, unless --force.`,
+		Example: `  mastershrink nodes cleanup w2 -i inventory.yaml
+  mastershrink nodes cleanup w2 w3 -i inventory.yaml -o json`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Hosts = args
+			return runNodesCleanup(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().BoolVar(&o.Force, "force", false, "clean even a host whose Node still exists (or whose Node cannot be checked), or a master/etcd host")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "how to print the report: table or json")
+	return cmd
+}
+
+func newNodesVerifyCmd(g *globalOptions) *cobra.Command {
+	o := &nodesCleanupOptions{globalOptions: g, verifyOnly: true}
+	cmd := &cobra.Command{
+		Use:   "verify HOST... -i INVENTORY",
+		Short: "Check that hosts carry nothing of Kubernetes any more (changes nothing)",
+		Long: `verify checks each host over SSH: no kubelet or kube-proxy process or active unit, no
+container shims or containers, no kubelet.conf or kubelet PKI, no kubelet mounts, no CNI
+links, no kube chains in iptables or nftables, no IPVS services, no listener on the Kubernetes
+ports. It exits 1 if anything is left, printing the command that would remove it.`,
+		Example: `  mastershrink nodes verify w2 -i inventory.yaml`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Hosts = args
+			return runNodesCleanup(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "how to print the report: table or json")
+	return cmd
+}
+
+// hostCleanupJSON is one host of the -o json document.
+type hostCleanupJSON struct {
+	Host    string               `json:"host"`
+	Cleanup *nodes.CleanupReport `json:"cleanup,omitempty"`
+	Verify  *nodes.VerifyReport  `json:"verify,omitempty"`
+	Error   string               `json:"error,omitempty"`
+}
+
+// errNotClean is the summary error when a host keeps leftovers or could not be checked.
+var errNotClean = errors.New("not clean")
+
+func (o *nodesCleanupOptions) validate(inv *inventory.Inventory) error {
+	for _, h := range o.Hosts {
+		if _, ok := inv.Host(h); !ok {
+			return usageError{fmt.Errorf("host %q is not in %s (hosts: %s)", h, inv.File, strings.Join(inv.HostNames(), ", "))}
+		}
+	}
+	return nil
+}
+
+func runNodesCleanup(ctx context.Context, o *nodesCleanupOptions) error {
+	if o.Inventory == "" {
+		return usageError{fmt.Errorf("no inventory: give the cluster file with -i inventory.yaml")}
+	}
+	if o.Output != "table" && o.Output != "json" {
+		return usageError{fmt.Errorf("-o %q: want table or json", o.Output)}
+	}
+	inv, err := inventory.Load(o.Inventory)
+	if err != nil {
+		return err
+	}
+	if err := o.validate(inv); err != nil {
+		return err
+	}
+	c := observe.Open(inv, observe.Options{Dial: o.Dial})
+	defer c.Close()
+	if !o.verifyOnly && !o.Force {
+		if err := cleanupGuard(ctx, c, inv, o.Hosts); err != nil {
+			return err
+		}
+	}
+	var docs []hostCleanupJSON
+	var failed []string
+	for _, name := range o.Hosts {
+		doc := cleanupHost(ctx, o, c, inv, name)
+		docs = append(docs, doc)
+		if doc.Error != "" || doc.Verify == nil || !doc.Verify.Clean() {
+			failed = append(failed, name)
+		}
+	}
+	if o.Output == "json" {
+		enc := json.NewEncoder(o.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			FormatVersion int               `json:"format_version"`
+			Hosts         []hostCleanupJSON `json:"hosts"`
+		}{1, docs}); err != nil {
+			return err
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%s: %w (see the report for what is left and how to remove it)", strings.Join(failed, ", "), errNotClean)
+	}
+	return nil
+}
+
+// cleanupGuard refuses hosts that still serve the cluster: a Node that still exists, or a
+// master or etcd member of the inventory, whose PKI the cleanup would remove.
+func cleanupGuard(ctx context.Context, c *observe.Cluster, inv *inventory.Inventory, hosts []string) error {
+	for _, name := range hosts {
+		if ih, _ := inv.Host(name); ih.Has(inventory.RoleMaster) || ih.Has(inventory.RoleEtcd) {
+			return refusedError{fmt.Errorf("host %s is a master or etcd member in the inventory: retire it with 'mastershrink apply --remove %s' first, or use --force if it already is", name, name)}
+		}
+	}
+	kube, _, err := c.Kube()
+	if err != nil {
+		return refusedError{fmt.Errorf("cannot check that the Nodes of %s are gone: %w (use --force to clean anyway)", strings.Join(hosts, ", "), err)}
+	}
+	list, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return refusedError{fmt.Errorf("cannot check that the Nodes of %s are gone: list nodes: %w (use --force to clean anyway)", strings.Join(hosts, ", "), err)}
+	}
+	for _, name := range hosts {
+		ih, _ := inv.Host(name)
+		for _, n := range list.Items {
+			match := n.Name == name
+			for _, a := range n.Status.Addresses {
+				match = match || a.Address == ih.Address
+			}
+			if match {
+				return refusedError{fmt.Errorf("host %s still has Node %s in the cluster: run 'mastershrink nodes drain %s -i %s --delete-node' first, or use --force", name, n.Name, n.Name, inv.File)}
+			}
+		}
+	}
+	return nil
+}
+
+// cleanupOptions points the cleanup at the host's own kubelet and kube-proxy units.
+func cleanupOptions(ih *inventory.Host) nodes.CleanupOptions {
+	var o nodes.CleanupOptions
+	for _, u := range []string{ih.Paths.KubeletUnit, ih.Paths.KubeProxyUnit} {
+		if u != "" {
+			o.Units = append(o.Units, u)
+		}
+	}
+	return o
+}
+
+func cleanupHost(ctx context.Context, o *nodesCleanupOptions, c *observe.Cluster, inv *inventory.Inventory, name string) hostCleanupJSON {
+	doc := hostCleanupJSON{Host: name}
+	table := o.Output == "table"
+	h, err := c.Host(ctx, name)
+	if err != nil {
+		doc.Error = err.Error()
+		fmt.Fprintf(o.ErrOut, "error: %s: %v\n", name, err)
+		return doc
+	}
+	ih, _ := inv.Host(name)
+	opts := cleanupOptions(ih)
+	if !o.verifyOnly {
+		fmt.Fprintf(o.ErrOut, "Cleaning %s...\n", name)
+		rep, err := nodes.Cleanup(ctx, h, opts)
+		doc.Cleanup = &rep
+		if table {
+			writeCleanupReport(o.Out, name, rep)
+		}
+		if err != nil {
+			doc.Error = err.Error()
+			fmt.Fprintf(o.ErrOut, "error: %s: %v\n", name, err)
+			return doc
+		}
+	}
+	v, err := nodes.Verify(ctx, h, opts)
+	doc.Verify = &v
+	if table {
+		writeVerifyReport(o.Out, name, v)
+	}
+	if err != nil {
+		doc.Error = err.Error()
+	}
+	return doc
+}
+
+func writeCleanupReport(w io.Writer, name string, rep nodes.CleanupReport) {
+	fmt.Fprintf(w, "Cleanup of %s", name)
+	if rep.Backup != "" {
+		fmt.Fprintf(w, " (backup %s:%s)", name, rep.Backup)
+	}
+	fmt.Fprintln(w, ":")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  STEP\tTARGET\tRESULT")
+	for _, a := range rep.Actions {
+		res := a.Result
+		if a.Error != "" {
+			res += ": " + firstLine(a.Error)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", a.Step, a.Target, res)
+	}
+	tw.Flush()
+	done := 0
+	for _, a := range rep.Actions {
+		if a.Result == nodes.ResultDone {
+			done++
+		}
+	}
+	fmt.Fprintf(w, "  %d changes, %d failed.\n", done, len(rep.Failed()))
+}
+
+func writeVerifyReport(w io.Writer, name string, v nodes.VerifyReport) {
+	if v.Clean() {
+		fmt.Fprintf(w, "Verification of %s: clean.\n", name)
+		return
+	}
+	fmt.Fprintf(w, "Verification of %s: %d left, %d checks could not run:\n", name, len(v.Leftovers), len(v.Problems))
+	for _, l := range v.Leftovers {
+		item := l.Check + " " + l.Item
+		if l.Detail != "" {
+			item += ": " + l.Detail
+		}
+		fmt.Fprintf(w, "  %s\n    remove with: %s\n", item, l.Fix)
+	}
+	for _, p := range v.Problems {
+		fmt.Fprintf(w, "  could not check: %s\n", firstLine(p))
+	}
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " ..."
+	}
+	return s
+}

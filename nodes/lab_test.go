@@ -47,36 +47,11 @@ func sharedLab(t *testing.T) *testenv.Lab {
 	testenv.RequireLab(t)
 	labOnce.Do(func() {
 		lab, labDown, labErr = testenv.Shared(testenv.Options{Masters: 3, Workers: 4})
-		if labErr == nil {
-			labErr = withNodeLeases(lab)
-		}
 	})
 	if labErr != nil {
 		t.Fatal(labErr)
 	}
 	return lab
-}
-
-// withNodeLeases makes each worker's kwok renew a node lease, as kubelets do. The lab runs
-// kwok without --node-lease-duration-seconds: no lease, and a status heartbeat about once a
-// minute, longer than the controller-manager's 50 s grace, so every Node flaps NotReady and
-// pods on healthy Nodes are marked unready. (To fix in testenv's kubelet unit.)
-func withNodeLeases(l *testenv.Lab) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	const script = `grep -q -- --node-lease-duration-seconds /etc/systemd/system/kubelet.service ||
-sed -i 's|^  --manage-single-node=|  --node-lease-duration-seconds=40 \\\n  --manage-single-node=|' /etc/systemd/system/kubelet.service
-grep -q -- --node-lease-duration-seconds=40 /etc/systemd/system/kubelet.service
-systemctl daemon-reload && systemctl restart kubelet`
-	for _, m := range l.Machines {
-		if !slices.Contains(m.Roles, "worker") {
-			continue
-		}
-		if out, err := l.Exec(ctx, m.Name, "sh", "-ec", script); err != nil {
-			return fmt.Errorf("node leases on %s: %w: %s", m.Name, err, out)
-		}
-	}
-	return nil
 }
 
 func labKube(t *testing.T, l *testenv.Lab) kubernetes.Interface {
@@ -496,18 +471,17 @@ func TestLabCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	// Links and netfilter need CAP_NET_ADMIN, which root has on a real node; a lab machine
-	// booted without it cannot be cleaned of them, and Verify must say it could not check.
+	// Links and netfilter need CAP_NET_ADMIN, which root has on a real node and the lab
+	// gives its machines.
 	netAdmin, err := hasNetAdmin(ctx, h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if netAdmin {
-		if out, err := l.Exec(ctx, worker, "sh", "-c", netLeftovers); err != nil {
-			t.Fatalf("prepare network leftovers on %s: %v\n%s", worker, err, out)
-		}
-	} else {
-		t.Logf("network part skipped: root over SSH on %s lacks CAP_NET_ADMIN (the lab boots its machines without it: systemd-nspawn needs --capability=CAP_NET_ADMIN); links and iptables are cleaned in the fast tier (TestCleanupNode)", worker)
+	if !netAdmin {
+		t.Fatalf("root over SSH on %s lacks CAP_NET_ADMIN: the lab must boot machines with it", worker)
+	}
+	if out, err := l.Exec(ctx, worker, "sh", "-c", netLeftovers); err != nil {
+		t.Fatalf("prepare network leftovers on %s: %v\n%s", worker, err, out)
 	}
 	ih, _ := inv.Host(worker)
 	opts := nodes.CleanupOptions{Units: []string{ih.Paths.KubeletUnit, ih.Paths.KubeProxyUnit}}
@@ -526,12 +500,8 @@ func TestLabCleanup(t *testing.T) {
 	}
 	wantFound := []string{"process kubelet", "shim containerd-shim", "unit kubelet", "file /etc/kubernetes/kubelet.conf",
 		"file /var/lib/kubelet/pki", "file /etc/cni/net.d", "listener :10250"}
-	if netAdmin {
-		wantFound = append(wantFound, "link cni0", "link flannel.1", "link vxlan.calico", "iptables iptables -t nat KUBE-SERVICES",
-			"iptables iptables -t filter cali-INPUT", "iptables ip6tables -t filter KUBE-FIREWALL")
-	} else if len(v.Problems) == 0 {
-		t.Error("verify without CAP_NET_ADMIN reports no check it could not run")
-	}
+	wantFound = append(wantFound, "link cni0", "link flannel.1", "link vxlan.calico", "iptables iptables -t nat KUBE-SERVICES",
+		"iptables iptables -t filter cali-INPUT", "iptables ip6tables -t filter KUBE-FIREWALL")
 	for _, want := range wantFound {
 		if !slices.Contains(found, want) {
 			t.Errorf("verify before cleanup misses %q; found:\n%s", want, strings.Join(found, "\n"))
@@ -555,9 +525,7 @@ func TestLabCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range rep.Failed() {
-		if netAdmin || f.Step != "flush-iptables" {
-			t.Errorf("failed action: %+v", f)
-		}
+		t.Errorf("failed action: %+v", f)
 	}
 	done := map[string]bool{}
 	for _, a := range rep.Actions {
@@ -566,10 +534,8 @@ func TestLabCleanup(t *testing.T) {
 		}
 	}
 	wantDone := []string{"stop-unit kubelet", "stop-process kubelet", "stop-shim containerd-shim", "remove-folder /var/lib/kubelet",
-		"remove-folder /etc/kubernetes", "remove-folder /etc/cni", "unmount /var/lib/kubelet/pods/0b7c6a52-1d2e-4f7a-9a0e-5d1c2b3a4f60/volumes/kubernetes.io~secret/token"}
-	if netAdmin {
-		wantDone = append(wantDone, "delete-link cni0", "delete-link flannel.1", "delete-link vxlan.calico")
-	}
+		"remove-folder /etc/kubernetes", "remove-folder /etc/cni", "unmount /var/lib/kubelet/pods/0b7c6a52-1d2e-4f7a-9a0e-5d1c2b3a4f60/volumes/kubernetes.io~secret/token",
+		"delete-link cni0", "delete-link flannel.1", "delete-link vxlan.calico"}
 	for _, want := range wantDone {
 		if !done[want] {
 			t.Errorf("cleanup did not report %q done", want)
@@ -585,7 +551,7 @@ func TestLabCleanup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(v.Leftovers) > 0 || (netAdmin && len(v.Problems) > 0) {
+	if !v.Clean() {
 		t.Errorf("verify after cleanup: leftovers %+v, problems %v", v.Leftovers, v.Problems)
 	}
 	// What Verify says, seen independently; and what is not Kubernetes' is still there.
@@ -599,11 +565,7 @@ func TestLabCleanup(t *testing.T) {
 			t.Errorf("%q still on %s after cleanup", gone, worker)
 		}
 	}
-	kept := []string{"sshd"}
-	if netAdmin {
-		kept = append(kept, ":SITE-ADMIN", "-A INPUT -j SITE-ADMIN", "-A SITE-ADMIN -p tcp -m tcp --dport 22 -j ACCEPT")
-	}
-	for _, kept := range kept {
+	for _, kept := range []string{"sshd", ":SITE-ADMIN", "-A INPUT -j SITE-ADMIN", "-A SITE-ADMIN -p tcp -m tcp --dport 22 -j ACCEPT"} {
 		if !strings.Contains(state, kept) {
 			t.Errorf("cleanup removed %q, which is not Kubernetes'", kept)
 		}
@@ -617,11 +579,9 @@ func TestLabCleanup(t *testing.T) {
 		t.Errorf("second cleanup changed something: %+v", rep2.Actions)
 	}
 	for _, f := range rep2.Failed() {
-		if netAdmin || f.Step != "flush-iptables" {
-			t.Errorf("second cleanup: failed action: %+v", f)
-		}
+		t.Errorf("second cleanup: failed action: %+v", f)
 	}
-	if v, err := nodes.Verify(ctx, h, opts); err != nil || len(v.Leftovers) > 0 || (netAdmin && !v.Clean()) {
+	if v, err := nodes.Verify(ctx, h, opts); err != nil || !v.Clean() {
 		t.Errorf("verify after the second cleanup: %+v %v", v, err)
 	}
 }

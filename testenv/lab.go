@@ -395,6 +395,9 @@ func (l *Lab) boot(ctx context.Context, m *Machine, bins binaries) error {
 		"--machine=" + l.Name + "-" + m.Name, "--hostname=" + m.Name,
 		"--register=no", "--keep-unit", "--console=passive",
 		"--network-namespace-path=" + m.NetNS,
+		// Root on a real node manages links and netfilter; the machine's netns is its own,
+		// so this reaches nothing of the host's (node cleanup removes CNI links and chains).
+		"--capability=CAP_NET_ADMIN",
 		"--bind-ro=" + bins.Kubernetes + ":" + labBinDir + "/kubernetes",
 		"--bind-ro=" + bins.Kwok + ":" + labBinDir + "/kwok",
 		"--bind-ro=" + bins.Cfssl + ":" + labBinDir + "/cfssl",

@@ -301,6 +301,9 @@ func (l *Lab) kubeletUnit(lay Layout, m Machine) string {
 		"--kubeconfig=" + kc,
 		"--config=" + lay.KubeconfigDir + "/kwok-stages.yaml",
 		"--manage-single-node=" + m.Name,
+		// A node lease as kubelets keep one: without it kwok's status heartbeat (about a
+		// minute) outlasts the controller-manager's 50 s grace and Nodes flap NotReady.
+		"--node-lease-duration-seconds=40",
 		"--node-ip=" + m.Address,
 		"--server-address=127.0.0.1:10247",
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -198,6 +199,10 @@ type RestartStep struct {
 	Probe *ReadyProbe
 	// Deadline from the restart until ready; 0 means DefaultReadyDeadline.
 	Deadline time.Duration
+	// Aside, when set, takes the component out of the load balancers (aside true) before
+	// anything is written, and puts it back (aside false) once it is ready again, with the
+	// new files or after the rollback; see ProxyAside. It stays out when the rollback fails.
+	Aside func(ctx context.Context, aside bool) error
 }
 
 // RestartResult reports one step.
@@ -216,12 +221,15 @@ type RestartError struct {
 	Unit string
 	// Err says what failed (the restart job, or readiness by the deadline).
 	Err error
-	// Journal holds the unit's last journal lines, taken before the rollback.
+	// Journal holds the unit's journal lines since the restart that explain the failure
+	// (errors, systemd's lines; else the last ones), taken before the rollback.
 	Journal []string
 	// Restored is true when the old files are back and the component answers again.
 	Restored   bool
 	RestoreErr error
 	Backups    map[string]string
+	// AsideErr says why the component could not be put back into the load balancers.
+	AsideErr error
 }
 
 func (e *RestartError) Error() string {
@@ -232,6 +240,9 @@ func (e *RestartError) Error() string {
 		b.WriteString("; the previous files are back and it is serving again")
 	case len(e.Backups) > 0 || e.RestoreErr != nil:
 		fmt.Fprintf(&b, "; ROLLBACK INCOMPLETE: %v", e.RestoreErr)
+	}
+	if e.AsideErr != nil {
+		fmt.Fprintf(&b, "; %v", e.AsideErr)
 	}
 	if len(e.Backups) > 0 {
 		var bs []string
@@ -289,12 +300,50 @@ func ApplyAndRestart(ctx context.Context, step RestartStep, progress io.Writer) 
 	}
 	defer sd.Close()
 
+	if step.Aside != nil {
+		hb := startHeartbeat(progress, "taking "+what+" out of the load balancers")
+		err := step.Aside(ctx, true)
+		hb.stop()
+		if err != nil {
+			// Nothing was written or restarted: put back whatever was taken out.
+			if berr := step.Aside(context.WithoutCancel(ctx), false); berr != nil {
+				err = fmt.Errorf("%w; putting it back: %w", err, berr)
+			}
+			return res, fmt.Errorf("%s: not restarted: %w", what, err)
+		}
+		if progress != nil {
+			fmt.Fprintf(progress, "%s taken out of the load balancers\n", what)
+		}
+	}
+	back := func(err error) error {
+		if step.Aside == nil {
+			return err
+		}
+		berr := step.Aside(context.WithoutCancel(ctx), false)
+		if berr == nil {
+			if progress != nil {
+				fmt.Fprintf(progress, "%s back in the load balancers\n", what)
+			}
+			return err
+		}
+		berr = fmt.Errorf("%s: put back into the load balancers: %w", what, berr)
+		if err == nil {
+			return berr
+		}
+		var re *RestartError
+		if errors.As(err, &re) {
+			re.AsideErr = berr
+			return re
+		}
+		return errors.Join(err, berr)
+	}
+
 	for _, c := range toWrite {
 		wr, err := h.WriteFile(ctx, c.Path, []byte(c.After), host.WriteOptions{Backup: true})
 		if err != nil {
 			// Nothing was reloaded or restarted yet: putting the written files back is enough.
 			rerr := restoreFiles(context.WithoutCancel(ctx), h, toWrite[:len(res.Written)])
-			return res, &RestartError{Host: h.Name(), Unit: step.Unit, Err: fmt.Errorf("write %s: %w", c.Path, err), Restored: rerr == nil, RestoreErr: rerr, Backups: res.Backups}
+			return res, back(&RestartError{Host: h.Name(), Unit: step.Unit, Err: fmt.Errorf("write %s: %w", c.Path, err), Restored: rerr == nil, RestoreErr: rerr, Backups: res.Backups})
 		}
 		if wr.Backup != "" {
 			res.Backups[c.Path] = wr.Backup
@@ -302,6 +351,7 @@ func ApplyAndRestart(ctx context.Context, step RestartStep, progress io.Writer) 
 		res.Written = append(res.Written, c.Path)
 	}
 
+	cursor := journalCursor(ctx, h, step.Unit)
 	hb := startHeartbeat(progress, "restarting "+what)
 	start := time.Now()
 	failErr := restartAndWait(ctx, step, sd, deadline, hb)
@@ -309,10 +359,10 @@ func ApplyAndRestart(ctx context.Context, step RestartStep, progress io.Writer) 
 	res.Restarted = time.Since(start)
 	if failErr == nil {
 		res.Ready = res.Restarted
-		return res, nil
+		return res, back(nil)
 	}
 	rerr := &RestartError{Host: h.Name(), Unit: step.Unit, Err: failErr, Backups: res.Backups}
-	rerr.Journal = journal(ctx, h, step.Unit, 20)
+	rerr.Journal = journal(ctx, h, step.Unit, cursor, 20)
 	written := map[string]bool{}
 	for _, p := range res.Written {
 		written[p] = true
@@ -331,7 +381,11 @@ func ApplyAndRestart(ctx context.Context, step RestartStep, progress io.Writer) 
 	// is worse than a late return.
 	rerr.RestoreErr = rollback(context.WithoutCancel(ctx), step, sd, deadline, restore)
 	rerr.Restored = rerr.RestoreErr == nil
-	return res, rerr
+	if !rerr.Restored {
+		// Not serving: the load balancers are better off without it.
+		return res, rerr
+	}
+	return res, back(rerr)
 }
 
 func restartAndWait(ctx context.Context, step RestartStep, sd host.Systemd, deadline time.Duration, hb *heartbeat) error {
@@ -410,15 +464,63 @@ func restoreFiles(ctx context.Context, h host.Host, restore []host.FileChange) e
 	return errors.Join(errs...)
 }
 
-// journal returns the unit's last n journal lines, or the reason they could not be read.
-func journal(ctx context.Context, h host.Host, unit string, n int) []string {
+// journalCursor is the position after the unit's last journal entry, "" when the unit has
+// none or the journal cannot be read; journal then reads without it.
+func journalCursor(ctx context.Context, h host.Host, unit string) string {
+	jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	res, err := h.Run(jctx, fmt.Sprintf("journalctl -u %s -n 1 --show-cursor --no-pager -o cat", shellQuote(unit)))
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(res.Stdout), "\n") {
+		if c, ok := strings.CutPrefix(l, "-- cursor: "); ok {
+			return strings.TrimSpace(c)
+		}
+	}
+	return ""
+}
+
+// journalScan bounds how much of the journal since the cursor is read: a crash-looping
+// kube-apiserver at --v=2 logs a few hundred lines per start, mostly its flags.
+const journalScan = 3000
+
+// journal returns up to n journal lines of the unit after cursor that explain a failure (see
+// explainLines), or the reason they could not be read.
+func journal(ctx context.Context, h host.Host, unit, cursor string, n int) []string {
 	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	res, err := h.Run(jctx, fmt.Sprintf("journalctl -u %s -n %d --no-pager", shellQuote(unit), n))
+	cmd := fmt.Sprintf("journalctl -u %s -n %d --no-pager", shellQuote(unit), journalScan)
+	if cursor != "" {
+		cmd += " --after-cursor=" + shellQuote(cursor)
+	}
+	res, err := h.Run(jctx, cmd)
 	if err != nil {
 		return []string{"(journalctl: " + err.Error() + ")"}
 	}
-	return strings.Split(strings.TrimRight(string(res.Stdout), "\n"), "\n")
+	return explainLines(strings.Split(strings.TrimRight(string(res.Stdout), "\n"), "\n"), n)
+}
+
+// explainRE matches journal lines that say why a component did not start: klog errors and
+// fatals ("E1121 23:45:45.295342"), systemd's own lines about the unit, and lines naming an
+// error. The last lines alone are often the next start's flag dump (FLAG: --x="...").
+var explainRE = regexp.MustCompile(`: [EF]\d{4} |systemd\[\d+\]: |(?i:\b(error|fatal|failed|panic|unable|cannot)\b)`)
+
+// explainLines keeps the last n lines that match explainRE, or the last n lines when none do.
+func explainLines(lines []string, n int) []string {
+	var keep []string
+	for _, l := range lines {
+		if explainRE.MatchString(l) && !strings.Contains(l, "] FLAG: --") {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) == 0 {
+		keep = lines
+	}
+	if len(keep) > n {
+		keep = keep[len(keep)-n:]
+	}
+	return keep
 }
 
 // RollingRestart applies the steps one at a time and stops at the first failure, so at most
@@ -438,10 +540,20 @@ func RollingRestart(ctx context.Context, steps []RestartStep, progress io.Writer
 	return out, nil
 }
 
-// ReadyDeadline is the deadline for one apiserver restart: 90 s, or its --request-timeout
-// plus 30 s when that is longer.
+// DefaultRequestTimeout is kube-apiserver's --request-timeout default.
+const DefaultRequestTimeout = 60 * time.Second
+
+// ReadyDeadline is the deadline for one apiserver restart: its --request-timeout (60 s when
+// unset) plus 60 s, and at least DefaultReadyDeadline. A client still connected when it
+// stops (a watch straight to it, or through a proxy that keeps its connections) makes it wait
+// out the request timeout before it exits; in the lab, the restart with the default took 70 s
+// of which 9 s to start, and a big cluster's watch cache takes longer to fill.
 func ReadyDeadline(c Component) time.Duration {
-	if d := c.Flags.RequestTimeout + 30*time.Second; d > DefaultReadyDeadline {
+	rt := c.Flags.RequestTimeout
+	if rt <= 0 {
+		rt = DefaultRequestTimeout
+	}
+	if d := rt + 60*time.Second; d > DefaultReadyDeadline {
 		return d
 	}
 	return DefaultReadyDeadline

@@ -6,16 +6,20 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"time"
 
+	"github.com/mastershrink/mastershrink/apiserver"
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/lb"
 )
 
 // A TCP proxy without health checks keeps sending requests to an apiserver that is shutting
 // down (its /readyz answers 500 until it closes), and old nginx workers keep their clients'
 // connections to servers a reload marked down. So before a survivor's apiserver restarts it
-// is taken out of every node's proxy, and put back once ready; and after every reload the
-// old workers are told to close, so clients reconnect through the new configuration.
+// is taken out of every node's proxy, and put back once ready; and after a reload on a worker
+// the old nginx workers are told to close, so its clients reconnect through the new
+// configuration.
 
 // proxyHosts are the nodes whose proxy stays, sorted.
 func (r *run) proxyHosts() []string {
@@ -46,8 +50,10 @@ func reversed(cs []host.FileChange) []host.FileChange {
 
 // setAside marks the apiserver at addr down on every node's proxy (aside true) or puts the
 // planned config back (aside false). Nodes already in the wanted state are left alone, so it
-// also repairs what a crash in the middle of a restart left.
+// also repairs what a crash in the middle of a restart left. Aside, the old workers of the
+// workers' proxies are then ended one node at a time (see cutsOldWorkers).
 func (r *run) setAside(ctx context.Context, addr string, aside bool) error {
+	var cut []string
 	for _, node := range r.proxyHosts() {
 		changes, err := r.asideChanges(node, addr)
 		if err != nil {
@@ -72,11 +78,37 @@ func (r *run) setAside(ctx context.Context, addr string, aside bool) error {
 		if _, err := ex.Apply(ctx, lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: changes}); err != nil {
 			return err
 		}
+		if aside && r.cutsOldWorkers(node) {
+			cut = append(cut, node)
+		}
+	}
+	for i, node := range cut {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(apiserver.DefaultAsideStagger):
+			}
+		}
+		h, ih, err := r.host(ctx, node)
+		if err != nil {
+			return err
+		}
 		if err := cutOldWorkers(ctx, h, ih.Paths.NginxUnit); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// cutsOldWorkers says whether a node's proxy has its old workers ended after a reload: on
+// workers, whose clients (kubelets, health checks) reconnect cheaply; not on masters, where
+// an abrupt close makes the controller-manager relist everything and stall the next
+// apiserver, while the apiserver's own graceful shutdown lets its watches resume
+// (apiserver.Proxy.Cut, measured in the lab).
+func (r *run) cutsOldWorkers(node string) bool {
+	ih, ok := r.c.Inv.Host(node)
+	return ok && !ih.Has(inventory.RoleMaster)
 }
 
 // cutOldWorkers tells the nginx workers still finishing connections from before a reload to

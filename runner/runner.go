@@ -222,6 +222,7 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	}
 
 	runErr := r.steps(ctx, sel, &sum)
+	r.warnOffline()
 	sum.Duration = time.Since(start)
 	sum.Snapshot = r.history.Snapshot
 	sum.Warnings = r.warnings
@@ -234,6 +235,20 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	}
 	r.summary(sum, runErr)
 	return sum, runErr
+}
+
+// warnOffline says, for every host planned --offline, that nothing was done on it: the plan
+// has no step there (its units could not be read), so no step's own warning would say so.
+func (r *run) warnOffline() {
+	for _, name := range r.p.Target.Offline {
+		said := false
+		for _, w := range r.warnings {
+			said = said || strings.Contains(w, name+" is offline")
+		}
+		if !said {
+			r.warnings = append(r.warnings, fmt.Sprintf("%s is offline: its host-side steps were skipped; if it comes back, stop and disable etcd and the control plane there by hand before it rejoins", name))
+		}
+	}
 }
 
 // checkFresh re-observes the cluster and plans again: a different fingerprint refuses the plan,

@@ -431,8 +431,13 @@ func (r *run) apiserverStep(st plan.Step) executor {
 			results, err := apiserver.RollingRestart(ctx, steps, r.detail())
 			if aside {
 				// Back in either way: a failed restart was rolled back to the old files.
-				if perr := r.setAside(context.WithoutCancel(ctx), addr, false); perr != nil && err == nil {
-					err = fmt.Errorf("put %s back into the proxies: %w", addr, perr)
+				if perr := r.setAside(context.WithoutCancel(ctx), addr, false); perr != nil {
+					if err == nil {
+						err = fmt.Errorf("put %s back into the proxies: %w", addr, perr)
+					} else {
+						// Say so: the apiserver may be serving again, yet out of some proxies.
+						err = fmt.Errorf("%w; and %s could not be put back into every proxy (a rerun does): %v", err, addr, perr)
+					}
 				}
 			}
 			if err != nil {
@@ -492,8 +497,10 @@ func (r *run) lbStep(st plan.Step) executor {
 			if res.Skipped {
 				return outcome{already: true, note: "nginx runs the new config; probe through it answers"}, nil
 			}
-			if err := cutOldWorkers(ctx, h, ih.Paths.NginxUnit); err != nil {
-				return outcome{}, err
+			if r.cutsOldWorkers(st.Host) {
+				if err := cutOldWorkers(ctx, h, ih.Paths.NginxUnit); err != nil {
+					return outcome{}, err
+				}
 			}
 			changes := fileChanges(st.Host, st.Files, res.Backups, func(p string) bool { _, ok := res.Backups[p]; return ok })
 			changes = append(changes, Change{Host: st.Host, Unit: ih.Paths.NginxUnit, Action: "reload"})

@@ -463,7 +463,7 @@ func TestFaultSSHCutMidStep(t *testing.T) {
 		for _, m := range f.lab.Machines {
 			conf := f.exec(m.Name, "cat", "/approot/data/k8s/kube-nginx/kube-nginx.conf")
 			for _, l := range strings.Split(conf, "\n") {
-				if strings.Contains(l, m1.Address+":6443") && strings.Contains(l, " down") && !strings.Contains(err.Error(), "proxies") {
+				if strings.Contains(l, m1.Address+":6443") && strings.Contains(l, " down") && !strings.Contains(err.Error(), "could not be put back into every proxy") {
 					t.Errorf("the proxy on %s was left with m1 out, and the error does not say so: %s", m.Name, strings.TrimSpace(l))
 				}
 			}

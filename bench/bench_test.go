@@ -1,0 +1,97 @@
+package bench
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSummarize(t *testing.T) {
+	s, ok := Summarize([]float64{3, 1, 2})
+	if !ok || s.Median != 2 || s.Min != 1 || s.Max != 3 {
+		t.Errorf("odd: %+v", s)
+	}
+	s, _ = Summarize([]float64{4, 1, 2, 3})
+	if s.Median != 2.5 {
+		t.Errorf("even median %v, want 2.5", s.Median)
+	}
+	if _, ok := Summarize(nil); ok {
+		t.Error("no values summarized")
+	}
+	if got := (Stats{Median: 52.14, Min: 50.3, Max: 55, Values: []float64{1, 2}}).Format(" s"); got != "52.1 s (50.3-55.0)" {
+		t.Errorf("format %q", got)
+	}
+	if got := (Stats{Median: 0, Values: []float64{0, 0, 0}}).Format(""); got != "0" {
+		t.Errorf("format of equal runs %q", got)
+	}
+}
+
+func TestParseBenchOutput(t *testing.T) {
+	out := `goos: linux
+BenchmarkInspect1000VsOpenSSL
+    certs_test.go:1: something
+BenchmarkInspect1000VsOpenSSL-2   	       1	4523312345 ns/op	       312.0 inspect-ms/op	      4211 openssl-ms/op	        13.50 openssl/inspect
+PASS
+`
+	m, ok := ParseBenchOutput(out, "BenchmarkInspect1000VsOpenSSL")
+	if !ok || m["openssl/inspect"] != 13.5 || m["inspect-ms/op"] != 312 || m["ns/op"] != 4523312345 {
+		t.Errorf("parsed %v, %v", m, ok)
+	}
+	if _, ok := ParseBenchOutput(out, "BenchmarkInspect1000"); ok {
+		t.Error("a benchmark whose name is a prefix of another matched its line")
+	}
+	if r, ok := skipReason("--- SKIP: BenchmarkLB200Hosts\n    farm.go:1: needs root\n", "BenchmarkLB200Hosts"); !ok || r != "farm.go:1: needs root" {
+		t.Errorf("skip reason %q %v", r, ok)
+	}
+}
+
+func TestJournalPhases(t *testing.T) {
+	journal := `{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","event":"run-start"}
+{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"preflight","event":"end","seconds":1.5}
+{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"etcd/snapshot","event":"end","seconds":0.5}
+{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"apiserver/update/m1","event":"start"}
+{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"apiserver/update/m1","event":"end","seconds":20}
+{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"etcd/remove-member/m2","event":"end","seconds":2}
+{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"etcd/stop/m2","event":"skip","seconds":1}
+{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"verify/final","event":"en`
+	p := filepath.Join(t.TempDir(), "plan.journal.jsonl")
+	os.WriteFile(p, []byte(journal), 0o600)
+	st, err := JournalPhases(p, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "preflight=1.50 snapshot=0.50 survivor restarts=20 etcd membership=3 lock and re-observe=5"
+	var got []string
+	for _, s := range st {
+		got = append(got, s.Name+"="+num(s.Seconds))
+	}
+	if strings.Join(got, " ") != want {
+		t.Errorf("phases %q, want %q", strings.Join(got, " "), want)
+	}
+}
+
+func TestRenderOneTable(t *testing.T) {
+	apply := []ShrinkResult{{Total: 60 * time.Second, Failed: 0, Gap: time.Second, MaxRSSKB: 81920, Stages: []Stage{{"preflight", 2}}},
+		{Total: 70 * time.Second, MaxRSSKB: 81920, Stages: []Stage{{"preflight", 3}}}}
+	manual := []ShrinkResult{{Total: 30 * time.Second, Failed: 120, Gap: 15 * time.Second, Stages: []Stage{{"reload nginx", 1}}},
+		{Total: 35 * time.Second, Failed: 100}}
+	r := Results{Runs: 2, Command: "make bench BENCH_RUNS=2", Figures: ShrinkFigures(apply, manual)}
+	r.Figures = append(r.Figures, GoFigures[1].Figure([]GoBenchRun{{Metrics: map[string]float64{"inspect-ms/op": 300, "openssl-ms/op": 4000, "openssl/inspect": 13.3}, PeakRSSMB: 40}}))
+	var b bytes.Buffer
+	if err := r.Render(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"65 s (60-70)", "seed 003 by hand: 32.5 s (30.0-35.0)", "0.50x", "110 (100-120)", "80 MB",
+		"apply phase: preflight", "openssl x509 -text per file: 4 s", "13.3x", "produced by: make bench BENCH_RUNS=2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "by hand: reload nginx") {
+		t.Errorf("detail rows printed:\n%s", out)
+	}
+}

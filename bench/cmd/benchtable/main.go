@@ -1,0 +1,279 @@
+// Command benchtable is `make bench`: it runs the 3-to-1 shrink in fresh labs with
+// `mastershrink apply` and with seed 003's manual procedure, then the component benchmarks,
+// each several times, and prints one table of medians and spreads (also written as JSON).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mastershrink/mastershrink/bench"
+	"github.com/mastershrink/mastershrink/testenv"
+)
+
+type options struct {
+	runs    int
+	bin     string
+	out     string
+	only    map[string]bool
+	labName string
+	logPath string
+}
+
+func main() {
+	var o options
+	var only string
+	defRuns := 3
+	if v, err := strconv.Atoi(os.Getenv("BENCH_RUNS")); err == nil && v > 0 {
+		defRuns = v
+	}
+	flag.IntVar(&o.runs, "runs", defRuns, "runs of each figure (BENCH_RUNS)")
+	flag.StringVar(&o.bin, "bin", "bin/mastershrink", "the mastershrink binary (make build)")
+	flag.StringVar(&o.out, "out", "bench/results.json", "where to write the results as JSON")
+	flag.StringVar(&only, "only", "", "comma-separated subset: shrink,"+strings.Join(goIDs(), ","))
+	flag.StringVar(&o.labName, "lab", "msbench", "lab name for the shrink runs")
+	flag.StringVar(&o.logPath, "log", filepath.Join(os.TempDir(), "mastershrink-bench.log"), "the labs' and commands' log")
+	render := flag.String("render", "", "print the table of a results file (bench/results.json) and exit")
+	flag.Parse()
+	if *render != "" {
+		if err := renderFile(*render); err != nil {
+			fmt.Fprintf(os.Stderr, "benchtable: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if only != "" {
+		o.only = map[string]bool{}
+		for _, s := range strings.Split(only, ",") {
+			o.only[strings.TrimSpace(s)] = true
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintf(os.Stderr, "benchtable: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func renderFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var r bench.Results
+	if err := json.Unmarshal(data, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return r.Render(os.Stdout)
+}
+
+func goIDs() []string {
+	var ids []string
+	for _, g := range bench.GoFigures {
+		ids = append(ids, g.ID)
+	}
+	return ids
+}
+
+func (o options) wants(id string) bool { return o.only == nil || o.only[id] }
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[bench %s] "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func run(ctx context.Context, o options) error {
+	if o.runs < 1 {
+		return errors.New("-runs: want at least 1")
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("the lab and the LB farm need root: run make bench as root")
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		return errors.New("run from the repository root (make bench does)")
+	}
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return err
+	}
+	logf, err := os.Create(o.logPath)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	progress("%d runs of each figure; log in %s", o.runs, o.logPath)
+
+	res := bench.Results{FormatVersion: bench.ResultsFormatVersion, Generated: time.Now().UTC().Truncate(time.Second),
+		Runs: o.runs, Command: command(o), Machine: machine(), Commit: commit()}
+
+	if o.wants("shrink") {
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("%s: %w (make build makes it)", o.bin, err)
+		}
+		apply, manual, err := shrinks(ctx, o, bin, logf)
+		if err != nil {
+			return err
+		}
+		res.Figures = append(res.Figures, bench.ShrinkFigures(apply, manual)...)
+	}
+
+	tmp, err := os.MkdirTemp("", "mastershrink-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	for _, g := range bench.GoFigures {
+		if !o.wants(g.ID) {
+			continue
+		}
+		binary, err := bench.CompileTests(ctx, root, g.Bench.Pkg, tmp)
+		if err != nil {
+			return err
+		}
+		var runs []bench.GoBenchRun
+		for i := range o.runs {
+			r, err := bench.RunGoBench(ctx, root, binary, g.Bench)
+			if err != nil {
+				return err
+			}
+			if r.Skipped != "" {
+				progress("%s: skipped: %s", g.Bench.Name, r.Skipped)
+				runs = append(runs, r)
+				break
+			}
+			progress("%s run %d/%d in %s: %v, peak RSS %.0f MB", g.Bench.Name, i+1, o.runs, r.Took.Round(time.Second), r.Metrics, r.PeakRSSMB)
+			runs = append(runs, r)
+		}
+		res.Figures = append(res.Figures, g.Figure(runs))
+	}
+
+	if o.wants("shrink") {
+		// Any lab serves to print the script: the addresses are the lab's fixed ones.
+		if steps, err := bench.Seed003Steps(&testenv.Lab{Options: testenv.Options{Name: o.labName, Layout: "seed003"},
+			Machines: labMachines()}); err == nil {
+			res.ManualScript = bench.Script(steps)
+		}
+	}
+	fmt.Println()
+	if err := res.Render(os.Stdout); err != nil {
+		return err
+	}
+	if o.out != "" {
+		if err := res.WriteJSON(o.out); err != nil {
+			return err
+		}
+		progress("results written to %s", o.out)
+	}
+	return nil
+}
+
+// labMachines are the default lab's machines, for rendering the manual script.
+func labMachines() []testenv.Machine {
+	return []testenv.Machine{
+		{Name: "m1", Address: "10.88.0.11", Roles: []string{"etcd", "master"}},
+		{Name: "m2", Address: "10.88.0.12", Roles: []string{"etcd", "master"}},
+		{Name: "m3", Address: "10.88.0.13", Roles: []string{"etcd", "master"}},
+		{Name: "w1", Address: "10.88.0.21", Roles: []string{"worker"}},
+		{Name: "w2", Address: "10.88.0.22", Roles: []string{"worker"}},
+	}
+}
+
+// shrinks runs the apply and the manual procedure o.runs times each, alternating which goes
+// first, each in a lab of its own brought up for it and torn down after.
+func shrinks(ctx context.Context, o options, bin string, logf io.Writer) ([]bench.ShrinkResult, []bench.ShrinkResult, error) {
+	var apply, manual []bench.ShrinkResult
+	for i := range o.runs {
+		kinds := []string{"apply", "manual"}
+		if i%2 == 1 {
+			kinds = []string{"manual", "apply"}
+		}
+		for _, kind := range kinds {
+			r, err := oneShrink(ctx, o, bin, kind, logf)
+			if err != nil {
+				return nil, nil, fmt.Errorf("shrink run %d (%s): %w", i+1, kind, err)
+			}
+			progress("shrink run %d/%d %-6s: %s, %d of %d requests failed, longest gap %s, %d watch breaks, peak RSS %d MB",
+				i+1, o.runs, kind, r.Total.Round(100*time.Millisecond), r.Failed, r.Requests, r.Gap.Round(10*time.Millisecond), r.WatchBreaks, r.MaxRSSKB/1024)
+			if kind == "apply" {
+				apply = append(apply, r)
+			} else {
+				manual = append(manual, r)
+			}
+		}
+	}
+	return apply, manual, nil
+}
+
+func oneShrink(ctx context.Context, o options, bin, kind string, logf io.Writer) (r bench.ShrinkResult, err error) {
+	work, err := os.MkdirTemp("", "mastershrink-bench-"+kind+"-")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(work)
+	start := time.Now()
+	lab, err := testenv.Up(ctx, testenv.Options{Name: o.labName, Log: logf})
+	if err != nil {
+		return r, fmt.Errorf("lab up: %w (log %s)", err, o.logPath)
+	}
+	defer func() {
+		if derr := lab.Down(context.Background()); derr != nil && err == nil {
+			err = fmt.Errorf("lab down: %w", derr)
+		}
+	}()
+	progress("lab %s up in %s for the %s shrink", o.labName, time.Since(start).Round(time.Second), kind)
+	so := bench.ShrinkOptions{Bin: bin, WorkDir: work, Log: logf}
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	defer cancel()
+	if kind == "apply" {
+		return bench.ApplyShrink(sctx, lab, so)
+	}
+	return bench.ManualShrink(sctx, lab, so)
+}
+
+func command(o options) string {
+	c := "make bench"
+	if o.runs != 3 {
+		c = fmt.Sprintf("make bench BENCH_RUNS=%d", o.runs)
+	}
+	if o.only != nil {
+		var ids []string
+		for id := range o.only {
+			ids = append(ids, id)
+		}
+		c = fmt.Sprintf("go run ./bench/cmd/benchtable -runs %d -only %s", o.runs, strings.Join(ids, ","))
+	}
+	return c
+}
+
+func machine() string {
+	kernel := "linux"
+	if out, err := exec.Command("uname", "-r").Output(); err == nil {
+		kernel = "Linux " + strings.TrimSpace(string(out))
+	}
+	return fmt.Sprintf("%d CPUs, %s, %s", runtime.NumCPU(), kernel, runtime.Version())
+}
+
+func commit() string {
+	out, err := exec.Command("git", "describe", "--tags", "--always", "--dirty").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -1,0 +1,114 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// ResultsFormatVersion is the version of the results file's layout.
+const ResultsFormatVersion = 1
+
+// Figure is one row of the table: mastershrink's figure, the alternative's, their ratio and
+// mastershrink's peak memory, each over the runs.
+type Figure struct {
+	ID    string `json:"id"`
+	Title string `json:"title"`
+	// Unit follows every value ("s", "MB/s", "").
+	Unit   string `json:"unit"`
+	Ours   *Stats `json:"mastershrink,omitempty"`
+	Theirs *Stats `json:"alternative,omitempty"`
+	// Alternative names what Theirs measures ("seed 003 by hand").
+	Alternative string `json:"alternative_name,omitempty"`
+	// Ratio is how many times better mastershrink did, run by run (above 1: better).
+	Ratio     *Stats `json:"ratio,omitempty"`
+	PeakRSSMB *Stats `json:"peak_rss_mb,omitempty"`
+	Note      string `json:"note,omitempty"`
+	// Detail rows are in the results file but not in the printed table.
+	Detail bool `json:"detail,omitempty"`
+}
+
+// Results are what `make bench` measured.
+type Results struct {
+	FormatVersion int       `json:"format_version"`
+	Generated     time.Time `json:"generated"`
+	Runs          int       `json:"runs"`
+	Command       string    `json:"command"`
+	Machine       string    `json:"machine"`
+	Commit        string    `json:"commit,omitempty"`
+	Figures       []Figure  `json:"figures"`
+	// ManualScript is the seed 003 procedure the alternative of the shrink ran.
+	ManualScript string `json:"manual_script,omitempty"`
+}
+
+func statsOrNil(values []float64) *Stats {
+	if s, ok := Summarize(values); ok {
+		return &s
+	}
+	return nil
+}
+
+func fmtStats(s *Stats, unit string) string {
+	if s == nil {
+		return "-"
+	}
+	if unit != "" && unit != "x" {
+		unit = " " + unit
+	}
+	return s.Format(unit)
+}
+
+// Render prints the table.
+func (r Results) Render(w io.Writer) error {
+	fmt.Fprintf(w, "mastershrink figures: median (min-max) of %d runs; %s\n", r.Runs, r.Machine)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FIGURE\tMASTERSHRINK\tALTERNATIVE\tRATIO\tPEAK RSS")
+	for _, f := range r.Figures {
+		if f.Detail {
+			continue
+		}
+		alt := fmtStats(f.Theirs, f.Unit)
+		if f.Theirs != nil && f.Alternative != "" {
+			alt = f.Alternative + ": " + alt
+		}
+		ratio := "-"
+		if f.Ratio != nil {
+			ratio = fmtStats(f.Ratio, "x")
+		}
+		rss := "-"
+		if f.PeakRSSMB != nil {
+			rss = fmtStats(f.PeakRSSMB, "MB")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Title, fmtStats(f.Ours, f.Unit), alt, ratio, rss)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var notes []string
+	for _, f := range r.Figures {
+		if f.Note != "" {
+			notes = append(notes, fmt.Sprintf("  %s: %s", strings.TrimSpace(f.Title), f.Note))
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(w, "notes:\n%s\n", strings.Join(notes, "\n"))
+	}
+	_, err := fmt.Fprintf(w, "produced by: %s\n", r.Command)
+	return err
+}
+
+// WriteJSON writes the results to path.
+func (r Results) WriteJSON(path string) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	return nil
+}

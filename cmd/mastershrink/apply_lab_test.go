@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,14 +156,30 @@ func checkShrunk(t *testing.T, lab *testenv.Lab, kube kubernetes.Interface, etcd
 			t.Error("Node w2 still exists")
 		}
 	}
-	pods, err := kube.CoreV1().Pods("web").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pods.Items {
-		if p.Spec.NodeName == "w2" && p.DeletionTimestamp == nil {
-			t.Errorf("pod %s still on the drained w2", p.Name)
+	// The drain leaves no pod on w2. A scheduler whose cache has not yet seen the cordon or
+	// the deletion may still bind a replacement to w2 (the Binding API does not check that a
+	// Node exists); the pod garbage collector then removes it and it is scheduled again. So
+	// the end state is polled for, with a deadline that covers that collector.
+	var left []string
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		pods, err := kube.CoreV1().Pods("web").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
 		}
+		left = nil
+		for _, p := range pods.Items {
+			if p.Spec.NodeName == "w2" && p.DeletionTimestamp == nil {
+				left = append(left, fmt.Sprintf("%s (created %s, phase %s)", p.Name, p.CreationTimestamp.UTC().Format(time.RFC3339), p.Status.Phase))
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	for _, p := range left {
+		t.Errorf("pod %s still on the drained w2", p)
 	}
 }
 

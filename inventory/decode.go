@@ -26,10 +26,7 @@ type decoder struct {
 var durationType = reflect.TypeOf(Duration(0))
 
 func (d *decoder) problem(line int, field, format string, args ...any) {
-	if d.bad == nil {
-		d.bad = map[string]bool{}
-	}
-	d.bad[field] = true
+	d.markBad(field)
 	d.probs = append(d.probs, Problem{File: d.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -123,6 +120,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	}
 	fields := yamlFields(v.Type())
 	seen := map[string]int{}
+	var meant []string // the fields that unknown keys of this mapping look like typos of
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
 		name := key.Value
@@ -140,12 +138,31 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			msg := fmt.Sprintf("unknown field %q", name)
 			if s := closest(name, fields); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
+				meant = append(meant, s)
 			}
 			d.problem(key.Line, fpath, "%s", msg)
 			continue
 		}
 		d.decode(val, v.Field(idx), fpath)
 	}
+	// A typo of a required field would also show as that field missing, at the mapping's
+	// first line, before the typo itself: the typo is the one thing to say.
+	for _, s := range meant {
+		if _, written := seen[s]; !written {
+			if path != "" {
+				s = path + "." + s
+			}
+			d.markBad(s)
+		}
+	}
+}
+
+// markBad keeps validation quiet about a field the decoder has already explained.
+func (d *decoder) markBad(field string) {
+	if d.bad == nil {
+		d.bad = map[string]bool{}
+	}
+	d.bad[field] = true
 }
 
 // yamlFields maps each yaml key of a struct to its field index.

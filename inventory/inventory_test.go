@@ -187,14 +187,22 @@ func TestLoadBad(t *testing.T) {
 		{"bad DNS name", goodHead + "  - {name: m1, address: 'bad_host.example', roles: [etcd]}\n",
 			[]string{`inventory.yaml:4: hosts[0].address: invalid address "bad_host.example": want an IPv4 or IPv6 address or a DNS name`}},
 		{"unknown field", goodHead + "  - name: m1\n    adress: 10.0.0.1\n    roles: [etcd]\n",
-			[]string{
-				`inventory.yaml:4: hosts[0].address: missing`,
-				`inventory.yaml:5: hosts[0].adress: unknown field "adress" (did you mean "address"?)`,
-			}},
+			[]string{`inventory.yaml:5: hosts[0].adress: unknown field "adress" (did you mean "address"?)`}},
 		{"unknown top-level field", "format_version: 1\nlayout: seed003\nhost:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n",
+			[]string{`inventory.yaml:3: host: unknown field "host" (did you mean "hosts"?)`}},
+		{"misspelt hosts after other keys", "format_version: 1\nlayout: seed003\nssh:\n  user: root\nhostz:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n",
+			[]string{`inventory.yaml:5: hostz: unknown field "hostz" (did you mean "hosts"?)`}},
+		// A key like no field is no typo of hosts: both problems stand.
+		{"unknown top-level field unlike any", "format_version: 1\nlayout: seed003\nmachines:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n",
 			[]string{
 				`inventory.yaml:1: hosts: no hosts (want at least one)`,
-				`inventory.yaml:3: host: unknown field "host" (did you mean "hosts"?)`,
+				`inventory.yaml:3: machines: unknown field "machines"`,
+			}},
+		// The typo and the real key both written: the real one is still checked.
+		{"typo beside the real key", goodHead + "  - {name: m1, address: 10.0.0.300, adress: 10.0.0.1, roles: [etcd]}\n",
+			[]string{
+				`inventory.yaml:4: hosts[0].adress: unknown field "adress" (did you mean "address"?)`,
+				`inventory.yaml:4: hosts[0].address: invalid IPv4 address "10.0.0.300"`,
 			}},
 		{"bad duration", "format_version: 1\nlayout: seed003\nssh:\n  connect_timeout: 10\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd], ssh: {connect_timeout: 3 seconds}}\n",
 			[]string{

@@ -81,12 +81,21 @@ func Parse(host, mainPath string, files map[string]string, apiservers []string) 
 
 	// Walk the expanded tree with its block context.
 	var proxies []streamServer
+	var walkErr error
 	var walk func(stmts []*stmt, ctx []string)
 	walk = func(stmts []*stmt, ctx []string) {
 		inStream := len(ctx) == 1 && ctx[0] == "stream"
 		for _, s := range stmts {
+			if walkErr != nil {
+				return
+			}
 			if inStream && s.name.val == "upstream" && s.hasBlock() && len(s.args) == 1 {
-				if u, ok := upstreamOf(s, want); ok {
+				u, ok, err := upstreamOf(s, want)
+				if err != nil {
+					walkErr = err
+					return
+				}
+				if ok {
 					cfg.Upstreams = append(cfg.Upstreams, u)
 				}
 				continue
@@ -100,6 +109,9 @@ func Parse(host, mainPath string, files map[string]string, apiservers []string) 
 		}
 	}
 	walk(top, nil)
+	if walkErr != nil {
+		return cfg, walkErr
+	}
 
 	for _, p := range proxies {
 		for _, u := range cfg.Upstreams {
@@ -203,12 +215,15 @@ func (r *resolver) matches(arg string) ([]string, error) {
 	return out, nil
 }
 
-func upstreamOf(s *stmt, want map[string]bool) (Upstream, bool) {
+func upstreamOf(s *stmt, want map[string]bool) (Upstream, bool, error) {
 	u := Upstream{Name: s.args[0].val, File: s.file, Line: s.name.line}
 	fronts := false
 	for _, d := range s.block {
 		if d.name.val != "server" || d.hasBlock() || len(d.args) == 0 {
 			continue
+		}
+		if err := checkServerParams(u.Name, d); err != nil {
+			return u, false, err
 		}
 		args := d.argVals()
 		srv := Server{Address: args[0], Params: args[1:], File: d.file, Line: d.name.line}
@@ -218,7 +233,34 @@ func upstreamOf(s *stmt, want map[string]bool) (Upstream, bool) {
 		}
 		u.Servers = append(u.Servers, srv)
 	}
-	return u, fronts
+	return u, fronts, nil
+}
+
+// serverParams are the parameters nginx's stream upstream takes after a server's address
+// (ngx_stream_upstream_server): those ending in '=' take a value.
+var serverParams = []string{"weight=", "max_conns=", "max_fails=", "fail_timeout=", "backup", "down", "resolve", "service="}
+
+// checkServerParams refuses a stream upstream server line that nginx -t would refuse for an
+// unknown parameter. The common cause is a missing ';': the line then swallows the next
+// server line, whose "server" and address would silently become parameters of this one.
+func checkServerParams(upstream string, d *stmt) error {
+	for _, a := range d.args[1:] {
+		known := slices.ContainsFunc(serverParams, func(p string) bool {
+			if strings.HasSuffix(p, "=") {
+				return strings.HasPrefix(a.val, p) && len(a.val) > len(p)
+			}
+			return a.val == p
+		})
+		if known {
+			continue
+		}
+		msg := fmt.Sprintf("%s:%d: upstream %s: server %s: invalid parameter %q", d.file, d.name.line, upstream, d.args[0].val, a.val)
+		if a.line > d.name.line {
+			return fmt.Errorf("%s on line %d (is the ';' missing at the end of line %d?)", msg, a.line, a.line-1)
+		}
+		return fmt.Errorf("%s (nginx -t would refuse it)", msg)
+	}
+	return nil
 }
 
 type streamServer struct {

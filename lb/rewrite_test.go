@@ -273,6 +273,12 @@ func TestParseErrors(t *testing.T) {
 		{"unterminated block", "stream {\n upstream a {\n server 10.0.0.1:6443;\n", "/etc/n.conf"},
 		{"missing include", "stream {\n include missing.conf;\n}\n", "/etc/n.conf:2: include missing.conf"},
 		{"missing semicolon", "stream {\n upstream a {\n server 10.0.0.1:6443\n }\n}\n", "/etc/n.conf:4"},
+		{"missing semicolon swallows the next server", "stream {\n upstream a {\n server 10.0.0.1:6443 max_fails=3\n server 10.0.0.2:6443;\n }\n}\n",
+			`/etc/n.conf:3: upstream a: server 10.0.0.1:6443: invalid parameter "server" on line 4 (is the ';' missing at the end of line 3?)`},
+		{"unknown server parameter", "stream {\n upstream a {\n server 10.0.0.1:6443 max_fail=3;\n }\n}\n",
+			`/etc/n.conf:3: upstream a: server 10.0.0.1:6443: invalid parameter "max_fail=3" (nginx -t would refuse it)`},
+		{"server parameter without its value", "stream {\n upstream other {\n server 10.0.0.9:5000 weight=;\n }\n}\n",
+			`/etc/n.conf:3: upstream other: server 10.0.0.9:5000: invalid parameter "weight="`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -310,5 +316,76 @@ func TestGroupDiffs(t *testing.T) {
 	}
 	if !slices.Equal(groups[1].Hosts, []string{"w2"}) || !slices.Equal(groups[2].Hosts, []string{"w4"}) || groups[2].Diff != "" {
 		t.Errorf("groups %+v", groups[1:])
+	}
+}
+
+// The server-parameter check agrees with the real nginx -t on the lines it accepts and refuses.
+func TestServerParamsAgreeWithNginx(t *testing.T) {
+	requireNginx(t)
+	for _, tc := range []struct {
+		name, servers string
+		ok            bool
+	}{
+		{"every parameter", "server 10.0.0.1:6443 weight=2 max_conns=10 max_fails=3 fail_timeout=30s backup;\n server 10.0.0.2:6443 down;", true},
+		{"unix socket", "server unix:/run/apiserver.sock max_fails=1;", true},
+		{"missing semicolon", "server 10.0.0.1:6443 max_fails=3 fail_timeout=30s\n server 10.0.0.2:6443 max_fails=3 fail_timeout=30s;", false},
+		{"missing semicolon, no parameters", "server 10.0.0.1:6443\n server 10.0.0.2:6443;", false},
+		{"typo", "server 10.0.0.1:6443 fail_timout=30s;", false},
+		{"empty value", "server 10.0.0.1:6443 weight=;", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := "events {}\nstream {\n upstream a {\n " + tc.servers + "\n }\n server {\n listen 127.0.0.1:1;\n proxy_pass a;\n }\n}\n"
+			_, err := Parse("n", "/etc/nginx/nginx.conf", map[string]string{"/etc/nginx/nginx.conf": conf}, []string{"10.0.0.1:6443"})
+			if (err == nil) != tc.ok {
+				t.Errorf("Parse: %v, want ok=%v", err, tc.ok)
+			}
+			dir := t.TempDir()
+			file := filepath.Join(dir, "nginx.conf")
+			full := fmt.Sprintf("load_module %s;\npid %s/nginx.pid;\nerror_log %s/error.log;\n", streamModule, dir, dir) + conf
+			if err := os.WriteFile(file, []byte(full), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, nerr := exec.Command("nginx", "-t", "-p", dir+"/", "-c", file).CombinedOutput()
+			if (nerr == nil) != tc.ok {
+				t.Errorf("nginx -t: %v, want ok=%v\n%s", nerr, tc.ok, out)
+			}
+		})
+	}
+}
+
+func TestRequireAPIServer(t *testing.T) {
+	const main = "/etc/nginx/nginx.conf"
+	for _, tc := range []struct {
+		name, conf, found string
+	}{
+		{"fronts an apiserver", "stream {\n upstream a {\n server 10.0.0.9:5000;\n server 10.0.0.1:6443;\n }\n}\n", ""},
+		{"no stream block", "http {\n upstream apiserver {\n server 10.0.0.1:6443;\n }\n}\n", "no stream block"},
+		{"other servers only", "stream {\n upstream registry {\n server 10.0.0.9:5000;\n }\n}\n", "its stream upstream registry at /etc/nginx/nginx.conf:2 lists none of the apiservers"},
+		{"empty stream block", "stream {\n}\n", "no upstream in its stream block"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("w1", main, map[string]string{main: tc.conf}, []string{"10.0.0.1:6443"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = RequireAPIServer(cfg)
+			if tc.found == "" {
+				if err != nil {
+					t.Fatalf("RequireAPIServer: %v", err)
+				}
+				return
+			}
+			var ne *NoAPIServerError
+			if !errors.Is(err, ErrNoAPIServer) || !errors.As(err, &ne) || ne.Node != "w1" || ne.File != main {
+				t.Fatalf("RequireAPIServer = %v, want a NoAPIServerError naming w1 and %s", err, main)
+			}
+			if !strings.HasPrefix(err.Error(), "w1: "+main+": ") || !strings.Contains(err.Error(), tc.found) {
+				t.Errorf("error %q does not name the node, file and %q", err, tc.found)
+			}
+			// Parse accepts it, and a rewrite has nothing to do: only RequireAPIServer speaks.
+			if ch, err := Rewrite(cfg, []string{"10.0.0.1:6443"}, MarkDown); err != nil || len(ch) != 0 {
+				t.Errorf("Rewrite = %d changes, %v; want none and no error", len(ch), err)
+			}
+		})
 	}
 }

@@ -52,7 +52,8 @@ func Open(inv *inventory.Inventory, opts Options) *Cluster {
 	return &Cluster{Inv: inv, opts: opts, hosts: map[string]host.Host{}, hostErrs: map[string]error{}}
 }
 
-// Host returns a connection to a host, dialling it on first use.
+// Host returns a connection to a host, dialling it on first use and again once a call found
+// the connection lost (such a call returns *ConnectionLostError).
 func (c *Cluster) Host(ctx context.Context, name string) (host.Host, error) {
 	c.mu.Lock()
 	if h, ok := c.hosts[name]; ok {
@@ -60,7 +61,7 @@ func (c *Cluster) Host(ctx context.Context, name string) (host.Host, error) {
 		return h, nil
 	}
 	c.mu.Unlock()
-	h, err := host.Connect(ctx, c.Inv, name, host.DialFunc(c.opts.Dial))
+	conn, err := host.Connect(ctx, c.Inv, name, host.DialFunc(c.opts.Dial))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -68,11 +69,22 @@ func (c *Cluster) Host(ctx context.Context, name string) (host.Host, error) {
 		return nil, err
 	}
 	if old, ok := c.hosts[name]; ok {
-		h.Close()
+		conn.Close()
 		return old, nil
 	}
+	h := &liveHost{Host: conn, c: c, name: name}
 	c.hosts[name] = h
 	return h, nil
+}
+
+// drop forgets a host whose connection died, unless it was replaced already, and closes it.
+func (c *Cluster) drop(h *liveHost) {
+	c.mu.Lock()
+	if c.hosts[h.name] == host.Host(h) {
+		delete(c.hosts, h.name)
+	}
+	c.mu.Unlock()
+	h.Host.Close()
 }
 
 // ConnectAll dials every host with bounded concurrency and returns the errors by host.

@@ -408,6 +408,15 @@ func (b *builder) loadBalancers() {
 			continue
 		}
 		cfg := b.f.LB[name]
+		// A proxy fronting no apiserver would get no step at all, and keep sending the node's
+		// clients wherever it sends them: the inventory points at the wrong file, or the
+		// upstream is wrong.
+		var none *lb.NoAPIServerError
+		if errors.As(lb.RequireAPIServer(cfg), &none) {
+			b.refuse("lb-no-apiserver", fmt.Sprintf("the proxy on %s fronts no apiserver: %s: %s", name, none.File, none.Found),
+				"point the inventory's nginx_config at the proxy that fronts the apiservers, or fix the upstream")
+			continue
+		}
 		files, err := lb.Rewrite(cfg, leaving, mode)
 		if errors.Is(err, lb.ErrNoUpstreamLeft) {
 			b.refuse("lb-empty", fmt.Sprintf("the proxy on %s would be left with no apiserver: %v", name, err),

@@ -39,7 +39,9 @@ type cluster struct {
 	lagging     map[int]uint64  // master index -> entries behind
 	noCAKey     bool
 	// lbOnly limits a worker's upstream to these masters (to make an LB that would be empty).
-	lbOnly   map[string][]int
+	lbOnly map[string][]int
+	// lbOther makes a node's proxy front other servers only (a registry, not the apiservers).
+	lbOther  map[string]bool
 	pods     map[string][]nodes.Pod
 	notReady map[string]bool
 }
@@ -78,6 +80,9 @@ func (c cluster) facts(t *testing.T) Facts {
 	}
 	nginx := func(name string) lb.NodeConfig {
 		ups := upstreams
+		if c.lbOther[name] {
+			ups = []string{"      server 172.72.0.200:5000 max_fails=3 fail_timeout=30s;"}
+		}
 		if only, ok := c.lbOnly[name]; ok {
 			ups = nil
 			for _, i := range only {
@@ -205,6 +210,8 @@ func TestBuildGolden(t *testing.T) {
 			target: Target{Remove: []string{"m3"}}, refuse: []string{"ca-key-missing"}},
 		{name: "refuse-lb-empty", c: cluster{masters: 3, workers: 1, leader: 1, lbOnly: map[string][]int{"w1": {2, 3}}},
 			target: Target{Remove: []string{"m2", "m3"}}, refuse: []string{"lb-empty"}},
+		{name: "refuse-lb-no-apiserver", c: cluster{masters: 3, workers: 2, leader: 1, lbOther: map[string]bool{"w2": true}},
+			target: Target{Remove: []string{"m3"}}, refuse: []string{"lb-no-apiserver"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

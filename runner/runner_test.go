@@ -244,3 +244,28 @@ func TestLock(t *testing.T) {
 		l.Release(ctx)
 	}
 }
+
+func TestPreflightEtcdHealthNote(t *testing.T) {
+	members := []etcd.Member{
+		{ID: 0x11, Name: "172.72.0.95", Healthy: true},
+		{ID: 0x12, Name: "172.72.0.96", Healthy: true},
+		{ID: 0x13, Name: "172.72.0.97", Error: "context deadline exceeded"},
+		{ID: 0xab, Error: "never started"},
+	}
+	hostOf := func(m etcd.Member) (string, bool) {
+		switch m.ID {
+		case 0x13:
+			return "m3", true
+		case 0xab:
+			return "", false
+		}
+		return "m1", false
+	}
+	want := "etcd members healthy: 2 of 4 (unhealthy: 172.72.0.97 (on m3, planned offline), ab (not planned offline))"
+	if got := etcdHealthNote(members, hostOf); got != want {
+		t.Errorf("note\n got %s\nwant %s", got, want)
+	}
+	if got, want := etcdHealthNote(members[:2], hostOf), "etcd members healthy: 2 of 2"; got != want {
+		t.Errorf("note %q, want %q", got, want)
+	}
+}

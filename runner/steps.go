@@ -244,8 +244,46 @@ func (r *run) preflight(ctx context.Context) (outcome, error) {
 		}
 		ready = append(ready, ih.Name)
 	}
-	return outcome{note: fmt.Sprintf("hosts reachable: %d, etcd members healthy: %d, kube-apiserver ready on %s",
-		len(r.p.Facts.Hosts)-len(r.p.Target.Offline), len(f.Members), strings.Join(ready, ", "))}, nil
+	health := etcdHealthNote(f.Members, func(m etcd.Member) (string, bool) {
+		h := r.memberHost(m)
+		return h, r.offline(h)
+	})
+	return outcome{note: fmt.Sprintf("hosts reachable: %d, %s, kube-apiserver ready on %s",
+		len(r.p.Facts.Hosts)-len(r.p.Target.Offline), health, strings.Join(ready, ", "))}, nil
+}
+
+// etcdHealthNote counts the members that are healthy and names the others, with their host
+// and whether the plan expects it offline (preflight refuses any other unhealthy member, so
+// the note says why the run went on without them).
+func etcdHealthNote(members []etcd.Member, hostOf func(etcd.Member) (host string, offline bool)) string {
+	healthy := 0
+	var bad []string
+	for _, m := range members {
+		if m.Healthy {
+			healthy++
+			continue
+		}
+		name := m.Name
+		if name == "" {
+			name = fmt.Sprintf("%x", m.ID)
+		}
+		var about []string
+		host, offline := hostOf(m)
+		if host != "" && host != name {
+			about = append(about, "on "+host)
+		}
+		if offline {
+			about = append(about, "planned offline")
+		} else {
+			about = append(about, "not planned offline")
+		}
+		bad = append(bad, name+" ("+strings.Join(about, ", ")+")")
+	}
+	note := fmt.Sprintf("etcd members healthy: %d of %d", healthy, len(members))
+	if len(bad) > 0 {
+		note += " (unhealthy: " + strings.Join(bad, ", ") + ")"
+	}
+	return note
 }
 
 // memberHost maps a member to its inventory host by name or peer address.

@@ -5,6 +5,10 @@ import (
 	"strings"
 )
 
+// LongLineMax is systemd's LONG_LINE_MAX: the longest line of a unit file, also once its
+// continuation lines are joined.
+const LongLineMax = 1 << 20
+
 // schar is one character of a parsed value together with where it came from, so that an
 // edit can go back to the exact bytes. off is -1 for characters systemd synthesizes (the
 // space replacing a continuation backslash, the result of an escape or a "%%"), which makes
@@ -48,8 +52,9 @@ func trimSpace(v svalue) svalue {
 
 // scanUnit splits a unit file into assignments the way systemd's config parser does:
 // comment lines are skipped even inside a continuation, a line ending in an unescaped
-// backslash continues on the next line with the backslash turned into a space, and there
-// is no 2048-byte line limit (systemd allows 1 MiB).
+// backslash continues on the next line with the backslash turned into a space, and a line
+// (or a line joined with its continuations) must stay under LongLineMax, as systemd refuses
+// the unit otherwise.
 func scanUnit(fileIdx int, content string) ([]assignment, error) {
 	var (
 		out      []assignment
@@ -109,6 +114,11 @@ func scanUnit(fileIdx int, content string) ([]assignment, error) {
 		if strings.HasSuffix(raw, "\r") {
 			raw = raw[:len(raw)-1]
 		}
+		// read_line(f, LONG_LINE_MAX) fails on a line of LONG_LINE_MAX bytes or more, before
+		// systemd looks at what the line is: a comment is no exception.
+		if len(raw) >= LongLineMax {
+			return nil, fmt.Errorf("line %d: %d bytes long, over systemd's limit of %d (LONG_LINE_MAX): systemd refuses the unit", lineNo, len(raw), LongLineMax)
+		}
 		l := strings.TrimLeft(raw, " \t")
 		if l != "" && (l[0] == '#' || l[0] == ';') {
 			continue
@@ -120,6 +130,10 @@ func scanUnit(fileIdx int, content string) ([]assignment, error) {
 		var p svalue
 		line := lineNo
 		if cont != nil {
+			if len(cont)+len(chars) > LongLineMax {
+				return nil, fmt.Errorf("line %d: continued through line %d, %d bytes joined, over systemd's limit of %d (LONG_LINE_MAX): systemd refuses the unit",
+					contLine, lineNo, len(cont)+len(chars), LongLineMax)
+			}
 			p = append(cont, chars...)
 			line = contLine
 		} else {

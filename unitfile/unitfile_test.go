@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -395,5 +396,58 @@ func TestLongLine(t *testing.T) {
 	}
 	if want := "[Service]\nExecStart=/bin/kube-apiserver --etcd-servers=https://10.0.0.2:2379 --v=2\n"; changes[0].After != want {
 		t.Errorf("got %q", changes[0].After)
+	}
+}
+
+// Lines at and around systemd's LONG_LINE_MAX, single and joined from continuations: the
+// verdicts are those of systemd-analyze verify here (a line of 1 MiB or more, a joined line
+// over 1 MiB, leading blanks counted, fail with ENOBUFS), and are checked against it when
+// it is installed.
+func TestLineOverSystemdLimit(t *testing.T) {
+	const limit = unitfile.LongLineMax
+	single := func(n int) string {
+		head := "ExecStart=/bin/true "
+		return "[Service]\n" + head + strings.Repeat("x", n-len(head)) + "\n"
+	}
+	joined := func(a, b int, lead string) string {
+		head := "ExecStart=/bin/true "
+		return "[Service]\n" + head + strings.Repeat("y", a-len(head)-2) + " \\\n" + lead + strings.Repeat("z", b) + "\n"
+	}
+	cases := []struct {
+		name, content string
+		wantLine      string // "" when systemd loads the unit
+	}{
+		{"one byte under", single(limit - 1), ""},
+		{"at the limit", single(limit), "line 2: 1048576 bytes long"},
+		{"a comment at the limit", "[Service]\n#" + strings.Repeat("c", limit-1) + "\nExecStart=/bin/true\n", "line 2: 1048576 bytes long"},
+		{"joined at the limit", joined(600000, limit-600000, ""), ""},
+		{"joined one byte over", joined(600000, limit-600000+1, ""), "line 2: continued through line 3, 1048577 bytes joined"},
+		{"joined over with leading blanks", joined(600000, limit-600000-1, "  "), "line 2: continued through line 3"},
+	}
+	analyze, _ := exec.LookPath("systemd-analyze")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			const frag = "/etc/systemd/system/long.service"
+			_, err := unitfile.Parse("long", frag, map[string]string{frag: tc.content}, nil, nil)
+			switch {
+			case tc.wantLine == "" && err != nil:
+				t.Errorf("Parse: %v, want it accepted", err)
+			case tc.wantLine != "" && err == nil:
+				t.Errorf("Parse accepted it, want %q", tc.wantLine)
+			case tc.wantLine != "" && !strings.Contains(err.Error(), frag+": "+tc.wantLine):
+				t.Errorf("Parse: %v, want it to name %s and %q", err, frag, tc.wantLine)
+			}
+			if analyze == "" {
+				return
+			}
+			file := filepath.Join(t.TempDir(), "long.service")
+			if err := os.WriteFile(file, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, _ := exec.Command(analyze, "verify", "--man=no", file).CombinedOutput()
+			if refused := strings.Contains(string(out), "No buffer space available"); refused != (tc.wantLine != "") {
+				t.Errorf("systemd-analyze verify refused=%v, want %v:\n%.300s", refused, tc.wantLine != "", out)
+			}
+		})
 	}
 }

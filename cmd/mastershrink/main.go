@@ -1,5 +1,3 @@
-// Command mastershrink plans and applies the safe shrink of a binary-deployed Kubernetes
-// control plane.
 package main
 
 import (

@@ -43,7 +43,9 @@ build() { # build PKG NAME [LDFLAGS]
   local start=$SECONDS
   log "building $2 $version (first build takes minutes; cached afterwards in $out)"
   # A ticker so a newcomer sees the build is alive.
-  ( while sleep 30; do log "  still building $2 [$((SECONDS - start))s elapsed]"; done ) &
+  # sleep gets no stdout or stderr: killing the ticker orphans it, and an orphan holding the
+  # caller's pipes makes the caller wait for it.
+  ( while sleep 30 </dev/null >/dev/null 2>&1; do log "  still building $2 [$((SECONDS - start))s elapsed]"; done ) &
   local ticker=$!
   if ! go build -trimpath -ldflags "-s -w ${3:-}" -o "$out.tmp/$2" "$1" >"$work/$2.log" 2>&1; then
     kill $ticker 2>/dev/null || true

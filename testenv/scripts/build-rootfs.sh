@@ -54,7 +54,9 @@ rm -rf "$tmp"
 mkdir -p "$tmp"
 start=$SECONDS
 log "debootstrap $suite from $mirror into $out (first run takes about a minute)"
-( while sleep 20; do log "  still bootstrapping [$((SECONDS - start))s elapsed]"; done ) &
+# sleep gets no stdout or stderr: killing the ticker orphans it, and an orphan holding the
+# caller's pipes makes the caller (testenv, reading stdout) wait for it.
+( while sleep 20 </dev/null >/dev/null 2>&1; do log "  still bootstrapping [$((SECONDS - start))s elapsed]"; done ) &
 ticker=$!
 trap 'kill $ticker 2>/dev/null || true' EXIT
 if ! debootstrap --variant=minbase --include="$packages" "$suite" "$tmp" "$mirror" >"$tmp.log" 2>&1; then

@@ -397,19 +397,33 @@ func TestResignRefusals(t *testing.T) {
 		t.Errorf("profile without ca-config: %v", err)
 	}
 
-	// Another profile, other usages: signed as it says, and the difference is reported.
-	res, err := Resign(cert, c, ResignOptions{Profile: "server", AddHosts: []string{"etcd.local", "127.0.0.1"}, ReuseKey: true, ExistingKeyPEM: keyPEM})
-	if err != nil {
-		t.Fatalf("server profile: %v", err)
+	// A profile that drops client auth from a server+client certificate is refused, not
+	// warned about: the etcd certificate would break peer and apiserver connections.
+	if res, err := Resign(cert, c, ResignOptions{Profile: "server", ReuseKey: true, ExistingKeyPEM: keyPEM}); !errors.Is(err, ErrUsagesNotCovered) || res.CertPEM != nil {
+		t.Errorf("server profile on a server+client certificate: %v", err)
 	}
-	if !slices.Equal(res.Info.ExtKeyUsages, []string{"server auth"}) || !hasWarning(res.Warnings, "usages differ") {
-		t.Errorf("server profile: usages %q warnings %q", res.Info.ExtKeyUsages, res.Warnings)
+
+	// Another profile with the usages the certificate has, and more: signed as it says, and
+	// the difference is reported.
+	serverPEM, serverKey := certstest.Gencert(t, ca, "server", "etcd", []string{"172.72.0.95", "172.72.0.96", "127.0.0.1"}, "rsa", 2048)
+	_, serverCert := parseOne(t, serverPEM)
+	res, err := Resign(serverCert, c, ResignOptions{Profile: "kubernetes", AddHosts: []string{"etcd.local", "127.0.0.1"}, ReuseKey: true, ExistingKeyPEM: serverKey})
+	if err != nil {
+		t.Fatalf("kubernetes profile on a server certificate: %v", err)
+	}
+	if !slices.Equal(res.Info.ExtKeyUsages, []string{"server auth", "client auth"}) || !hasWarning(res.Warnings, "usages differ") {
+		t.Errorf("kubernetes profile: usages %q warnings %q", res.Info.ExtKeyUsages, res.Warnings)
 	}
 	if !slices.Equal(res.Hosts.After, []string{"etcd.local", "172.72.0.95", "172.72.0.96", "127.0.0.1"}) || !slices.Equal(res.Hosts.Added, []string{"etcd.local"}) {
 		t.Errorf("hosts %+v", res.Hosts)
 	}
-	if hasWarning(res.Warnings, "capped") {
-		t.Errorf("one-year profile inside a five-year CA was capped: %q", res.Warnings)
+	// The same profile that made it: one year inside a five-year CA, not capped, not shorter.
+	res, err = Resign(serverCert, c, ResignOptions{Profile: "server"})
+	if err != nil {
+		t.Fatalf("server profile on a server certificate: %v", err)
+	}
+	if hasWarning(res.Warnings, "capped") || hasWarning(res.Warnings, "shorter") {
+		t.Errorf("one-year profile inside a five-year CA: %q", res.Warnings)
 	}
 }
 

@@ -76,8 +76,8 @@ type HostsChange struct {
 func (c HostsChange) Changed() bool { return len(c.Removed) > 0 || len(c.Added) > 0 }
 
 // PlanHosts computes the SAN list without remove and with add. Every host to remove must be
-// in the certificate (ErrHostNotInCert otherwise); a host to add that is already there is
-// left alone. IPs compare by value, DNS names without case.
+// in the certificate (ErrHostNotInCert otherwise); a host to add must pass ValidateHost
+// (ErrBadHost otherwise) and is left alone when already there. IPs compare by value, DNS names without case.
 func PlanHosts(info Info, remove, add []string) (HostsChange, error) {
 	before := Hosts(info)
 	change := HostsChange{Before: before, After: []string{}, Removed: []string{}, Added: []string{}}
@@ -100,7 +100,13 @@ func PlanHosts(info Info, remove, add []string) (HostsChange, error) {
 	}
 	for _, a := range add {
 		a = strings.TrimSpace(a)
-		if a == "" || indexHost(change.After, a) >= 0 {
+		if a == "" {
+			continue
+		}
+		if err := ValidateHost(a); err != nil {
+			return HostsChange{}, fmt.Errorf("certificate %s: cannot add: %w", certLabel(info), err)
+		}
+		if indexHost(change.After, a) >= 0 {
 			continue
 		}
 		change.After = append(change.After, a)

@@ -34,6 +34,9 @@ type ResignOptions struct {
 	// Profile is the ca-config profile; empty means "kubernetes" when the ca-config has it,
 	// else the default profile.
 	Profile string
+	// AllowShorterValidity lets the new certificate end before the old one (or the CA, when
+	// that ends first); without it such a re-sign is refused with ErrShorterValidity.
+	AllowShorterValidity bool
 }
 
 // Result is a new certificate, its key and CSR, all PEM, and its facts.
@@ -47,14 +50,17 @@ type Result struct {
 	Profile string
 	Hosts   HostsChange
 	// Warnings are differences the operator should know of (validity capped at the CA's,
-	// usages that differ from the old certificate's).
+	// key usages that differ from the old certificate's, usages added by the profile).
 	Warnings []string
 }
 
 // Resign issues a new certificate like cert (same subject, key type and size, usages of the
 // profile) with the SANs changed as opts say, signed by ca, which must be the CA that
-// signed cert. The result is verified before it is returned: chain to the CA, key pair,
-// SANs exactly as planned, validity inside the CA's, usages as the profile says.
+// signed cert. It refuses what CheckResignable refuses (a CA or self-signed certificate, a
+// profile whose extended usages do not cover cert's, a shorter validity unless allowed),
+// SANs to add that are not hosts, and a server certificate left without SANs. The result is
+// verified before it is returned: chain to the CA, key pair, SANs exactly as planned,
+// validity inside the CA's, usages as the profile says.
 func Resign(cert *x509.Certificate, ca CA, opts ResignOptions) (Result, error) {
 	return resignAt(cert, ca, opts, time.Now())
 }
@@ -62,24 +68,19 @@ func Resign(cert *x509.Certificate, ca CA, opts ResignOptions) (Result, error) {
 func resignAt(cert *x509.Certificate, ca CA, opts ResignOptions, now time.Time) (Result, error) {
 	info := infoAt(cert, now)
 	label := certLabel(info)
-	if ca.Cert == nil || ca.Key == nil {
-		return Result{}, errors.New("re-sign: no CA loaded")
-	}
-	if err := cert.CheckSignatureFrom(ca.Cert); err != nil {
-		return Result{}, fmt.Errorf("certificate %s: %w: it was issued by %q (authority key id %x), the CA given is %q (subject key id %x); re-signing with another CA would replace it with one its clients do not trust, give the CA that issued it",
-			label, ErrNotSignedByCA, cert.Issuer.CommonName, cert.AuthorityKeyId, ca.Cert.Subject.CommonName, ca.Cert.SubjectKeyId)
-	}
-	profileName, profile, err := ca.profile(opts.Profile)
+	check, err := checkResignable(cert, ca, opts.Profile, opts.AllowShorterValidity, now)
 	if err != nil {
-		return Result{}, fmt.Errorf("certificate %s: %w", label, err)
+		return Result{}, err
 	}
+	profileName, profile := check.profileName, check.profile
+	notBefore, notAfter, warnings := check.notBefore, check.notAfter, check.warnings
 	change, err := PlanHosts(info, opts.RemoveHosts, opts.AddHosts)
 	if err != nil {
 		return Result{}, err
 	}
-	notBefore, notAfter, warnings, err := validity(ca, profile, now)
-	if err != nil {
-		return Result{}, fmt.Errorf("certificate %s: %w", label, err)
+	if len(change.After) == 0 && isServerCert(cert) {
+		return Result{}, fmt.Errorf("certificate %s: %w: removing %s leaves none, and no client could verify it; keep one of them or --add the names it is reached by",
+			label, ErrNoSANs, strings.Join(change.Removed, ", "))
 	}
 
 	req := Request(info)

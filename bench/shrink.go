@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mastershrink/mastershrink/plan"
 	"github.com/mastershrink/mastershrink/runner"
 	"github.com/mastershrink/mastershrink/testenv"
 	"github.com/mastershrink/mastershrink/testenv/seed"
@@ -200,19 +201,6 @@ func ApplyShrink(ctx context.Context, lab *testenv.Lab, o ShrinkOptions) (Shrink
 	return r, checkAfter(ctx, lab)
 }
 
-// Phases of a plan, in order, by the start of their steps' IDs.
-var phases = []struct{ prefix, name string }{
-	{"preflight", "preflight"},
-	{"etcd/snapshot", "snapshot"},
-	{"apiserver/", "survivor restarts"},
-	{"lb/", "node proxies"},
-	{"components/", "retire control plane"},
-	{"etcd/", "etcd membership"},
-	{"certs/", "certificates"},
-	{"nodes/", "nodes"},
-	{"verify", "final check"},
-}
-
 // OtherPhase is the apply's time outside its steps: start, lock, re-observing the cluster.
 const OtherPhase = "lock and re-observe"
 
@@ -235,15 +223,9 @@ func JournalPhases(path string, total time.Duration) ([]Stage, error) {
 		if e.Event != runner.EventEnd && e.Event != runner.EventSkip && e.Event != runner.EventFail {
 			continue
 		}
-		name := ""
-		for _, p := range phases {
-			if strings.HasPrefix(e.Step, p.prefix) {
-				name = p.name
-				break
-			}
-		}
-		if name == "" {
-			name = e.Step
+		name := e.Step
+		if k, ok := plan.KindOfID(e.Step); ok {
+			name = k.Phase
 		}
 		secs[name] += e.Seconds
 		sum += e.Seconds
@@ -252,9 +234,10 @@ func JournalPhases(path string, total time.Duration) ([]Stage, error) {
 		return nil, errors.New("journal " + path + ": no step durations")
 	}
 	var out []Stage
-	for _, p := range phases {
-		if s, ok := secs[p.name]; ok {
-			out = append(out, Stage{Name: p.name, Seconds: s})
+	for _, k := range plan.Kinds {
+		if s, ok := secs[k.Phase]; ok {
+			out = append(out, Stage{Name: k.Phase, Seconds: s})
+			delete(secs, k.Phase)
 		}
 	}
 	out = append(out, Stage{Name: OtherPhase, Seconds: max(0, total.Seconds()-sum)})

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"path"
 	"slices"
 	"sort"
@@ -31,12 +30,16 @@ type builder struct {
 	offline  map[string]bool
 	drain    map[string]bool
 	leaveIPs []string // addresses of leaving hosts
+	// hostOf maps a member ID to its inventory host, memberOf a host to its member.
+	hostOf   map[uint64]string
+	memberOf map[string]etcd.Member
 }
 
 // Build turns facts and a target into a plan. It never fails: what cannot be done is in
 // the plan's Refusals, and a plan with refusals must not be applied.
 func Build(f Facts, t Target, toolVersion string, now time.Time) *Plan {
 	t = normalizeTarget(t)
+	f = normalizeFacts(f)
 	b := &builder{
 		f: f, t: t,
 		p: &Plan{
@@ -53,6 +56,7 @@ func Build(f Facts, t Target, toolVersion string, now time.Time) *Plan {
 		b.finish()
 		return b.p
 	}
+	b.mapMembers()
 	b.add(Step{ID: "preflight", Kind: KindPreflight, Risk: Safe,
 		Summary: "re-check hosts, etcd health, CA key, LB configs and survivors' /readyz; take the apply lock"})
 
@@ -91,6 +95,31 @@ func normalizeTarget(t Target) Target {
 		t.LBMode = "down"
 	}
 	return t
+}
+
+// normalizeFacts sorts what is gathered concurrently (members, certificates), so the same
+// cluster always gives the same plan and fingerprint, whatever order the hosts answered in.
+func normalizeFacts(f Facts) Facts {
+	f.Etcd.Members = slices.Clone(f.Etcd.Members)
+	sort.SliceStable(f.Etcd.Members, func(i, j int) bool {
+		a, b := f.Etcd.Members[i], f.Etcd.Members[j]
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.ID < b.ID
+	})
+	f.Certs = slices.Clone(f.Certs)
+	sort.SliceStable(f.Certs, func(i, j int) bool {
+		a, b := f.Certs[i], f.Certs[j]
+		if a.Info.Serial != b.Info.Serial {
+			return a.Info.Serial < b.Info.Serial
+		}
+		if a.Path != b.Path {
+			return a.Path < b.Path
+		}
+		return a.Host < b.Host
+	})
+	return f
 }
 
 func set(xs []string) map[string]bool {
@@ -170,6 +199,14 @@ func (b *builder) checkTarget() bool {
 		b.refuse("remove-all-etcd", "the target removes every etcd member", "keep at least one etcd member: remove fewer hosts")
 		ok = false
 	}
+	for _, name := range b.t.Offline {
+		h, _ := b.f.Host(name)
+		if h.Reachable {
+			b.refuse("offline-reachable", fmt.Sprintf("--offline %s, but %s answers SSH", name, name),
+				"drop --offline "+name+": while it is reachable, mastershrink stops its units and proves each step on it")
+			ok = false
+		}
+	}
 	for _, h := range b.f.Hosts {
 		if h.Reachable {
 			continue
@@ -196,25 +233,6 @@ func (b *builder) hostNames() []string {
 		names = append(names, h.Name)
 	}
 	return names
-}
-
-// memberHost maps an etcd member to its inventory host, by name or by peer address.
-func (b *builder) memberHost(m etcd.Member) string {
-	for _, h := range b.f.Hosts {
-		if h.Name == m.Name {
-			return h.Name
-		}
-	}
-	for _, u := range m.PeerURLs {
-		if pu, err := url.Parse(u); err == nil {
-			for _, h := range b.f.Hosts {
-				if pu.Hostname() == h.Address {
-					return h.Name
-				}
-			}
-		}
-	}
-	return ""
 }
 
 func (b *builder) leaderNote() string {
@@ -258,6 +276,10 @@ func (b *builder) etcdRemovals() []etcd.Member {
 	}
 	for _, m := range leaving {
 		host := b.memberHost(m)
+		if m.Healthy && b.offline[host] {
+			b.refuse("offline-member-healthy", fmt.Sprintf("--offline %s, but its etcd member %s is healthy", host, memberLabel(m)),
+				"drop --offline "+host+": a running member is removed and stopped properly, not while it still runs")
+		}
 		if !m.Healthy && !b.offline[host] {
 			b.refuse("leaving-unhealthy", fmt.Sprintf("leaving etcd member %s is unhealthy: %s", m.Name, m.Error),
 				"if "+host+" is down for good, plan with --offline "+host+"; otherwise bring it back first")
@@ -307,17 +329,6 @@ func (b *builder) survivors() []etcd.Member {
 		}
 	}
 	return out
-}
-
-// leavingURL says whether a URL or host:port names a leaving host's address.
-func (b *builder) leavingURL(s string) bool {
-	hostPart := s
-	if u, err := url.Parse(s); err == nil && u.Host != "" {
-		hostPart = u.Hostname()
-	} else if h, _, err := net.SplitHostPort(s); err == nil {
-		hostPart = h
-	}
-	return slices.Contains(b.leaveIPs, hostPart)
 }
 
 func (b *builder) sortedUnitHosts() []string {
@@ -471,54 +482,15 @@ func (b *builder) retire() {
 
 // etcdMembership plans leadership, removals, stops and the survivors' --initial-cluster.
 func (b *builder) etcdMembership(removals []etcd.Member) {
-	if len(removals) == 0 {
+	orphans := b.orphanStops()
+	if len(removals) == 0 && len(orphans) == 0 {
 		return
 	}
-	var leavingIDs []uint64
-	for _, m := range removals {
-		leavingIDs = append(leavingIDs, m.ID)
+	if len(removals) > 0 {
+		b.removals(removals)
 	}
-	moveSummary := "make sure the etcd leader is a survivor"
-	if slices.Contains(leavingIDs, b.f.Etcd.LeaderID) {
-		if to, err := etcd.PickNewLeader(b.f.Etcd, leavingIDs); err == nil {
-			moveSummary += fmt.Sprintf(": move leadership from %s to %s", b.memberName(b.f.Etcd.LeaderID), b.memberName(to))
-		}
-	} else if b.f.Etcd.LeaderID != 0 {
-		moveSummary += " (now " + b.memberName(b.f.Etcd.LeaderID) + ": nothing to move)"
-	}
-	b.add(Step{ID: "etcd/move-leader", Kind: KindMoveLeader, Risk: Disruptive, Summary: moveSummary,
-		Params: map[string]string{"leaving": hexIDs(leavingIDs)}})
-
-	n := len(b.f.Etcd.Members)
-	healthyAfter := 0
-	for _, m := range b.survivors() {
-		if m.Healthy {
-			healthyAfter++
-		}
-	}
-	for _, m := range removals {
-		host := b.memberHost(m)
-		q := &Quorum{MembersBefore: n, MembersAfter: n - 1, QuorumBefore: quorumOf(n), QuorumAfter: quorumOf(n - 1), HealthyAfter: healthyAfter + countStaying(removals, m, b)}
-		n--
-		params := map[string]string{"member_id": fmt.Sprintf("%x", m.ID), "member": m.Name}
-		if b.offline[host] {
-			params["offline"] = "true"
-		}
-		b.add(Step{ID: "etcd/remove-member/" + orName(host, m.Name), Kind: KindRemoveMember, Host: host, Risk: Irreversible,
-			Summary: fmt.Sprintf("remove etcd member %s (%x), wait until it is gone and a leader exists", m.Name, m.ID),
-			Quorum:  q, Params: params, Relies: []string{"etcd.members"}})
-		unit := ""
-		if hu, ok := b.f.Units[host]; ok && hu.Etcd != nil {
-			unit = hu.Etcd.Name
-		} else if h, ok := b.f.Host(host); ok {
-			unit = h.Paths.EtcdUnit
-		}
-		if b.offline[host] || unit == "" {
-			continue
-		}
-		b.add(Step{ID: "etcd/stop/" + host, Kind: KindStopEtcd, Host: host, Risk: Disruptive,
-			Summary: "stop and disable " + unit + " on the removed member's host (it would crash-loop or exit)",
-			Params:  map[string]string{"unit": unit}})
+	for _, s := range orphans {
+		b.add(s)
 	}
 	var survivorNames []string
 	for _, m := range b.survivors() {
@@ -538,12 +510,112 @@ func (b *builder) etcdMembership(removals []etcd.Member) {
 		if len(files) == 0 {
 			continue
 		}
-		b.add(Step{ID: "etcd/initial-cluster/" + name, Kind: KindInitialCluster, Host: name, Risk: Safe,
+		b.add(Step{ID: KindInitialCluster + "/" + name, Kind: KindInitialCluster, Host: name, Risk: Safe,
 			Summary: "rewrite --initial-cluster to the survivors and daemon-reload, no restart",
 			Details: []string{"--initial-cluster=" + initial, "--initial-cluster-state=existing",
 				"etcd ignores both once its data dir exists: this only keeps a later rebuild of the member correct"},
 			Files: files, Params: map[string]string{"unit": u.Name}})
 	}
+}
+
+// removals plans the leadership move and, per leaving member, its removal and its stop.
+func (b *builder) removals(removals []etcd.Member) {
+	var leavingIDs []uint64
+	for _, m := range removals {
+		leavingIDs = append(leavingIDs, m.ID)
+	}
+	moveSummary := "make sure the etcd leader is a survivor"
+	if slices.Contains(leavingIDs, b.f.Etcd.LeaderID) {
+		if to, err := etcd.PickNewLeader(b.f.Etcd, leavingIDs); err == nil {
+			moveSummary += fmt.Sprintf(": move leadership from %s to %s", b.memberName(b.f.Etcd.LeaderID), b.memberName(to))
+		}
+	} else if b.f.Etcd.LeaderID != 0 {
+		moveSummary += " (now " + b.memberName(b.f.Etcd.LeaderID) + ": nothing to move)"
+	}
+	b.add(Step{ID: KindMoveLeader, Kind: KindMoveLeader, Risk: Disruptive, Summary: moveSummary,
+		Params: map[string]string{"leaving": hexIDs(leavingIDs)}})
+
+	n := len(b.f.Etcd.Members)
+	healthyAfter := 0
+	for _, m := range b.survivors() {
+		if m.Healthy {
+			healthyAfter++
+		}
+	}
+	for _, m := range removals {
+		host := b.memberHost(m)
+		q := &Quorum{MembersBefore: n, MembersAfter: n - 1, QuorumBefore: quorumOf(n), QuorumAfter: quorumOf(n - 1), HealthyAfter: healthyAfter + countStaying(removals, m, b)}
+		n--
+		// The executor re-reads the member list and acts only on the member with this ID at
+		// these peer URLs: a member replaced since (new ID, same address) is refused.
+		params := map[string]string{"member_id": etcd.FormatID(m.ID), "member": m.Name, "peer_urls": strings.Join(m.PeerURLs, ",")}
+		if b.offline[host] {
+			params["offline"] = "true"
+		}
+		b.add(Step{ID: KindRemoveMember + "/" + orName(host, m.Name), Kind: KindRemoveMember, Host: host, Risk: Irreversible,
+			Summary: fmt.Sprintf("remove etcd member %s (%x) at %s, wait until it is gone and a leader exists", m.Name, m.ID, strings.Join(m.PeerURLs, ",")),
+			Quorum:  q, Params: params, Relies: []string{"etcd.members"}})
+		if b.offline[host] {
+			continue
+		}
+		if s, ok := b.stopStep(host, "stop and disable UNIT on the removed member's host once the host's own etcd proves it is no member (it would crash-loop or exit)"); ok {
+			b.add(s)
+		}
+	}
+}
+
+// stopStep is the stop of host's etcd unit; false when the host has no etcd unit to stop.
+// Its params are the same whether the removal is in this plan or was done by an earlier run,
+// so a resumed run finds the step it was approved with.
+func (b *builder) stopStep(host, summary string) (Step, bool) {
+	unit := ""
+	if hu, ok := b.f.Units[host]; ok && hu.Etcd != nil {
+		unit = hu.Etcd.Name
+	} else if h, ok := b.f.Host(host); ok {
+		unit = h.Paths.EtcdUnit
+	}
+	if unit == "" {
+		return Step{}, false
+	}
+	h, _ := b.f.Host(host)
+	return Step{ID: KindStopEtcd + "/" + host, Kind: KindStopEtcd, Host: host, Risk: Disruptive,
+		Summary: strings.ReplaceAll(summary, "UNIT", unit),
+		Params:  map[string]string{"unit": unit, "endpoint": b.etcdEndpoint(host), "address": h.Address}}, true
+}
+
+// etcdEndpoint is where the host's own etcd answers, as observe asked it.
+func (b *builder) etcdEndpoint(host string) string {
+	if self, ok := b.f.EtcdSelf[host]; ok && self.Endpoint != "" {
+		return self.Endpoint
+	}
+	h, _ := b.f.Host(host)
+	port := h.Paths.EtcdClientPort
+	if port == 0 {
+		port = 2379
+	}
+	return "https://" + net.JoinHostPort(h.Address, strconv.Itoa(port))
+}
+
+// orphanStops plans the stop of etcd on leaving hosts that no member maps to while their unit
+// still runs or is enabled: a run that crashed between a removal and its stop leaves exactly
+// that, and a new plan must not forget it.
+func (b *builder) orphanStops() []Step {
+	var out []Step
+	for _, host := range b.leavingWithoutMember() {
+		hu, ok := b.f.Units[host]
+		if b.offline[host] || !ok || hu.Etcd == nil {
+			continue
+		}
+		st := hu.EtcdStatus
+		running := st.ActiveState == "active" || st.ActiveState == "activating" || st.ActiveState == "reloading"
+		if !running && st.UnitFileState != "enabled" {
+			continue
+		}
+		if s, ok := b.stopStep(host, "stop and disable UNIT: no etcd member has this host's address any more (an earlier run removed it?); the host's own etcd must prove it is no member first"); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // orName prefers the inventory host name in step IDs: member names are often IPs.
@@ -611,11 +683,14 @@ func (b *builder) certificates() {
 		if len(drop) == 0 {
 			continue
 		}
-		g, ok := groups[c.Info.Serial]
+		// One group per certificate and path: the same certificate kept under another name
+		// has other users and another key path.
+		key := c.Info.Serial + "\x00" + c.Path
+		g, ok := groups[key]
 		if !ok {
 			g = &group{cert: c}
-			groups[c.Info.Serial] = g
-			order = append(order, c.Info.Serial)
+			groups[key] = g
+			order = append(order, key)
 		}
 		g.hosts = append(g.hosts, c.Host)
 		g.paths = append(g.paths, c.Host+":"+c.Path)
@@ -629,12 +704,13 @@ func (b *builder) certificates() {
 		return
 	}
 	names := map[string]int{}
-	for _, serial := range order {
-		names[certName(groups[serial].cert.Path)]++
+	for _, key := range order {
+		names[certName(groups[key].cert.Path)]++
 	}
-	for _, serial := range order {
-		g := groups[serial]
+	for _, key := range order {
+		g := groups[key]
 		info := g.cert.Info
+		serial := info.Serial
 		before := append(slices.Clone(info.DNSNames), info.IPAddresses...)
 		var after []string
 		for _, h := range before {

@@ -34,6 +34,21 @@ type Facts struct {
 	Leftovers map[string][]string `json:"leftovers,omitempty"`
 	// APIServerReady maps a master to whether its apiserver answered /readyz.
 	APIServerReady map[string]bool `json:"apiserver_ready,omitempty"`
+	// EtcdSelf maps an etcd host to what the etcd running there says it is, asked from the
+	// host itself: the identity that names and inventories cannot fake.
+	EtcdSelf map[string]EtcdSelf `json:"etcd_self,omitempty"`
+	// Resolved maps the host names in etcd peer URLs and inventory addresses to the addresses
+	// they resolve to on the cluster's hosts (sorted).
+	Resolved map[string][]string `json:"resolved,omitempty"`
+}
+
+// EtcdSelf is the answer of one host's own etcd endpoint.
+type EtcdSelf struct {
+	Endpoint string `json:"endpoint"`
+	// MemberID is the member ID in the answer's header (hex); empty when it did not answer.
+	MemberID  string `json:"member_id,omitempty"`
+	ClusterID string `json:"cluster_id,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // Host is an inventory host and whether it could be reached.

@@ -7,7 +7,8 @@ import (
 )
 
 // FormatVersion is the version of the plan file's JSON; a plan of another version is refused.
-const FormatVersion = 1
+// Version 2: kinds named as their steps' IDs, member identity (peer URLs) in the steps.
+const FormatVersion = 2
 
 // Risk says what a step can do to the cluster.
 type Risk string
@@ -21,24 +22,6 @@ const (
 	Disruptive Risk = "disruptive"
 	// Irreversible steps cannot be undone short of restoring the snapshot.
 	Irreversible Risk = "irreversible"
-)
-
-// Step kinds. The runner maps each kind to the executor of the package that owns it.
-const (
-	KindPreflight        = "preflight"
-	KindSnapshot         = "etcd.snapshot"
-	KindAPIServerRewrite = "apiserver.rewrite"
-	KindLBUpdate         = "lb.update"
-	KindRetire           = "components.retire"
-	KindMoveLeader       = "etcd.move-leader"
-	KindRemoveMember     = "etcd.remove-member"
-	KindStopEtcd         = "etcd.stop"
-	KindInitialCluster   = "etcd.initial-cluster"
-	KindCertResign       = "certs.resign"
-	KindDrain            = "nodes.drain"
-	KindDeleteNode       = "nodes.delete"
-	KindCleanup          = "nodes.cleanup"
-	KindVerify           = "verify"
 )
 
 // Plan is what `mastershrink plan` writes and `mastershrink apply` runs.

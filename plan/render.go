@@ -21,24 +21,15 @@ func summarize(p *Plan) string {
 		counts[s.Kind]++
 	}
 	var parts []string
-	add := func(kind, one, many string) {
-		switch n := counts[kind]; n {
-		case 0:
-		case 1:
-			parts = append(parts, "1 "+one)
+	for _, k := range Kinds {
+		switch n := counts[k.Kind]; {
+		case n == 0 || k.One == "":
+		case n == 1:
+			parts = append(parts, "1 "+k.One)
 		default:
-			parts = append(parts, fmt.Sprintf("%d %s", n, many))
+			parts = append(parts, fmt.Sprintf("%d %s", n, k.Many))
 		}
 	}
-	add(KindSnapshot, "snapshot", "snapshots")
-	add(KindAPIServerRewrite, "apiserver to update", "apiservers to update")
-	add(KindLBUpdate, "load balancer to update", "load balancers to update")
-	add(KindRetire, "master to retire", "masters to retire")
-	add(KindRemoveMember, "etcd member to remove", "etcd members to remove")
-	add(KindInitialCluster, "etcd unit to rewrite", "etcd units to rewrite")
-	add(KindCertResign, "certificate to re-sign", "certificates to re-sign")
-	add(KindDrain, "node to drain", "nodes to drain")
-	add(KindCleanup, "host to clean", "hosts to clean")
 	s := "Plan: " + strings.Join(parts, ", ") + "."
 	if len(parts) == 0 {
 		s = "Plan: nothing to change."

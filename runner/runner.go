@@ -132,7 +132,11 @@ func LoadPlan(path, toolVersion string) (*plan.Plan, error) {
 func readOnly(p *plan.Plan) func(id string) bool {
 	return func(id string) bool {
 		s, ok := p.Step(id)
-		return ok && (s.Kind == plan.KindPreflight || s.Kind == plan.KindSnapshot)
+		if !ok {
+			return false
+		}
+		k, known := plan.Kind(s.Kind)
+		return known && k.ReadOnly
 	}
 }
 

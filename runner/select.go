@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -76,7 +77,7 @@ func (s Selection) Runs(st plan.Step) bool {
 			return false
 		}
 	}
-	if len(s.only) == 0 || st.Kind == plan.KindPreflight {
+	if k, _ := plan.Kind(st.Kind); len(s.only) == 0 || k.AlwaysRuns {
 		return true
 	}
 	for _, pat := range s.only {
@@ -85,4 +86,37 @@ func (s Selection) Runs(st plan.Step) bool {
 		}
 	}
 	return false
+}
+
+// ErrPrerequisite means the selection runs a step without a step it depends on.
+var ErrPrerequisite = errors.New("the selection leaves out a step that must come first")
+
+// PrerequisiteError names the step that would run and the one it needs.
+type PrerequisiteError struct {
+	Step, Missing, Why string
+}
+
+func (e *PrerequisiteError) Error() string {
+	return fmt.Sprintf("%v: step %s needs %s to have ended first (%s); select %s too (or drop it from --skip), or leave %s out",
+		ErrPrerequisite, e.Step, e.Missing, e.Why, e.Missing, e.Step)
+}
+
+func (e *PrerequisiteError) Unwrap() error { return ErrPrerequisite }
+
+// CheckPrerequisites refuses, before anything runs, a selection that runs a step while one of
+// its prerequisites neither runs ahead of it nor ended in an earlier run of the plan (ended).
+// Every such pair is named.
+func (s Selection) CheckPrerequisites(p *plan.Plan, ended map[string]bool) error {
+	var errs []error
+	for _, st := range p.Steps {
+		if !s.Runs(st) || ended[st.ID] {
+			continue
+		}
+		for _, pre := range p.Prerequisites(st) {
+			if !ended[pre.ID] && !s.Runs(pre) {
+				errs = append(errs, &PrerequisiteError{Step: st.ID, Missing: pre.ID, Why: plan.Why(st, pre)})
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -1,0 +1,159 @@
+package plan
+
+import (
+	"math/rand"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mastershrink/mastershrink/etcd"
+)
+
+func refusalCodes(p *Plan) []string {
+	var out []string
+	for _, r := range p.Refusals {
+		out = append(out, r.Code)
+	}
+	return out
+}
+
+func stepIDs(p *Plan) []string {
+	var out []string
+	for _, s := range p.Steps {
+		out = append(out, s.ID)
+	}
+	return out
+}
+
+// Member names swapped between m2 and m3 (each restarted with the other's --name): removing
+// m2 must never remove the member at m3's address.
+func TestIdentitySwappedNamesRefused(t *testing.T) {
+	f := seed003.facts(t)
+	f.Etcd.Members[1].Name, f.Etcd.Members[2].Name = f.Etcd.Members[2].Name, f.Etcd.Members[1].Name
+	p := Build(f, Target{Remove: []string{"m2"}}, "test", observedAt)
+	if !slices.Contains(refusalCodes(p), "etcd-identity-conflict") || len(p.Steps) != 0 {
+		t.Fatalf("swapped names: refusals %v, steps %v; want etcd-identity-conflict and no step", p.Refusals, stepIDs(p))
+	}
+	named := false
+	for _, r := range p.Refusals {
+		named = named || (strings.Contains(r.Reason, "peer address of m2") && strings.Contains(r.Reason, "name is that of m3"))
+	}
+	if !named {
+		t.Errorf("no refusal names the conflict on m2: %v", p.Refusals)
+	}
+}
+
+// Members named otherwise than the inventory (etcd-1, ...), in another order: mapped by address.
+func TestIdentityByAddressNotName(t *testing.T) {
+	f := seed003.facts(t)
+	for i := range f.Etcd.Members {
+		f.Etcd.Members[i].Name = []string{"etcd-c", "etcd-a", "etcd-b"}[i]
+	}
+	p := Build(f, Target{Remove: []string{"m2"}}, "test", observedAt)
+	if len(p.Refusals) > 0 {
+		t.Fatalf("refused: %v", p.Refusals)
+	}
+	st, ok := p.Step("etcd/remove-member/m2")
+	if !ok || st.Params["member"] != "etcd-a" || st.Params["peer_urls"] != "https://"+masterIP(2)+":2380" {
+		t.Fatalf("removal of m2: %+v, want member etcd-a at m2's peer URL", st)
+	}
+}
+
+// Peer URLs by host name: resolved the way the hosts resolve them; unresolvable is a refusal
+// naming the member, never a silent "no removal".
+func TestIdentityPeerURLsByName(t *testing.T) {
+	f := seed003.facts(t)
+	f.Resolved = map[string][]string{}
+	for i := range f.Etcd.Members {
+		name := []string{"etcd1.lan", "etcd2.lan", "etcd3.lan"}[i]
+		f.Etcd.Members[i].PeerURLs = []string{"https://" + name + ":2380"}
+		f.Resolved[name] = []string{masterIP(i + 1)}
+	}
+	p := Build(f, Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
+	if len(p.Refusals) > 0 {
+		t.Fatalf("refused: %v", p.Refusals)
+	}
+	for _, id := range []string{"etcd/remove-member/m2", "etcd/stop/m2", "etcd/remove-member/m3", "etcd/stop/m3"} {
+		if _, ok := p.Step(id); !ok {
+			t.Errorf("plan lacks %s: %v", id, stepIDs(p))
+		}
+	}
+	delete(f.Resolved, "etcd3.lan")
+	p = Build(f, Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
+	if !slices.Contains(refusalCodes(p), "etcd-member-unmapped") || !strings.Contains(p.Refusals[0].Reason, "etcd3.lan does not resolve") {
+		t.Errorf("unresolvable peer name: refusals %v", p.Refusals)
+	}
+}
+
+// The host's own etcd says which member it is; a contradiction is refused.
+func TestIdentitySelfDisagrees(t *testing.T) {
+	f := seed003.facts(t)
+	f.EtcdSelf = map[string]EtcdSelf{}
+	for i, m := range f.Etcd.Members {
+		f.EtcdSelf[[]string{"m1", "m2", "m3"}[i]] = EtcdSelf{Endpoint: m.ClientURLs[0], MemberID: etcd.FormatID(m.ID)}
+	}
+	if p := Build(f, Target{Remove: []string{"m2"}}, "test", observedAt); len(p.Refusals) > 0 {
+		t.Fatalf("agreeing self answers refused: %v", p.Refusals)
+	}
+	f.EtcdSelf["m2"] = EtcdSelf{Endpoint: "https://" + masterIP(2) + ":2379", MemberID: etcd.FormatID(f.Etcd.Members[2].ID)}
+	p := Build(f, Target{Remove: []string{"m2"}}, "test", observedAt)
+	if !slices.Contains(refusalCodes(p), "etcd-identity-conflict") {
+		t.Errorf("m2's etcd says it is m3's member: refusals %v", p.Refusals)
+	}
+}
+
+func TestOfflineRefusedForLiveHost(t *testing.T) {
+	p := Build(seed003.facts(t), Target{Remove: []string{"m3"}, Offline: []string{"m3"}}, "test", observedAt)
+	if !slices.Contains(refusalCodes(p), "offline-reachable") {
+		t.Errorf("--offline of a reachable host: refusals %v", p.Refusals)
+	}
+	// Unreachable over SSH but its member still healthy: it runs, so it is not offline.
+	c := seed003
+	c.unreachable = map[string]bool{"m3": true}
+	p = Build(c.facts(t), Target{Remove: []string{"m3"}, Offline: []string{"m3"}}, "test", observedAt)
+	if !slices.Contains(refusalCodes(p), "offline-member-healthy") {
+		t.Errorf("--offline of a host whose member is healthy: refusals %v", p.Refusals)
+	}
+}
+
+// A run that crashed between remove-member and stop: a new plan still stops that etcd.
+func TestPlanAfterCrashStopsRemovedMember(t *testing.T) {
+	f := seed003.facts(t)
+	f.Etcd.Members = slices.Delete(f.Etcd.Members, 1, 2) // m2's member removed, its unit still enabled and active
+	p := Build(f, Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
+	if len(p.Refusals) > 0 {
+		t.Fatalf("refused: %v", p.Refusals)
+	}
+	st, ok := p.Step("etcd/stop/m2")
+	if !ok {
+		t.Fatalf("no stop for the removed member's etcd: %v", stepIDs(p))
+	}
+	normal := Build(seed003.facts(t), Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
+	want, _ := normal.Step("etcd/stop/m2")
+	if !Equal(st.Params, want.Params) {
+		t.Errorf("stop params %v differ from the first plan's %v: a resumed run would refuse its own step", st.Params, want.Params)
+	}
+	// Stopped and disabled already: nothing left to plan for it.
+	hu := f.Units["m2"]
+	hu.EtcdStatus.ActiveState, hu.EtcdStatus.UnitFileState = "inactive", "disabled"
+	f.Units["m2"] = hu
+	if _, ok := Build(f, Target{Remove: []string{"m2", "m3"}}, "test", observedAt).Step("etcd/stop/m2"); ok {
+		t.Errorf("stop planned for an etcd already stopped and disabled")
+	}
+}
+
+// Facts gathered concurrently arrive in any order: one cluster, one fingerprint.
+func TestFingerprintIndependentOfFactOrder(t *testing.T) {
+	c := cluster{masters: 5, workers: 2, leader: 1}
+	base := c.facts(t)
+	want := Build(base, Target{Remove: []string{"m4", "m5"}}, "test", observedAt)
+	rng := rand.New(rand.NewSource(1))
+	for i := 0; i < 50; i++ {
+		f := c.facts(t)
+		rng.Shuffle(len(f.Certs), func(a, b int) { f.Certs[a], f.Certs[b] = f.Certs[b], f.Certs[a] })
+		rng.Shuffle(len(f.Etcd.Members), func(a, b int) { f.Etcd.Members[a], f.Etcd.Members[b] = f.Etcd.Members[b], f.Etcd.Members[a] })
+		if got := Build(f, Target{Remove: []string{"m5", "m4"}}, "test", observedAt); got.Fingerprint != want.Fingerprint {
+			t.Fatalf("plan %d: fingerprint %s, want %s", i, got.Fingerprint, want.Fingerprint)
+		}
+	}
+}

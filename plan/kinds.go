@@ -1,0 +1,162 @@
+package plan
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Step kinds. A kind is also the first parts of its steps' IDs ("etcd/remove-member" for
+// "etcd/remove-member/m2"), so one vocabulary serves the plan, --only/--skip and the journal.
+const (
+	KindPreflight        = "preflight"
+	KindSnapshot         = "etcd/snapshot"
+	KindAPIServerRewrite = "apiserver/update"
+	KindLBUpdate         = "lb/update"
+	KindRetire           = "components/retire"
+	KindMoveLeader       = "etcd/move-leader"
+	KindRemoveMember     = "etcd/remove-member"
+	KindStopEtcd         = "etcd/stop"
+	KindInitialCluster   = "etcd/initial-cluster"
+	KindCertResign       = "certs/resign"
+	KindDrain            = "nodes/drain"
+	KindDeleteNode       = "nodes/delete"
+	KindCleanup          = "nodes/cleanup"
+	KindVerify           = "verify/final"
+)
+
+// Scope says which steps of a prerequisite kind a step waits for.
+type Scope int
+
+const (
+	// SameHost: the prerequisite's steps on the step's own host (its member, its node).
+	SameHost Scope = iota
+	// AnyHost: every step of the prerequisite kind in the plan.
+	AnyHost
+)
+
+// Prerequisite is a kind whose steps (in Scope) must have ended before a step may run:
+// in this run, ahead of it, or in an earlier run of the same plan.
+type Prerequisite struct {
+	Kind  string
+	Scope Scope
+	// Why is told to the operator whose selection leaves it out.
+	Why string
+}
+
+// KindInfo is everything the planner, the runner, the summary and the benchmarks know about
+// a kind: this table is the one place that says it.
+type KindInfo struct {
+	Kind string
+	// One and Many count the kind's steps in the plan's summary line; empty leaves it out.
+	One, Many string
+	// ReadOnly steps change nothing the cluster serves from: an earlier run that got only
+	// this far has not begun the shrink.
+	ReadOnly bool
+	// AlwaysRuns steps run under --only too: the other steps rely on what they check.
+	AlwaysRuns bool
+	// Phase names the kind's part of an apply in the benchmarks' breakdown.
+	Phase    string
+	Requires []Prerequisite
+}
+
+// Kinds lists every kind in the order the plan runs them.
+var Kinds = []KindInfo{
+	{Kind: KindPreflight, ReadOnly: true, AlwaysRuns: true, Phase: "preflight"},
+	{Kind: KindSnapshot, One: "snapshot", Many: "snapshots", ReadOnly: true, Phase: "snapshot"},
+	{Kind: KindAPIServerRewrite, One: "apiserver to update", Many: "apiservers to update", Phase: "survivor restarts"},
+	{Kind: KindLBUpdate, One: "load balancer to update", Many: "load balancers to update", Phase: "node proxies"},
+	{Kind: KindRetire, One: "master to retire", Many: "masters to retire", Phase: "retire control plane",
+		Requires: []Prerequisite{{KindLBUpdate, AnyHost, "the proxies would still send requests to the apiserver it stops"}}},
+	{Kind: KindMoveLeader, Phase: "etcd membership"},
+	{Kind: KindRemoveMember, One: "etcd member to remove", Many: "etcd members to remove", Phase: "etcd membership",
+		Requires: []Prerequisite{{KindSnapshot, AnyHost, "no member is removed without a verified snapshot of this run"}}},
+	{Kind: KindStopEtcd, Phase: "etcd membership",
+		Requires: []Prerequisite{{KindRemoveMember, SameHost, "stopping a member that was not removed costs the cluster a voter and can lose quorum"}}},
+	{Kind: KindInitialCluster, One: "etcd unit to rewrite", Many: "etcd units to rewrite", Phase: "etcd membership"},
+	{Kind: KindCertResign, One: "certificate to re-sign", Many: "certificates to re-sign", Phase: "certificates"},
+	{Kind: KindDrain, One: "node to drain", Many: "nodes to drain", Phase: "nodes"},
+	{Kind: KindDeleteNode, Phase: "nodes",
+		Requires: []Prerequisite{{KindDrain, SameHost, "deleting a Node that was not drained orphans its pods"}}},
+	{Kind: KindCleanup, One: "host to clean", Many: "hosts to clean", Phase: "nodes",
+		Requires: []Prerequisite{
+			{KindDrain, SameHost, "cleaning a host that still runs pods kills them without eviction"},
+			{KindDeleteNode, SameHost, "the Node would come back NotReady"},
+			{KindRetire, SameHost, "cleaning removes the PKI of control-plane units still running there"},
+			{KindStopEtcd, SameHost, "cleaning removes the PKI of an etcd still running there"},
+		}},
+	{Kind: KindVerify, ReadOnly: true, Phase: "final check"},
+}
+
+// Kind returns the table entry of a kind.
+func Kind(kind string) (KindInfo, bool) {
+	for _, k := range Kinds {
+		if k.Kind == kind {
+			return k, true
+		}
+	}
+	return KindInfo{}, false
+}
+
+// KindOfID returns the kind a step ID starts with ("etcd/remove-member/m2": etcd/remove-member).
+func KindOfID(id string) (KindInfo, bool) {
+	var best KindInfo
+	found := false
+	for _, k := range Kinds {
+		if (id == k.Kind || strings.HasPrefix(id, k.Kind+"/")) && len(k.Kind) > len(best.Kind) {
+			best, found = k, true
+		}
+	}
+	return best, found
+}
+
+// ErrUnknownKind means a plan names a kind this mastershrink cannot run.
+type ErrUnknownKind struct{ Step, Kind string }
+
+func (e *ErrUnknownKind) Error() string {
+	return fmt.Sprintf("step %s has kind %q, which this mastershrink does not know: make the plan again with this version", e.Step, e.Kind)
+}
+
+// CheckKinds refuses a plan with a step whose kind is not in the table, or whose ID does not
+// start with its kind.
+func CheckKinds(p *Plan) error {
+	for _, s := range p.Steps {
+		if _, ok := Kind(s.Kind); !ok {
+			return &ErrUnknownKind{Step: s.ID, Kind: s.Kind}
+		}
+		if s.ID != s.Kind && !strings.HasPrefix(s.ID, s.Kind+"/") {
+			return fmt.Errorf("step %s has kind %s: a step's ID starts with its kind; make the plan again", s.ID, s.Kind)
+		}
+	}
+	return nil
+}
+
+// Prerequisites lists the steps of p that must have ended before st runs, in plan order.
+func (p *Plan) Prerequisites(st Step) []Step {
+	k, ok := Kind(st.Kind)
+	if !ok {
+		return nil
+	}
+	var out []Step
+	for _, s := range p.Steps {
+		if s.ID == st.ID {
+			break
+		}
+		for _, r := range k.Requires {
+			if s.Kind == r.Kind && (r.Scope == AnyHost || (s.Host != "" && s.Host == st.Host)) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// Why returns the reason st needs pre, from the table.
+func Why(st, pre Step) string {
+	k, _ := Kind(st.Kind)
+	for _, r := range k.Requires {
+		if r.Kind == pre.Kind {
+			return r.Why
+		}
+	}
+	return ""
+}

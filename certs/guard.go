@@ -250,6 +250,15 @@ func shortValue(s string) string {
 	return fmt.Sprintf("%q", s)
 }
 
+// clip is shortValue without quotes for values that are already short and plain, so the
+// common message (an IP) reads naturally.
+func clip(s string) string {
+	if len(s) <= 40 && !strings.ContainsAny(s, "\n\r\"") && !strings.Contains(s, "-----BEGIN") {
+		return s
+	}
+	return shortValue(s)
+}
+
 func orNone(s []string) string {
 	if len(s) == 0 {
 		return "none"

@@ -84,7 +84,7 @@ func PlanHosts(info Info, remove, add []string) (HostsChange, error) {
 	var missing []string
 	for _, r := range remove {
 		if indexHost(before, r) < 0 {
-			missing = append(missing, r)
+			missing = append(missing, clip(r))
 		}
 	}
 	if len(missing) > 0 {

@@ -68,16 +68,17 @@ func Resign(cert *x509.Certificate, ca CA, opts ResignOptions) (Result, error) {
 func resignAt(cert *x509.Certificate, ca CA, opts ResignOptions, now time.Time) (Result, error) {
 	info := infoAt(cert, now)
 	label := certLabel(info)
+	// The SAN change first: a mistyped host is the likeliest mistake, and the cheapest fix.
+	change, err := PlanHosts(info, opts.RemoveHosts, opts.AddHosts)
+	if err != nil {
+		return Result{}, err
+	}
 	check, err := checkResignable(cert, ca, opts.Profile, opts.AllowShorterValidity, now)
 	if err != nil {
 		return Result{}, err
 	}
 	profileName, profile := check.profileName, check.profile
 	notBefore, notAfter, warnings := check.notBefore, check.notAfter, check.warnings
-	change, err := PlanHosts(info, opts.RemoveHosts, opts.AddHosts)
-	if err != nil {
-		return Result{}, err
-	}
 	if len(change.After) == 0 && isServerCert(cert) {
 		return Result{}, fmt.Errorf("certificate %s: %w: removing %s leaves none, and no client could verify it; keep one of them or --add the names it is reached by",
 			label, ErrNoSANs, strings.Join(change.Removed, ", "))

@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cloudflare/cfssl/config"
 	"github.com/cloudflare/cfssl/csr"
 	"github.com/cloudflare/cfssl/helpers"
 	"github.com/cloudflare/cfssl/initca"
+	"github.com/cloudflare/cfssl/selfsign"
 	"github.com/cloudflare/cfssl/signer"
 	"github.com/cloudflare/cfssl/signer/local"
 )
@@ -109,4 +111,23 @@ func WriteFiles(tb testing.TB, dir string, files map[string][]byte) string {
 		}
 	}
 	return dir
+}
+
+// SelfSigned makes a server certificate that signed itself, as `openssl req -x509` does:
+// no CA issued it.
+func SelfSigned(cn string, hosts []string) (certPEM, keyPEM []byte, err error) {
+	req := &csr.CertificateRequest{CN: cn, Names: Names, Hosts: hosts, KeyRequest: &csr.KeyRequest{A: "ecdsa", S: 256}}
+	csrPEM, keyPEM, err := csr.ParseRequest(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := helpers.ParsePrivateKeyPEM(keyPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	certPEM, err = selfsign.Sign(key, csrPEM, &config.SigningProfile{
+		Usage:  []string{"signing", "key encipherment", "server auth"},
+		Expiry: 24 * time.Hour,
+	})
+	return certPEM, keyPEM, err
 }

@@ -25,7 +25,9 @@ import (
 func init() {
 	subcommands = append(subcommands, newCertsCmd)
 	// Re-signing with a CA that did not issue the certificate would swap its trust root.
-	refusals = append(refusals, certs.ErrNotSignedByCA)
+	refusals = append(refusals, certs.ErrNotSignedByCA,
+		// Re-signing these would break what the certificate does today.
+		certs.ErrCACertificate, certs.ErrSelfSigned, certs.ErrUsagesNotCovered, certs.ErrNoSANs, certs.ErrShorterValidity)
 }
 
 func newCertsCmd(g *globalOptions) *cobra.Command {
@@ -326,7 +328,9 @@ type certsRegenOptions struct {
 	ReuseKey string
 	OutDir   string
 	Force    bool
-	now      func() time.Time
+	// AllowShorter accepts a new certificate that ends before the old one.
+	AllowShorter bool
+	now          func() time.Time
 }
 
 func newCertsRegenCmd(g *globalOptions) *cobra.Command {
@@ -337,6 +341,13 @@ func newCertsRegenCmd(g *globalOptions) *cobra.Command {
 		Long: `Re-sign CERT with the CA that issued it: same subject, key type and size, the usages of the
 ca-config profile (--profile, else "kubernetes" when the ca-config has it, else the default),
 and the SANs minus --remove plus --add. A new key unless --reuse-key gives the old one.
+
+Refused (exit 3), with nothing written: a CA or self-signed certificate (re-signing a CA as a
+leaf would break every certificate it issued); a profile whose extended key usages do not
+cover the certificate's (an etcd certificate needs server and client auth); a server
+certificate left without SANs; and a new certificate that would expire before the old one
+(or the CA), unless --allow-shorter-validity. --add takes IPs and DNS names ("*." first
+allowed); anything else is a usage error (exit 4).
 
 The result is verified before anything is written (chain to the CA, key pair, SANs exactly
 as asked, validity inside the CA's) and written in cfssljson's naming with the base name of
@@ -365,12 +376,18 @@ key is then read into memory only.`,
 	f.StringVar(&o.ReuseKey, "reuse-key", "", "keep CERT's key pair: its private key file")
 	f.StringVar(&o.OutDir, "out-dir", ".", "folder for NAME.pem, NAME-key.pem and NAME.csr")
 	f.BoolVar(&o.Force, "force", false, "replace existing output files (each kept as FILE.bak-TIMESTAMP)")
+	f.BoolVar(&o.AllowShorter, "allow-shorter-validity", false, "accept a new certificate that expires before the old one (or its CA)")
 	return cmd
 }
 
 func runCertsRegen(ctx context.Context, o *certsRegenOptions) error {
 	if o.CA == "" || o.CAKey == "" {
 		return usageError{errors.New("give the CA that issued the certificate: --ca ca.pem --ca-key ca-key.pem")}
+	}
+	for _, a := range o.Add {
+		if err := certs.ValidateHost(strings.TrimSpace(a)); err != nil {
+			return usageError{fmt.Errorf("--add: %w", err)}
+		}
 	}
 	if len(o.Remove) == 0 && len(o.Add) == 0 {
 		fmt.Fprintln(o.ErrOut, "note: no --remove or --add: the certificate is re-signed with the same SANs")
@@ -380,6 +397,9 @@ func runCertsRegen(ctx context.Context, o *certsRegenOptions) error {
 		filepath.Join(o.OutDir, name+".pem"),
 		filepath.Join(o.OutDir, name+"-key.pem"),
 		filepath.Join(o.OutDir, name+".csr"),
+	}
+	if err := refuseOverwritingCA(outs, o.CA, o.CAKey, o.CAConfig); err != nil {
+		return err
 	}
 	// Checked first, so a refusal costs no key generation; checked again when writing.
 	if !o.Force {
@@ -406,7 +426,7 @@ func runCertsRegen(ctx context.Context, o *certsRegenOptions) error {
 	if err != nil {
 		return err
 	}
-	opts := certs.ResignOptions{RemoveHosts: o.Remove, AddHosts: o.Add, Profile: o.Profile}
+	opts := certs.ResignOptions{RemoveHosts: o.Remove, AddHosts: o.Add, Profile: o.Profile, AllowShorterValidity: o.AllowShorter}
 	if o.ReuseKey != "" {
 		opts.ReuseKey = true
 		if opts.ExistingKeyPEM, err = r.read(ctx, o.ReuseKey); err != nil {
@@ -462,6 +482,23 @@ func certBaseName(arg string) string {
 		}
 	}
 	return name
+}
+
+// refuseOverwritingCA keeps --force from replacing the CA's own files: a leaf named ca.pem
+// written next to the CA would become the cluster's trust root.
+func refuseOverwritingCA(outs []string, caFiles ...string) error {
+	for _, out := range outs {
+		oi, err := os.Stat(out)
+		if err != nil {
+			continue
+		}
+		for _, ca := range caFiles {
+			if ci, err := os.Stat(ca); ca != "" && err == nil && os.SameFile(oi, ci) {
+				return usageError{fmt.Errorf("%s is the CA file given with --ca, --ca-key or --ca-config: writing there would replace the cluster's CA; choose another --out-dir", out)}
+			}
+		}
+	}
+	return nil
 }
 
 func refuseExisting(paths []string) error {

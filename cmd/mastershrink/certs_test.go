@@ -367,3 +367,95 @@ hosts:
 		t.Error(err)
 	}
 }
+
+// TestCertsRegenGuards covers the refusals of issue 18: each exits non-zero with a message
+// naming the problem and the way out, writes nothing, and echoes no key or long value.
+func TestCertsRegenGuards(t *testing.T) {
+	k := newPKI(t)
+	ca := []string{"--ca", k.ca, "--ca-key", k.caKey, "--ca-config", k.caConfig}
+	// etcd certificates are server and client at once, as the binary-deployment guides make them.
+	etcdBoth, _ := certstest.Gencert(t, k.caCert, "kubernetes", "etcd", []string{"172.72.0.95", "127.0.0.1"}, "ecdsa", 256)
+	selfSigned, _, err := certstest.SelfSigned("etcd", []string{"172.72.0.95"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certstest.WriteFiles(t, k.dir, map[string][]byte{"etcd-both.pem": etcdBoth, "self.pem": selfSigned})
+	etcdBothPath, selfPath := filepath.Join(k.dir, "etcd-both.pem"), filepath.Join(k.dir, "self.pem")
+	keyLine := strings.Split(string(k.caCert.KeyPEM), "\n")[1]
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"the CA itself, even with --force", append([]string{k.ca, "--force"}, ca...), exitRefused,
+			[]string{"CA certificate", "re-sign the leaf certificates it signed instead"}},
+		{"self-signed", append([]string{selfPath}, ca...), exitRefused,
+			[]string{"self-signed", "issued by the cluster CA"}},
+		{"invalid --add", append([]string{k.apiserver, "--add", "not a host!"}, ca...), exitUsage,
+			[]string{`--add: SAN "not a host!"`, "not a valid IP address or DNS name", "give an IP address or a DNS name"}},
+		{"mistyped IP in --add", append([]string{k.apiserver, "--add", "172.72.0.999"}, ca...), exitUsage,
+			[]string{"not a valid IP"}},
+		{"PEM in --add", append([]string{k.apiserver, "--add", string(k.caCert.KeyPEM)}, ca...), exitUsage,
+			[]string{"a PEM block, not shown"}},
+		{"every SAN removed", append([]string{k.etcd, "--remove", "172.72.0.95,172.72.0.96,172.72.0.97,127.0.0.1"}, ca...), exitRefused,
+			[]string{"needs at least one SAN", "--add"}},
+		{"profile without client auth", append([]string{etcdBothPath, "--profile", "server"}, ca...), exitRefused,
+			[]string{"lacks usages", "client auth", "--profile"}},
+		{"no ca-config: ten years down to one", []string{k.apiserver, "--ca", k.ca, "--ca-key", k.caKey}, exitRefused,
+			[]string{"expire before the old one", "ca-config.json", "--allow-shorter-validity"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			outDir := filepath.Join(t.TempDir(), "out")
+			before := treeState(t, k.dir)
+			_, errOut, code := runCmd(t, append([]string{"certs", "regen", "--out-dir", outDir}, tc.args...)...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d: %s", code, tc.code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if strings.Contains(errOut, "BEGIN") || strings.Contains(errOut, keyLine) {
+				t.Errorf("stderr shows PEM or key material:\n%s", errOut)
+			}
+			if len(errOut) > 1200 {
+				t.Errorf("stderr is %d bytes long:\n%s", len(errOut), errOut)
+			}
+			if _, err := os.Stat(outDir); !os.IsNotExist(err) {
+				t.Errorf("output folder written: %v", err)
+			}
+			if after := treeState(t, k.dir); after != before {
+				t.Errorf("the PKI folder changed")
+			}
+		})
+	}
+
+	// The CA's own folder as --out-dir with --force, for a leaf named like the CA: refused
+	// before anything is read.
+	caNamed := filepath.Join(t.TempDir(), "ca.pem")
+	api, _ := os.ReadFile(k.apiserver)
+	if err := os.WriteFile(caNamed, api, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := treeState(t, k.dir)
+	_, errOut, code := runCmd(t, append([]string{"certs", "regen", caNamed, "--out-dir", k.dir, "--force"}, ca...)...)
+	if code != exitUsage || !strings.Contains(errOut, "would replace the cluster's CA") || treeState(t, k.dir) != before {
+		t.Errorf("leaf named ca.pem into the CA's folder: exit %d, %s", code, errOut)
+	}
+
+	// Shorter validity, allowed explicitly: written, and said on stderr.
+	outDir := filepath.Join(t.TempDir(), "short")
+	out, errOut, code := runCmd(t, "certs", "regen", k.apiserver, "--ca", k.ca, "--ca-key", k.caKey, "--allow-shorter-validity", "--out-dir", outDir)
+	if code != 0 || !strings.Contains(errOut, "warning: shorter validity") || !strings.Contains(out, "wrote ") {
+		t.Errorf("--allow-shorter-validity: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// A wildcard and an IPv6 address are valid SANs to add.
+	outDir = filepath.Join(t.TempDir(), "wild")
+	out, errOut, code = runCmd(t, append([]string{"certs", "regen", k.apiserver, "--add", "*.k8s.example,fd00::5", "--out-dir", outDir}, ca...)...)
+	if code != 0 || !strings.Contains(out, "added:    *.k8s.example, fd00::5") {
+		t.Errorf("wildcard and IPv6: exit %d\n%s\n%s", code, out, errOut)
+	}
+}

@@ -116,8 +116,8 @@ func TestLoadKubeasz(t *testing.T) {
 	if n1.Paths.NginxListen != "127.0.0.1:7443" || n1.Paths.APIServerPort != 7443 || n1.Paths.NginxUnit != "kube-lb" {
 		t.Errorf("n1 Paths = %+v", n1.Paths)
 	}
-	if n1.Line != 8 {
-		t.Errorf("n1 Line = %d, want 8", n1.Line)
+	if n1.Line != 9 {
+		t.Errorf("n1 Line = %d, want 9", n1.Line)
 	}
 }
 
@@ -133,7 +133,7 @@ func TestLayoutIsAbsolute(t *testing.T) {
 			}
 		}
 		// A host with no overrides gets exactly the preset.
-		inv := mustParse(t, "format_version: 1\nlayout: "+name+"\nhosts:\n- {name: a, address: 10.0.0.1, roles: [etcd]}\n")
+		inv := mustParse(t, "format_version: 1\ncluster: t\nkubeconfig: /dev/null\nlayout: "+name+"\nhosts:\n- {name: a, address: 10.0.0.1, roles: [etcd]}\n")
 		if inv.Hosts[0].Paths != p {
 			t.Errorf("%s: host Paths %+v\nwant Layout() %+v", name, inv.Hosts[0].Paths, p)
 		}
@@ -160,7 +160,11 @@ func mustParse(t *testing.T, src string) *Inventory {
 	return inv
 }
 
-const goodHead = "format_version: 1\nlayout: seed003\nhosts:\n"
+const goodHead = "format_version: 1\ncluster: t\nlayout: seed003\nkubeconfig: admin.kubeconfig\nhosts:\n"
+
+// tail completes a case that writes its own head, after its last line so the lines it
+// expects stay where they are.
+const tail = "cluster: t\nkubeconfig: admin.kubeconfig\n"
 
 func TestLoadBad(t *testing.T) {
 	tests := []struct {
@@ -169,31 +173,31 @@ func TestLoadBad(t *testing.T) {
 		want []string // every problem, in order, exactly
 	}{
 		{"malformed YAML", goodHead + "  - name: m1\n    address 10.0.0.1\n    roles: [etcd]\n",
-			[]string{"inventory.yaml:5: invalid YAML: could not find expected ':'"}},
+			[]string{"inventory.yaml:7: invalid YAML: could not find expected ':'"}},
 		{"tab indentation", "format_version: 1\n\tlayout: seed003\n",
 			[]string{"inventory.yaml:2: invalid YAML: found a tab character that violates indentation"}},
 		{"role typo", goodHead + "  - name: m1\n    address: 10.0.0.1\n    roles: [etcd]\n  - name: m2\n    address: 10.0.0.2\n    roles: [etcd]\n  - name: m3\n    address: 10.0.0.3\n    roles:\n      - mastr\n",
-			[]string{`inventory.yaml:13: hosts[2].roles[0]: unknown role "mastr" (want etcd, master or worker)`}},
+			[]string{`inventory.yaml:15: hosts[2].roles[0]: unknown role "mastr" (want etcd, master or worker)`}},
 		{"duplicate name", goodHead + "  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n  - {name: m1, address: 10.0.0.2, roles: [etcd]}\n",
-			[]string{`inventory.yaml:5: hosts[1].name: duplicate host name "m1" (first at line 4)`}},
+			[]string{`inventory.yaml:7: hosts[1].name: duplicate host name "m1" (first at line 6)`}},
 		{"duplicate address", goodHead + "  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n  - {name: m2, address: 10.0.0.1, roles: [etcd]}\n",
-			[]string{`inventory.yaml:5: hosts[1].address: address 10.0.0.1 already used by another host (line 4)`}},
+			[]string{`inventory.yaml:7: hosts[1].address: address 10.0.0.1 already used by another host (line 6)`}},
 		{"duplicate IPv6 address written differently", goodHead + "  - {name: m1, address: 'fd00::1', roles: [etcd]}\n  - {name: m2, address: 'fd00:0::1', roles: [etcd]}\n",
-			[]string{`inventory.yaml:5: hosts[1].address: address fd00:0::1 already used by another host (line 4)`}},
+			[]string{`inventory.yaml:7: hosts[1].address: address fd00:0::1 already used by another host (line 6)`}},
 		{"bad IPv4", goodHead + "  - {name: m1, address: 10.0.0.300, roles: [etcd]}\n",
-			[]string{`inventory.yaml:4: hosts[0].address: invalid IPv4 address "10.0.0.300"`}},
+			[]string{`inventory.yaml:6: hosts[0].address: invalid IPv4 address "10.0.0.300"`}},
 		{"address with a port", goodHead + "  - {name: m1, address: '10.0.0.1:22', roles: [etcd]}\n",
-			[]string{`inventory.yaml:4: hosts[0].address: invalid address "10.0.0.1:22": not an IPv6 address (and a port goes in ssh.port)`}},
+			[]string{`inventory.yaml:6: hosts[0].address: invalid address "10.0.0.1:22": not an IPv6 address (and a port goes in ssh.port)`}},
 		{"bad DNS name", goodHead + "  - {name: m1, address: 'bad_host.example', roles: [etcd]}\n",
-			[]string{`inventory.yaml:4: hosts[0].address: invalid address "bad_host.example": want an IPv4 or IPv6 address or a DNS name`}},
+			[]string{`inventory.yaml:6: hosts[0].address: invalid address "bad_host.example": want an IPv4 or IPv6 address or a DNS name`}},
 		{"unknown field", goodHead + "  - name: m1\n    adress: 10.0.0.1\n    roles: [etcd]\n",
-			[]string{`inventory.yaml:5: hosts[0].adress: unknown field "adress" (did you mean "address"?)`}},
-		{"unknown top-level field", "format_version: 1\nlayout: seed003\nhost:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n",
+			[]string{`inventory.yaml:7: hosts[0].adress: unknown field "adress" (did you mean "address"?)`}},
+		{"unknown top-level field", "format_version: 1\nlayout: seed003\nhost:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n" + tail,
 			[]string{`inventory.yaml:3: host: unknown field "host" (did you mean "hosts"?)`}},
-		{"misspelt hosts after other keys", "format_version: 1\nlayout: seed003\nssh:\n  user: root\nhostz:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n",
+		{"misspelt hosts after other keys", "format_version: 1\nlayout: seed003\nssh:\n  user: root\nhostz:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n" + tail,
 			[]string{`inventory.yaml:5: hostz: unknown field "hostz" (did you mean "hosts"?)`}},
 		// A key like no field is no typo of hosts: both problems stand.
-		{"unknown top-level field unlike any", "format_version: 1\nlayout: seed003\nmachines:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n",
+		{"unknown top-level field unlike any", "format_version: 1\nlayout: seed003\nmachines:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n" + tail,
 			[]string{
 				`inventory.yaml:1: hosts: no hosts (want at least one)`,
 				`inventory.yaml:3: machines: unknown field "machines"`,
@@ -201,25 +205,25 @@ func TestLoadBad(t *testing.T) {
 		// The typo and the real key both written: the real one is still checked.
 		{"typo beside the real key", goodHead + "  - {name: m1, address: 10.0.0.300, adress: 10.0.0.1, roles: [etcd]}\n",
 			[]string{
-				`inventory.yaml:4: hosts[0].adress: unknown field "adress" (did you mean "address"?)`,
-				`inventory.yaml:4: hosts[0].address: invalid IPv4 address "10.0.0.300"`,
+				`inventory.yaml:6: hosts[0].adress: unknown field "adress" (did you mean "address"?)`,
+				`inventory.yaml:6: hosts[0].address: invalid IPv4 address "10.0.0.300"`,
 			}},
-		{"bad duration", "format_version: 1\nlayout: seed003\nssh:\n  connect_timeout: 10\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd], ssh: {connect_timeout: 3 seconds}}\n",
+		{"bad duration", "format_version: 1\nlayout: seed003\nssh:\n  connect_timeout: 10\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd], ssh: {connect_timeout: 3 seconds}}\n" + tail,
 			[]string{
 				`inventory.yaml:4: ssh.connect_timeout: invalid duration "10" (want e.g. 10s or 1m30s)`,
 				`inventory.yaml:6: hosts[0].ssh.connect_timeout: invalid duration "3 seconds" (want e.g. 10s or 1m30s)`,
 			}},
 		{"port out of range and not a number", goodHead + "  - name: m1\n    address: 10.0.0.1\n    roles: [etcd]\n    ssh: {port: 70000}\n    paths: {etcd_client_port: two}\n",
 			[]string{
-				`inventory.yaml:7: hosts[0].ssh.port: port 70000 out of range (1-65535)`,
-				`inventory.yaml:8: hosts[0].paths.etcd_client_port: want an integer, got "two"`,
+				`inventory.yaml:9: hosts[0].ssh.port: port 70000 out of range (1-65535)`,
+				`inventory.yaml:10: hosts[0].paths.etcd_client_port: want an integer, got "two"`,
 			}},
 		{"no roles", goodHead + "  - {name: m1, address: 10.0.0.1}\n  - {name: m2, address: 10.0.0.2, roles: []}\n",
 			[]string{
-				`inventory.yaml:4: hosts[0].roles: no roles (want at least one of etcd, master or worker)`,
-				`inventory.yaml:5: hosts[1].roles: no roles (want at least one of etcd, master or worker)`,
+				`inventory.yaml:6: hosts[0].roles: no roles (want at least one of etcd, master or worker)`,
+				`inventory.yaml:7: hosts[1].roles: no roles (want at least one of etcd, master or worker)`,
 			}},
-		{"unknown layout and version", "format_version: 2\nlayout: hardway\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n",
+		{"unknown layout and version", "format_version: 2\nlayout: hardway\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n" + tail,
 			[]string{
 				`inventory.yaml:1: format_version: unsupported format_version 2 (this mastershrink reads 1)`,
 				`inventory.yaml:2: layout: unknown layout "hardway" (want kubeasz or seed003)`,
@@ -227,18 +231,20 @@ func TestLoadBad(t *testing.T) {
 		{"missing version and layout", "hosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n",
 			[]string{
 				`inventory.yaml:1: format_version: missing (want 1)`,
+				`inventory.yaml:1: cluster: missing (want the cluster's name, e.g. cluster: prod-sh; plans and locks carry it)`,
 				`inventory.yaml:1: layout: missing (want kubeasz or seed003)`,
+				`inventory.yaml:1: kubeconfig: missing (want the admin kubeconfig on this machine, e.g. kubeconfig: admin.kubeconfig, relative to the inventory's folder)`,
 			}},
 		{"bad jump host and listen", goodHead + "  - name: m1\n    address: 10.0.0.1\n    roles: [etcd]\n    ssh: {jump_host: 'ops@bastion:ssh'}\n    paths: {nginx_listen: '127.0.0.1', nginx_config: 'kube-nginx.conf'}\n",
 			[]string{
-				`inventory.yaml:7: hosts[0].ssh.jump_host: invalid jump host "ops@bastion:ssh" (want [user@]host[:port])`,
-				`inventory.yaml:8: hosts[0].paths.nginx_config: want an absolute path, got "kube-nginx.conf"`,
-				`inventory.yaml:8: hosts[0].paths.nginx_listen: invalid listen address "127.0.0.1" (want HOST:PORT, e.g. 127.0.0.1:8443)`,
+				`inventory.yaml:9: hosts[0].ssh.jump_host: invalid jump host "ops@bastion:ssh" (want [user@]host[:port])`,
+				`inventory.yaml:10: hosts[0].paths.nginx_config: want an absolute path, got "kube-nginx.conf"`,
+				`inventory.yaml:10: hosts[0].paths.nginx_listen: invalid listen address "127.0.0.1" (want HOST:PORT, e.g. 127.0.0.1:8443)`,
 			}},
 		{"roles not a list", goodHead + "  - {name: m1, address: 10.0.0.1, roles: master}\n",
-			[]string{`inventory.yaml:4: hosts[0].roles: want a list, got "master"`}},
+			[]string{`inventory.yaml:6: hosts[0].roles: want a list, got "master"`}},
 		{"field defined twice", goodHead + "  - name: m1\n    address: 10.0.0.1\n    address: 10.0.0.2\n    roles: [etcd]\n",
-			[]string{`inventory.yaml:6: hosts[0].address: defined twice (first at line 5)`}},
+			[]string{`inventory.yaml:8: hosts[0].address: defined twice (first at line 7)`}},
 		{"empty file", "# nothing\n", []string{`inventory.yaml:1: the file is empty (want format_version, layout and hosts)`}},
 	}
 	for _, tt := range tests {
@@ -246,6 +252,9 @@ func TestLoadBad(t *testing.T) {
 			dir := t.TempDir()
 			file := filepath.Join(dir, "inventory.yaml")
 			if err := os.WriteFile(file, []byte(tt.src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "admin.kubeconfig"), nil, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			// Load from inside the folder so the message names the file as the user typed it.
@@ -323,5 +332,105 @@ func TestParseJumpHost(t *testing.T) {
 		if err != nil || u != tt.user || h != tt.host || p != tt.port {
 			t.Errorf("ParseJumpHost(%q) = %q %q %d %v", tt.in, u, h, p, err)
 		}
+	}
+}
+
+// Every file the inventory names on this machine is checked when it loads, at the line that
+// names it, with the path as resolved and the fix.
+func TestLoadReferencedFiles(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	write := func(name, src string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load := func(src string) []string {
+		t.Helper()
+		write("inventory.yaml", src)
+		_, err := Load("inventory.yaml")
+		if err == nil {
+			return nil
+		}
+		var ve *ValidationError
+		if !errors.As(err, &ve) {
+			t.Fatalf("Load = %v, want *ValidationError", err)
+		}
+		var got []string
+		for _, p := range ve.Problems {
+			got = append(got, p.String())
+		}
+		return got
+	}
+	check := func(name string, got, want []string) {
+		t.Helper()
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s: problems:\n%s\nwant:\n%s", name, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	p := func(f string) string { return filepath.Join(dir, f) }
+
+	const head = "format_version: 1\ncluster: t\nlayout: seed003\nkubeconfig: admin.kubeconfig\n"
+	src := head + "ssh:\n  identity_file: keys/id\n  known_hosts: kh\n  port: 2222\nhosts:\n" +
+		"  - {name: m1, address: 10.0.0.1, roles: [etcd, master]}\n" +
+		"  - {name: m2, address: 10.0.0.2, roles: [etcd, master]}\n"
+	check("nothing there", load(src), []string{
+		"inventory.yaml:4: kubeconfig: " + p("admin.kubeconfig") + " does not exist: fix kubeconfig: in the inventory (relative paths start at the inventory's folder), or copy the cluster's admin kubeconfig there",
+		"inventory.yaml:6: ssh.identity_file: " + p("keys/id") + " does not exist: fix the path (relative paths start at the inventory's folder), or drop identity_file to use the keys in ssh-agent",
+		"inventory.yaml:7: ssh.known_hosts: " + p("kh") + " does not exist: fix the path, or create it with the hosts' keys: ssh-keyscan -p 2222 10.0.0.1 10.0.0.2 >> " + p("kh") + ", and check the fingerprints",
+	})
+
+	write("admin.kubeconfig", "")
+	write("kh", "")
+	if err := os.Mkdir(p("keys"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write("keys/id", "")
+	check("all there", load(src), nil)
+
+	// A folder where a file belongs.
+	check("folder", load(strings.Replace(src, "keys/id", "keys", 1)), []string{
+		"inventory.yaml:6: ssh.identity_file: " + p("keys") + " is a folder, want a file: fix the path (relative paths start at the inventory's folder), or drop identity_file to use the keys in ssh-agent",
+	})
+
+	// A host's own value is checked at the host's line; the cluster-wide value, which no
+	// host uses any more, is not; a local host needs no SSH files at all.
+	src = head + "ssh:\n  identity_file: gone\nhosts:\n" +
+		"  - name: m1\n    address: 10.0.0.1\n    roles: [etcd]\n    ssh: {identity_file: keys/id, known_hosts: /nonexistent/kh}\n" +
+		"  - name: m2\n    address: 10.0.0.2\n    roles: [etcd]\n    ssh: {identity_file: keys/id2, local: true}\n"
+	check("host overrides", load(src), []string{
+		"inventory.yaml:11: hosts[0].ssh.known_hosts: /nonexistent/kh does not exist: fix the path, or create it with the hosts' keys: ssh-keyscan 10.0.0.1 >> /nonexistent/kh, and check the fingerprints",
+	})
+	// The same cluster-wide value is checked once some host uses it.
+	check("cluster-wide value used", load(strings.Replace(src, "{identity_file: keys/id, ", "{", 1)), []string{
+		"inventory.yaml:6: ssh.identity_file: " + p("gone") + " does not exist: fix the path (relative paths start at the inventory's folder), or drop identity_file to use the keys in ssh-agent",
+		"inventory.yaml:11: hosts[0].ssh.known_hosts: /nonexistent/kh does not exist: fix the path, or create it with the hosts' keys: ssh-keyscan 10.0.0.1 >> /nonexistent/kh, and check the fingerprints",
+	})
+
+	// Hosts on different ports: the command cannot be written for them all.
+	src = head + "ssh:\n  known_hosts: kh2\nhosts:\n" +
+		"  - {name: m1, address: 10.0.0.1, roles: [etcd], ssh: {port: 2201}}\n" +
+		"  - {name: m2, address: 10.0.0.2, roles: [etcd]}\n"
+	check("ports differ", load(src), []string{
+		"inventory.yaml:6: ssh.known_hosts: " + p("kh2") + " does not exist: fix the path, or create it with the hosts' keys: ssh-keyscan -p PORT ADDRESS >> " + p("kh2") + ", and check the fingerprints",
+	})
+
+	// The checks of the file and of the fields come together, in file order.
+	src = "format_version: 1\ncluster: 'prod/sh'\nlayout: seed003\nkubeconfig: missing.kubeconfig\nhosts:\n  - {name: m1, address: 10.0.0.300, roles: [etcd]}\n"
+	check("with other problems", load(src), []string{
+		`inventory.yaml:2: cluster: invalid cluster name "prod/sh" (letters, digits, '.', '_' and '-')`,
+		"inventory.yaml:4: kubeconfig: " + p("missing.kubeconfig") + " does not exist: fix kubeconfig: in the inventory (relative paths start at the inventory's folder), or copy the cluster's admin kubeconfig there",
+		`inventory.yaml:6: hosts[0].address: invalid IPv4 address "10.0.0.300"`,
+	})
+
+	if os.Geteuid() != 0 { // root reads any file
+		write("locked", "")
+		if err := os.Chmod(p("locked"), 0); err != nil {
+			t.Fatal(err)
+		}
+		check("unreadable", load(head+"hosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd], ssh: {identity_file: locked}}\n"), []string{
+			"inventory.yaml:6: hosts[0].ssh.identity_file: " + p("locked") + " cannot be read (permission denied): give this user read access, or point to a copy it can read",
+		})
 	}
 }

@@ -59,6 +59,7 @@ func parse(file string, data []byte) (*Inventory, error) {
 		inv.Hosts[i].Line = d.lines[fmt.Sprintf("hosts[%d]", i)]
 	}
 	d.validate(inv)
+	d.checkFiles(inv, localPather(file))
 	if len(d.probs) > 0 {
 		sortProblems(d.probs)
 		return nil, &ValidationError{File: file, Problems: d.probs}
@@ -113,10 +114,19 @@ func (d *decoder) validate(inv *Inventory) {
 	default:
 		d.at("format_version", "unsupported format_version %d (this mastershrink reads %d)", inv.FormatVersion, FormatVersion)
 	}
+	if inv.Cluster == "" {
+		d.at("cluster", "missing (want the cluster's name, e.g. cluster: prod-sh; plans and locks carry it)")
+	} else if !hostNameRE.MatchString(inv.Cluster) {
+		// The name becomes part of file names (CLUSTER-plan.json) and lock keys.
+		d.at("cluster", "invalid cluster name %q (letters, digits, '.', '_' and '-')", inv.Cluster)
+	}
 	if inv.Layout == "" {
 		d.at("layout", "missing (want %s)", layoutList())
 	} else if _, ok := layouts[inv.Layout]; !ok {
 		d.at("layout", "unknown layout %q (want %s)", inv.Layout, layoutList())
+	}
+	if inv.Kubeconfig == "" {
+		d.at("kubeconfig", "missing (want the admin kubeconfig on this machine, e.g. kubeconfig: admin.kubeconfig, relative to the inventory's folder)")
 	}
 	d.validateSSH(inv.SSH, "ssh")
 	d.validatePaths(inv.Paths, "paths")
@@ -238,21 +248,7 @@ func resolve(inv *Inventory, file string) error {
 		return fmt.Errorf("inventory %s: %w", file, err)
 	}
 	inv.File = abs
-	base := filepath.Dir(abs)
-	home, _ := os.UserHomeDir() // only needed for "~/": an error shows as a relative path below
-	localPath := func(p string) string {
-		switch {
-		case p == "":
-			return ""
-		case p == "~":
-			return home
-		case strings.HasPrefix(p, "~/"):
-			return filepath.Join(home, p[2:])
-		case filepath.IsAbs(p):
-			return p
-		}
-		return filepath.Join(base, p)
-	}
+	localPath := localPather(abs)
 	inv.Kubeconfig = localPath(inv.Kubeconfig)
 	preset := layouts[inv.Layout]
 	for i := range inv.Hosts {
@@ -273,6 +269,30 @@ func resolve(inv *Inventory, file string) error {
 		h.Paths = paths
 	}
 	return nil
+}
+
+// localPather returns how a path written in the inventory file names a file on this
+// machine: "~/" is the user's home, and a relative path is relative to the inventory's
+// folder, so the file means the same whatever the working directory.
+func localPather(inventoryFile string) func(string) string {
+	base := filepath.Dir(inventoryFile)
+	if abs, err := filepath.Abs(inventoryFile); err == nil {
+		base = filepath.Dir(abs)
+	}
+	home, _ := os.UserHomeDir() // only needed for "~/": an error shows as a relative path
+	return func(p string) string {
+		switch {
+		case p == "":
+			return ""
+		case p == "~":
+			return home
+		case strings.HasPrefix(p, "~/"):
+			return filepath.Join(home, p[2:])
+		case filepath.IsAbs(p):
+			return p
+		}
+		return filepath.Join(base, p)
+	}
 }
 
 // absPKIPaths puts file names without a folder (ca.pem) inside PKIDir.

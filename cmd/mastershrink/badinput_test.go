@@ -58,6 +58,16 @@ func copyCorpus(t *testing.T, rel string) (dir, path string) {
 	return dir, path
 }
 
+// writeReferenced writes the local files the corpus inventories name, empty.
+func writeReferenced(t *testing.T, dir string) {
+	t.Helper()
+	for _, f := range []string{"admin.kubeconfig", "id_ed25519", "known_hosts"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // errorLine is the "error: ..." line main prints; the run must print exactly one.
 func errorLine(errOut string) (string, []string) {
 	var found []string
@@ -158,11 +168,23 @@ func TestBadInputCorpus(t *testing.T) {
 			"bad-duration.yaml":         {"bad-duration.yaml", "soon"},
 			"empty.yaml":                {"empty.yaml"},
 			"binary.yaml":               {"binary.yaml"},
+			"missing-cluster.yaml":      {"missing-cluster.yaml:1: cluster: missing", "cluster: prod-sh"},
+			"missing-kubeconfig.yaml":   {"missing-kubeconfig.yaml:1: kubeconfig: missing", "kubeconfig: admin.kubeconfig"},
+			"bad-cluster-name.yaml":     {"bad-cluster-name.yaml:2: cluster:", `"prod/sh"`},
+			"identity-file-missing.yaml": {"identity-file-missing.yaml:7: ssh.identity_file:", "keys/ops_ed25519 does not exist",
+				"fix the path", "ssh-agent"},
+			"known-hosts-missing.yaml": {"known-hosts-missing.yaml:8: ssh.known_hosts:", ".ssh/known_hosts.does-not-exist does not exist",
+				"ssh-keyscan 127.0.0.1 >> "},
+			"kubeconfig-file-missing.yaml": {"kubeconfig-file-missing.yaml:4: kubeconfig:", "/etc/kubernetes/admin.kubeconfig.missing does not exist",
+				"copy the cluster's admin kubeconfig there"},
 		}
 		checkCorpusDir(t, "inventory", cases)
 		for name, want := range cases {
 			t.Run(name, func(t *testing.T) {
 				dir, path := copyCorpus(t, filepath.Join("inventory", name))
+				// The files the corpus inventories name are there, so that each case shows
+				// its own problem first.
+				writeReferenced(t, dir)
 				before := treeState(t, dir)
 				out, errOut, code := run(t, "plan", "-i", path, "--remove", "m1", "--out", filepath.Join(dir, "plan.json"))
 				t.Logf("stderr: %s", errOut)

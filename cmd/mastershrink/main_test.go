@@ -28,9 +28,13 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// writeInventory writes an inventory into a fresh folder, with the files goodInventory
+// names beside it (empty: the tests never get as far as using them), since the inventory
+// refuses to load without them.
 func writeInventory(t *testing.T, text string) string {
 	t.Helper()
 	dir := t.TempDir()
+	writeReferenced(t, dir)
 	p := filepath.Join(dir, "inventory.yaml")
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
 		t.Fatal(err)

@@ -40,11 +40,12 @@ type Audit struct {
 	run  string
 }
 
-// OpenAudit opens (or creates) the audit log at path.
+// OpenAudit opens (or creates) the audit log at path: 0600, and a symbolic link at path is
+// refused (ErrNotPrivateFile).
 func OpenAudit(path, planChecksum, run string) (*Audit, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := openPrivateAppend(path, "audit log")
 	if err != nil {
-		return nil, fmt.Errorf("open audit log: %w", err)
+		return nil, err
 	}
 	return &Audit{f: f, path: path, plan: planChecksum, run: run}, nil
 }

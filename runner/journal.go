@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -29,6 +31,8 @@ type Snapshot struct {
 	Size     int64  `json:"size"`
 	Revision int64  `json:"revision"`
 	Keys     int64  `json:"keys"`
+	// TakenAt bounds how long the snapshot stands for the cluster (Options.SnapshotMaxAge).
+	TakenAt time.Time `json:"taken_at"`
 }
 
 // Entry is one line of the journal.
@@ -57,16 +61,52 @@ type Journal struct {
 	run  string
 }
 
-// OpenJournal opens (or creates) the journal at path for one run of the plan with checksum.
-func OpenJournal(path, planChecksum, run string) (*Journal, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+// ErrNotPrivateFile is a journal or audit path that is not a plain file of ours: a symbolic
+// link (which could send the records, and the secrets they name, to another file), or a
+// device, pipe or folder.
+var ErrNotPrivateFile = errors.New("not a regular file")
+
+// openPrivateAppend opens path for appending, creating it 0600. It does not follow a symbolic
+// link at path, refuses anything but a regular file, and tightens an existing file to 0600:
+// journal and audit name hosts, backups and the snapshot that holds every Secret.
+func openPrivateAppend(path, what string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("open journal: %w", err)
+		return nil, privateFileError(path, what, err)
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s %s: %w (it is %s); remove it or choose another path", what, path, ErrNotPrivateFile, st.Mode().Type())
+	}
+	if err == nil && st.Mode().Perm() != 0o600 {
+		err = f.Chmod(0o600)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open %s: %w", what, err)
+	}
+	return f, nil
+}
+
+// privateFileError names a symbolic link for what it is: O_NOFOLLOW reports it as ELOOP.
+func privateFileError(path, what string, err error) error {
+	if errors.Is(err, syscall.ELOOP) {
+		return fmt.Errorf("open %s: %s is a symbolic link: %w; it could send the %s to another file. Remove the link or choose another path", what, path, ErrNotPrivateFile, what)
+	}
+	return fmt.Errorf("open %s: %w", what, err)
+}
+
+// OpenJournal opens (or creates) the journal at path for one run of the plan with checksum.
+// The file is 0600 and a symbolic link at path is refused (ErrNotPrivateFile).
+func OpenJournal(path, planChecksum, run string) (*Journal, error) {
+	f, err := openPrivateAppend(path, "journal")
+	if err != nil {
+		return nil, err
 	}
 	// A crash mid-line leaves no newline: start on a fresh line so the next entry parses.
 	if st, err := f.Stat(); err == nil && st.Size() > 0 {
 		last := make([]byte, 1)
-		if r, err := os.Open(path); err == nil {
+		if r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0); err == nil {
 			if _, err := r.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
 				f.Write([]byte("\n"))
 			}
@@ -123,13 +163,23 @@ func (h History) Resumed(readOnly func(id string) bool) bool {
 }
 
 // ReadJournal reads the entries of the plan with checksum from the journal at path. A missing
-// file is an empty history; lines that do not parse (a crash mid-write) are ignored.
+// file is an empty history; lines that do not parse (a crash mid-write) are ignored. A
+// symbolic link at path is refused, as OpenJournal refuses it: a planted history could make a
+// run believe steps are done.
 func ReadJournal(path, planChecksum string) (History, error) {
 	h := History{Started: map[string]bool{}, Ended: map[string]bool{}}
-	data, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return h, nil
 	}
+	if err != nil {
+		return h, privateFileError(path, "journal", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && !st.Mode().IsRegular() {
+		return h, fmt.Errorf("read journal %s: %w (it is %s); remove it or choose another path", path, ErrNotPrivateFile, st.Mode().Type())
+	}
+	data, err := io.ReadAll(f)
 	if err != nil {
 		return h, fmt.Errorf("read journal: %w", err)
 	}

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -189,6 +193,72 @@ func TestBadInputCorpus(t *testing.T) {
 				out, errOut, code := run(t, "plan", "-i", path, "--remove", "m1", "--out", filepath.Join(dir, "plan.json"))
 				t.Logf("stderr: %s", errOut)
 				verdict(t, "inventory/"+name, append(refusal(out, errOut, code, want), unchanged(before, treeState(t, dir))...))
+			})
+		}
+	})
+
+	// Targets the inventory alone shows to be wrong: refused (exit 3) with every problem and
+	// its way out, before any host is dialled, though none would answer.
+	t.Run("target", func(t *testing.T) {
+		cases := []struct {
+			name string
+			args []string
+			want []string // in the whole of stderr; the first is in the error line
+		}{
+			{"unknown host", []string{"plan", "--remove", "m9"}, []string{`--remove m9: no host "m9" in the inventory`, "m1, m2, m3, w1, w2"}},
+			{"typo of a host", []string{"plan", "--drain", "w22"}, []string{`--drain w22: no host "w22"`, "did you mean w2?"}},
+			{"address instead of name", []string{"plan", "--remove", "192.0.2.12"}, []string{"192.0.2.12 is the address of m2", "use --remove m2"}},
+			{"every master", []string{"plan", "--remove", "m1,m2,m3"}, []string{"removes every master", "remove fewer hosts"}},
+			{"worker in --remove", []string{"plan", "--remove", "w1"}, []string{"--remove w1: w1 is a worker", "--drain w1"}},
+			{"master in --drain", []string{"plan", "--drain", "m1"}, []string{"--drain m1: m1 is a master and etcd host", "--remove m1"}},
+			{"offline host not leaving", []string{"plan", "--remove", "m3", "--offline", "m2"}, []string{"--offline m2: m2 is neither removed nor drained", "drop it from --offline"}},
+			{"stray comma", []string{"plan", "--remove", "m3,"}, []string{"an empty host name", "--remove m2,m3"}},
+			{"apply on the spot", []string{"apply", "--remove", "m9", "--yes"}, []string{`--remove m9: no host "m9"`}},
+			{"every problem at once", []string{"plan", "--remove", "m9,w1", "--drain", "m1", "--offline", "w2"}, []string{
+				"the target has 4 problems:",
+				`--remove m9: no host "m9"`, "--remove w1: w1 is a worker", "--drain m1: m1 is a master", "--offline w2: w2 is neither removed nor drained",
+			}},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				dir, inv := copyCorpus(t, filepath.Join("target", "unreachable.yaml"))
+				writeReferenced(t, dir)
+				t.Chdir(dir) // apply on the spot writes its plan in the working folder
+				before := treeState(t, dir)
+				var dialled []string
+				dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+					dialled = append(dialled, addr)
+					return nil, errors.New("the test's network reaches nothing")
+				}
+				var out, errOut bytes.Buffer
+				cmd := newRootCmdWithDial(streams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, dial)
+				cmd.SetArgs(append(tc.args, "-i", inv, "--out", filepath.Join(dir, "plan.json")))
+				err := cmd.Execute()
+				if err != nil {
+					errOut.WriteString("error: " + err.Error() + "\n")
+				}
+				t.Logf("stderr: %s", errOut.String())
+				var problems []string
+				if code := exitCode(err); code != exitRefused {
+					problems = append(problems, fmt.Sprintf("exit %d, want %d (refused)", code, exitRefused))
+				}
+				if len(dialled) > 0 {
+					problems = append(problems, fmt.Sprintf("dialled %v before refusing", dialled))
+				}
+				if out.Len() > 0 {
+					problems = append(problems, fmt.Sprintf("stdout not empty: %q", out.String()))
+				}
+				line, p := errorLine(errOut.String())
+				problems = append(problems, p...)
+				if !strings.Contains(line, tc.want[0]) {
+					problems = append(problems, fmt.Sprintf("the error line does not name %q: %s", tc.want[0], line))
+				}
+				for _, w := range tc.want[1:] {
+					if !strings.Contains(errOut.String(), w) {
+						problems = append(problems, fmt.Sprintf("stderr does not name %q", w))
+					}
+				}
+				verdict(t, "target/"+tc.name, append(problems, unchanged(before, treeState(t, dir))...))
 			})
 		}
 	})

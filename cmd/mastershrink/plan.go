@@ -103,8 +103,14 @@ func runPlan(ctx context.Context, o *planOptions) error {
 	return nil
 }
 
-// makePlan observes the cluster and builds the plan, printing progress on stderr.
+// makePlan observes the cluster and builds the plan, printing progress on stderr. A target
+// the inventory alone shows to be wrong is refused first, with every problem, before any
+// host is contacted: an unreachable cluster must not hide the operator's mistake behind an
+// SSH error.
 func makePlan(ctx context.Context, g *globalOptions, inv *inventory.Inventory, target plan.Target) (*plan.Plan, error) {
+	if probs := inventory.CheckTarget(inv, target.Remove, target.Drain, target.Offline); len(probs) > 0 {
+		return nil, refusedError{&inventory.TargetError{Problems: probs}}
+	}
 	start := time.Now()
 	fmt.Fprintf(g.ErrOut, "Observing cluster %q: %d hosts...\n", inv.Cluster, len(inv.Hosts))
 	c := observe.Open(inv, observe.Options{Dial: g.Dial})

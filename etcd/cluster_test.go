@@ -139,11 +139,21 @@ func TestSnapshotFromLeader(t *testing.T) {
 		f = observe(t, cli)
 	}
 
-	dir := t.TempDir()
+	// A folder that does not exist yet: Snapshot makes it 0700.
+	dir := filepath.Join(t.TempDir(), "snapshots")
 	var progress bytes.Buffer
 	info, err := cli.Snapshot(ctx, dir, &progress)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := os.Stat(info.Path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("snapshot file: %v, mode %v, want 0600", err, fi.Mode().Perm())
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("snapshot folder: %v, mode %v, want 0700", err, fi.Mode().Perm())
+	}
+	if !strings.Contains(progress.String(), "every Secret of the cluster") {
+		t.Errorf("progress does not say what the snapshot holds:\n%s", progress.String())
 	}
 	if info.Leader != f.LeaderID {
 		t.Errorf("snapshot from %x, leader is %x", info.Leader, f.LeaderID)

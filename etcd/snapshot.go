@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -25,6 +27,13 @@ import (
 
 // ErrSnapshotCorrupt means a snapshot file failed verification.
 var ErrSnapshotCorrupt = errors.New("etcd snapshot corrupt")
+
+// ErrSnapshotDirNotPrivate is a snapshot folder others could read or replace: a symbolic
+// link, not ours, or open to group or others.
+var ErrSnapshotDirNotPrivate = errors.New("the snapshot folder is not private")
+
+// SnapshotHolds is what to tell the operator wherever a snapshot's path is shown.
+const SnapshotHolds = "it contains every Secret of the cluster: keep it private, and delete it once it is no longer needed"
 
 // progressInterval is how often Snapshot reports its progress.
 var progressInterval = 10 * time.Second
@@ -79,11 +88,15 @@ func (s SnapshotInfo) MarshalJSON() ([]byte, error) {
 	})
 }
 
-// Snapshot streams a snapshot from the leader into dir. The stream is written to NAME.part,
-// checked (etcd's trailing sha256 of the content, then the bbolt file itself: structure,
-// revision, keys), fsynced and renamed; a file that fails any check is removed. Progress lines
-// go to progress (may be nil) about every 10 s.
+// Snapshot streams a snapshot from the leader into dir, which EnsureSnapshotDir makes or
+// checks first (0700, ours, not a link). The stream is written to NAME.part (0600), checked
+// (etcd's trailing sha256 of the content, then the bbolt file itself: structure, revision,
+// keys), fsynced and renamed; a file that fails any check is removed. Progress lines go to
+// progress (may be nil) about every 10 s.
 func (c *Client) Snapshot(ctx context.Context, dir string, progress io.Writer) (SnapshotInfo, error) {
+	if err := EnsureSnapshotDir(dir); err != nil {
+		return SnapshotInfo{}, err
+	}
 	f, err := c.Observe(ctx)
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("snapshot: %w", err)
@@ -118,8 +131,15 @@ func (c *Client) Snapshot(ctx context.Context, dir string, progress io.Writer) (
 	defer resp.Snapshot.Close()
 	info.Version = resp.Version
 
-	out, err := os.OpenFile(part, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	out, err := os.OpenFile(part, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot file: %w", err)
+	}
+	// The umask can only take bits away, but a file left by an earlier crash cannot be here
+	// (O_EXCL): the mode is the one asked, and set again in case of an odd umask.
+	if err := out.Chmod(0o600); err != nil {
+		out.Close()
+		os.Remove(part)
 		return SnapshotInfo{}, fmt.Errorf("snapshot file: %w", err)
 	}
 	keep := false
@@ -168,6 +188,7 @@ func (c *Client) Snapshot(ctx context.Context, dir string, progress io.Writer) (
 		fmt.Fprintf(progress, "snapshot from %s: %s, revision %d, %d keys, %s in %s (%s/s), sha256 %s\n",
 			leader.Name, info.Path, info.Revision, info.Keys, humanBytes(n), info.Duration.Round(time.Millisecond),
 			humanBytes(int64(float64(n)/info.Duration.Seconds())), info.SHA256)
+		fmt.Fprintf(progress, "snapshot %s (mode 0600 in a 0700 folder): %s\n", info.Path, SnapshotHolds)
 	}
 	return info, nil
 }
@@ -386,6 +407,56 @@ func kvKey(v []byte) ([]byte, error) {
 		return nil, err
 	}
 	return kv.Key, nil
+}
+
+// EnsureSnapshotDir makes dir (and missing parents) with mode 0700, or checks that an existing
+// dir is private: a real folder (not a symbolic link, which could send every Secret of the
+// cluster elsewhere), owned by this user, with no group or other bits. An existing folder is
+// never tightened by itself, since it may be the operator's working folder or /tmp; the
+// error says what to do.
+func EnsureSnapshotDir(dir string) error {
+	if err := CheckSnapshotDir(dir); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("snapshot folder %s: %w", dir, err)
+	}
+	// A umask like 0277 would leave a folder we cannot write; 0700 is what is wanted.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("snapshot folder %s: %w", dir, err)
+	}
+	return CheckSnapshotDir(dir)
+}
+
+// CheckSnapshotDir is EnsureSnapshotDir's check without creating anything, for a preflight: a
+// missing dir passes (it will be made 0700).
+func CheckSnapshotDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot folder %s: %w", dir, err)
+	}
+	fix := "give a folder of its own that does not exist yet (it is made 0700)"
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("snapshot folder %s: %w: it is a symbolic link, which could send the snapshot (every Secret of the cluster) elsewhere; %s", dir, ErrSnapshotDirNotPrivate, fix)
+	case !fi.IsDir():
+		return fmt.Errorf("snapshot folder %s: %w: it is not a folder; %s", dir, ErrSnapshotDirNotPrivate, fix)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("snapshot folder %s: %w: it belongs to uid %d, not to this user (uid %d), who could read or swap the snapshot; %s",
+			dir, ErrSnapshotDirNotPrivate, st.Uid, os.Geteuid(), fix)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("snapshot folder %s: %w: its mode is %04o, so group or others can reach the snapshot (every Secret of the cluster); run 'chmod 700 %s', or %s",
+			dir, ErrSnapshotDirNotPrivate, perm, dir, fix)
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

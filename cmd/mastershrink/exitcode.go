@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"strings"
+
+	"github.com/mastershrink/mastershrink/inventory"
 )
 
 // Exit codes, one place for all commands (STYLE.md).
@@ -11,7 +13,7 @@ const (
 	exitError   = 1
 	exitChanges = 2 // plan has changes, with --detailed-exitcode
 	exitRefused = 3 // stale plan, preflight refusal, quorum at risk
-	exitUsage   = 4
+	exitUsage   = 4 // bad flags or arguments, or an inventory file that does not validate
 )
 
 // usageError marks bad flags or arguments.
@@ -39,10 +41,13 @@ func exitCode(err error) int {
 	}
 	var u usageError
 	var r refusedError
+	var ve *inventory.ValidationError
 	switch {
 	case errors.Is(err, errChanges):
 		return exitChanges
-	case errors.As(err, &u), isCobraUsage(err):
+	// The inventory is the operator's input as much as the flags are: a wrong one is fixed
+	// by editing it, never by running again.
+	case errors.As(err, &u), errors.As(err, &ve), isCobraUsage(err):
 		return exitUsage
 	case errors.As(err, &r):
 		return exitRefused

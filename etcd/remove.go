@@ -166,15 +166,35 @@ func (c *Client) RemoveMember(ctx context.Context, id uint64, offline bool) erro
 	wctx, cancel := context.WithTimeout(ctx, removeWait)
 	defer cancel()
 	if present {
+		// Leadership may have moved to the leaving member since the facts were read: ask a
+		// member that stays right before the request. (etcd would take the removal, but a
+		// 2-member cluster whose leader removes itself can be left without one.)
+		if l := c.leaderAmong(ctx, stay, 0); l == id {
+			return &RefusalError{Kind: ErrLeaderLeaving, Member: name, Reason: "it became the leader again just before its removal",
+				WayOut: "move leadership to a member that stays first"}
+		}
 		if err := removeWithRetry(wctx, cli, id); err != nil {
 			return fmt.Errorf("remove etcd member %s: %w", name, err)
 		}
 	}
 	if err := c.waitRemoved(wctx, cli, id, stay); err != nil {
-		return fmt.Errorf("remove etcd member %s: %w", name, err)
+		return &UnconfirmedError{Member: name, Err: err}
 	}
 	return nil
 }
+
+// UnconfirmedError means a removal was sent but not confirmed: the member list still has the
+// member, or no member that stays reports a leader. The cluster needs a look by hand.
+type UnconfirmedError struct {
+	Member string
+	Err    error
+}
+
+func (e *UnconfirmedError) Error() string {
+	return fmt.Sprintf("remove etcd member %s: %v", e.Member, e.Err)
+}
+
+func (e *UnconfirmedError) Unwrap() error { return e.Err }
 
 // transient are answers after which the removal may simply be asked again: it either did not
 // happen, or it did and the next attempt says "member not found".

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mastershrink/mastershrink/apiserver"
 	"github.com/mastershrink/mastershrink/certs"
+	"github.com/mastershrink/mastershrink/etcd"
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/lb"
@@ -132,7 +133,14 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 		return f, fmt.Errorf("observe hosts: %s", strings.Join(problems, "; "))
 	}
 
+	// Hosts answered in any order: sort, so the same cluster reads the same way every time.
+	sort.Slice(certRefs, func(i, j int) bool {
+		a, b := certRefs[i], certRefs[j]
+		return a.host+"\x00"+a.path+"\x00"+a.usedBy < b.host+"\x00"+b.path+"\x00"+b.usedBy
+	})
 	f.Certs = readCerts(ctx, c, certRefs)
+	f.EtcdSelf = askEtcdSelves(ctx, c, cli, f)
+	f.Resolved = resolveNames(ctx, c, f)
 	f.CA = findCA(ctx, c, leaving)
 
 	kube, _, err := c.Kube()
@@ -327,3 +335,105 @@ func scanLeftovers(ctx context.Context, h host.Host, ih *inventory.Host, ips []s
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// askEtcdSelves asks the etcd of every reachable etcd host, through that host, which member it
+// is: the one identity that neither member names nor the inventory can get wrong.
+func askEtcdSelves(ctx context.Context, c *Cluster, cli *etcd.Client, f plan.Facts) map[string]plan.EtcdSelf {
+	out := map[string]plan.EtcdSelf{}
+	var mu sync.Mutex
+	var names []string
+	for _, h := range f.Hosts {
+		if h.Reachable && h.Has(inventory.RoleEtcd) {
+			names = append(names, h.Name)
+		}
+	}
+	host.ForEach(ctx, names, c.opts.Concurrency, func(ctx context.Context, name string) error {
+		ih, _ := c.Inv.Host(name)
+		self := plan.EtcdSelf{Endpoint: SelfEndpoint(ih, f.Units[name].Etcd)}
+		h, err := c.Host(ctx, name)
+		if err == nil {
+			var s etcd.Self
+			if s, err = cli.AskSelf(ctx, self.Endpoint, h.DialContext); err == nil {
+				self.MemberID, self.ClusterID = etcd.FormatID(s.MemberID), etcd.FormatID(s.ClusterID)
+			}
+		}
+		if err != nil {
+			self.Error = err.Error()
+		}
+		mu.Lock()
+		out[name] = self
+		mu.Unlock()
+		return nil
+	})
+	return out
+}
+
+// SelfEndpoint is where a host's own etcd answers: the first URL it advertises to clients,
+// as its unit says, else its inventory address and client port.
+func SelfEndpoint(ih *inventory.Host, u *unitfile.Unit) string {
+	if u != nil {
+		for _, flag := range []string{"--advertise-client-urls", "--listen-client-urls"} {
+			if fl, ok := u.Flag(flag); ok {
+				for _, v := range strings.Split(fl.Value, ",") {
+					if v = strings.TrimSpace(v); v != "" && !strings.Contains(v, "127.0.0.1") && !strings.Contains(v, "localhost") {
+						return v
+					}
+				}
+			}
+		}
+	}
+	port := ih.Paths.EtcdClientPort
+	if port == 0 {
+		port = 2379
+	}
+	return "https://" + net.JoinHostPort(ih.Address, strconv.Itoa(port))
+}
+
+// resolveNames resolves the host names of etcd peer URLs and inventory addresses on the first
+// reachable etcd host that knows them, the way etcd itself resolves them.
+func resolveNames(ctx context.Context, c *Cluster, f plan.Facts) map[string][]string {
+	var names []string
+	add := func(n string) {
+		if n != "" && net.ParseIP(n) == nil && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	for _, m := range f.Etcd.Members {
+		for _, u := range m.PeerURLs {
+			add(plan.PeerHost(u))
+		}
+	}
+	for _, h := range f.Hosts {
+		add(h.Address)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	sort.Strings(names)
+	out := map[string][]string{}
+	for _, h := range f.Hosts {
+		if !h.Reachable || !h.Has(inventory.RoleEtcd) {
+			continue
+		}
+		hh, err := c.Host(ctx, h.Name)
+		if err != nil {
+			continue
+		}
+		for _, n := range names {
+			if _, done := out[n]; done {
+				continue
+			}
+			res, err := hh.Run(ctx, "getent ahosts "+shellQuote(n)+" | awk '{print $1}' | sort -u")
+			if err != nil {
+				continue
+			}
+			if addrs := strings.Fields(string(res.Stdout)); len(addrs) > 0 {
+				out[n] = addrs
+			}
+		}
+		if len(out) == len(names) {
+			break
+		}
+	}
+	return out
+}

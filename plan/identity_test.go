@@ -157,3 +157,24 @@ func TestFingerprintIndependentOfFactOrder(t *testing.T) {
 		}
 	}
 }
+
+// Apply runs what it re-derives: an edited step (risk lowered, params changed) differs from
+// the same plan derived again, even with its checksum and fingerprint left intact.
+func TestPlanDiffsCatchEditedSteps(t *testing.T) {
+	reviewed := Build(seed003.facts(t), Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
+	now := Build(seed003.facts(t), Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
+	if d := PlanDiffs(reviewed, now); len(d) != 0 {
+		t.Fatalf("same cluster, same target: %v", d)
+	}
+	st, _ := reviewed.Step("etcd/remove-member/m2")
+	st.Risk = Safe
+	st.Params["member_id"] = "1234"
+	d := PlanDiffs(reviewed, now)
+	if len(d) != 2 || !strings.Contains(d[0], "irreversible") || !strings.Contains(d[1], "replaced") {
+		t.Errorf("edited step: %v", d)
+	}
+	reviewed.Steps = reviewed.Steps[:len(reviewed.Steps)-1]
+	if d := PlanDiffs(reviewed, now); !strings.Contains(strings.Join(d, "\n"), "would now have step verify/final") {
+		t.Errorf("dropped step not reported: %v", d)
+	}
+}

@@ -1,3 +1,5 @@
+//go:build faultinject
+
 package runner
 
 import (
@@ -6,7 +8,8 @@ import (
 	"time"
 )
 
-// Fault injection for the crash-resume tests, never for production use:
+// Fault injection for the crash-resume tests, compiled in only with -tags faultinject so a
+// stray environment variable can never kill a real apply:
 //
 //	MASTERSHRINK_CRASH_AFTER=<step-id>  SIGKILL right after the step's end (or its skip, when
 //	                                    already done) is journaled

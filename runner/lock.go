@@ -34,20 +34,30 @@ type Holder struct {
 	Host string `json:"host"`
 	// MachineID is /etc/machine-id: a holder of this machine whose process is gone is known
 	// dead, even when host names collide across machines.
-	MachineID string    `json:"machine_id,omitempty"`
-	PID       int       `json:"pid"`
-	Plan      string    `json:"plan"`
-	Since     time.Time `json:"since"`
+	MachineID string `json:"machine_id,omitempty"`
+	// BootID and PIDNamespace complete MachineID: containers and network namespaces share a
+	// machine-id, and a PID means nothing outside its own namespace and boot.
+	BootID       string    `json:"boot_id,omitempty"`
+	PIDNamespace string    `json:"pid_namespace,omitempty"`
+	PID          int       `json:"pid"`
+	Plan         string    `json:"plan"`
+	Since        time.Time `json:"since"`
 }
 
 func (h Holder) String() string {
 	return fmt.Sprintf("%s pid %d since %s (plan %s)", h.Host, h.PID, h.Since.Format(time.RFC3339), short(h.Plan))
 }
 
-// LockedError is ErrLocked with the holder.
-type LockedError struct{ Holder Holder }
+// LockedError is ErrLocked with the holder; Alive when its lease was seen renewed.
+type LockedError struct {
+	Holder Holder
+	Alive  bool
+}
 
 func (e *LockedError) Error() string {
+	if e.Alive {
+		return fmt.Sprintf("%v: %s, which is alive (it renews its lease); wait for it to finish", ErrLocked, e.Holder)
+	}
 	return fmt.Sprintf("%v: %s; wait for it to finish, or if that process is gone for good its lock expires within %s",
 		ErrLocked, e.Holder, DefaultLockTTL)
 }
@@ -56,9 +66,11 @@ func (e *LockedError) Unwrap() error { return ErrLocked }
 
 // Lock is a held apply lock, kept alive until Release.
 type Lock struct {
-	cli    *clientv3.Client
-	lease  clientv3.LeaseID
-	value  string
+	cli   *clientv3.Client
+	lease clientv3.LeaseID
+	value string
+	// rev is the revision that created the key: the fencing token checked before each step.
+	rev    int64
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -83,7 +95,8 @@ func AcquireLock(ctx context.Context, cli *clientv3.Client, planChecksum string,
 		ttl = DefaultLockTTL
 	}
 	hostname, _ := os.Hostname()
-	me := Holder{Host: hostname, MachineID: machineID(), PID: os.Getpid(), Plan: planChecksum, Since: time.Now().UTC().Truncate(time.Second)}
+	me := Holder{Host: hostname, MachineID: machineID(), BootID: bootID(), PIDNamespace: pidNamespace(),
+		PID: os.Getpid(), Plan: planChecksum, Since: time.Now().UTC().Truncate(time.Second)}
 	value, _ := json.Marshal(me)
 	deadline := time.Now().Add(ttl + 10*time.Second)
 	announced := false
@@ -95,7 +108,7 @@ func AcquireLock(ctx context.Context, cli *clientv3.Client, planChecksum string,
 		if holder.Host == me.Host && holder.PID == me.PID {
 			return nil, &LockedError{Holder: holder}
 		}
-		if me.MachineID != "" && holder.MachineID == me.MachineID && holder.PID > 0 && !processAlive(holder.PID) {
+		if provenDead(me, holder) {
 			// A run of this machine that was killed: its lock is taken over at once instead of
 			// waiting for the lease, and only if it is still that run's.
 			if err := takeOver(ctx, cli, raw); err != nil {
@@ -106,14 +119,17 @@ func AcquireLock(ctx context.Context, cli *clientv3.Client, planChecksum string,
 			}
 			continue
 		}
+		if !announced && progress != nil {
+			fmt.Fprintf(progress, "the lock is held by %s; checking whether that run is alive (a live run renews its lease every %s)\n", holder, ttl/3)
+		}
 		if !crashed(ctx, cli, holder, holderLease) {
-			return nil, &LockedError{Holder: holder}
+			return nil, &LockedError{Holder: holder, Alive: true}
 		}
 		if time.Now().After(deadline) {
 			return nil, &LockedError{Holder: holder}
 		}
 		if !announced && progress != nil {
-			fmt.Fprintf(progress, "waiting for the lock left by a run that stopped (%s) to expire, at most %s\n", holder, ttl)
+			fmt.Fprintf(progress, "that run stopped renewing its lease: waiting for its lock to expire, at most %s\n", ttl)
 			announced = true
 		}
 		select {
@@ -122,6 +138,31 @@ func AcquireLock(ctx context.Context, cli *clientv3.Client, planChecksum string,
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// provenDead says whether holder is a run of this very machine, boot and PID namespace whose
+// process is gone: only then may its lock be taken before its lease ends.
+func provenDead(me, holder Holder) bool {
+	return me.MachineID != "" && holder.MachineID == me.MachineID &&
+		me.BootID != "" && holder.BootID == me.BootID &&
+		me.PIDNamespace != "" && holder.PIDNamespace == me.PIDNamespace &&
+		holder.PID > 0 && !processAlive(holder.PID)
+}
+
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func pidNamespace() string {
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return ns
 }
 
 func machineID() string {
@@ -180,7 +221,7 @@ func tryLock(ctx context.Context, cli *clientv3.Client, value string, ttl time.D
 		cli.Revoke(context.WithoutCancel(rctx), lease.ID)
 		return nil, Holder{}, "", 0, fmt.Errorf("lock %s: keep lease alive: %w", LockKey, err)
 	}
-	l := &Lock{cli: cli, lease: lease.ID, value: value, cancel: kcancel, done: make(chan struct{})}
+	l := &Lock{cli: cli, lease: lease.ID, value: value, rev: resp.Header.Revision, cancel: kcancel, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		for range ch {
@@ -195,8 +236,9 @@ func tryLock(ctx context.Context, cli *clientv3.Client, value string, ttl time.D
 	return l, Holder{}, "", 0, nil
 }
 
-// crashed says whether the holder stopped renewing its lease: clientv3 renews every third of
-// the TTL, so a TTL lower after that long belongs to a run that is gone.
+// crashed says whether the holder stopped renewing its lease. clientv3 renews every third of
+// the TTL, so over a third of the TTL and a margin a live holder's TTL goes up at least once;
+// a TTL that only goes down belongs to a run that is gone.
 func crashed(ctx context.Context, cli *clientv3.Client, h Holder, lease clientv3.LeaseID) bool {
 	if lease == 0 {
 		return false
@@ -210,17 +252,27 @@ func crashed(ctx context.Context, cli *clientv3.Client, h Holder, lease clientv3
 		}
 		return r.TTL
 	}
-	first := ttl()
-	if first < 0 {
+	last := ttl()
+	if last < 0 {
 		return true // the lease is gone already: the next try takes the lock
 	}
-	wait := time.Duration(first)*time.Second/3 + 2*time.Second
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(wait):
+	end := time.Now().Add(time.Duration(last)*time.Second/3 + 3*time.Second)
+	for time.Now().Before(end) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+		now := ttl()
+		if now < 0 {
+			return true
+		}
+		if now > last {
+			return false // renewed
+		}
+		last = now
 	}
-	return ttl() < first
+	return true
 }
 
 func processAlive(pid int) bool {
@@ -233,6 +285,35 @@ func (l *Lock) Lost() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lost
+}
+
+// Verify proves the lock is still this run's before a step changes anything: the lease has
+// not ended, and the key exists with the revision that created it and our value (a deleted
+// key, or one another run took after it, ends this run). A lock that cannot be read is not
+// proven ours either.
+func (l *Lock) Verify(ctx context.Context) error {
+	if l.Lost() {
+		return ErrLockLost
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := l.cli.Get(rctx, LockKey)
+	if err != nil {
+		return fmt.Errorf("%w: cannot read %s to prove it is still ours: %v", ErrLockLost, LockKey, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return fmt.Errorf("%w: the key %s was deleted while this run held it; another apply may be running", ErrLockLost, LockKey)
+	}
+	kv := resp.Kvs[0]
+	if kv.CreateRevision != l.rev || string(kv.Value) != l.value {
+		var h Holder
+		who := string(kv.Value)
+		if json.Unmarshal(kv.Value, &h) == nil {
+			who = h.String()
+		}
+		return fmt.Errorf("%w: %s is now held by %s (created at revision %d, ours was %d)", ErrLockLost, LockKey, who, kv.CreateRevision, l.rev)
+	}
+	return nil
 }
 
 // Release deletes the key if it is still ours and revokes the lease.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +22,10 @@ var ErrRefusedPlan = errors.New("the plan was refused when it was made")
 // ErrNoSnapshot means an irreversible step was reached without a verified snapshot of this
 // plan in the journal.
 var ErrNoSnapshot = errors.New("no verified etcd snapshot of this plan in the journal")
+
+// DefaultSnapshotMaxAge bounds the age of the snapshot that gates the irreversible steps: a
+// resume a day later must not rely on yesterday's data.
+const DefaultSnapshotMaxAge = 15 * time.Minute
 
 // ErrPreflight means the cluster is not in a state the plan may be applied to.
 var ErrPreflight = errors.New("preflight check failed")
@@ -44,6 +49,9 @@ type Options struct {
 	JournalPath, AuditPath, SnapshotDir string
 	// LockTTL is the lease of the cluster lock (DefaultLockTTL).
 	LockTTL time.Duration
+	// SnapshotMaxAge is how old a snapshot of this plan may be and still gate the irreversible
+	// steps (DefaultSnapshotMaxAge); an older one is taken again.
+	SnapshotMaxAge time.Duration
 	// ToolVersion is this mastershrink's version: a plan of another version is refused, and a
 	// fresh plan made with it for the fingerprint check.
 	ToolVersion string
@@ -105,6 +113,9 @@ func (o *Options) defaults() {
 	if o.LockTTL <= 0 {
 		o.LockTTL = DefaultLockTTL
 	}
+	if o.SnapshotMaxAge <= 0 {
+		o.SnapshotMaxAge = DefaultSnapshotMaxAge
+	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
@@ -123,6 +134,9 @@ func LoadPlan(path, toolVersion string) (*plan.Plan, error) {
 	}
 	if len(p.Refusals) > 0 {
 		return nil, fmt.Errorf("%s: %w: %s", path, ErrRefusedPlan, p.Refusals[0])
+	}
+	if err := plan.CheckKinds(p); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return p, nil
 }
@@ -186,7 +200,13 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	}
 	r := &run{opts: opts, p: p, c: opts.Cluster, prog: newProgress(opts.Progress, opts.Terminal, ids),
 		id: fmt.Sprintf("%s-%d", time.Now().UTC().Format("20060102T150405Z"), os.Getpid())}
+	if err := plan.CheckKinds(p); err != nil {
+		return sum, err
+	}
 	if r.history, err = ReadJournal(opts.JournalPath, p.Checksum); err != nil {
+		return sum, err
+	}
+	if err := sel.CheckPrerequisites(p, r.history.Ended); err != nil {
 		return sum, err
 	}
 	sum.Resumed = r.history.Resumed(readOnly(p))
@@ -206,10 +226,7 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	}()
 	r.prog.printf("Lock %s taken for plan %s.\n", LockKey, short(p.Checksum))
 
-	if sum.Resumed {
-		r.prog.printf("Resuming: an earlier run of this plan got as far as changing the cluster (journal %s);\n"+
-			"the fingerprint check is left out, and each step's postcondition decides what is left.\n", opts.JournalPath)
-	} else if err := r.checkFresh(ctx); err != nil {
+	if err := r.checkFresh(ctx, sel, sum.Resumed); err != nil {
 		return sum, err
 	}
 
@@ -255,9 +272,12 @@ func (r *run) warnOffline() {
 	}
 }
 
-// checkFresh re-observes the cluster and plans again: a different fingerprint refuses the plan,
-// naming what changed.
-func (r *run) checkFresh(ctx context.Context) error {
+// checkFresh re-observes the cluster and derives the plan again, on every run: the reviewed
+// plan is the approval, the live cluster is what is true. A first run needs the same
+// fingerprint and the same steps, step for step (risk included): an edited plan whose
+// checksum was recomputed runs only if it is what the cluster calls for. A resumed run needs
+// every step it will still run to match (see resumeDrift).
+func (r *run) checkFresh(ctx context.Context, sel Selection, resumed bool) error {
 	start := time.Now()
 	r.prog.printf("Re-observing the cluster to check the plan still holds...\n")
 	facts, err := observe.Gather(ctx, r.c, r.p.Target)
@@ -265,18 +285,117 @@ func (r *run) checkFresh(ctx context.Context) error {
 		return fmt.Errorf("re-observe the cluster: %w", err)
 	}
 	now := plan.Build(facts, r.p.Target, r.opts.ToolVersion, time.Now())
+	if resumed {
+		if changes := r.resumeDrift(ctx, sel, now); len(changes) > 0 {
+			return &StaleError{Changes: changes}
+		}
+		r.prog.printf("Resuming: an earlier run of this plan changed the cluster (journal %s); every step left\n"+
+			"to run still matches what the live cluster calls for (checked in %s).\n", r.opts.JournalPath, formatDuration(time.Since(start)))
+		return nil
+	}
 	if now.Fingerprint != r.p.Fingerprint {
 		return &StaleError{Changes: staleness(r.p, now)}
+	}
+	if diffs := plan.PlanDiffs(r.p, now); len(diffs) > 0 {
+		return &StaleError{Changes: append([]string{"the plan's steps are not the ones derived from the live cluster (edited?)"}, diffs...)}
 	}
 	r.prog.printf("The cluster matches the plan (fingerprint %s, checked in %s).\n", short(r.p.Fingerprint), formatDuration(time.Since(start)))
 	return nil
 }
 
+// resumeDrift compares the steps this run will still run (selected, not ended in the journal)
+// with the plan derived now. A step there must be equal, but for files it already wrote; a
+// step no longer derived must be done already (its postcondition, or every file it rewrites
+// in its new state). A start in the journal is not progress: only an end is.
+func (r *run) resumeDrift(ctx context.Context, sel Selection, now *plan.Plan) []string {
+	var out []string
+	for _, rf := range now.Refusals {
+		out = append(out, "a new plan would be refused: "+rf.Reason)
+	}
+	if len(out) > 0 {
+		return out
+	}
+	for _, st := range r.p.Steps {
+		if !sel.Runs(st) || r.history.Ended[st.ID] {
+			continue
+		}
+		if n, ok := now.Step(st.ID); ok {
+			d := plan.StepDiffs(st, *n)
+			if len(st.Files) > 0 {
+				// Files the step wrote before the run stopped are no longer derived.
+				d = slices.DeleteFunc(d, func(s string) bool { return strings.Contains(s, "would no longer rewrite") })
+				d = append(d, r.writtenFiles(ctx, st, *n)...)
+			}
+			out = append(out, d...)
+			continue
+		}
+		if done, why := r.doneAlready(ctx, st); !done {
+			out = append(out, fmt.Sprintf("step %s is no longer what the live cluster calls for, and it is not done (%s)", st.ID, why))
+		}
+	}
+	return out
+}
+
+// writtenFiles checks the reviewed files a derived step no longer has: each must hold what
+// the reviewed step writes.
+func (r *run) writtenFiles(ctx context.Context, st, now plan.Step) []string {
+	have := map[string]bool{}
+	for _, f := range now.Files {
+		have[f.Host+":"+f.Path] = true
+	}
+	var out []string
+	for _, f := range st.Files {
+		if have[f.Host+":"+f.Path] {
+			continue
+		}
+		h, err := r.c.Host(ctx, f.Host)
+		if err != nil {
+			out = append(out, fmt.Sprintf("step %s: %v", st.ID, err))
+			continue
+		}
+		cur, err := h.ReadFile(ctx, f.Path)
+		if err != nil || string(cur) != f.After {
+			out = append(out, fmt.Sprintf("%s:%s changed since the plan was made (step %s)", f.Host, f.Path, st.ID))
+		}
+	}
+	return out
+}
+
+// doneAlready says whether a step the live cluster no longer calls for is done: for a step
+// that rewrites files, every file holds its new content (what is left, a restart or a reload,
+// its executor finishes); for the others, its own postcondition holds.
+func (r *run) doneAlready(ctx context.Context, st plan.Step) (bool, string) {
+	if len(st.Files) > 0 {
+		for _, f := range st.Files {
+			h, err := r.c.Host(ctx, f.Host)
+			if err != nil {
+				return false, err.Error()
+			}
+			if cur, err := h.ReadFile(ctx, f.Path); err != nil || string(cur) != f.After {
+				return false, fmt.Sprintf("%s:%s holds neither the planned content nor what the plan was made from", f.Host, f.Path)
+			}
+		}
+		return true, ""
+	}
+	ex, err := r.executor(st)
+	if err != nil {
+		return false, err.Error()
+	}
+	if ex.done == nil {
+		return false, "nothing shows it ran"
+	}
+	done, _, err := ex.done(ctx)
+	if err != nil {
+		return false, err.Error()
+	}
+	return done, "its postcondition does not hold"
+}
+
 func (r *run) steps(ctx context.Context, sel Selection, sum *Summary) error {
 	for i, st := range r.p.Steps {
 		n := i + 1
-		if r.lock.Lost() {
-			return fmt.Errorf("before step %s: %w", st.ID, ErrLockLost)
+		if err := r.lock.Verify(ctx); err != nil {
+			return fmt.Errorf("before step %s: %w", st.ID, err)
 		}
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("before step %s: %w", st.ID, err)
@@ -409,8 +528,20 @@ func (r *run) checkSnapshot() error {
 	if s == nil {
 		return fmt.Errorf("%w: run the etcd/snapshot step first (it is not selected, or did not run)", ErrNoSnapshot)
 	}
+	if err := r.freshSnapshot(s); err != nil {
+		return fmt.Errorf("%w: %v; run again with etcd/snapshot selected: it takes a new one", ErrNoSnapshot, err)
+	}
+	return nil
+}
+
+// freshSnapshot says why a journaled snapshot may not stand for the cluster now: it is gone,
+// no longer verifies, or is older than the bound.
+func (r *run) freshSnapshot(s *Snapshot) error {
 	if err := verifySnapshot(s); err != nil {
-		return fmt.Errorf("%w: %v", ErrNoSnapshot, err)
+		return err
+	}
+	if s.TakenAt.IsZero() || time.Since(s.TakenAt) > r.opts.SnapshotMaxAge {
+		return fmt.Errorf("snapshot %s was taken at %s, more than %s ago (--snapshot-max-age)", s.Path, s.TakenAt.Format(time.RFC3339), r.opts.SnapshotMaxAge)
 	}
 	return nil
 }

@@ -223,8 +223,11 @@ func TestLock(t *testing.T) {
 	// A lock left by a killed run of this machine is taken over at once; one of another
 	// machine whose lease is no longer renewed is waited out.
 	for _, tc := range []struct{ holder, msg string }{
-		{`{"host":"x","machine_id":"` + machineID() + `","pid":999999999,"plan":"sha256:dead","since":"2026-01-01T00:00:00Z"}`, "took over the lock"},
-		{`{"host":"elsewhere","machine_id":"other","pid":1,"plan":"sha256:dead","since":"2026-01-01T00:00:00Z"}`, "waiting for the lock left by a run that stopped"},
+		{`{"host":"x","machine_id":"` + machineID() + `","boot_id":"` + bootID() + `","pid_namespace":"` + pidNamespace() + `","pid":999999999,"plan":"sha256:dead","since":"2026-01-01T00:00:00Z"}`, "took over the lock"},
+		{`{"host":"elsewhere","machine_id":"other","pid":1,"plan":"sha256:dead","since":"2026-01-01T00:00:00Z"}`, "stopped renewing its lease"},
+		// Same machine-id, another PID namespace (a container): the PID proves nothing, so
+		// the lock is not deleted but waited out.
+		{`{"host":"x","machine_id":"` + machineID() + `","boot_id":"` + bootID() + `","pid_namespace":"pid:[1]","pid":999999999,"plan":"sha256:dead","since":"2026-01-01T00:00:00Z"}`, "stopped renewing its lease"},
 	} {
 		lease, err := cli.Grant(ctx, 3)
 		if err != nil {
@@ -243,6 +246,31 @@ func TestLock(t *testing.T) {
 		}
 		l.Release(ctx)
 	}
+
+	// Fencing: a lock whose key was deleted, or taken by another run after that, is no longer
+	// this run's, even though its lease is still alive.
+	l, err = AcquireLock(ctx, cli, "sha256:four", 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Verify(ctx); err != nil {
+		t.Fatalf("fresh lock does not verify: %v", err)
+	}
+	if _, err := cli.Delete(ctx, LockKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Verify(ctx); !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), "deleted") {
+		t.Errorf("deleted lock: Verify = %v, want ErrLockLost naming the deletion", err)
+	}
+	other, err := AcquireLock(ctx, cli, "sha256:five", 5*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Verify(ctx); !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), "now held by") || !strings.Contains(err.Error(), "five") {
+		t.Errorf("lock taken by another run: Verify = %v, want ErrLockLost naming the holder", err)
+	}
+	other.Release(ctx)
+	l.Release(ctx)
 }
 
 func TestPreflightEtcdHealthNote(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -286,14 +287,14 @@ func etcdHealthNote(members []etcd.Member, hostOf func(etcd.Member) (host string
 	return note
 }
 
-// memberHost maps a member to its inventory host by name or peer address.
+// memberHost maps a member to its inventory host by peer address (as the plan does; names
+// are not identity), using the plan's resolution of host names.
 func (r *run) memberHost(m etcd.Member) string {
-	if _, ok := r.c.Inv.Host(m.Name); ok {
-		return m.Name
-	}
 	for _, u := range m.PeerURLs {
+		ph := plan.PeerHost(u)
+		addrs := append([]string{ph}, r.p.Facts.Resolved[ph]...)
 		for _, ih := range r.c.Inv.Hosts {
-			if strings.Contains(u, "//"+ih.Address+":") {
+			if slices.Contains(addrs, ih.Address) || overlaps(r.p.Facts.Resolved[ih.Address], addrs) {
 				return ih.Name
 			}
 		}
@@ -337,10 +338,10 @@ func (r *run) snapshotStep(st plan.Step) executor {
 		phase: "taking the etcd snapshot",
 		done: func(ctx context.Context) (bool, string, error) {
 			s := r.history.Snapshot
-			if s == nil || verifySnapshot(s) != nil {
+			if s == nil || r.freshSnapshot(s) != nil {
 				return false, "", nil
 			}
-			return true, fmt.Sprintf("%s still verifies", s.Path), nil
+			return true, fmt.Sprintf("%s still verifies, taken %s ago", s.Path, formatDuration(time.Since(s.TakenAt))), nil
 		},
 		apply: func(ctx context.Context) (outcome, error) {
 			cli, err := r.c.Etcd(ctx)
@@ -354,7 +355,7 @@ func (r *run) snapshotStep(st plan.Step) executor {
 			if err != nil {
 				return outcome{}, err
 			}
-			s := &Snapshot{Path: info.Path, SHA256: info.SHA256, Size: info.Size, Revision: info.Revision, Keys: info.Keys}
+			s := &Snapshot{Path: info.Path, SHA256: info.SHA256, Size: info.Size, Revision: info.Revision, Keys: info.Keys, TakenAt: time.Now().UTC()}
 			return outcome{snapshot: s, note: fmt.Sprintf("from %s: revision %d, %d keys, %s", info.LeaderName, info.Revision, info.Keys, info.Path)}, nil
 		},
 	}
@@ -652,6 +653,47 @@ func (r *run) moveLeader(ctx context.Context, leaving []uint64) (string, string,
 	return from.Name, m.Name, nil
 }
 
+// memberAt finds, in a live member list, the planned member: by ID, with the planned peer
+// URLs. It returns present=false when no member has that ID and none has those peer URLs (the
+// removal is done), and an error naming the member when the ID moved to other peer URLs or
+// another member now has the planned address (replaced since the plan was made).
+func memberAt(members []etcd.Member, id uint64, peerURLs []string) (present bool, err error) {
+	for _, m := range members {
+		if m.ID == id {
+			if len(peerURLs) > 0 && !slices.Equal(sortedCopy(m.PeerURLs), sortedCopy(peerURLs)) {
+				return true, fmt.Errorf("%w: etcd member %s (%x) now has peer URLs %s, the plan says %s: make a new plan",
+					plan.ErrStalePlan, m.Name, id, strings.Join(m.PeerURLs, ","), strings.Join(peerURLs, ","))
+			}
+			return true, nil
+		}
+	}
+	for _, m := range members {
+		for _, u := range m.PeerURLs {
+			if slices.Contains(peerURLs, u) {
+				return false, fmt.Errorf("%w: the etcd member at %s is now %s (%x), not the planned %x: it was replaced since the plan was made; make a new plan",
+					plan.ErrStalePlan, u, m.Name, m.ID, id)
+			}
+		}
+	}
+	return false, nil
+}
+
+func sortedCopy(xs []string) []string {
+	out := slices.Clone(xs)
+	slices.Sort(out)
+	return out
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 func (r *run) removeMemberStep(st plan.Step) (executor, error) {
 	id, err := etcd.ParseID(st.Params["member_id"])
 	if err != nil {
@@ -659,35 +701,57 @@ func (r *run) removeMemberStep(st plan.Step) (executor, error) {
 	}
 	offline := st.Params["offline"] == "true"
 	name := st.Params["member"]
+	peers := splitList(st.Params["peer_urls"])
+	// present re-reads the committed membership and proves the planned member is the one there.
+	present := func(ctx context.Context) (bool, error) {
+		cli, err := r.c.Etcd(ctx)
+		if err != nil {
+			return false, err
+		}
+		members, err := cli.MemberList(ctx)
+		if err != nil {
+			return false, err
+		}
+		return memberAt(members, id, peers)
+	}
 	return executor{
 		phase: "removing etcd member " + orHost(st.Host, name),
 		done: func(ctx context.Context) (bool, string, error) {
-			cli, err := r.c.Etcd(ctx)
-			if err != nil {
+			p, err := present(ctx)
+			if err != nil || p {
 				return false, "", err
 			}
-			f, err := cli.Observe(ctx)
-			if err != nil {
-				return false, "", err
-			}
-			if _, present := f.Member(id); present {
-				return false, "", nil
-			}
-			return true, fmt.Sprintf("member %s (%x) is not in the cluster", name, id), nil
+			return true, fmt.Sprintf("member %s (%x) is not in the cluster, and no member has its peer URLs", name, id), nil
 		},
 		apply: func(ctx context.Context) (outcome, error) {
+			if _, err := present(ctx); err != nil {
+				return outcome{}, err
+			}
 			cli, err := r.c.Etcd(ctx)
 			if err != nil {
 				return outcome{}, err
 			}
 			// Leadership can come back to a leaving member between steps (an election after
-			// the previous removal, or after a crash): hand it over again first.
-			if f, err := cli.Observe(ctx); err == nil && f.LeaderID == id {
-				if _, _, err := r.moveLeader(ctx, r.leavingIDs()); err != nil {
-					return outcome{}, err
+			// the previous removal, or after a crash), or between the check and the request:
+			// RemoveMember checks again right before it asks, and refuses a leader; hand
+			// leadership over and ask again, a few times at most.
+			for attempt := 1; ; attempt++ {
+				if f, err := cli.Observe(ctx); err == nil && f.LeaderID == id {
+					if _, _, err := r.moveLeader(ctx, r.leavingIDs()); err != nil {
+						return outcome{}, err
+					}
 				}
+				err = cli.RemoveMember(ctx, id, offline)
+				if err == nil || !errors.Is(err, etcd.ErrLeaderLeaving) || attempt == 3 {
+					break
+				}
+				r.prog.printf("  leadership moved back to %s before its removal: moving it again\n", name)
 			}
-			if err := cli.RemoveMember(ctx, id, offline); err != nil {
+			if err != nil {
+				var unconfirmed *etcd.UnconfirmedError
+				if errors.As(err, &unconfirmed) {
+					return outcome{}, fmt.Errorf("%w\n%s", err, r.recovery(name, id))
+				}
 				return outcome{}, err
 			}
 			f, err := cli.Observe(ctx)
@@ -727,21 +791,27 @@ func (r *run) leavingIDs() []uint64 {
 	return ids
 }
 
+// stopEtcdStep stops and disables etcd on a removed member's host. Whatever the plan and the
+// journal say, it first proves on the live cluster that the etcd there is no member: a stop
+// of a voting member is how a shrink loses quorum.
 func (r *run) stopEtcdStep(st plan.Step) executor {
 	unit := st.Params["unit"]
+	status := func(ctx context.Context) (host.UnitStatus, error) {
+		h, _, err := r.host(ctx, st.Host)
+		if err != nil {
+			return host.UnitStatus{}, err
+		}
+		sd, err := h.Systemd(ctx)
+		if err != nil {
+			return host.UnitStatus{}, err
+		}
+		defer sd.Close()
+		return sd.Status(ctx, unit)
+	}
 	return executor{
 		phase: "stopping etcd on " + st.Host,
 		done: func(ctx context.Context) (bool, string, error) {
-			h, _, err := r.host(ctx, st.Host)
-			if err != nil {
-				return false, "", err
-			}
-			sd, err := h.Systemd(ctx)
-			if err != nil {
-				return false, "", err
-			}
-			defer sd.Close()
-			s, err := sd.Status(ctx, unit)
+			s, err := status(ctx)
 			if err != nil {
 				return false, "", err
 			}
@@ -754,12 +824,85 @@ func (r *run) stopEtcdStep(st plan.Step) executor {
 			if err != nil {
 				return outcome{}, err
 			}
+			s, err := status(ctx)
+			if err != nil {
+				return outcome{}, err
+			}
+			proof, err := r.proveNotMember(ctx, st, h, s)
+			if err != nil {
+				return outcome{}, err
+			}
 			if err := etcd.StopAndDisable(ctx, h, unit); err != nil {
 				return outcome{}, err
 			}
-			return outcome{changes: []Change{{Host: st.Host, Unit: unit, Action: "stop+disable"}}, note: "stopped and disabled " + unit}, nil
+			return outcome{changes: []Change{{Host: st.Host, Unit: unit, Action: "stop+disable", Detail: proof}}, note: "stopped and disabled " + unit + " (" + proof + ")"}, nil
 		},
 	}
+}
+
+// ErrStillMember means the etcd a step would stop is still a member of the cluster.
+var ErrStillMember = errors.New("refusing to stop a voting etcd member")
+
+// proveNotMember proves that the etcd on st.Host is not a member: the committed (linearizable)
+// member list has neither the member the plan removed, nor any member at the host's address,
+// nor the member the host's own etcd says it is (asked through the host).
+func (r *run) proveNotMember(ctx context.Context, st plan.Step, h host.Host, s host.UnitStatus) (string, error) {
+	refuse := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s; run etcd/remove-member for it first (or make a new plan), nothing was stopped", ErrStillMember, fmt.Sprintf(format, args...))
+	}
+	cli, err := r.c.Etcd(ctx)
+	if err != nil {
+		return "", err
+	}
+	members, err := cli.MemberList(ctx)
+	if err != nil {
+		return "", fmt.Errorf("cannot prove the etcd on %s is no member: %w", st.Host, err)
+	}
+	for _, rm := range r.p.Steps {
+		if rm.Kind != plan.KindRemoveMember || rm.Host != st.Host {
+			continue
+		}
+		if id, err := etcd.ParseID(rm.Params["member_id"]); err == nil {
+			for _, m := range members {
+				if m.ID == id {
+					return "", refuse("member %s (%x) of %s is still in the member list", m.Name, m.ID, st.Host)
+				}
+			}
+		}
+	}
+	addrs := append([]string{st.Params["address"]}, r.p.Facts.Resolved[st.Params["address"]]...)
+	for _, m := range members {
+		for _, u := range m.PeerURLs {
+			ph := plan.PeerHost(u)
+			if slices.Contains(addrs, ph) || overlaps(r.p.Facts.Resolved[ph], addrs) {
+				return "", refuse("member %s (%x) has peer URL %s, the address of %s", m.Name, m.ID, u, st.Host)
+			}
+		}
+	}
+	ep := st.Params["endpoint"]
+	self, err := cli.AskSelf(ctx, ep, h.DialContext)
+	if err != nil {
+		if s.ActiveState == "active" && s.SubState == "running" {
+			return "", fmt.Errorf("%w: %s runs on %s but its endpoint %s does not say which member it is (%v); check it by hand, nothing was stopped",
+				ErrStillMember, st.Params["unit"], st.Host, ep, err)
+		}
+		return fmt.Sprintf("no member at %s's address; its etcd does not answer (%s)", st.Host, s.ActiveState), nil
+	}
+	for _, m := range members {
+		if m.ID == self.MemberID {
+			return "", refuse("the etcd on %s (%s) says it is member %s (%x), which is in the member list", st.Host, ep, m.Name, m.ID)
+		}
+	}
+	return fmt.Sprintf("the etcd on %s is %x, not a member", st.Host, self.MemberID), nil
+}
+
+func overlaps(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *run) initialClusterStep(st plan.Step) executor {

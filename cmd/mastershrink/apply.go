@@ -21,7 +21,7 @@ import (
 func init() {
 	subcommands = append(subcommands, newApplyCmd)
 	refusals = append(refusals, runner.ErrLocked, runner.ErrPreflight, runner.ErrNoSnapshot, runner.ErrRefusedPlan,
-		etcd.ErrQuorumAtRisk)
+		runner.ErrPrerequisite, runner.ErrStillMember, runner.ErrLockLost, etcd.ErrQuorumAtRisk, etcd.ErrLeaderLeaving)
 }
 
 type applyOptions struct {
@@ -29,6 +29,8 @@ type applyOptions struct {
 	PlanPath   string
 	Only, Skip []string
 	Yes        bool
+	// SnapshotMaxAge bounds the age of the snapshot that gates the irreversible steps.
+	SnapshotMaxAge time.Duration
 	// Planning on the spot, without a plan file.
 	Remove, Drain, Offline []string
 	LBMode                 string
@@ -65,6 +67,7 @@ rerun can resume it.`,
 	f.StringSliceVar(&o.Only, "only", nil, "run only these steps (IDs or ID prefixes such as etcd/remove-member); preflight always runs")
 	f.StringSliceVar(&o.Skip, "skip", nil, "leave out these steps (IDs or ID prefixes)")
 	f.BoolVarP(&o.Yes, "yes", "y", false, "apply a plan made on the spot without asking")
+	f.DurationVar(&o.SnapshotMaxAge, "snapshot-max-age", runner.DefaultSnapshotMaxAge, "a snapshot of this plan older than this is taken again before any irreversible step")
 	f.StringSliceVar(&o.Remove, "remove", nil, "without a plan file: masters to retire")
 	f.StringSliceVar(&o.Drain, "drain", nil, "without a plan file: workers to drain, delete and clean")
 	f.StringSliceVar(&o.Offline, "offline", nil, "without a plan file: leaving hosts that are already down")
@@ -117,7 +120,7 @@ func runApply(ctx context.Context, o *applyOptions) error {
 	fmt.Fprintf(o.ErrOut, "Applying %s to cluster %q: %d steps.\n", o.PlanPath, p.Cluster, len(p.Steps))
 	sum, err := runner.Run(ctx, runner.Options{
 		PlanPath: o.PlanPath, Plan: p, Cluster: c, Only: o.Only, Skip: o.Skip,
-		Progress: o.ErrOut, Terminal: o.IsTerminal, Verbose: o.Verbose, ToolVersion: version.String(),
+		Progress: o.ErrOut, Terminal: o.IsTerminal, Verbose: o.Verbose, ToolVersion: version.String(), SnapshotMaxAge: o.SnapshotMaxAge,
 	})
 	if err != nil {
 		return err

@@ -297,7 +297,7 @@ func sameState(t *testing.T, before, after map[string]string) bool {
 func TestLabApplyCrashResume(t *testing.T) {
 	testenv.RequireLab(t)
 	bin := filepath.Join(t.TempDir(), "mastershrink")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-tags", "faultinject", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	lab := testenv.StartLab(t, testenv.Options{Name: "mscrash"})

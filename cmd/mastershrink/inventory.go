@@ -78,6 +78,7 @@ func runInventoryValidate(o *inventoryValidateOptions) error {
 	if err != nil {
 		return err
 	}
+	o.Logger.Info("inventory loaded", "file", inv.File, "cluster", inv.Cluster, "layout", inv.Layout, "hosts", len(inv.Hosts))
 	msg := fmt.Sprintf("inventory OK: %s, cluster %s, layout %s", inv.Summary(), inv.Cluster, inv.Layout)
 	if len(o.Remove)+len(o.Drain)+len(o.Offline) > 0 {
 		if probs := inventory.CheckTarget(inv, o.Remove, o.Drain, o.Offline); len(probs) > 0 {

@@ -108,9 +108,11 @@ func runPlan(ctx context.Context, o *planOptions) error {
 // host is contacted: an unreachable cluster must not hide the operator's mistake behind an
 // SSH error.
 func makePlan(ctx context.Context, g *globalOptions, inv *inventory.Inventory, target plan.Target) (*plan.Plan, error) {
+	g.Logger.Info("inventory loaded", "file", inv.File, "cluster", inv.Cluster, "layout", inv.Layout, "hosts", len(inv.Hosts))
 	if probs := inventory.CheckTarget(inv, target.Remove, target.Drain, target.Offline); len(probs) > 0 {
 		return nil, refusedError{&inventory.TargetError{Problems: probs}}
 	}
+	g.Logger.Info("target checked against the inventory", "remove", target.Remove, "drain", target.Drain, "offline", target.Offline)
 	start := time.Now()
 	fmt.Fprintf(g.ErrOut, "Observing cluster %q: %d hosts...\n", inv.Cluster, len(inv.Hosts))
 	c := observe.Open(inv, observe.Options{Dial: g.Dial})

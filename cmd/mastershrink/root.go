@@ -2,37 +2,79 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
+
+	"github.com/mastershrink/mastershrink/internal/version"
 )
 
-// streams are the command's standard streams, replaced in tests.
+// streams are the command's standard streams, replaced in tests. Each stream is a terminal
+// or not on its own: `apply 2>log` still has a person at the prompt, `apply </dev/null` has
+// none, and progress on a terminal stderr may be coloured while stdout goes to a file.
 type streams struct {
 	In     io.Reader
 	Out    io.Writer
 	ErrOut io.Writer
-	// IsTerminal says whether Out is a terminal (colors, prompts, progress redraws).
+	// IsTerminal says whether Out is a terminal.
 	IsTerminal bool
+	// ErrIsTerminal says whether ErrOut, where progress and prompts go, is a terminal.
+	ErrIsTerminal bool
+	// InIsTerminal says whether In is a terminal: someone can answer a prompt.
+	InIsTerminal bool
+	// Color says whether progress on ErrOut may be coloured: ErrOut is a terminal and
+	// neither NO_COLOR nor TERM=dumb says otherwise.
+	Color bool
 }
 
 func defaultStreams() streams {
-	return streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, IsTerminal: term.IsTerminal(int(os.Stdout.Fd()))}
+	errTTY := term.IsTerminal(int(os.Stderr.Fd()))
+	return streams{
+		In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
+		IsTerminal:    term.IsTerminal(int(os.Stdout.Fd())),
+		ErrIsTerminal: errTTY,
+		InIsTerminal:  term.IsTerminal(int(os.Stdin.Fd())),
+		Color:         colorFor(errTTY, os.Getenv),
+	}
+}
+
+// colorFor decides colour for a stream: only on a terminal, never with NO_COLOR set to
+// anything (no-color.org), nor on a terminal that says it cannot (TERM=dumb).
+func colorFor(isTerminal bool, getenv func(string) string) bool {
+	return isTerminal && getenv("NO_COLOR") == "" && getenv("TERM") != "dumb"
 }
 
 // globalOptions are the flags every command shares.
 type globalOptions struct {
 	streams
 	Inventory string
-	Verbose   bool
-	Logger    *slog.Logger
+	// Verbosity is the -v level: 0 logs nothing, 1 to 3 the steps taken (slog Info), 4
+	// and up every command, call and request (slog Debug), as kubectl's -v=N reads.
+	Verbosity int
+	// Verbose is Verbosity > 0, for the commands that only ask whether to say more.
+	Verbose bool
+	Logger  *slog.Logger
 	// Dial is the tests' hook for reaching hosts (the lab's network namespace); nil dials
 	// directly.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// logLevel maps -v levels to slog's: off below 1.
+func logLevel(verbosity int) slog.Level {
+	switch {
+	case verbosity <= 0:
+		return slog.LevelError + 1
+	case verbosity < 4:
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
 }
 
 func newRootCmd(s streams) *cobra.Command { return newRootCmdWithDial(s, nil) }
@@ -46,21 +88,25 @@ func newRootCmdWithDial(s streams, dial func(ctx context.Context, network, addr 
 		Long: `mastershrink retires control-plane nodes of a Kubernetes cluster deployed from binaries
 (etcd and the kube components as systemd units, cfssl certificates, an nginx stream proxy on
 every node). 'plan' observes the cluster and writes a reviewable plan; 'apply' runs it.`,
+		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) {
-			level := slog.LevelError + 1 // off unless -v
-			if g.Verbose {
-				level = slog.LevelDebug
-			}
-			g.Logger = slog.New(slog.NewTextHandler(g.ErrOut, &slog.HandlerOptions{Level: level}))
+			g.Verbose = g.Verbosity > 0
+			g.Logger = slog.New(slog.NewTextHandler(g.ErrOut, &slog.HandlerOptions{Level: logLevel(g.Verbosity)}))
+			// Packages below cmd log through slog's default logger, so -v reaches them
+			// without a logger threaded through every call.
+			slog.SetDefault(g.Logger)
+			g.Logger.Debug("mastershrink", "version", version.String(), "command", cmd.CommandPath(), "verbosity", g.Verbosity)
 		},
 	}
+	cmd.SetVersionTemplate("mastershrink {{.Version}}\n")
 	cmd.SetOut(s.Out)
 	cmd.SetErr(s.ErrOut)
 	cmd.SetIn(s.In)
-	cmd.PersistentFlags().StringVarP(&g.Inventory, "inventory", "i", "", "the cluster inventory file (YAML)")
-	cmd.PersistentFlags().BoolVarP(&g.Verbose, "verbose", "v", false, "log what is done to stderr")
+	pf := cmd.PersistentFlags()
+	pf.StringVarP(&g.Inventory, "inventory", "i", "", "the cluster inventory file (YAML)")
+	addVerbosityFlags(pf, &g.Verbosity)
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 
 	cmd.AddCommand(newVersionCmd(g))
@@ -69,6 +115,42 @@ every node). 'plan' observes the cluster and writes a reviewable plan; 'apply' r
 	}
 	return cmd
 }
+
+// addVerbosityFlags gives -v both readings operators bring: a switch (-v, -vv, --verbose,
+// --verbose=true) and kubectl's level (-v=4, --v=4, --verbose=4). Both names share one level.
+func addVerbosityFlags(fs *pflag.FlagSet, level *int) {
+	val := (*verbosity)(level)
+	fs.VarPF(val, "verbose", "v", "log what is done to stderr; at `level` 4 (-v=4 or -vvvv) also each SSH command, etcd call and API request").NoOptDefVal = "+1"
+	fs.VarPF(val, "v", "", "the same as --verbose, as kubectl spells it (--v=4)").NoOptDefVal = "+1"
+	fs.Lookup("v").Hidden = true
+}
+
+// verbosity is a -v level that also takes the switch's forms: a bare -v adds one, and
+// true or false turn it on or off.
+type verbosity int
+
+func (v *verbosity) Set(s string) error {
+	switch s {
+	case "+1":
+		*v++
+	case "true":
+		*v = max(*v, 1)
+	case "false":
+		*v = 0
+	default:
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return fmt.Errorf("want a level such as 4 (or true or false), got %q", s)
+		}
+		*v = verbosity(n)
+	}
+	return nil
+}
+
+func (v *verbosity) String() string { return strconv.Itoa(int(*v)) }
+
+// Type is "count" so the help shows -v alone as the usual form, with no "[=+1]".
+func (v *verbosity) Type() string { return "count" }
 
 // subcommands are registered by each command's file in init, so files for separate
 // commands can be added without touching this one.

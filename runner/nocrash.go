@@ -7,3 +7,5 @@ package runner
 func crashAfter(string) {}
 
 func crashIn(string) (stop func()) { return func() {} }
+
+func pauseAfter(string) {}

@@ -45,7 +45,7 @@ type Options struct {
 	// Terminal colours the progress; Verbose adds the executors' own detail lines.
 	Terminal, Verbose bool
 	// JournalPath defaults to PLAN.journal.jsonl, AuditPath to PLAN.audit.jsonl, SnapshotDir to
-	// the plan's folder.
+	// PLAN.snapshot/.
 	JournalPath, AuditPath, SnapshotDir string
 	// LockTTL is the lease of the cluster lock (DefaultLockTTL).
 	LockTTL time.Duration
@@ -108,7 +108,9 @@ func (o *Options) defaults() {
 		o.AuditPath = base + ".audit.jsonl"
 	}
 	if o.SnapshotDir == "" {
-		o.SnapshotDir = filepath.Dir(o.PlanPath)
+		// A folder of its own, made 0700: the snapshot holds every Secret of the cluster, and
+		// the plan's folder is often a shared working directory.
+		o.SnapshotDir = base + ".snapshot"
 	}
 	if o.LockTTL <= 0 {
 		o.LockTTL = DefaultLockTTL
@@ -284,6 +286,9 @@ func (r *run) checkFresh(ctx context.Context, sel Selection, resumed bool) error
 	if err != nil {
 		return fmt.Errorf("re-observe the cluster: %w", err)
 	}
+	if resumed {
+		r.unsetAside(&facts)
+	}
 	now := plan.Build(facts, r.p.Target, r.opts.ToolVersion, time.Now())
 	if resumed {
 		if changes := r.resumeDrift(ctx, sel, now); len(changes) > 0 {
@@ -334,6 +339,31 @@ func (r *run) resumeDrift(ctx context.Context, sel Selection, now *plan.Plan) []
 		}
 	}
 	return out
+}
+
+// unsetAside undoes, in facts observed on a resume, what an apiserver restart stopped mid-way
+// leaves in the proxies: its apiserver marked down. Its executor puts it back (once ready)
+// before any proxy step runs, so a proxy that differs from the plan by exactly that is read
+// as planned.
+func (r *run) unsetAside(facts *plan.Facts) {
+	for _, st := range r.p.Steps {
+		if st.Kind != plan.KindAPIServerRewrite || !r.history.Started[st.ID] || r.history.Ended[st.ID] {
+			continue
+		}
+		for node, cfg := range facts.LB {
+			changes, err := r.asideChanges(node, r.apiserverAddr(st.Host))
+			if err != nil || len(changes) == 0 {
+				continue
+			}
+			aside := true
+			for _, c := range changes {
+				aside = aside && cfg.Files[c.Path] == c.After
+			}
+			if aside {
+				facts.LB[node] = r.p.Facts.LB[node]
+			}
+		}
+	}
 }
 
 // writtenFiles checks the reviewed files a derived step no longer has: each must hold what
@@ -442,6 +472,7 @@ func (r *run) step(ctx context.Context, n int, st plan.Step) (StepResult, error)
 				return res, err
 			}
 			crashAfter(st.ID)
+			pauseAfter(st.ID)
 			return res, nil
 		}
 	}
@@ -487,6 +518,7 @@ func (r *run) step(ctx context.Context, n int, st plan.Step) (StepResult, error)
 	}
 	r.prog.step(n, st.ID, status, res.Duration, out.note)
 	crashAfter(st.ID)
+	pauseAfter(st.ID)
 	return res, nil
 }
 
@@ -571,7 +603,8 @@ func (r *run) summary(sum Summary, err error) {
 	}
 	r.prog.printf("\n%s plan %s in %s: %s.\n", verb, short(r.p.Checksum), formatDuration(sum.Duration), strings.Join(parts, ", "))
 	if sum.Snapshot != nil {
-		r.prog.printf("  snapshot: %s (revision %d, %d keys)\n", sum.Snapshot.Path, sum.Snapshot.Revision, sum.Snapshot.Keys)
+		r.prog.printf("  snapshot: %s (revision %d, %d keys; it contains every Secret of the cluster: keep it 0600, delete it when done)\n",
+			sum.Snapshot.Path, sum.Snapshot.Revision, sum.Snapshot.Keys)
 	}
 	r.prog.printf("  journal:  %s\n  audit:    %s\n", sum.Journal, sum.Audit)
 	if len(sum.Warnings) > 0 {

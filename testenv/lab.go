@@ -234,7 +234,7 @@ func (l *Lab) start(ctx context.Context, rootfs string, bins binaries) error {
 	}
 
 	t := time.Now()
-	if err := makePKI(ctx, l.PKIDir, bins.Cfssl, l.masters()); err != nil {
+	if err := makePKI(ctx, l.PKIDir, bins.Cfssl, l.masters(), l.EtcdPeersByName); err != nil {
 		return err
 	}
 	pki := map[string][]byte{}

@@ -30,6 +30,9 @@ type Options struct {
 	KubernetesVersion string
 	// EtcdVersion is "v3.5.21" by default; "v3.6.x" builds that release, "3.4.23" uses Debian's.
 	EtcdVersion string
+	// EtcdPeersByName gives etcd peer URLs by machine name (https://m2:2380, resolved through
+	// every machine's /etc/hosts) instead of by address, as many hand-made clusters do.
+	EtcdPeersByName bool
 	// RequestTimeout is kube-apiserver's --request-timeout; 10s by default in the lab.
 	RequestTimeout time.Duration
 	// OutDir receives inventory.yaml, admin.kubeconfig, id_ed25519, known_hosts, lab.json and

@@ -65,13 +65,19 @@ const caConfigJSON = `{
 `
 
 // pkiCerts are the certificates the lab signs, by cfssljson -bare name.
-func pkiCerts(masters []Machine) map[string]csrRequest {
+func pkiCerts(masters []Machine, peersByName bool) map[string]csrRequest {
 	var masterIPs []string
 	for _, m := range masters {
 		masterIPs = append(masterIPs, m.Address)
 	}
 	key := csrKey{"rsa", 2048}
 	etcdHosts := append(append([]string{}, masterIPs...), "127.0.0.1")
+	if peersByName {
+		// Peers dial each other by name: the name must be in the certificate they verify.
+		for _, m := range masters {
+			etcdHosts = append(etcdHosts, m.Name)
+		}
+	}
 	apiHosts := append(append([]string{}, masterIPs...), "127.0.0.1", ServiceIP,
 		"kubernetes", "kubernetes.default", "kubernetes.default.svc",
 		"kubernetes.default.svc.cluster", "kubernetes.default.svc.cluster.local")
@@ -88,7 +94,7 @@ func pkiCerts(masters []Machine) map[string]csrRequest {
 
 // makePKI runs cfssl as seed 003 does, in dir: the CA from ca-csr.json, then every certificate
 // from its X-csr.json with ca-config.json's kubernetes profile, piped to cfssljson -bare X.
-func makePKI(ctx context.Context, dir, cfsslDir string, masters []Machine) error {
+func makePKI(ctx context.Context, dir, cfsslDir string, masters []Machine, peersByName bool) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("pki dir: %w", err)
 	}
@@ -103,7 +109,7 @@ func makePKI(ctx context.Context, dir, cfsslDir string, masters []Machine) error
 	if err := cfsslPipe(ctx, dir, cfsslDir, "ca", cfssl, "gencert", "-initca", "ca-csr.json"); err != nil {
 		return err
 	}
-	for name, req := range pkiCerts(masters) {
+	for name, req := range pkiCerts(masters, peersByName) {
 		if err := writeJSON(filepath.Join(dir, name+"-csr.json"), req); err != nil {
 			return err
 		}

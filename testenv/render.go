@@ -86,8 +86,14 @@ func (lay Layout) localProxyURL() string {
 func (l *Lab) etcdUnit(lay Layout, m Machine, etcdBin string) string {
 	p := lay.Paths
 	var initial []string
+	peer := func(m Machine) string {
+		if l.EtcdPeersByName {
+			return m.Name
+		}
+		return m.Address
+	}
 	for _, e := range l.etcdMembers() {
-		initial = append(initial, fmt.Sprintf("%s%s=https://%s:%d", lay.EtcdNamePrefix, e.Address, e.Address, p.EtcdPeerPort))
+		initial = append(initial, fmt.Sprintf("%s%s=https://%s:%d", lay.EtcdNamePrefix, e.Address, peer(e), p.EtcdPeerPort))
 	}
 	listenClient := fmt.Sprintf("https://%s:%d,https://127.0.0.1:%d", m.Address, p.EtcdClientPort, p.EtcdClientPort)
 	if lay.EtcdLocalHTTP {
@@ -103,7 +109,7 @@ func (l *Lab) etcdUnit(lay Layout, m Machine, etcdBin string) string {
 		"--peer-trusted-ca-file=" + p.EtcdCACert,
 		"--client-cert-auth",
 		"--peer-client-cert-auth",
-		fmt.Sprintf("--initial-advertise-peer-urls=https://%s:%d", m.Address, p.EtcdPeerPort),
+		fmt.Sprintf("--initial-advertise-peer-urls=https://%s:%d", peer(m), p.EtcdPeerPort),
 		fmt.Sprintf("--listen-peer-urls=https://%s:%d", m.Address, p.EtcdPeerPort),
 		"--listen-client-urls=" + listenClient,
 		fmt.Sprintf("--advertise-client-urls=https://%s:%d", m.Address, p.EtcdClientPort),

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mastershrink/mastershrink/plan"
+	"github.com/mastershrink/mastershrink/runner"
+	"github.com/mastershrink/mastershrink/testenv"
+	"github.com/mastershrink/mastershrink/testenv/seed"
+)
+
+// buildFaultBinary builds mastershrink with the fault-injection points compiled in.
+func buildFaultBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "mastershrink")
+	if out, err := exec.Command("go", "build", "-tags", "faultinject", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+const etcdctlM1 = "ETCDCTL_API=3 etcdctl --cacert /etc/kubernetes/ssl/ca.pem --cert /etc/kubernetes/ssl/etcd.pem --key /etc/kubernetes/ssl/etcd-key.pem --endpoints https://127.0.0.1:2379"
+
+// etcdIntact asserts that etcd has every member healthy with a quorum and that every key
+// written before is there.
+func etcdIntact(t *testing.T, lab *testenv.Lab, members int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ec, err := lab.EtcdClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ec.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := lab.Exec(ctx, "m1", "sh", "-c", etcdctlM1+" endpoint health --cluster 2>&1")
+		healthy := strings.Count(string(out), "is healthy")
+		if err == nil && healthy == members {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcd: %d of %d members healthy: %v\n%s", healthy, members, err, out)
+		}
+		time.Sleep(time.Second)
+	}
+	if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
+		t.Errorf("seed keys: %v", err)
+	}
+}
+
+// setEtcdName restarts host's etcd with --name set to name, and waits for the cluster to be
+// whole again: the member list then shows the new name.
+func setEtcdName(t *testing.T, lab *testenv.Lab, host, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if out, err := lab.Exec(ctx, host, "sh", "-c", "sed -i 's/--name=[^ ]*/--name="+name+"/' /etc/systemd/system/kube-etcd.service && systemctl daemon-reload && systemctl restart kube-etcd"); err != nil {
+		t.Fatalf("rename etcd on %s: %v\n%s", host, err, out)
+	}
+	etcdIntact(t, lab, 3)
+}
+
+// TestLabSafety runs, in one lab with the prober on, what an operator or a cluster unlike our
+// lab does that used to lose quorum or stop the wrong etcd: each is refused or handled, and
+// afterwards etcd has its quorum and every key, and the API answered through every proxy.
+func TestLabSafety(t *testing.T) {
+	testenv.RequireLab(t)
+	bin := buildFaultBinary(t)
+	lab := testenv.StartLab(t, testenv.Options{Name: "mssafe"})
+	prepare(t, lab)
+	prober := lab.StartProber(context.Background(), 20)
+	defer func() {
+		report := prober.Stop()
+		t.Logf("prober: %s", report)
+		if report.Failed > 0 {
+			t.Errorf("prober: %d of %d requests failed: %v", report.Failed, report.Total, report.Failures[:min(5, len(report.Failures))])
+		}
+	}()
+	netns := filepath.Base(lab.NetNS)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+
+	t.Run("selections that would stop a voting member", func(t *testing.T) {
+		path, _ := makeLabPlan(t, lab, t.TempDir())
+		before := labState(t, lab)
+		for _, sel := range [][]string{{"--skip", "etcd/remove-member"}, {"--only", "etcd/stop"}} {
+			_, errOut, code := cli(t, lab, append([]string{"apply", path, "-i", lab.Inventory}, sel...)...)
+			if code != exitRefused || !strings.Contains(errOut, "etcd/stop/m2 needs etcd/remove-member/m2") {
+				t.Errorf("apply %v: exit %d, want %d naming the missing removal:\n%s", sel, code, exitRefused, errOut)
+			}
+		}
+		sameState(t, before, labState(t, lab))
+		etcdIntact(t, lab, 3)
+	})
+
+	t.Run("offline for a live host", func(t *testing.T) {
+		out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m3", "--offline", "m3")
+		if code != exitRefused || !strings.Contains(out+errOut, "m3 answers SSH") {
+			t.Errorf("plan --offline m3: exit %d, want %d naming the live host:\n%s%s", code, exitRefused, out, errOut)
+		}
+	})
+
+	t.Run("member names swapped", func(t *testing.T) {
+		m2, _ := lab.Machine("m2")
+		m3, _ := lab.Machine("m3")
+		setEtcdName(t, lab, "m2", "swap")
+		setEtcdName(t, lab, "m3", m2.Address)
+		setEtcdName(t, lab, "m2", m3.Address)
+		before := labState(t, lab)
+		out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m2")
+		if code != exitRefused || !strings.Contains(out, "has the peer address of m2, but its name is that of m3") {
+			t.Errorf("plan --remove m2 with swapped names: exit %d, want %d naming the conflict:\n%s%s", code, exitRefused, out, errOut)
+		}
+		sameState(t, before, labState(t, lab))
+		setEtcdName(t, lab, "m2", "swap")
+		setEtcdName(t, lab, "m3", m3.Address)
+		setEtcdName(t, lab, "m2", m2.Address)
+	})
+
+	t.Run("two applies on two machines, then the lock deleted mid-run", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "drain.json")
+		if out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--drain", "w2", "--out", path); code != exitOK {
+			t.Fatalf("plan: exit %d\n%s%s", code, out, errOut)
+		}
+		pause := filepath.Join(dir, "pause")
+		os.WriteFile(pause, nil, 0o600)
+		first := exec.CommandContext(ctx, "ip", "netns", "exec", netns, bin, "apply", path, "-i", lab.Inventory)
+		first.Env = append(os.Environ(), "MASTERSHRINK_PAUSE_AFTER=preflight", "MASTERSHRINK_PAUSE_FILE="+pause)
+		var firstOut lockedBuffer
+		first.Stdout, first.Stderr = &firstOut, &firstOut
+		if err := first.Start(); err != nil {
+			t.Fatal(err)
+		}
+		journal := strings.TrimSuffix(path, ".json") + ".journal.jsonl"
+		if err := waitFor(2*time.Minute, func() bool {
+			h, _ := runner.ReadJournal(journal, readChecksum(t, path))
+			return h.Ended["preflight"]
+		}); err != nil {
+			first.Process.Kill()
+			t.Fatalf("first apply never ended preflight:\n%s", firstOut.String())
+		}
+		ec, err := lab.EtcdClient()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ec.Close()
+		holder, err := runner.ReadLock(ctx, ec)
+		if err != nil || holder == nil {
+			t.Fatalf("lock while the first apply runs: %+v, %v", holder, err)
+		}
+		// The second apply runs on "another machine": another network namespace (m1's) and
+		// another PID namespace, where the first run's PID means nothing.
+		copyPath := filepath.Join(t.TempDir(), "drain.json")
+		data, _ := os.ReadFile(path)
+		os.WriteFile(copyPath, data, 0o600)
+		second := exec.CommandContext(ctx, "unshare", "--pid", "--fork", "--mount-proc", "ip", "netns", "exec", netns+"-m1", bin, "apply", copyPath, "-i", lab.Inventory)
+		out, err := second.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "holds the cluster lock") || !strings.Contains(string(out), fmt.Sprintf("pid %d", holder.PID)) ||
+			!strings.Contains(string(out), "which is alive") {
+			t.Errorf("second apply: %v, want a refusal naming the live holder (pid %d):\n%s", err, holder.PID, out)
+		}
+		if _, err := ec.Delete(ctx, runner.LockKey); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(pause)
+		err = first.Wait()
+		if err == nil || !strings.Contains(firstOut.String(), "was deleted while this run held it") {
+			t.Errorf("first apply after its lock was deleted: %v, want it stopped naming the deletion:\n%s", err, firstOut.String())
+		}
+		if h, _ := runner.ReadJournal(journal, readChecksum(t, path)); h.Started["nodes/drain/w2"] {
+			t.Errorf("the first apply started nodes/drain/w2 after losing its lock")
+		}
+		etcdIntact(t, lab, 3)
+	})
+
+	t.Run("member replaced after a crash", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "plan.json")
+		if out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m3", "--out", path); code != exitOK {
+			t.Fatalf("plan: exit %d\n%s%s", code, out, errOut)
+		}
+		p := readPlan(t, path)
+		var oldID string
+		for _, s := range p.Steps {
+			if s.Kind == plan.KindRemoveMember {
+				oldID = s.Params["member_id"]
+			}
+		}
+		apply := exec.CommandContext(ctx, "ip", "netns", "exec", netns, bin, "apply", path, "-i", lab.Inventory)
+		apply.Env = append(os.Environ(), "MASTERSHRINK_CRASH_AFTER=apiserver/update/m1")
+		if out, err := apply.CombinedOutput(); err == nil || !strings.Contains(string(out), "apiserver/update/m1") {
+			t.Fatalf("apply crashed after apiserver/update/m1: %v\n%s", err, out)
+		}
+		// The operator replaces m3's member by hand: same host, same address, new member ID.
+		m3, _ := lab.Machine("m3")
+		for _, c := range []struct{ host, cmd string }{
+			{"m1", etcdctlM1 + " member remove " + oldID},
+			{"m3", "systemctl stop kube-etcd && d=$(systemctl cat kube-etcd | grep -o -- '--data-dir=[^ ]*' | cut -d= -f2) && rm -rf \"$d\"/member"},
+			{"m1", etcdctlM1 + " member add " + m3.Address + " --peer-urls=https://" + m3.Address + ":2380"},
+			{"m3", "sed -i 's/--initial-cluster-state=new/--initial-cluster-state=existing/' /etc/systemd/system/kube-etcd.service && systemctl daemon-reload && systemctl start kube-etcd"},
+		} {
+			if out, err := lab.Exec(ctx, c.host, "sh", "-c", c.cmd); err != nil {
+				t.Fatalf("on %s: %s: %v\n%s", c.host, c.cmd, err, out)
+			}
+		}
+		etcdIntact(t, lab, 3)
+		before := labState(t, lab)
+		rerun := exec.CommandContext(ctx, "ip", "netns", "exec", netns, bin, "apply", path, "-i", lab.Inventory)
+		out, err := rerun.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "it was replaced since the plan was made") || !strings.Contains(string(out), oldID) {
+			t.Errorf("rerun after the member was replaced: %v, want a refusal naming it:\n%s", err, out)
+		}
+		sameState(t, before, labState(t, lab))
+		etcdIntact(t, lab, 3)
+	})
+}
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func readPlan(t *testing.T, path string) *plan.Plan {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Decode(data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func readChecksum(t *testing.T, path string) string { return readPlan(t, path).Checksum }
+
+func waitFor(d time.Duration, ok func() bool) error {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if ok() {
+			return nil
+		}
+	}
+	return fmt.Errorf("not within %s", d)
+}
+
+// TestLabFingerprintStable5to3: a 5-to-3 shrink on the kubeasz layout, where two survivors
+// hold the same certificates, planned 50 times: one fingerprint, and apply accepts the plan.
+func TestLabFingerprintStable5to3(t *testing.T) {
+	testenv.RequireLab(t)
+	lab := testenv.StartLab(t, testenv.Options{Name: "msfive", Masters: 5, Workers: 1, Layout: "kubeasz"})
+	dir := t.TempDir()
+	seen := map[string]int{}
+	var path string
+	for i := 0; i < 50; i++ {
+		path = filepath.Join(dir, fmt.Sprintf("plan-%d.json", i))
+		out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m4,m5", "--out", path)
+		if code != exitOK {
+			t.Fatalf("plan %d: exit %d\n%s%s", i, code, out, errOut)
+		}
+		seen[readPlan(t, path).Fingerprint]++
+	}
+	if len(seen) != 1 {
+		t.Fatalf("50 plans of one cluster gave %d fingerprints: %v", len(seen), seen)
+	}
+	_, errOut, code := cli(t, lab, "apply", path, "-i", lab.Inventory, "--only", "preflight,etcd/snapshot")
+	if code != exitOK {
+		t.Errorf("apply of a fresh plan: exit %d, want it accepted:\n%s", code, errOut)
+	}
+}
+
+// TestLabPeerURLsByName: etcd peers that know each other by host name (resolved by
+// /etc/hosts) are matched to their hosts, and the 3-to-1 shrink goes through.
+func TestLabPeerURLsByName(t *testing.T) {
+	testenv.RequireLab(t)
+	lab := testenv.StartLab(t, testenv.Options{Name: "mspeer", EtcdPeersByName: true})
+	kube := prepare(t, lab)
+	path, p := makeLabPlan(t, lab, t.TempDir())
+	for _, host := range []string{"m2", "m3"} {
+		st, ok := p.Step("etcd/remove-member/" + host)
+		if !ok || st.Params["peer_urls"] != "https://"+host+":2380" {
+			t.Fatalf("removal of %s: %+v, want its member at https://%s:2380", host, st, host)
+		}
+	}
+	prober := lab.StartProber(context.Background(), 20)
+	out, errOut, code := cli(t, lab, "apply", path, "-i", lab.Inventory)
+	report := prober.Stop()
+	if code != exitOK {
+		t.Fatalf("apply: exit %d\n%s%s", code, errOut, out)
+	}
+	if report.Failed > 0 {
+		t.Errorf("prober: %d of %d requests failed", report.Failed, report.Total)
+	}
+	checkShrunk(t, lab, kube, []string{"m2", "m3"})
+}

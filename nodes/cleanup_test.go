@@ -110,21 +110,32 @@ func TestCleanupNode(t *testing.T) {
 	// allows, a kubelet holding 10250, a container shim, kubelet folders and a tmpfs mount.
 	in("ip link set lo up && ip link add cni0 type bridge && ip link add flannel.1 type vxlan id 1 local 127.0.0.1 dstport 8472 nolearning")
 	in("ip link add cali1234abcd type veth peer name eth9")
+	// Links of other software with Kubernetes-like prefixes: not Kubernetes', they stay.
+	in("ip link add vxlan100 type bridge && ip link add calibration0 type bridge")
 	in(`iptables -t nat -N KUBE-SERVICES && iptables -t nat -N KUBE-SVC-ABCDEF && iptables -t nat -A KUBE-SERVICES -j KUBE-SVC-ABCDEF &&
 iptables -t nat -A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES &&
 iptables -N KUBE-FIREWALL && iptables -A INPUT -j KUBE-FIREWALL && iptables -N FLANNEL-FWD && iptables -A FORWARD -j FLANNEL-FWD &&
 iptables -N cali-INPUT && iptables -A INPUT -p tcp --dport 22 -j ACCEPT`)
-	ipvs := shOK(fmt.Sprintf("ip netns exec %s ipvsadm -A -t 10.96.0.1:443 -s rr", ns))
+	// kube-proxy's IPVS mode binds every ClusterIP to kube-ipvs0 (a dummy link; a bridge here, as
+	// this kernel may lack the dummy driver); a site's own virtual
+	// service on another address must survive.
+	in("ip link add kube-ipvs0 type bridge && ip addr add 10.96.0.1/32 dev kube-ipvs0")
+	ipvs := shOK(fmt.Sprintf("ip netns exec %s sh -c 'ipvsadm -A -t 10.96.0.1:443 -s rr && ipvsadm -A -t 192.0.2.10:80 -s rr'", ns))
 	t.Logf("IPVS available in this kernel: %v", ipvs)
 
 	root := t.TempDir()
 	for _, f := range []string{"etc/kubernetes/kubelet.conf", "etc/kubernetes/pki/ca.crt", "var/lib/kubelet/pki/kubelet.crt",
-		"var/lib/kubelet/config.yaml", "etc/cni/net.d/10-flannel.conflist", "var/log/pods/x/0.log", "opt/cni/bin/flannel", "run/flannel/subnet.env"} {
+		"var/lib/kubelet/config.yaml", "etc/cni/net.d/10-flannel.conflist", "var/log/pods/x/0.log", "opt/cni/bin/flannel", "run/flannel/subnet.env",
+		"etc/kubernetes/pki/ca.key", "var/lib/kubelet/pki/kubelet.key"} {
 		p := filepath.Join(root, f)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, []byte("leftover "+f), 0o600); err != nil {
+		data := "leftover " + f
+		if strings.HasSuffix(f, ".key") {
+			data = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----\n"
+		}
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -170,7 +181,8 @@ iptables -N cali-INPUT && iptables -A INPUT -p tcp --dport 22 -j ACCEPT`)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if hasLeftover(before, "listener", ":10250") || time.Now().After(deadline) {
+		// Both, in one pass: the process is "ip" until netns exec has exec'd it.
+		if hasLeftover(before, "listener", ":10250") && hasLeftover(before, "process", kubelet) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -182,8 +194,11 @@ iptables -N cali-INPUT && iptables -A INPUT -p tcp --dport 22 -j ACCEPT`)
 			t.Errorf("verify before cleanup misses %s %s: %+v", want[0], want[1], before.Leftovers)
 		}
 	}
-	if ipvs && !hasLeftover(before, "ipvs", "1 virtual services") {
-		t.Errorf("verify misses the IPVS service")
+	if ipvs && (!hasLeftover(before, "ipvs", "TCP 10.96.0.1:443") || hasLeftover(before, "ipvs", "TCP 192.0.2.10:80")) {
+		t.Errorf("verify: IPVS leftovers %+v, want kube-proxy's only", before.Leftovers)
+	}
+	if !hasLeftover(before, "link", "kube-ipvs0") || hasLeftover(before, "link", "vxlan100") || hasLeftover(before, "link", "calibration0") {
+		t.Errorf("verify: link leftovers %+v, want Kubernetes' only", before.Leftovers)
 	}
 
 	rep, err := nodes.Cleanup(ctx, h, opts)
@@ -201,8 +216,36 @@ iptables -N cali-INPUT && iptables -A INPUT -p tcp --dport 22 -j ACCEPT`)
 			t.Errorf("action %q: %q, want done; all: %v", k, res[k], res)
 		}
 	}
-	if ipvs && res["clear-ipvs 1 virtual services"] != nodes.ResultDone {
-		t.Errorf("IPVS not cleared: %v", res)
+	if ipvs {
+		if res["delete-ipvs-service TCP 10.96.0.1:443"] != nodes.ResultDone {
+			t.Errorf("kube-proxy's IPVS service not deleted: %v", res)
+		}
+		if out := in("ipvsadm -Ln"); !strings.Contains(out, "192.0.2.10:80") || strings.Contains(out, "10.96.0.1:443") {
+			t.Errorf("IPVS after cleanup:\n%s", out)
+		}
+	}
+	links := in("ip -o link show")
+	for _, l := range []string{"vxlan100", "calibration0"} {
+		if !strings.Contains(links, l+":") {
+			t.Errorf("cleanup deleted %s, which is not Kubernetes'", l)
+		}
+	}
+	// The backup holds private keys: 0600 in 0700, and the report says which and warns.
+	if fi, err := os.Stat(rep.Backup); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("backup %s: %v, mode %v, want 0600", rep.Backup, err, fi.Mode().Perm())
+	}
+	if fi, err := os.Stat(filepath.Dir(rep.Backup)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("backup folder: %v, mode %v, want 0700", err, fi.Mode().Perm())
+	}
+	wantKeys := []string{filepath.Join(root, "etc/kubernetes/pki/ca.key"), filepath.Join(root, "var/lib/kubelet/pki/kubelet.key")}
+	if fmt.Sprint(rep.BackupKeys) != fmt.Sprint(wantKeys) {
+		t.Errorf("backup keys %q, want %q", rep.BackupKeys, wantKeys)
+	}
+	if w := rep.BackupWarning; !strings.Contains(w, rep.Backup) || !strings.Contains(w, "the CA key") || !strings.Contains(w, "last copy") {
+		t.Errorf("backup warning %q", w)
+	}
+	if parts, _ := filepath.Glob(filepath.Join(filepath.Dir(rep.Backup), "*.part")); len(parts) > 0 {
+		t.Errorf("left behind: %v", parts)
 	}
 	tarList := sh(t, "tar -tzf "+rep.Backup)
 	for _, want := range []string{"etc/kubernetes/kubelet.conf", "etc/kubernetes/pki/ca.crt", "var/lib/kubelet/pki/kubelet.crt"} {

@@ -31,10 +31,12 @@ type VerifyReport struct {
 func (r VerifyReport) Clean() bool { return len(r.Leftovers) == 0 && len(r.Problems) == 0 }
 
 // Verify checks that a cleaned host no longer carries Kubernetes (seed 001's checks and more):
-// no kubelet or kube-proxy process or active unit, no container shims or containers, no
-// kubelet.conf or kubelet PKI, no kubelet mounts, no CNI links, no kube chains in iptables or
-// nftables, no IPVS services, no listener on the Kubernetes ports. opts is optional (at most
-// one), the same as given to Cleanup.
+// no kubelet or kube-proxy process or active unit, no container shims or Kubernetes
+// containers (docker by kubelet's pod label, the CRI's), no kubelet.conf or kubelet PKI, no
+// kubelet mounts, no CNI links, no kube chains in iptables or nftables, no kube-proxy IPVS
+// services, no listener on the Kubernetes ports. Every command has the options' deadline; one
+// that times out is a problem naming it. opts is optional (at most one), the same as given to
+// Cleanup.
 func Verify(ctx context.Context, h host.Host, opts ...CleanupOptions) (VerifyReport, error) {
 	var o CleanupOptions
 	if len(opts) > 0 {
@@ -66,7 +68,9 @@ func Verify(ctx context.Context, h host.Host, opts ...CleanupOptions) (VerifyRep
 	}
 	if sd, err := h.Systemd(ctx); err == nil {
 		for _, u := range o.Units {
-			st, err := sd.Status(ctx, u)
+			st, err := host.WithTimeout(ctx, h, o.CommandTimeout, "systemctl status "+u, func(ctx context.Context) (host.UnitStatus, error) {
+				return sd.Status(ctx, u)
+			})
 			if err != nil {
 				problem("unit "+u, err)
 				continue
@@ -81,18 +85,22 @@ func Verify(ctx context.Context, h host.Host, opts ...CleanupOptions) (VerifyRep
 		sd.Close()
 	}
 	if c.have(ctx, "docker") {
-		if out, ok, _ := c.ok(ctx, "docker ps -aq"); ok && strings.TrimSpace(out) != "" {
-			left("containers", "docker", strings.Join(strings.Fields(out), ","), "docker rm -f $(docker ps -aq)")
+		if out, ok, err := c.ok(ctx, dockerList); err != nil {
+			problem("containers docker", err)
+		} else if ok && strings.TrimSpace(out) != "" {
+			left("containers", "docker", strings.Join(strings.Fields(out), ","), "docker rm -f $("+dockerList+")")
 		}
 	}
 	if c.have(ctx, "crictl") {
-		if out, ok, _ := c.ok(ctx, "crictl ps -aq"); ok && strings.TrimSpace(out) != "" {
+		if out, ok, err := c.ok(ctx, "crictl ps -aq"); err != nil {
+			problem("containers crictl", err)
+		} else if ok && strings.TrimSpace(out) != "" {
 			left("containers", "crictl", strings.Join(strings.Fields(out), ","), "crictl rm -f $(crictl ps -aq)")
 		}
 	}
 	for _, p := range []string{"/etc/kubernetes/kubelet.conf", "/etc/kubernetes/bootstrap-kubelet.conf", "/var/lib/kubelet/pki", "/var/lib/kubelet/config.yaml", "/etc/cni/net.d"} {
 		full := o.path(p)
-		if _, err := h.Stat(ctx, full); err == nil {
+		if _, err := c.stat(ctx, full); err == nil {
 			left("file", full, "", "rm -rf "+shq(full))
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			problem("file "+full, err)
@@ -133,8 +141,12 @@ func Verify(ctx context.Context, h host.Host, opts ...CleanupOptions) (VerifyRep
 			left("nftables", t, "", "nft delete table "+t)
 		}
 	}
-	if n, ok := c.ipvsEntries(ctx); ok && n > 0 {
-		left("ipvs", fmt.Sprintf("%d virtual services", n), "", "ipvsadm --clear")
+	if kube, _, _, err := c.kubeIPVS(ctx); err != nil {
+		problem("ipvs", err)
+	} else {
+		for _, s := range kube {
+			left("ipvs", s.Proto+" "+s.Addr, "kube-proxy's", s.deleteCommand())
+		}
 	}
 	if out, err := c.run(ctx, "ss -Htln"); err != nil {
 		problem("listeners", err)

@@ -15,7 +15,10 @@ GO ?= go
 export MASTERSHRINK_CACHE ?= $(HOME)/.cache/mastershrink
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS := -X github.com/mastershrink/mastershrink/internal/version.Version=$(VERSION) \
+# A static, stripped binary: no cgo, so it starts on the older jump hosts binary clusters are
+# run from, whatever their glibc; -trimpath keeps the build machine's paths out of it.
+LDFLAGS := -s -w \
+           -X github.com/mastershrink/mastershrink/internal/version.Version=$(VERSION) \
            -X github.com/mastershrink/mastershrink/internal/version.Commit=$(COMMIT)
 
 K8S_VERSION ?= v1.37.0
@@ -32,7 +35,7 @@ DEB_PACKAGES := systemd-container debootstrap nginx libnginx-mod-stream iproute2
 all: build
 
 build:
-	$(GO) build -ldflags '$(LDFLAGS)' -o bin/mastershrink ./cmd/mastershrink
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -ldflags '$(LDFLAGS)' -o bin/mastershrink ./cmd/mastershrink
 
 # deps installs the Debian packages that are missing (apt-get update only when needed).
 deps:

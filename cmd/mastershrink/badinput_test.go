@@ -192,7 +192,46 @@ func TestBadInputCorpus(t *testing.T) {
 				before := treeState(t, dir)
 				out, errOut, code := run(t, "plan", "-i", path, "--remove", "m1", "--out", filepath.Join(dir, "plan.json"))
 				t.Logf("stderr: %s", errOut)
-				verdict(t, "inventory/"+name, append(refusal(out, errOut, code, want), unchanged(before, treeState(t, dir))...))
+				problems := append(refusal(out, errOut, code, want), unchanged(before, treeState(t, dir))...)
+				// inventory validate says the same, connecting to nothing; a file that does
+				// not validate is the operator's input to fix: exit 4.
+				out, errOut, code = run(t, "inventory", "validate", path)
+				problems = append(problems, refusal(out, errOut, code, want)...)
+				if code != exitUsage {
+					problems = append(problems, fmt.Sprintf("inventory validate: exit %d, want %d", code, exitUsage))
+				}
+				verdict(t, "inventory/"+name, problems)
+			})
+		}
+	})
+
+	// Flags and arguments of the commands that read no cluster: a usage error (exit 4)
+	// naming the flag and what it wants.
+	t.Run("flags", func(t *testing.T) {
+		inv := writeInventory(t, goodInventory)
+		cases := []struct {
+			name string
+			args []string
+			code int
+			want []string
+		}{
+			{"-v with a word", []string{"version", "-v=loud"}, exitUsage, []string{`"loud"`, "want a level such as 4"}},
+			{"--v with a negative level", []string{"version", "--v=-1"}, exitUsage, []string{`"-1"`, "want a level"}},
+			{"version -o xml", []string{"version", "-o", "xml"}, exitUsage, []string{`-o "xml"`, "text, json or yaml"}},
+			{"inventory show -o wide", []string{"inventory", "show", inv, "-o", "wide"}, exitUsage, []string{`-o "wide"`, "table, json or yaml"}},
+			{"inventory validate without a file", []string{"inventory", "validate"}, exitUsage, []string{"no inventory", "-i inventory.yaml"}},
+			{"inventory validate with two files", []string{"inventory", "validate", "-i", inv, "other.yaml"}, exitUsage, []string{"two inventories", "give one"}},
+			{"inventory without a subcommand", []string{"inventory"}, exitUsage, []string{"validate|show"}},
+			{"inventory show of a missing file", []string{"inventory", "show", "no-such-inventory.yaml"}, exitError, []string{"no-such-inventory.yaml"}},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				out, errOut, code := run(t, tc.args...)
+				problems := refusal(out, errOut, code, tc.want)
+				if code != tc.code {
+					problems = append(problems, fmt.Sprintf("exit %d, want %d", code, tc.code))
+				}
+				verdict(t, "flags/"+tc.name, problems)
 			})
 		}
 	})

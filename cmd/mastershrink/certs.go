@@ -38,6 +38,15 @@ func newCertsCmd(g *globalOptions) *cobra.Command {
 cluster CA, dropping or adding SANs (regen). cfssl runs in-process; nothing is shelled out.`,
 	}
 	cmd.AddCommand(newCertsInspectCmd(g), newCertsRegenCmd(g))
+	// pflag quotes a whole argument in "bad flag syntax: ARG", and a pasted PEM starts with
+	// dashes: the key would be printed. Inherited by both subcommands.
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		msg := err.Error()
+		if strings.Contains(msg, "-----BEGIN") || strings.Contains(msg, "PRIVATE KEY") || len(msg) > 300 || strings.ContainsAny(msg, "\n\r") {
+			return usageError{fmt.Errorf("%s: an argument holds a PEM block or other content (not shown) where a flag or a file name goes: give the path of the file instead of its content", c.CommandPath())}
+		}
+		return usageError{err}
+	})
 	return cmd
 }
 
@@ -258,7 +267,36 @@ func newInputReader(g *globalOptions) *inputReader {
 	return &inputReader{g: g, hosts: map[string]host.Host{}}
 }
 
+// maxArgPath bounds what is taken for a file name: longer, or with a line break, it is
+// content pasted where a path goes (often a key: "$(cat ca-key.pem)"), and is not echoed.
+const maxArgPath = 1024
+
+// checkPathArg refuses an argument that cannot be a path, without repeating it.
+func checkPathArg(arg string) error {
+	switch {
+	case strings.Contains(arg, "-----BEGIN") || strings.Contains(arg, "PRIVATE KEY"):
+		return usageError{errors.New("an argument holds a PEM block (not shown), where a file name goes: give the path of the file instead of its content")}
+	case len(arg) > maxArgPath || strings.ContainsAny(arg, "\n\r\x00"):
+		return usageError{fmt.Errorf("an argument of %d characters starting %q is not a file name: give the path of the file", len(arg), clipArg(arg))}
+	}
+	return nil
+}
+
+// clipArg is a short, single-line prefix of an argument for messages.
+func clipArg(arg string) string {
+	if i := strings.IndexAny(arg, "\n\r\x00"); i >= 0 {
+		arg = arg[:i]
+	}
+	if r := []rune(arg); len(r) > 24 {
+		return string(r[:24]) + "..."
+	}
+	return arg
+}
+
 func (r *inputReader) read(ctx context.Context, arg string) ([]byte, error) {
+	if err := checkPathArg(arg); err != nil {
+		return nil, err
+	}
 	data, err := os.ReadFile(arg)
 	if err == nil {
 		return data, nil
@@ -383,6 +421,12 @@ key is then read into memory only.`,
 func runCertsRegen(ctx context.Context, o *certsRegenOptions) error {
 	if o.CA == "" || o.CAKey == "" {
 		return usageError{errors.New("give the CA that issued the certificate: --ca ca.pem --ca-key ca-key.pem")}
+	}
+	// Before the output names are built from CERT: a pasted key must not reach a message.
+	for _, a := range []string{o.Cert, o.CA, o.CAKey, o.CAConfig, o.ReuseKey, o.OutDir} {
+		if err := checkPathArg(a); err != nil {
+			return err
+		}
 	}
 	for _, a := range o.Add {
 		if err := certs.ValidateHost(strings.TrimSpace(a)); err != nil {

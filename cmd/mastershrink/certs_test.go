@@ -459,3 +459,32 @@ func TestCertsRegenGuards(t *testing.T) {
 		t.Errorf("wildcard and IPv6: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// Key content pasted where a path goes ("$(cat ca-key.pem)") is refused as a usage error
+// without being echoed, by regen and inspect alike.
+func TestCertsPastedKey(t *testing.T) {
+	k := newPKI(t)
+	key := string(k.caCert.KeyPEM)
+	keyLine := strings.Split(key, "\n")[1]
+	long := strings.Repeat("A", 5000)
+	for name, args := range map[string][]string{
+		"regen CERT":      {"certs", "regen", key, "--ca", k.ca, "--ca-key", k.caKey},
+		"regen --ca-key":  {"certs", "regen", k.apiserver, "--ca", k.ca, "--ca-key", key},
+		"regen --out-dir": {"certs", "regen", k.apiserver, "--ca", k.ca, "--ca-key", k.caKey, "--out-dir", key},
+		"inspect":         {"certs", "inspect", key},
+		"inspect long":    {"certs", "inspect", long},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, errOut, code := runCmd(t, args...)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d: %s", code, exitUsage, errOut)
+			}
+			if strings.Contains(errOut, "BEGIN") || strings.Contains(errOut, keyLine) || strings.Contains(errOut, long[:100]) || len(errOut) > 600 {
+				t.Errorf("stderr echoes the argument (%d bytes):\n%.800s", len(errOut), errOut)
+			}
+			if !strings.Contains(errOut, "give the path of the file") {
+				t.Errorf("stderr lacks the fix: %s", errOut)
+			}
+		})
+	}
+}

@@ -51,6 +51,19 @@ func CheckResignable(old *x509.Certificate, ca CA, profile string) error {
 	return err
 }
 
+// CheckResignablePEM is CheckResignable for the first certificate of a PEM file, as the
+// observer reads it from a host; path names it in errors.
+func CheckResignablePEM(certPEM []byte, path string, ca CA, profile string) error {
+	certs, err := parseCertificates(certPEM, path)
+	if err != nil {
+		return err
+	}
+	if err := CheckResignable(certs[0], ca, profile); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
 // resignCheck is what checkResignable found that the signing needs.
 type resignCheck struct {
 	profileName         string

@@ -110,6 +110,22 @@ func TestCheckResignable(t *testing.T) {
 	}
 }
 
+func TestCheckResignablePEM(t *testing.T) {
+	ca := certstest.NewCA(t, "kubernetes", "rsa", 2048)
+	c := loadCA(t, ca)
+	etcdPEM, _ := certstest.Gencert(t, ca, "kubernetes", "etcd", []string{"172.72.0.95"}, "ecdsa", 256)
+	if err := CheckResignablePEM(etcdPEM, "/etc/etcd/ssl/etcd.pem", c, ""); err != nil {
+		t.Errorf("good certificate: %v", err)
+	}
+	err := CheckResignablePEM(etcdPEM, "/etc/etcd/ssl/etcd.pem", c, "server")
+	if !errors.Is(err, ErrUsagesNotCovered) || !strings.HasPrefix(err.Error(), "/etc/etcd/ssl/etcd.pem: ") {
+		t.Errorf("profile without client auth: %v", err)
+	}
+	if err := CheckResignablePEM(ca.KeyPEM, "/etc/etcd/ssl/etcd-key.pem", c, ""); !errors.Is(err, ErrPrivateKeyGiven) || strings.Contains(err.Error(), "BEGIN") {
+		t.Errorf("a key given: %v", err)
+	}
+}
+
 func TestResignValidity(t *testing.T) {
 	ca := certstest.NewCA(t, "kubernetes", "rsa", 2048)
 	certPEM, _ := certstest.Gencert(t, ca, "kubernetes", "kubernetes", certstest.APIServerHosts, "ecdsa", 256)

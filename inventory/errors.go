@@ -1,9 +1,24 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 )
+
+// ErrNotFound means the inventory file given is not there: the operator's input to fix,
+// like a file that does not validate.
+var ErrNotFound = errors.New("inventory file not found")
+
+type notFoundError struct{ file string }
+
+func (e notFoundError) Error() string {
+	return fmt.Sprintf("inventory %s does not exist: give the cluster's inventory file with -i", e.file)
+}
+
+// Unwrap makes the error both ErrNotFound and fs.ErrNotExist.
+func (e notFoundError) Unwrap() []error { return []error{ErrNotFound, fs.ErrNotExist} }
 
 // Problem is one thing wrong in an inventory file.
 type Problem struct {

@@ -280,7 +280,7 @@ func TestLoadBad(t *testing.T) {
 
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
-	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "nope.yaml") {
+	if !errors.Is(err, os.ErrNotExist) || !errors.Is(err, ErrNotFound) || !strings.HasSuffix(err.Error(), "nope.yaml does not exist: give the cluster's inventory file with -i") {
 		t.Errorf("Load(missing) = %v, want a not-exist error naming the file", err)
 	}
 }

@@ -3,6 +3,7 @@ package inventory
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -30,6 +31,9 @@ const (
 // *ValidationError listing every problem, each with the file, line and field.
 func Load(file string) (*Inventory, error) {
 	data, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, notFoundError{file}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read inventory %s: %w", file, err)
 	}

@@ -222,7 +222,7 @@ func TestBadInputCorpus(t *testing.T) {
 			{"inventory validate without a file", []string{"inventory", "validate"}, exitUsage, []string{"no inventory", "-i inventory.yaml"}},
 			{"inventory validate with two files", []string{"inventory", "validate", "-i", inv, "other.yaml"}, exitUsage, []string{"two inventories", "give one"}},
 			{"inventory without a subcommand", []string{"inventory"}, exitUsage, []string{"validate|show"}},
-			{"inventory show of a missing file", []string{"inventory", "show", "no-such-inventory.yaml"}, exitError, []string{"no-such-inventory.yaml"}},
+			{"inventory show of a missing file", []string{"inventory", "show", "no-such-inventory.yaml"}, exitUsage, []string{"inventory no-such-inventory.yaml does not exist", "-i"}},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {

@@ -47,7 +47,7 @@ func exitCode(err error) int {
 		return exitChanges
 	// The inventory is the operator's input as much as the flags are: a wrong one is fixed
 	// by editing it, never by running again.
-	case errors.As(err, &u), errors.As(err, &ve), isCobraUsage(err):
+	case errors.As(err, &u), errors.As(err, &ve), errors.Is(err, inventory.ErrNotFound), isCobraUsage(err):
 		return exitUsage
 	case errors.As(err, &r):
 		return exitRefused

@@ -159,9 +159,17 @@ func (c *targetCheck) known(flag string, names []string) []string {
 			continue
 		}
 		if h := c.inv.hostByAddress(name); h != nil {
+			// Point at the flag the host belongs in, so the fix is not refused in turn.
+			way := "use " + flag + " " + h.Name
+			switch roles := controlPlaneRoles(h); {
+			case flag == "--remove" && roles == "":
+				way = h.Name + " is a worker: use --drain " + h.Name
+			case flag == "--drain" && roles != "":
+				way = h.Name + " is " + roles + " host: use --remove " + h.Name
+			}
 			c.add(TargetProblem{Code: "address-not-name", Flag: flag, Host: name,
 				Reason: name + " is the address of " + h.Name + ", and hosts are named by their inventory name",
-				WayOut: "use " + flag + " " + h.Name})
+				WayOut: way})
 			continue
 		}
 		way := "use a host name from the inventory: " + strings.Join(c.inv.HostNames(), ", ")

@@ -42,6 +42,11 @@ func TestCheckTarget(t *testing.T) {
 				"--remove 10.0.0.2: 10.0.0.2 is the address of m2, and hosts are named by their inventory name (use --remove m2)",
 				"--drain 10.0.0.11: 10.0.0.11 is the address of w1, and hosts are named by their inventory name (use --drain w1)",
 			}},
+		{name: "address of a host given to the wrong flag", remove: "10.0.0.11", drain: "10.0.0.1",
+			want: []string{
+				"--remove 10.0.0.11: 10.0.0.11 is the address of w1, and hosts are named by their inventory name (w1 is a worker: use --drain w1)",
+				"--drain 10.0.0.1: 10.0.0.1 is the address of m1, and hosts are named by their inventory name (m1 is a master and etcd host: use --remove m1)",
+			}},
 		{name: "IPv6 address written another way", remove: "fd00:0::3",
 			want: []string{"--remove fd00:0::3: fd00:0::3 is the address of m3, and hosts are named by their inventory name (use --remove m3)"}},
 		{name: "worker in --remove", remove: "m2,w1",

@@ -8,7 +8,8 @@ import (
 )
 
 // checkFiles reports every file on this machine the inventory names (the kubeconfig, SSH
-// identity files and known_hosts files) that cannot be read, at the line that names it.
+// identity files and known_hosts files, the default ~/.ssh/known_hosts included when
+// an SSH host uses it) that cannot be read, at the line that names it.
 // Finding out when the first host is dialled would stop a plan halfway through observing,
 // with an SSH error about one host instead of the inventory line to fix.
 func (d *decoder) checkFiles(inv *Inventory, localPath func(string) string) {
@@ -39,9 +40,18 @@ func (d *decoder) checkFiles(inv *Inventory, localPath func(string) string) {
 	if inv.SSH.IdentityFile != "" && len(idUsers) > 0 {
 		d.checkFile("ssh.identity_file", localPath(inv.SSH.IdentityFile), identityFix)
 	}
-	if inv.SSH.KnownHosts != "" && len(khUsers) > 0 {
+	switch {
+	case len(khUsers) == 0:
+	case inv.SSH.KnownHosts != "":
 		file := localPath(inv.SSH.KnownHosts)
 		d.checkFile("ssh.known_hosts", file, knownHostsFix(inv, khUsers, file))
+	default:
+		// Not written, but used all the same: every SSH host key is checked against it.
+		file := localPath(DefaultKnownHosts)
+		if _, err := os.Stat(file); os.IsNotExist(err) {
+			d.at("ssh.known_hosts", "not set, and the default %s does not exist: set ssh.known_hosts, or %s",
+				file, strings.TrimPrefix(knownHostsFix(inv, khUsers, file), "fix the path, or "))
+		}
 	}
 }
 

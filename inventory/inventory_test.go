@@ -11,6 +11,25 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// TestMain gives the tests a home with a ~/.ssh/known_hosts: an inventory that does not name
+// one uses it, and Load refuses when it is missing.
+func TestMain(m *testing.M) {
+	home, err := os.MkdirTemp("", "inventory-test-home-")
+	if err == nil {
+		err = os.MkdirAll(filepath.Join(home, ".ssh"), 0o700)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(home, ".ssh", "known_hosts"), nil, 0o600)
+	}
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("HOME", home)
+	code := m.Run()
+	os.RemoveAll(home)
+	os.Exit(code)
+}
+
 func TestLoadSeed003(t *testing.T) {
 	inv, err := Load("testdata/seed003.yaml")
 	if err != nil {
@@ -432,5 +451,47 @@ func TestLoadReferencedFiles(t *testing.T) {
 		check("unreadable", load(head+"hosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd], ssh: {identity_file: locked}}\n"), []string{
 			"inventory.yaml:6: hosts[0].ssh.identity_file: " + p("locked") + " cannot be read (permission denied): give this user read access, or point to a copy it can read",
 		})
+	}
+}
+
+// The default known_hosts is checked when a host goes over SSH without naming its own.
+func TestLoadDefaultKnownHosts(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	if err := os.WriteFile("admin.kubeconfig", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := "format_version: 1\ncluster: t\nlayout: seed003\nkubeconfig: admin.kubeconfig\nssh:\n  port: 2222\nhosts:\n" +
+		"  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n  - {name: w1, address: 10.0.0.2, roles: [worker], ssh: {local: true}}\n"
+	if err := os.WriteFile("inventory.yaml", []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load("inventory.yaml")
+	kh := filepath.Join(home, ".ssh", "known_hosts")
+	want := "inventory.yaml:6: ssh.known_hosts: not set, and the default " + kh + " does not exist: set ssh.known_hosts, or create it with the hosts' keys: ssh-keyscan -p 2222 10.0.0.1 >> " + kh + ", and check the fingerprints"
+	if err == nil || err.Error() != want {
+		t.Errorf("Load = %v\nwant %s", err, want)
+	}
+	// Every host local: no SSH, no known_hosts needed.
+	if err := os.WriteFile("inventory.yaml", []byte(strings.Replace(src, "roles: [etcd]}", "roles: [etcd], ssh: {local: true}}", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load("inventory.yaml"); err != nil {
+		t.Errorf("all local: %v", err)
+	}
+	// Created where the message says: loads.
+	if err := os.MkdirAll(filepath.Dir(kh), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kh, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile("inventory.yaml", []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load("inventory.yaml"); err != nil {
+		t.Errorf("with the default known_hosts: %v", err)
 	}
 }

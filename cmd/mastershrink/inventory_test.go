@@ -60,7 +60,7 @@ func TestInventoryValidate(t *testing.T) {
 func TestInventoryValidateBad(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "inventory.yaml")
-	src := "format_version: 1\nlayout: seed003\nkubeconfig: gone.kubeconfig\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd, mastr]}\n"
+	src := "format_version: 1\nlayout: seed003\nkubeconfig: gone.kubeconfig\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd, mastr], ssh: {local: true}}\n"
 	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}

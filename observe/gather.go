@@ -141,12 +141,15 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 	f.Certs = readCerts(ctx, c, certRefs)
 	f.EtcdSelf = askEtcdSelves(ctx, c, cli, f)
 	f.Resolved = resolveNames(ctx, c, f)
+	f.LocalAddrs = localAddrs()
 	f.CA = findCA(ctx, c, leaving)
+	checkResignable(ctx, c, &f, leaving, leaveIPs)
 
-	kube, _, err := c.Kube()
+	kube, kcfg, err := c.Kube()
 	if err != nil {
 		return f, err
 	}
+	f.KubeServer = kcfg.Host
 	drainNames := append(slices.Clone(t.Drain), t.Remove...)
 	if f.Nodes, f.PDBs, err = nodes.Observe(ctx, kube, nodeNames(ctx, kube, c.Inv, drainNames)); err != nil {
 		return f, fmt.Errorf("observe nodes: %w", err)
@@ -281,8 +284,14 @@ func readCerts(ctx context.Context, c *Cluster, refs []certRef) []plan.Cert {
 // findCA looks for the CA key on the staying masters, in inventory order.
 func findCA(ctx context.Context, c *Cluster, leaving map[string]bool) plan.CA {
 	var ca plan.CA
+	var onLeaving []string
 	for _, ih := range c.Inv.HostsWithRole(inventory.RoleMaster) {
 		if leaving[ih.Name] {
+			if h, err := c.Host(ctx, ih.Name); err == nil {
+				if _, err := h.Stat(ctx, ih.Paths.CAKey); err == nil {
+					onLeaving = append(onLeaving, ih.Name+":"+ih.Paths.CAKey)
+				}
+			}
 			continue
 		}
 		h, err := c.Host(ctx, ih.Name)
@@ -299,11 +308,72 @@ func findCA(ctx context.Context, c *Cluster, leaving map[string]bool) plan.CA {
 		if ca.Host == "" || (cand.KeyPresent && !ca.KeyPresent) {
 			ca = cand
 		}
-		if ca.KeyPresent {
-			break
+	}
+	ca.KeyOnLeaving = onLeaving
+	return ca
+}
+
+// checkResignable loads the cluster CA (its key stays in memory, never in the facts) and
+// checks every certificate that names a leaving address and stays: issuer, CA key, profile
+// and usages, so a shrink that could not re-sign one is refused before anything changes.
+func checkResignable(ctx context.Context, c *Cluster, f *plan.Facts, leaving map[string]bool, leaveIPs []string) {
+	var idx []int
+	for i, cert := range f.Certs {
+		if !leaving[cert.Host] && slices.ContainsFunc(cert.Info.IPAddresses, func(ip string) bool { return slices.Contains(leaveIPs, ip) }) {
+			idx = append(idx, i)
 		}
 	}
-	return ca
+	if len(idx) == 0 || !f.CA.KeyPresent {
+		return
+	}
+	problem := func(err error) string {
+		s := err.Error()
+		if len(s) > 400 {
+			s = s[:400] + "..."
+		}
+		return s
+	}
+	caHost, err := c.Host(ctx, f.CA.Host)
+	var ca certs.CA
+	if err == nil {
+		ca, err = certs.LoadCAFrom(ctx, caHost, f.CA.CertPath, f.CA.KeyPath, f.CA.ConfigPath)
+	}
+	for _, i := range idx {
+		cert := &f.Certs[i]
+		if err != nil {
+			cert.ResignProblem = problem(err)
+			continue
+		}
+		h, herr := c.Host(ctx, cert.Host)
+		if herr != nil {
+			cert.ResignProblem = problem(herr)
+			continue
+		}
+		data, rerr := h.ReadFile(ctx, cert.Path)
+		if rerr != nil {
+			cert.ResignProblem = problem(rerr)
+			continue
+		}
+		if cerr := certs.CheckResignablePEM(data, cert.Path, ca, ""); cerr != nil {
+			cert.ResignProblem = problem(cerr)
+		}
+	}
+}
+
+// localAddrs are the addresses of this machine's interfaces.
+func localAddrs() []string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() {
+			out = append(out, ipn.IP.String())
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // scanLeftovers lists configuration files on a staying host that still name a leaving

@@ -157,6 +157,13 @@ func (b *builder) checkTarget() bool {
 			}
 		}
 	}
+	for _, name := range b.t.Drain {
+		if h, _ := b.f.Host(name); h.Has(inventory.RoleMaster) || h.Has(inventory.RoleEtcd) {
+			b.refuse("drain-control-plane", fmt.Sprintf("--drain %s names a master or etcd host: draining plans its cleanup, which removes its PKI and containers", name),
+				"use --remove "+name+" to retire it from the control plane (it is drained and cleaned after), or name a worker")
+			ok = false
+		}
+	}
 	for _, name := range b.t.Offline {
 		if !b.leaving[name] && !b.drain[name] {
 			b.refuse("offline-not-leaving", fmt.Sprintf("--offline %s names a host that is neither removed nor drained", name),
@@ -191,6 +198,7 @@ func (b *builder) checkTarget() bool {
 		}
 		b.leaveIPs = append(b.leaveIPs, h.Address)
 	}
+	b.checkOperator()
 	if masters > 0 && masterLeft == 0 {
 		b.refuse("remove-all-masters", "the target removes every master", "keep at least one master: remove fewer hosts")
 		ok = false
@@ -697,6 +705,15 @@ func (b *builder) certificates() {
 	}
 	if len(order) == 0 {
 		return
+	}
+	for _, key := range order {
+		if c := groups[key].cert; c.ResignProblem != "" {
+			b.refuse("cert-not-resignable", fmt.Sprintf("%s:%s names a leaving address but cannot be re-signed by the cluster CA: %s", c.Host, c.Path, c.ResignProblem),
+				"fix the CA files or ca-config profile the inventory names (paths.ca_cert, ca_key, ca_config), or re-issue this certificate by hand before the shrink")
+		}
+	}
+	if !b.f.CA.KeyPresent && len(b.f.CA.KeyOnLeaving) > 0 {
+		return // refused in checkCAKey
 	}
 	if !b.f.CA.KeyPresent {
 		b.refuse("ca-key-missing", fmt.Sprintf("certificates name removed addresses but the CA key %s is not on %s", b.f.CA.KeyPath, b.f.CA.Host),

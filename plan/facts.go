@@ -40,6 +40,11 @@ type Facts struct {
 	// Resolved maps the host names in etcd peer URLs and inventory addresses to the addresses
 	// they resolve to on the cluster's hosts (sorted).
 	Resolved map[string][]string `json:"resolved,omitempty"`
+	// KubeServer is the server of the kubeconfig mastershrink uses: it must outlive the shrink.
+	KubeServer string `json:"kube_server,omitempty"`
+	// LocalAddrs are the addresses of the machine running mastershrink: it must not be a host
+	// that leaves.
+	LocalAddrs []string `json:"local_addrs,omitempty"`
 }
 
 // EtcdSelf is the answer of one host's own etcd endpoint.
@@ -87,6 +92,9 @@ type Cert struct {
 	// UsedBy lists "unit --flag" references, for the plan's reader.
 	UsedBy []string   `json:"used_by"`
 	Info   certs.Info `json:"info"`
+	// ResignProblem says why the cluster CA cannot re-sign this certificate as it is (issuer,
+	// CA key, profile, usages), checked when it names a leaving address; empty when it can.
+	ResignProblem string `json:"resign_problem,omitempty"`
 }
 
 // CA says where the cluster CA lives and whether its key is there.
@@ -97,6 +105,9 @@ type CA struct {
 	ConfigPath    string `json:"config_path,omitempty"`
 	KeyPresent    bool   `json:"key_present"`
 	ConfigPresent bool   `json:"config_present"`
+	// KeyOnLeaving lists the leaving masters that hold the CA key ("host:path"): when no staying
+	// master does, the shrink would retire the last copy.
+	KeyOnLeaving []string `json:"key_on_leaving,omitempty"`
 }
 
 // Host returns the host fact by name.

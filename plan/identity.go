@@ -159,3 +159,38 @@ func (b *builder) leavingWithoutMember() []string {
 	sort.Strings(out)
 	return out
 }
+
+// checkOperator refuses a shrink that would cut mastershrink off mid-way: the kubeconfig's
+// server on a leaving host (the drain, delete and final check would fail past the point of no
+// return), mastershrink running on a leaving host, or the only CA key on leaving hosts.
+func (b *builder) checkOperator() {
+	leavingAddrs := map[string]string{}
+	for _, name := range b.t.Remove {
+		h, _ := b.f.Host(name)
+		for _, a := range b.addrsOf(h.Address) {
+			leavingAddrs[a] = name
+		}
+		leavingAddrs[name] = name
+	}
+	if b.f.KubeServer != "" {
+		sh := PeerHost(b.f.KubeServer)
+		for _, a := range b.addrsOf(sh) {
+			if name, ok := leavingAddrs[a]; ok {
+				b.refuse("kubeconfig-leaving", fmt.Sprintf("the kubeconfig's server %s is %s, which leaves", b.f.KubeServer, name),
+					"point the inventory's kubeconfig at a surviving master or at the load balancer (kubectl config set-cluster ... --server=https://SURVIVOR:6443)")
+				break
+			}
+		}
+	}
+	for _, a := range b.f.LocalAddrs {
+		if name, ok := leavingAddrs[a]; ok {
+			b.refuse("operator-on-leaving", fmt.Sprintf("mastershrink runs on %s (%s), which leaves", name, a),
+				"run it from a surviving master or a jump host")
+			break
+		}
+	}
+	if !b.f.CA.KeyPresent && len(b.f.CA.KeyOnLeaving) > 0 {
+		b.refuse("ca-key-only-on-leaving", fmt.Sprintf("the CA key is only on leaving hosts (%s): retiring them would lose the last copy", strings.Join(b.f.CA.KeyOnLeaving, ", ")),
+			fmt.Sprintf("copy it to a surviving master at %s first (mode 0600), then plan again", b.f.CA.KeyPath))
+	}
+}

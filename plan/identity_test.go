@@ -178,3 +178,42 @@ func TestPlanDiffsCatchEditedSteps(t *testing.T) {
 		t.Errorf("dropped step not reported: %v", d)
 	}
 }
+
+// What would cut mastershrink off, or lose the cluster's CA, mid-shrink is refused at plan time.
+func TestOperatorAndCAGuards(t *testing.T) {
+	cases := []struct {
+		name   string
+		edit   func(f *Facts)
+		target Target
+		code   string
+	}{
+		{"drain a master", func(f *Facts) {}, Target{Drain: []string{"m1"}}, "drain-control-plane"},
+		{"kubeconfig on a leaving master", func(f *Facts) { f.KubeServer = "https://" + masterIP(3) + ":6443" }, Target{Remove: []string{"m3"}}, "kubeconfig-leaving"},
+		{"run from a leaving master", func(f *Facts) { f.LocalAddrs = []string{masterIP(3)} }, Target{Remove: []string{"m3"}}, "operator-on-leaving"},
+		{"CA key only on leaving hosts", func(f *Facts) {
+			f.CA.KeyPresent = false
+			f.CA.KeyOnLeaving = []string{"m3:/etc/kubernetes/ssl/ca-key.pem"}
+		}, Target{Remove: []string{"m3"}}, "ca-key-only-on-leaving"},
+		{"profile without client auth", func(f *Facts) {
+			for i := range f.Certs {
+				if f.Certs[i].Info.Subject.CommonName == "etcd" {
+					f.Certs[i].ResignProblem = "profile kubernetes lacks client auth"
+				}
+			}
+		}, Target{Remove: []string{"m3"}}, "cert-not-resignable"},
+	}
+	for _, tc := range cases {
+		f := seed003.facts(t)
+		tc.edit(&f)
+		p := Build(f, tc.target, "test", observedAt)
+		if !slices.Contains(refusalCodes(p), tc.code) || len(p.Steps) != 0 {
+			t.Errorf("%s: refusals %v, want %s and no step", tc.name, refusalCodes(p), tc.code)
+		}
+	}
+	// A kubeconfig through the proxy, a run from a worker: fine.
+	f := seed003.facts(t)
+	f.KubeServer, f.LocalAddrs = "https://127.0.0.1:8443", []string{workerIP(1)}
+	if p := Build(f, Target{Remove: []string{"m3"}}, "test", observedAt); len(p.Refusals) > 0 {
+		t.Errorf("safe operator setup refused: %v", p.Refusals)
+	}
+}

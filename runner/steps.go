@@ -223,12 +223,7 @@ func (r *run) preflight(ctx context.Context) (outcome, error) {
 		}
 	}
 	if slices.ContainsFunc(r.p.Steps, func(s plan.Step) bool { return s.Kind == plan.KindCertResign }) {
-		ca := r.p.Facts.CA
-		if h, _, err := r.host(ctx, ca.Host); err != nil {
-			problems = append(problems, fmt.Sprintf("CA host %s: %v", ca.Host, err))
-		} else if _, err := h.Stat(ctx, ca.KeyPath); err != nil {
-			problems = append(problems, fmt.Sprintf("CA key %s:%s: %v", ca.Host, ca.KeyPath, err))
-		}
+		problems = append(problems, r.canResign(ctx)...)
 	}
 	if len(problems) > 0 {
 		return outcome{}, fmt.Errorf("%w: %s", ErrPreflight, strings.Join(problems, "; "))
@@ -251,6 +246,59 @@ func (r *run) preflight(ctx context.Context) (outcome, error) {
 	})
 	return outcome{note: fmt.Sprintf("hosts reachable: %d, %s, kube-apiserver ready on %s",
 		len(r.p.Facts.Hosts)-len(r.p.Target.Offline), health, strings.Join(ready, ", "))}, nil
+}
+
+// canResign loads the CA as the certificate steps will, and checks each certificate they
+// re-sign against it (issuer, CA key, profile, usages), before any irreversible step: a CA
+// that cannot sign would otherwise stop the run past the point of no return.
+func (r *run) canResign(ctx context.Context) []string {
+	ca := r.p.Facts.CA
+	h, _, err := r.host(ctx, ca.Host)
+	if err != nil {
+		return []string{fmt.Sprintf("CA host %s: %v", ca.Host, err)}
+	}
+	loaded, err := certs.LoadCAFrom(ctx, h, ca.CertPath, ca.KeyPath, ca.ConfigPath)
+	if err != nil {
+		return []string{fmt.Sprintf("CA on %s: %v", ca.Host, err)}
+	}
+	var problems []string
+	for _, st := range r.p.Steps {
+		if st.Kind != plan.KindCertResign {
+			continue
+		}
+		first := strings.Split(st.Params["hosts"], ",")[0]
+		ch, _, err := r.host(ctx, first)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		data, err := ch.ReadFile(ctx, st.Params["path"])
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("read %s:%s: %v", first, st.Params["path"], err))
+			continue
+		}
+		if ok, _ := lacksAll(data, st.Params["path"], strings.Split(st.Params["remove"], ",")); ok {
+			continue // re-signed by an earlier run of this plan
+		}
+		if err := certs.CheckResignablePEM(data, st.Params["path"], loaded, ""); err != nil {
+			problems = append(problems, fmt.Sprintf("step %s: %v", st.ID, err))
+		}
+	}
+	return problems
+}
+
+// lacksAll says whether the first certificate of data names none of the addresses.
+func lacksAll(data []byte, path string, addrs []string) (bool, error) {
+	infos, _, err := certs.ParsePEM(data, path)
+	if err != nil || len(infos) == 0 {
+		return false, err
+	}
+	for _, ip := range infos[0].IPAddresses {
+		if slices.Contains(addrs, ip) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // etcdHealthNote counts the members that are healthy and names the others, with their host

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/fnv"
 	"io"
 	"io/fs"
 	"os"
@@ -334,8 +335,13 @@ type boltStats struct {
 }
 
 // inspectBolt opens a snapshot read-only, checks bbolt's structure and counts what it holds.
+// boltBounds runs first: bbolt follows page numbers into its memory map unchecked, so a
+// damaged file with a valid checksum trailer would crash the process, not return an error.
 func inspectBolt(path string) (boltStats, error) {
 	var st boltStats
+	if err := boltBounds(path); err != nil {
+		return st, fmt.Errorf("inspect snapshot %s: %w", path, err)
+	}
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
 	if err != nil {
 		return st, fmt.Errorf("open snapshot %s: %w: %w", path, ErrSnapshotCorrupt, err)
@@ -391,6 +397,225 @@ func inspectBolt(path string) (boltStats, error) {
 		return st, fmt.Errorf("inspect snapshot %s: %w", path, err)
 	}
 	return st, nil
+}
+
+// bbolt's on-disk layout (go.etcd.io/bbolt internal/common), little-endian as on the
+// platforms etcd supports.
+const (
+	boltMagic          = 0xED0CDAED
+	boltVersion        = 2
+	boltPageHeader     = 16 // id u64, flags u16, count u16, overflow u32
+	boltElementSize    = 16 // branch: pos, ksize u32, pgid u64; leaf: flags, pos, ksize, vsize u32
+	boltBranchPage     = 0x01
+	boltLeafPage       = 0x02
+	boltFreelistPage   = 0x10
+	boltBucketLeaf     = 0x01
+	boltNoFreelist     = ^uint64(0)
+	boltMaxDepth       = 64
+	boltMetaChecksumAt = 56 // bytes of the meta that its FNV-64a checksum covers
+)
+
+type boltMeta struct {
+	pageSize        uint64
+	root, freelist  uint64
+	highWater, txid uint64
+}
+
+// boltBounds walks the page tree of a bbolt file as bbolt would, with every page number,
+// element and key checked against the page and the file, so bbolt itself is only let at a
+// file whose references all land inside it. It reads page by page (a snapshot can be GBs).
+func boltBounds(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	w := &boltWalker{f: f, size: fi.Size(), seen: map[uint64]bool{}}
+	return w.check()
+}
+
+type boltWalker struct {
+	f    *os.File
+	size int64
+	meta boltMeta
+	seen map[uint64]bool
+}
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: bbolt structure: %s", ErrSnapshotCorrupt, fmt.Sprintf(format, args...))
+}
+
+func (w *boltWalker) readAt(off int64, n int) ([]byte, error) {
+	if off < 0 || n < 0 || off+int64(n) > w.size {
+		return nil, corrupt("%d bytes at offset %d are past the end of the %d-byte file", n, off, w.size)
+	}
+	b := make([]byte, n)
+	if _, err := w.f.ReadAt(b, off); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// readMeta reads the meta page at off; ok is false when it does not validate.
+func (w *boltWalker) readMeta(off int64) (boltMeta, bool) {
+	b, err := w.readAt(off, boltPageHeader+64)
+	if err != nil {
+		return boltMeta{}, false
+	}
+	m := b[boltPageHeader:]
+	le := binary.LittleEndian
+	h := fnv.New64a()
+	h.Write(m[:boltMetaChecksumAt])
+	if le.Uint32(m[0:]) != boltMagic || le.Uint32(m[4:]) != boltVersion || le.Uint64(m[56:]) != h.Sum64() {
+		return boltMeta{}, false
+	}
+	return boltMeta{pageSize: uint64(le.Uint32(m[8:])), root: le.Uint64(m[16:]), freelist: le.Uint64(m[32:]),
+		highWater: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
+}
+
+func (w *boltWalker) check() error {
+	m0, ok0 := w.readMeta(0)
+	ps := int64(os.Getpagesize())
+	if ok0 {
+		ps = int64(m0.pageSize)
+	}
+	m1, ok1 := w.readMeta(ps)
+	switch {
+	case ok0 && ok1 && m1.txid > m0.txid, !ok0 && ok1:
+		w.meta = m1
+	case ok0:
+		w.meta = m0
+	default:
+		return corrupt("neither meta page is valid")
+	}
+	m := w.meta
+	if m.pageSize < 512 || m.pageSize > 1<<20 || m.pageSize&(m.pageSize-1) != 0 {
+		return corrupt("page size %d", m.pageSize)
+	}
+	if m.highWater < 2 || m.highWater > uint64(w.size)/m.pageSize {
+		return corrupt("the meta page counts %d pages, the file holds %d", m.highWater, uint64(w.size)/m.pageSize)
+	}
+	if m.freelist != boltNoFreelist {
+		if err := w.freelist(m.freelist); err != nil {
+			return err
+		}
+	}
+	return w.tree(m.root, 0)
+}
+
+// page reads page id with its overflow pages, checking it lies inside the database.
+func (w *boltWalker) page(id uint64) ([]byte, error) {
+	ps := w.meta.pageSize
+	if id < 2 || id >= w.meta.highWater {
+		return nil, corrupt("page %d is outside the database's %d pages", id, w.meta.highWater)
+	}
+	head, err := w.readAt(int64(id*ps), boltPageHeader)
+	if err != nil {
+		return nil, err
+	}
+	overflow := uint64(binary.LittleEndian.Uint32(head[12:]))
+	if got := binary.LittleEndian.Uint64(head[0:]); got != id {
+		return nil, corrupt("page %d says it is page %d", id, got)
+	}
+	if id+overflow >= w.meta.highWater {
+		return nil, corrupt("page %d with %d overflow pages runs past the database's %d pages", id, overflow, w.meta.highWater)
+	}
+	return w.readAt(int64(id*ps), int((1+overflow)*ps))
+}
+
+func (w *boltWalker) freelist(id uint64) error {
+	p, err := w.page(id)
+	if err != nil {
+		return fmt.Errorf("freelist: %w", err)
+	}
+	if flags := binary.LittleEndian.Uint16(p[8:]); flags != boltFreelistPage {
+		return corrupt("freelist page %d has flags %#x", id, flags)
+	}
+	count, start := uint64(binary.LittleEndian.Uint16(p[10:])), uint64(boltPageHeader)
+	if count == 0xFFFF {
+		if len(p) < boltPageHeader+8 {
+			return corrupt("freelist page %d too short", id)
+		}
+		count, start = binary.LittleEndian.Uint64(p[boltPageHeader:]), boltPageHeader+8
+	}
+	if count > uint64(len(p)) || start+count*8 > uint64(len(p)) {
+		return corrupt("freelist page %d lists %d pages, more than it holds", id, count)
+	}
+	for i := uint64(0); i < count; i++ {
+		if free := binary.LittleEndian.Uint64(p[start+i*8:]); free >= w.meta.highWater {
+			return corrupt("freelist page %d names page %d, outside the database", id, free)
+		}
+	}
+	return nil
+}
+
+// tree checks the page tree of one bucket rooted at page id.
+func (w *boltWalker) tree(id uint64, depth int) error {
+	if depth > boltMaxDepth {
+		return corrupt("bucket tree deeper than %d", boltMaxDepth)
+	}
+	if w.seen[id] {
+		return corrupt("page %d is reached twice", id)
+	}
+	w.seen[id] = true
+	p, err := w.page(id)
+	if err != nil {
+		return err
+	}
+	return w.nodePage(p, id, depth)
+}
+
+// nodePage checks a branch or leaf page (p), from the file (id) or inline in a bucket value
+// (id 0), and follows its children.
+func (w *boltWalker) nodePage(p []byte, id uint64, depth int) error {
+	if len(p) < boltPageHeader {
+		return corrupt("page %d shorter than its header", id)
+	}
+	le := binary.LittleEndian
+	flags, count := le.Uint16(p[8:]), int(le.Uint16(p[10:]))
+	if boltPageHeader+count*boltElementSize > len(p) {
+		return corrupt("page %d has %d elements, more than it holds", id, count)
+	}
+	for i := 0; i < count; i++ {
+		e := boltPageHeader + i*boltElementSize
+		switch flags {
+		case boltBranchPage:
+			pos, ksize, child := int(le.Uint32(p[e:])), int(le.Uint32(p[e+4:])), le.Uint64(p[e+8:])
+			if e+pos+ksize > len(p) || e+pos < e {
+				return corrupt("page %d element %d: key past the page", id, i)
+			}
+			if err := w.tree(child, depth+1); err != nil {
+				return err
+			}
+		case boltLeafPage:
+			eflags, pos, ksize, vsize := le.Uint32(p[e:]), int(le.Uint32(p[e+4:])), int(le.Uint32(p[e+8:])), int(le.Uint32(p[e+12:]))
+			start := e + pos
+			if pos < 0 || ksize < 0 || vsize < 0 || start+ksize+vsize > len(p) || start < e {
+				return corrupt("page %d element %d: key or value past the page", id, i)
+			}
+			if eflags&boltBucketLeaf == 0 {
+				continue
+			}
+			v := p[start+ksize : start+ksize+vsize]
+			if len(v) < 16 {
+				return corrupt("page %d element %d: bucket header of %d bytes", id, i, len(v))
+			}
+			if root := le.Uint64(v); root != 0 {
+				if err := w.tree(root, depth+1); err != nil {
+					return err
+				}
+			} else if err := w.nodePage(v[16:], 0, depth+1); err != nil { // an inline bucket
+				return err
+			}
+		default:
+			return corrupt("page %d has flags %#x, neither branch nor leaf", id, flags)
+		}
+	}
+	return nil
 }
 
 // kvKey reads the key of an mvccpb.KeyValue; field 1 comes first as protobuf writes it, so

@@ -115,7 +115,7 @@ func TestVerifySnapshotDamagedPages(t *testing.T) {
 		t.Fatal("fixture: the key bucket is inline; it needs its own pages")
 	}
 	for name, damage := range map[string]func(b []byte){
-		"bucket root far past the file": func(b []byte) { le.PutUint64(b[keyRoot:], 1<<40) },
+		"bucket root far past the file":  func(b []byte) { le.PutUint64(b[keyRoot:], 1<<40) },
 		"bucket root past the last page": func(b []byte) { le.PutUint64(b[keyRoot:], uint64(len(good)/ps)+3) },
 		"bucket root on a meta page":     func(b []byte) { le.PutUint64(b[keyRoot:], 1) },
 		"element count past the page": func(b []byte) {

@@ -19,6 +19,10 @@ import (
 // install (and the restart, if one was allowed).
 var ErrNotServed = errors.New("the component does not serve the new certificate")
 
+// ErrRestartRefused is a restart the plan's BeforeRestart check would not allow: the new
+// files are in place, but the component still serves the old certificate.
+var ErrRestartRefused = errors.New("restart refused")
+
 // InstallPlan is one certificate pair to install on one host and the endpoint that serves it.
 type InstallPlan struct {
 	CertPath string
@@ -47,6 +51,10 @@ type InstallPlan struct {
 	ReloadWait time.Duration
 	// Timeout bounds the whole confirmation, restart included.
 	Timeout time.Duration
+	// BeforeRestart, when set, is asked right before Unit is restarted, and an error stops
+	// the restart (ErrRestartRefused). For etcd it is the quorum check a membership change
+	// gets: restarting one member while another is down would lose quorum.
+	BeforeRestart func(ctx context.Context) error
 }
 
 // InstallResult reports what Install did.
@@ -119,6 +127,12 @@ func Install(ctx context.Context, h host.Host, plan InstallPlan) (InstallResult,
 	}
 	if plan.Unit == "" || ctx.Err() != nil {
 		return res, fmt.Errorf("install %s on %s: %w%s", plan.CertPath, h.Name(), err, restoreHint(res.Backups))
+	}
+	if plan.BeforeRestart != nil {
+		if cerr := plan.BeforeRestart(ctx); cerr != nil {
+			return res, fmt.Errorf("install %s on %s: %w: %s still serves the old certificate (%v), and restarting it is not safe now: %w%s",
+				plan.CertPath, h.Name(), ErrRestartRefused, plan.Unit, err, cerr, restoreHint(res.Backups))
+		}
 	}
 	sd, err := h.Systemd(ctx)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -202,6 +203,31 @@ func TestInstall(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("restart refused by its check", func(t *testing.T) {
+		dir := t.TempDir()
+		certPEM, keyPEM := certstest.Gencert(t, ca, "server", "etcd", []string{"127.0.0.1", "172.72.0.96"}, "ecdsa", 256)
+		certPath, keyPath := filepath.Join(dir, "etcd.pem"), filepath.Join(dir, "etcd-key.pem")
+		certstest.WriteFiles(t, dir, map[string][]byte{"etcd.pem": certPEM, "etcd-key.pem": keyPEM})
+		srv := startTLS(t, certPath, keyPath, false) // serves what it loaded until restarted
+		_, cert := parseOne(t, certPEM)
+		res, err := Resign(cert, c, ResignOptions{RemoveHosts: []string{"172.72.0.96"}, Profile: "server"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		quorum := errors.New("etcd member m2 is unhealthy: restarting m1 would leave 1 of 3")
+		asked := 0
+		plan := InstallPlan{CertPath: certPath, KeyPath: keyPath, CertPEM: res.CertPEM, KeyPEM: res.KeyPEM,
+			Probe: srv.addr, Unit: "etcd.service", ReloadWait: 300 * time.Millisecond, Timeout: 20 * time.Second,
+			BeforeRestart: func(context.Context) error { asked++; return quorum }}
+		ir, err := Install(context.Background(), dirHost{restart: srv.restart}, plan)
+		if !errors.Is(err, ErrRestartRefused) || !errors.Is(err, quorum) || !strings.Contains(err.Error(), "copy them back to restore") {
+			t.Errorf("Install: %v", err)
+		}
+		if asked != 1 || ir.Restarted || srv.restarts != 0 {
+			t.Errorf("check asked %d times, restarted %t (%d restarts)", asked, ir.Restarted, srv.restarts)
+		}
+	})
 
 	t.Run("mismatched pair writes nothing", func(t *testing.T) {
 		dir := t.TempDir()

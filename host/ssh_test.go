@@ -264,7 +264,13 @@ func TestSSHJumpHost(t *testing.T) {
 func TestConnect(t *testing.T) {
 	s := startSSHD(t, "")
 	dir := t.TempDir()
+	// The inventory names the admin kubeconfig and checks it exists; this test needs none.
+	if err := os.WriteFile(filepath.Join(dir, "admin.kubeconfig"), []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	inv := fmt.Sprintf(`format_version: 1
+cluster: test
+kubeconfig: admin.kubeconfig
 layout: seed003
 ssh:
   identity_file: %s

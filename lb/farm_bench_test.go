@@ -303,7 +303,9 @@ http {
 
 	// Every node: seed 003's kube-nginx config under its own prefix, and sshd.
 	var inv strings.Builder
-	fmt.Fprintf(&inv, "format_version: 1\ncluster: lbfarm\nlayout: seed003\nssh:\n  user: root\n  identity_file: id_ed25519\n  known_hosts: known_hosts\n  connect_timeout: 30s\nhosts:\n")
+	// The inventory must name a kubeconfig; the LB fan-out never uses it.
+	writeFile(b, filepath.Join(dir, "kubeconfig"), "apiVersion: v1\nkind: Config\n")
+	fmt.Fprintf(&inv, "format_version: 1\ncluster: lbfarm\nlayout: seed003\nkubeconfig: kubeconfig\nssh:\n  user: root\n  identity_file: id_ed25519\n  known_hosts: known_hosts\n  connect_timeout: 30s\nhosts:\n")
 	for _, n := range f.names {
 		p := filepath.Join(dir, "nodes", n)
 		conf := filepath.Join(p, "kube-nginx.conf")

@@ -35,9 +35,16 @@ type builder struct {
 	memberOf map[string]etcd.Member
 }
 
-// Build turns facts and a target into a plan. It never fails: what cannot be done is in
-// the plan's Refusals, and a plan with refusals must not be applied.
+// Build turns facts and a target into a plan, with every secret redacted (see Redacted): the
+// plan to show, review and write. It never fails: what cannot be done is in the plan's
+// Refusals, and a plan with refusals must not be applied.
 func Build(f Facts, t Target, toolVersion string, now time.Time) *Plan {
+	return Redacted(BuildWithSecrets(f, t, toolVersion, now))
+}
+
+// BuildWithSecrets is Build with the files' secrets left in: for apply, which writes them,
+// never for a plan file or a screen.
+func BuildWithSecrets(f Facts, t Target, toolVersion string, now time.Time) *Plan {
 	t = normalizeTarget(t)
 	f = normalizeFacts(f)
 	b := &builder{

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mastershrink/mastershrink/etcd"
+	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/observe"
 	"github.com/mastershrink/mastershrink/plan"
 )
@@ -289,10 +290,14 @@ func (r *run) checkFresh(ctx context.Context, sel Selection, resumed bool) error
 	if resumed {
 		r.unsetAside(&facts)
 	}
-	now := plan.Build(facts, r.p.Target, r.opts.ToolVersion, time.Now())
+	secret := plan.BuildWithSecrets(facts, r.p.Target, r.opts.ToolVersion, time.Now())
+	now := plan.Redacted(secret)
 	if resumed {
 		if changes := r.resumeDrift(ctx, sel, now); len(changes) > 0 {
 			return &StaleError{Changes: changes}
+		}
+		if err := r.withSecrets(ctx, secret); err != nil {
+			return err
 		}
 		r.prog.printf("Resuming: an earlier run of this plan changed the cluster (journal %s); every step left\n"+
 			"to run still matches what the live cluster calls for (checked in %s).\n", r.opts.JournalPath, formatDuration(time.Since(start)))
@@ -304,8 +309,58 @@ func (r *run) checkFresh(ctx context.Context, sel Selection, resumed bool) error
 	if diffs := plan.PlanDiffs(r.p, now); len(diffs) > 0 {
 		return &StaleError{Changes: append([]string{"the plan's steps are not the ones derived from the live cluster (edited?)"}, diffs...)}
 	}
+	if err := r.withSecrets(ctx, secret); err != nil {
+		return err
+	}
 	r.prog.printf("The cluster matches the plan (fingerprint %s, checked in %s).\n", short(r.p.Fingerprint), formatDuration(time.Since(start)))
 	return nil
+}
+
+// withSecrets gives the steps about to run the real content of the files they write: the
+// reviewed plan holds markers where secrets are. A file derived again now (equal to the
+// reviewed one but for the secrets, as checked) takes its content from there; a file no
+// longer derived (written by an earlier run) has its markers filled from the live file.
+func (r *run) withSecrets(ctx context.Context, secret *plan.Plan) error {
+	for i := range r.p.Steps {
+		st := &r.p.Steps[i]
+		derived, _ := secret.Step(st.ID)
+		for j := range st.Files {
+			f := &st.Files[j]
+			if derived != nil {
+				if real, ok := fileOf(derived, f.Host, f.Path); ok && plan.Redact(real.Before) == f.Before && plan.Redact(real.After) == f.After {
+					*f = real
+					continue
+				}
+			}
+			if !strings.Contains(f.Before+f.After, "<redacted:sha256:") {
+				continue
+			}
+			h, err := r.c.Host(ctx, f.Host)
+			if err != nil {
+				return err
+			}
+			live, err := h.ReadFile(ctx, f.Path)
+			if err != nil {
+				return fmt.Errorf("step %s: read %s:%s for its secrets: %w", st.ID, f.Host, f.Path, err)
+			}
+			if f.Before, err = plan.Restore(f.Before, string(live)); err == nil {
+				f.After, err = plan.Restore(f.After, string(live))
+			}
+			if err != nil {
+				return fmt.Errorf("%w: step %s, %s:%s: %v", plan.ErrStalePlan, st.ID, f.Host, f.Path, err)
+			}
+		}
+	}
+	return nil
+}
+
+func fileOf(st *plan.Step, hostName, path string) (host.FileChange, bool) {
+	for _, f := range st.Files {
+		if f.Host == hostName && f.Path == path {
+			return f, true
+		}
+	}
+	return host.FileChange{}, false
 }
 
 // resumeDrift compares the steps this run will still run (selected, not ended in the journal)
@@ -384,7 +439,7 @@ func (r *run) writtenFiles(ctx context.Context, st, now plan.Step) []string {
 			continue
 		}
 		cur, err := h.ReadFile(ctx, f.Path)
-		if err != nil || string(cur) != f.After {
+		if err != nil || plan.Redact(string(cur)) != f.After {
 			out = append(out, fmt.Sprintf("%s:%s changed since the plan was made (step %s)", f.Host, f.Path, st.ID))
 		}
 	}
@@ -401,7 +456,7 @@ func (r *run) doneAlready(ctx context.Context, st plan.Step) (bool, string) {
 			if err != nil {
 				return false, err.Error()
 			}
-			if cur, err := h.ReadFile(ctx, f.Path); err != nil || string(cur) != f.After {
+			if cur, err := h.ReadFile(ctx, f.Path); err != nil || plan.Redact(string(cur)) != f.After {
 				return false, fmt.Sprintf("%s:%s holds neither the planned content nor what the plan was made from", f.Host, f.Path)
 			}
 		}

@@ -120,7 +120,7 @@ func runApply(ctx context.Context, o *applyOptions) error {
 	fmt.Fprintf(o.ErrOut, "Applying %s to cluster %q: %d steps.\n", o.PlanPath, p.Cluster, len(p.Steps))
 	sum, err := runner.Run(ctx, runner.Options{
 		PlanPath: o.PlanPath, Plan: p, Cluster: c, Only: o.Only, Skip: o.Skip,
-		Progress: o.ErrOut, Terminal: o.IsTerminal, Verbose: o.Verbose, ToolVersion: version.String(), SnapshotMaxAge: o.SnapshotMaxAge,
+		Progress: o.ErrOut, Terminal: o.Color, Verbose: o.Verbose, ToolVersion: version.String(), SnapshotMaxAge: o.SnapshotMaxAge,
 	})
 	if err != nil {
 		return err
@@ -133,7 +133,7 @@ func runApply(ctx context.Context, o *applyOptions) error {
 // planOnTheSpot observes, plans, shows the plan, writes it next to where the journal will be,
 // and asks before going on.
 func (o *applyOptions) planOnTheSpot(ctx context.Context, inv *inventory.Inventory) (*plan.Plan, error) {
-	if !o.Yes && !o.IsTerminal {
+	if !o.Yes && !o.InIsTerminal {
 		return nil, usageError{fmt.Errorf("not on a terminal, so there is no one to confirm: review the plan with 'mastershrink plan --out plan.json' and run 'mastershrink apply plan.json', or add --yes")}
 	}
 	target := plan.Target{Remove: o.Remove, Drain: o.Drain, Offline: o.Offline, LBMode: o.LBMode}

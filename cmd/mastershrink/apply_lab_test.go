@@ -276,6 +276,21 @@ func checkRecords(t *testing.T, path string, p *plan.Plan) {
 	if members != 2 || rewrites < 5 {
 		t.Errorf("audit log: %d member removals, %d file changes with checksums:\n%s", members, rewrites, audit)
 	}
+	// No private key or credential in what apply leaves next to the plan.
+	for _, f := range []string{path, base + ".journal.jsonl", base + ".audit.jsonl"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, secret := range []string{"client-key-data", "PRIVATE KEY"} {
+			if bytes.Contains(data, []byte(secret)) {
+				t.Errorf("%s holds %q", f, secret)
+			}
+		}
+		if st, err := os.Stat(f); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600 (%v)", f, st.Mode().Perm(), err)
+		}
+	}
 }
 
 func sameState(t *testing.T, before, after map[string]string) bool {

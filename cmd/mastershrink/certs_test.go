@@ -339,9 +339,15 @@ func BenchmarkInspect1000VsOpenSSL(b *testing.B) {
 
 func TestCertsHostPath(t *testing.T) {
 	k := newPKI(t)
-	inv := filepath.Join(t.TempDir(), "inventory.yaml")
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "inventory.yaml")
+	// The inventory must name a kubeconfig that exists; certs inspect never uses it.
+	if err := os.WriteFile(filepath.Join(dir, "admin.kubeconfig"), []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	err := os.WriteFile(inv, []byte(`format_version: 1
 cluster: t
+kubeconfig: admin.kubeconfig
 layout: seed003
 hosts:
   - {name: m1, address: 10.88.0.11, roles: [etcd, master], ssh: {local: true}}

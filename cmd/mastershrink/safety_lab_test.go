@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -107,6 +108,44 @@ func TestLabSafety(t *testing.T) {
 		out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m3", "--offline", "m3")
 		if code != exitRefused || !strings.Contains(out+errOut, "m3 answers SSH") {
 			t.Errorf("plan --offline m3: exit %d, want %d naming the live host:\n%s%s", code, exitRefused, out, errOut)
+		}
+	})
+
+	t.Run("drain of a surviving master", func(t *testing.T) {
+		out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--drain", "m1")
+		if code != exitRefused || !strings.Contains(out+errOut, "m1") || !strings.Contains(out+errOut, "--remove") {
+			t.Errorf("plan --drain m1: exit %d, want %d pointing at --remove:\n%s%s", code, exitRefused, out, errOut)
+		}
+	})
+
+	t.Run("kubeconfig pointing at a leaving master", func(t *testing.T) {
+		m2, _ := lab.Machine("m2")
+		dir := t.TempDir()
+		kc, err := os.ReadFile(lab.Kubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kc = regexp.MustCompile(`server: .*`).ReplaceAll(kc, []byte("server: https://"+m2.Address+":6443"))
+		os.WriteFile(filepath.Join(dir, "m2.kubeconfig"), kc, 0o600)
+		inv, _ := os.ReadFile(lab.Inventory)
+		inv = regexp.MustCompile(`(?m)^kubeconfig: .*$`).ReplaceAll(inv, []byte("kubeconfig: "+filepath.Join(dir, "m2.kubeconfig")))
+		invPath := filepath.Join(filepath.Dir(lab.Inventory), "inventory-m2kc.yaml")
+		os.WriteFile(invPath, inv, 0o600)
+		out, errOut, code := cli(t, lab, "plan", "-i", invPath, "--remove", "m2")
+		if code != exitRefused || !strings.Contains(out, "the kubeconfig's server https://"+m2.Address+":6443 is m2, which leaves") {
+			t.Errorf("plan with the kubeconfig on m2: exit %d, want %d naming it:\n%s%s", code, exitRefused, out, errOut)
+		}
+	})
+
+	t.Run("ca-config profile without client auth", func(t *testing.T) {
+		const conf = "/opt/k8s/work/ca-config.json"
+		if out, err := lab.Exec(ctx, "m1", "sh", "-c", "cp -p "+conf+" "+conf+".orig && sed -i '/\"client auth\"/d; s/\"server auth\",/\"server auth\"/' "+conf); err != nil {
+			t.Fatalf("edit %s: %v\n%s", conf, err, out)
+		}
+		defer lab.Exec(ctx, "m1", "mv", conf+".orig", conf)
+		out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m3")
+		if code != exitRefused || !strings.Contains(out, "cannot be re-signed by the cluster CA") || !strings.Contains(out, "client auth") {
+			t.Errorf("plan with a profile lacking client auth: exit %d, want %d naming it:\n%s%s", code, exitRefused, out, errOut)
 		}
 	})
 

@@ -3,7 +3,6 @@ package runner
 import (
 	"fmt"
 	"strings"
-
 )
 
 // recovery is what the operator does when a member removal was sent but not confirmed: the
@@ -58,4 +57,3 @@ func (r *run) etcdUnitAndDataDir(name string) (string, string) {
 	}
 	return unit, dataDir
 }
-

@@ -1,11 +1,9 @@
 package plan
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 )
 
 // Errors found when reading a plan file. They mean "refused": the plan must be made again.
@@ -16,23 +14,43 @@ var (
 	ErrStalePlan     = errors.New("the cluster changed since the plan was made")
 )
 
-var checksumField = regexp.MustCompile(`"checksum": "[0-9a-f]*"`)
+// canonical is the encoding the checksum covers: the plan as compact JSON with the checksum
+// empty. Re-indenting or reordering the file does not change it (a copy made with jq, or
+// `plan -o json > f`, still applies); changing any value does.
+func canonical(p *Plan) ([]byte, error) {
+	q := *p
+	q.Checksum = ""
+	data, err := json.Marshal(&q)
+	if err != nil {
+		return nil, fmt.Errorf("encode plan: %w", err)
+	}
+	return data, nil
+}
+
+// Checksum is the SHA-256 of the plan's canonical encoding. It catches accidents and plans
+// cut or mangled in transit; it is no seal (anyone can compute it again): apply's guard
+// against an edited plan is that it runs only what it derives again from the live cluster.
+func Checksum(p *Plan) (string, error) {
+	data, err := canonical(p)
+	if err != nil {
+		return "", err
+	}
+	return digest(string(data)), nil
+}
 
 // Encode writes the plan as indented JSON with its checksum, the bytes of the plan file.
 func Encode(p *Plan) ([]byte, error) {
+	sum, err := Checksum(p)
+	if err != nil {
+		return nil, err
+	}
 	q := *p
-	q.Checksum = ""
+	q.Checksum = sum
 	data, err := json.MarshalIndent(&q, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("encode plan: %w", err)
 	}
-	// The checksum field is empty (omitempty): add it as the last field so Decode can blank
-	// it again and hash the exact bytes.
-	data = bytes.TrimSuffix(bytes.TrimSpace(data), []byte("}"))
-	data = bytes.TrimRight(data, "\n ")
-	sum := digest(string(data) + ",\n  \"checksum\": \"\"\n}\n")
-	data = append(data, []byte(",\n  \"checksum\": \""+sum+"\"\n}\n")...)
-	return data, nil
+	return append(data, '\n'), nil
 }
 
 // Decode reads a plan file and refuses one that was edited, or that has another format
@@ -45,13 +63,14 @@ func Decode(data []byte, wantTool string) (*Plan, error) {
 	if p.FormatVersion != FormatVersion {
 		return nil, fmt.Errorf("%w: %d, this mastershrink reads %d: make the plan again", ErrFormatVersion, p.FormatVersion, FormatVersion)
 	}
-	loc := checksumField.FindAllIndex(data, -1)
-	if p.Checksum == "" || len(loc) == 0 {
+	if p.Checksum == "" {
 		return nil, fmt.Errorf("%w: it has no checksum: make the plan again with mastershrink plan", ErrTampered)
 	}
-	last := loc[len(loc)-1]
-	blank := append(append(bytes.Clone(data[:last[0]]), []byte(`"checksum": ""`)...), data[last[1]:]...)
-	if digest(string(blank)) != p.Checksum {
+	sum, err := Checksum(&p)
+	if err != nil {
+		return nil, err
+	}
+	if sum != p.Checksum {
 		return nil, fmt.Errorf("%w: review it again from a fresh mastershrink plan", ErrTampered)
 	}
 	if wantTool != "" && p.ToolVersion != wantTool {

@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"encoding/json"
+	"errors"
 	"math/rand"
 	"slices"
 	"strings"
@@ -215,5 +217,27 @@ func TestOperatorAndCAGuards(t *testing.T) {
 	f.KubeServer, f.LocalAddrs = "https://127.0.0.1:8443", []string{workerIP(1)}
 	if p := Build(f, Target{Remove: []string{"m3"}}, "test", observedAt); len(p.Refusals) > 0 {
 		t.Errorf("safe operator setup refused: %v", p.Refusals)
+	}
+}
+
+// The checksum covers the plan, not its layout: a re-indented copy (jq, an editor) still reads;
+// any changed value does not.
+func TestChecksumCanonical(t *testing.T) {
+	p := Build(seed003.facts(t), Target{Remove: []string{"m2", "m3"}}, "v1", observedAt)
+	data, err := Encode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		t.Fatal(err)
+	}
+	compact, _ := json.Marshal(v) // keys sorted, no indentation: another tool's copy
+	if _, err := Decode(compact, "v1"); err != nil {
+		t.Errorf("re-encoded copy refused: %v", err)
+	}
+	edited := strings.Replace(string(compact), `"risk":"irreversible"`, `"risk":"safe"`, 1)
+	if _, err := Decode([]byte(edited), "v1"); !errors.Is(err, ErrTampered) {
+		t.Errorf("edited copy: %v, want ErrTampered", err)
 	}
 }

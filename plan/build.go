@@ -79,6 +79,7 @@ func BuildWithSecrets(f Facts, t Target, toolVersion string, now time.Time) *Pla
 	b.etcdMembership(removals)
 	b.certificates()
 	b.workers()
+	b.leavingProxies()
 	b.add(Step{ID: "verify/final", Kind: KindVerify, Risk: Safe,
 		Summary: "check etcd members and health, /readyz through every LB, nodes, the kubernetes EndpointSlice, and scan hosts for the removed addresses"})
 	b.warnings()
@@ -818,6 +819,25 @@ func (b *builder) workers() {
 		}
 		b.add(Step{ID: "nodes/cleanup/" + name, Kind: KindCleanup, Host: name, Risk: Disruptive,
 			Summary: "back up /etc/kubernetes, stop kubelet and kube-proxy, remove containers, mounts, CNI links, kube iptables chains; verify clean"})
+	}
+}
+
+// leavingProxies stops the node proxy of every leaving master that runs one: nothing updates
+// it any more, and it would keep routing to every old apiserver (kubeasz's kube-lb on a
+// master). It runs after the host's drain and cleanup, which still use it.
+func (b *builder) leavingProxies() {
+	for _, name := range b.t.Remove {
+		if _, ok := b.f.LB[name]; !ok || b.offline[name] {
+			continue
+		}
+		h, _ := b.f.Host(name)
+		unit := h.Paths.NginxUnit
+		if unit == "" {
+			continue
+		}
+		b.add(Step{ID: KindLBStop + "/" + name, Kind: KindLBStop, Host: name, Risk: Disruptive,
+			Summary: "stop and disable " + unit + " on the leaving host: it would keep routing to the old apiservers",
+			Params:  map[string]string{"unit": unit}})
 	}
 }
 

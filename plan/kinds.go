@@ -21,6 +21,7 @@ const (
 	KindDrain            = "nodes/drain"
 	KindDeleteNode       = "nodes/delete"
 	KindCleanup          = "nodes/cleanup"
+	KindLBStop           = "lb/stop"
 	KindVerify           = "verify/final"
 )
 
@@ -84,6 +85,7 @@ var Kinds = []KindInfo{
 			{KindRetire, SameHost, "cleaning removes the PKI of control-plane units still running there"},
 			{KindStopEtcd, SameHost, "cleaning removes the PKI of an etcd still running there"},
 		}},
+	{Kind: KindLBStop, One: "leaving proxy to stop", Many: "leaving proxies to stop", Phase: "node proxies"},
 	{Kind: KindVerify, ReadOnly: true, Phase: "final check"},
 }
 

@@ -75,6 +75,8 @@ func (r *run) executor(st plan.Step) (executor, error) {
 		return r.deleteNodeStep(st), nil
 	case plan.KindCleanup:
 		return r.cleanupStep(st), nil
+	case plan.KindLBStop:
+		return r.lbStopStep(st), nil
 	case plan.KindVerify:
 		return executor{phase: "verifying the result", apply: r.verify}, nil
 	}
@@ -592,6 +594,42 @@ func (r *run) lbStep(st plan.Step) executor {
 			changes := fileChanges(st.Host, st.Files, res.Backups, func(p string) bool { _, ok := res.Backups[p]; return ok })
 			changes = append(changes, Change{Host: st.Host, Unit: ih.Paths.NginxUnit, Action: "reload"})
 			return outcome{backups: hostBackups(st.Host, res.Backups), changes: changes, note: "nginx -t passed, reloaded, probe through it answers"}, nil
+		},
+	}
+}
+
+// lbStopStep stops and disables the proxy of a host that left the cluster.
+func (r *run) lbStopStep(st plan.Step) executor {
+	unit := st.Params["unit"]
+	return executor{
+		phase: "stopping the proxy on the leaving " + st.Host,
+		done: func(ctx context.Context) (bool, string, error) {
+			h, _, err := r.host(ctx, st.Host)
+			if err != nil {
+				return false, "", err
+			}
+			sd, err := h.Systemd(ctx)
+			if err != nil {
+				return false, "", err
+			}
+			defer sd.Close()
+			s, err := sd.Status(ctx, unit)
+			if err != nil {
+				return false, "", err
+			}
+			gone := s.LoadState == "not-found" || ((s.ActiveState == "inactive" || s.ActiveState == "failed") &&
+				(s.UnitFileState == "disabled" || s.UnitFileState == "masked" || s.UnitFileState == "static"))
+			return gone, unit + " inactive and disabled", nil
+		},
+		apply: func(ctx context.Context) (outcome, error) {
+			h, _, err := r.host(ctx, st.Host)
+			if err != nil {
+				return outcome{}, err
+			}
+			if err := etcd.StopAndDisable(ctx, h, unit); err != nil {
+				return outcome{}, err
+			}
+			return outcome{changes: []Change{{Host: st.Host, Unit: unit, Action: "stop+disable"}}, note: "stopped and disabled " + unit}, nil
 		},
 	}
 }

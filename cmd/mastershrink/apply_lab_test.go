@@ -110,7 +110,8 @@ func checkShrunk(t *testing.T, lab *testenv.Lab, kube kubernetes.Interface, etcd
 		t.Errorf("seed keys: %v", err)
 	}
 	for _, name := range []string{"m2", "m3"} {
-		units := "kube-apiserver kube-controller-manager kube-scheduler"
+		// The leaving host's own proxy too: it would keep routing to the old apiservers.
+		units := "kube-apiserver kube-controller-manager kube-scheduler kube-nginx"
 		for _, u := range etcdGone {
 			if u == name {
 				units += " kube-etcd"

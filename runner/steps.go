@@ -1270,6 +1270,9 @@ func (r *run) cleanupStep(st plan.Step) executor {
 			if err != nil {
 				return outcome{}, err
 			}
+			if err := r.proveLeft(ctx, st.Host, h, ih); err != nil {
+				return outcome{}, err
+			}
 			opts := cleanupOptions(ih)
 			rep, err := nodes.Cleanup(ctx, h, opts)
 			if err != nil {
@@ -1303,6 +1306,48 @@ func (r *run) cleanupStep(st plan.Step) executor {
 				note: fmt.Sprintf("%d actions, backup %s", len(changes), rep.Backup)}, nil
 		},
 	}
+}
+
+// ErrStillControlPlane means a host to clean still serves the control plane.
+var ErrStillControlPlane = errors.New("refusing to clean a host that still serves the control plane")
+
+// proveLeft proves, on the live cluster, that a host about to be cleaned (its PKI and
+// containers removed) is neither an etcd member nor running an apiserver, whatever the plan
+// says it is: a typo in --drain, or a run resumed after the cluster changed, must not wipe a
+// survivor.
+func (r *run) proveLeft(ctx context.Context, name string, h host.Host, ih *inventory.Host) error {
+	cli, err := r.c.Etcd(ctx)
+	if err != nil {
+		return err
+	}
+	members, err := cli.MemberList(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot prove %s is no etcd member: %w", name, err)
+	}
+	addrs := append([]string{ih.Address}, r.p.Facts.Resolved[ih.Address]...)
+	for _, m := range members {
+		for _, u := range m.PeerURLs {
+			if ph := plan.PeerHost(u); slices.Contains(addrs, ph) || overlaps(r.p.Facts.Resolved[ph], addrs) {
+				return fmt.Errorf("%w: %s is etcd member %s (%x); nothing was cleaned", ErrStillControlPlane, name, m.Name, m.ID)
+			}
+		}
+	}
+	if ih.Paths.APIServerUnit == "" {
+		return nil
+	}
+	sd, err := h.Systemd(ctx)
+	if err != nil {
+		return err
+	}
+	defer sd.Close()
+	st, err := sd.Status(ctx, ih.Paths.APIServerUnit)
+	if err != nil {
+		return err
+	}
+	if st.ActiveState == "active" || st.ActiveState == "activating" {
+		return fmt.Errorf("%w: %s runs %s (%s); nothing was cleaned", ErrStillControlPlane, name, ih.Paths.APIServerUnit, st.ActiveState)
+	}
+	return nil
 }
 
 // ---- final verification

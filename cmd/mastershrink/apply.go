@@ -21,7 +21,7 @@ import (
 func init() {
 	subcommands = append(subcommands, newApplyCmd)
 	refusals = append(refusals, runner.ErrLocked, runner.ErrPreflight, runner.ErrNoSnapshot, runner.ErrRefusedPlan,
-		runner.ErrPrerequisite, runner.ErrStillMember, runner.ErrLockLost, etcd.ErrQuorumAtRisk, etcd.ErrLeaderLeaving)
+		runner.ErrPrerequisite, runner.ErrStillMember, runner.ErrStillControlPlane, runner.ErrLockLost, etcd.ErrQuorumAtRisk, etcd.ErrLeaderLeaving)
 }
 
 type applyOptions struct {

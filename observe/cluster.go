@@ -3,10 +3,13 @@ package observe
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
+	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +31,13 @@ type Options struct {
 	Dial DialFunc
 	// Concurrency bounds the hosts reached at once.
 	Concurrency int
+	// Kubeconfig replaces the inventory's kubeconfig (the --kubeconfig flag); it must exist.
+	Kubeconfig string
+	// KubeconfigPaths replaces it with a list merged as kubectl merges KUBECONFIG: the first
+	// file to set a value wins, missing files are skipped. Ignored when Kubeconfig is set.
+	KubeconfigPaths []string
+	// Context is the kubeconfig context to use instead of its current-context.
+	Context string
 }
 
 // Cluster holds the connections to one cluster: its hosts, etcd and the Kubernetes API.
@@ -174,30 +184,62 @@ func (c *Cluster) etcdDial(ctx context.Context, network, addr string) (net.Conn,
 	return nil, err
 }
 
-// Kube returns a Kubernetes client from the inventory's admin kubeconfig.
+// Kube returns a Kubernetes client from the admin kubeconfig: Options.Kubeconfig, else
+// Options.KubeconfigPaths, else the inventory's, with Options.Context if set. The same
+// loading rules as kubectl's, without its fallbacks to ~/.kube/config or a pod's service
+// account: either would quietly reach another cluster than the inventory's.
 func (c *Cluster) Kube() (kubernetes.Interface, *rest.Config, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.kube != nil {
 		return c.kube, c.rest, nil
 	}
-	if c.Inv.Kubeconfig == "" {
-		return nil, nil, fmt.Errorf("the inventory names no kubeconfig: add `kubeconfig: PATH` to %s", c.Inv.File)
+	rules, from := c.kubeconfigRules()
+	if rules == nil {
+		return nil, nil, fmt.Errorf("the inventory names no kubeconfig: add `kubeconfig: PATH` to %s, or give --kubeconfig", c.Inv.File)
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", c.Inv.Kubeconfig)
+	raw, err := rules.Load()
 	if err != nil {
-		return nil, nil, fmt.Errorf("read kubeconfig %s: %w", c.Inv.Kubeconfig, err)
+		return nil, nil, fmt.Errorf("read kubeconfig %s: %w", from, err)
 	}
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: c.opts.Context}
+	cfg, err := clientcmd.NewNonInteractiveClientConfig(*raw, c.opts.Context, overrides, rules).ClientConfig()
+	if err != nil {
+		if c.opts.Context != "" {
+			return nil, nil, fmt.Errorf("kubeconfig %s, context %q: %w (kubectl config get-contexts lists them)", from, c.opts.Context, err)
+		}
+		return nil, nil, fmt.Errorf("kubeconfig %s: %w", from, err)
+	}
+	slog.Info("kubeconfig loaded", "from", from, "context", c.opts.Context, "server", cfg.Host)
 	cfg.Timeout = 30 * time.Second
 	if c.opts.Dial != nil {
 		cfg.Dial = c.opts.Dial
 	}
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes client from %s: %w", c.Inv.Kubeconfig, err)
+		return nil, nil, fmt.Errorf("kubernetes client from %s: %w", from, err)
 	}
 	c.kube, c.rest = kube, cfg
 	return kube, cfg, nil
+}
+
+// KubeconfigSource says where the admin kubeconfig comes from, for messages and status.
+func (c *Cluster) KubeconfigSource() string {
+	_, from := c.kubeconfigRules()
+	return from
+}
+
+func (c *Cluster) kubeconfigRules() (*clientcmd.ClientConfigLoadingRules, string) {
+	switch {
+	case c.opts.Kubeconfig != "":
+		return &clientcmd.ClientConfigLoadingRules{ExplicitPath: c.opts.Kubeconfig}, c.opts.Kubeconfig + " (--kubeconfig)"
+	case len(c.opts.KubeconfigPaths) > 0:
+		return &clientcmd.ClientConfigLoadingRules{Precedence: c.opts.KubeconfigPaths},
+			strings.Join(c.opts.KubeconfigPaths, string(filepath.ListSeparator)) + " (KUBECONFIG)"
+	case c.Inv.Kubeconfig != "":
+		return &clientcmd.ClientConfigLoadingRules{ExplicitPath: c.Inv.Kubeconfig}, c.Inv.Kubeconfig
+	}
+	return nil, ""
 }
 
 // APIServerConfig is the admin rest config aimed at one apiserver instead of the

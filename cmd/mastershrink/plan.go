@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -47,7 +46,7 @@ func newPlanCmd(g *globalOptions) *cobra.Command {
 	f.StringSliceVar(&o.Offline, "offline", nil, "leaving hosts that are already down (their host-side steps are skipped)")
 	f.StringVar(&o.LBMode, "lb-mode", "down", "how leaving apiservers leave the node proxies: down (mark) or remove")
 	f.StringVar(&o.Out, "out", "", "write the plan file here (for mastershrink apply)")
-	f.StringVarP(&o.Output, "output", "o", "table", "how to print the plan: table or json")
+	f.StringVarP(&o.Output, "output", "o", "table", "how to print the plan: table, json or yaml (the plan file's content)")
 	f.BoolVar(&o.DetailedExitCode, "detailed-exitcode", false, "exit 2 when the plan has changes, 0 when there is nothing to do")
 	return cmd
 }
@@ -59,8 +58,8 @@ func (o *planOptions) validate() error {
 	if len(o.Remove) == 0 && len(o.Drain) == 0 {
 		return usageError{fmt.Errorf("nothing to plan: name masters with --remove or workers with --drain")}
 	}
-	if o.Output != "table" && o.Output != "json" {
-		return usageError{fmt.Errorf("-o %q: want table or json", o.Output)}
+	if err := validOutput(o.Output, "table", "json", "yaml"); err != nil {
+		return err
 	}
 	if o.LBMode != "down" && o.LBMode != "remove" {
 		return usageError{fmt.Errorf("--lb-mode %q: want down or remove", o.LBMode)}
@@ -115,7 +114,7 @@ func makePlan(ctx context.Context, g *globalOptions, inv *inventory.Inventory, t
 	g.Logger.Info("target checked against the inventory", "remove", target.Remove, "drain", target.Drain, "offline", target.Offline)
 	start := time.Now()
 	fmt.Fprintf(g.ErrOut, "Observing cluster %q: %d hosts...\n", inv.Cluster, len(inv.Hosts))
-	c := observe.Open(inv, observe.Options{Dial: g.Dial})
+	c := observe.Open(inv, g.observeOptions())
 	defer c.Close()
 	facts, err := observe.Gather(ctx, c, target)
 	if err != nil {
@@ -126,10 +125,8 @@ func makePlan(ctx context.Context, g *globalOptions, inv *inventory.Inventory, t
 }
 
 func printPlan(g *globalOptions, p *plan.Plan, output string) error {
-	if output == "json" {
-		enc := json.NewEncoder(g.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(p)
+	if output == "json" || output == "yaml" {
+		return writeData(g.Out, p, output)
 	}
 	return plan.Render(g.Out, p)
 }

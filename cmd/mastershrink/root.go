@@ -2,18 +2,24 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
+	"sigs.k8s.io/yaml"
 
 	"github.com/mastershrink/mastershrink/internal/version"
+	"github.com/mastershrink/mastershrink/observe"
 )
 
 // streams are the command's standard streams, replaced in tests. Each stream is a terminal
@@ -64,6 +70,61 @@ type globalOptions struct {
 	// Dial is the tests' hook for reaching hosts (the lab's network namespace); nil dials
 	// directly.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Kubeconfig and Context are kubectl's --kubeconfig and --context.
+	Kubeconfig, Context string
+	// Getenv reads the environment (KUBECONFIG); tests replace it.
+	Getenv func(string) string
+}
+
+// observeOptions are the options every command reaching the cluster opens it with: the
+// tests' dial hook and the Kubernetes client conventions. The admin kubeconfig is, as
+// kubectl finds its own, --kubeconfig, else KUBECONFIG (a path list), else the inventory's
+// kubeconfig, which stands where kubectl has ~/.kube/config.
+func (g *globalOptions) observeOptions() observe.Options {
+	o := observe.Options{Dial: g.Dial, Kubeconfig: g.Kubeconfig, Context: g.Context}
+	if o.Kubeconfig == "" && g.Getenv != nil {
+		o.KubeconfigPaths = kubeconfigPaths(g.Getenv("KUBECONFIG"))
+	}
+	return o
+}
+
+// kubeconfigPaths splits KUBECONFIG as kubectl does: on the OS's list separator, empty
+// entries and repeats dropped.
+func kubeconfigPaths(env string) []string {
+	var out []string
+	for _, p := range filepath.SplitList(env) {
+		if p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// validOutput checks an -o value against a command's formats, for a usage error that
+// lists them.
+func validOutput(output string, formats ...string) error {
+	if slices.Contains(formats, output) {
+		return nil
+	}
+	return usageError{fmt.Errorf("-o %q: want %s", output, strings.Join(formats, ", "))}
+}
+
+// writeData prints v as JSON or YAML. YAML is made from the JSON, so both have the same
+// keys, and a tool reading one reads the other.
+func writeData(w io.Writer, v any, output string) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if output == "yaml" {
+		if data, err = yaml.JSONToYAML(data); err != nil {
+			return err
+		}
+		_, err = w.Write(data)
+		return err
+	}
+	_, err = w.Write(append(data, '\n'))
+	return err
 }
 
 // logLevel maps -v levels to slog's: off below 1.
@@ -81,7 +142,7 @@ func newRootCmd(s streams) *cobra.Command { return newRootCmdWithDial(s, nil) }
 
 // newRootCmdWithDial is newRootCmd with the tests' dial hook.
 func newRootCmdWithDial(s streams, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *cobra.Command {
-	g := &globalOptions{streams: s, Dial: dial}
+	g := &globalOptions{streams: s, Dial: dial, Getenv: os.Getenv}
 	cmd := &cobra.Command{
 		Use:   "mastershrink",
 		Short: "Plan and apply the safe shrink of a binary-deployed Kubernetes control plane",
@@ -107,6 +168,8 @@ every node). 'plan' observes the cluster and writes a reviewable plan; 'apply' r
 	pf := cmd.PersistentFlags()
 	pf.StringVarP(&g.Inventory, "inventory", "i", "", "the cluster inventory file (YAML)")
 	addVerbosityFlags(pf, &g.Verbosity)
+	pf.StringVar(&g.Kubeconfig, "kubeconfig", "", "the admin kubeconfig, instead of KUBECONFIG or the inventory's kubeconfig")
+	pf.StringVar(&g.Context, "context", "", "the kubeconfig context to use, instead of its current-context")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 
 	cmd.AddCommand(newVersionCmd(g))

@@ -227,6 +227,9 @@ func (r *run) preflight(ctx context.Context) (outcome, error) {
 	if slices.ContainsFunc(r.p.Steps, func(s plan.Step) bool { return s.Kind == plan.KindCertResign }) {
 		problems = append(problems, r.canResign(ctx)...)
 	}
+	if err := etcd.CheckSnapshotDir(r.opts.SnapshotDir); err != nil {
+		problems = append(problems, err.Error())
+	}
 	if len(problems) > 0 {
 		return outcome{}, fmt.Errorf("%w: %s", ErrPreflight, strings.Join(problems, "; "))
 	}
@@ -406,7 +409,7 @@ func (r *run) snapshotStep(st plan.Step) executor {
 				return outcome{}, err
 			}
 			s := &Snapshot{Path: info.Path, SHA256: info.SHA256, Size: info.Size, Revision: info.Revision, Keys: info.Keys, TakenAt: time.Now().UTC()}
-			return outcome{snapshot: s, note: fmt.Sprintf("from %s: revision %d, %d keys, %s", info.LeaderName, info.Revision, info.Keys, info.Path)}, nil
+			return outcome{snapshot: s, note: fmt.Sprintf("from %s: revision %d, %d keys, %s (%s)", info.LeaderName, info.Revision, info.Keys, info.Path, etcd.SnapshotHolds)}, nil
 		},
 	}
 }
@@ -578,7 +581,7 @@ func (r *run) lbStep(st plan.Step) executor {
 			if err != nil {
 				return outcome{}, err
 			}
-			var ex lb.Executor
+			ex := lbExecutor(ih)
 			res, err := ex.Apply(ctx, lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: st.Files})
 			if err != nil {
 				return outcome{}, err
@@ -587,7 +590,7 @@ func (r *run) lbStep(st plan.Step) executor {
 				return outcome{already: true, note: "nginx runs the new config; probe through it answers"}, nil
 			}
 			if r.cutsOldWorkers(st.Host) {
-				if err := cutOldWorkers(ctx, h, ih.Paths.NginxUnit); err != nil {
+				if err := ex.CutOldWorkers(ctx, h, ih.Paths); err != nil {
 					return outcome{}, err
 				}
 			}
@@ -1156,7 +1159,7 @@ func (r *run) certStep(st plan.Step) executor {
 				cur, _ := h.ReadFile(ctx, path)
 				t := r.servedBy(ih, st.Params["used_by"])
 				res, err := certs.Install(ctx, h, certs.InstallPlan{CertPath: path, KeyPath: keyPath, CertPEM: newPEM, KeyPEM: keyPEM,
-					Probe: t.probe, Unit: t.unit, ReloadWait: t.wait, Timeout: 3 * time.Minute})
+					Probe: t.probe, Unit: t.unit, ReloadWait: t.wait, Timeout: 3 * time.Minute, BeforeRestart: r.quorumWithout})
 				if err != nil {
 					return outcome{}, err
 				}
@@ -1175,6 +1178,34 @@ func (r *run) certStep(st plan.Step) executor {
 				note: fmt.Sprintf("serial %s, SANs %s", info.Serial, strings.Join(certs.Hosts(*info), ", "))}, nil
 		},
 	}
+}
+
+// quorumWithout is the check before etcd is restarted to serve a new certificate, the one a
+// membership change gets: every member healthy and a leader, so the cluster keeps its quorum
+// while one member is down.
+func (r *run) quorumWithout(ctx context.Context) error {
+	cli, err := r.c.Etcd(ctx)
+	if err != nil {
+		return err
+	}
+	f, err := cli.Observe(ctx)
+	if err != nil {
+		return err
+	}
+	if f.LeaderID == 0 {
+		return fmt.Errorf("%w: etcd has no leader", etcd.ErrQuorumAtRisk)
+	}
+	healthy := 0
+	for _, m := range f.Members {
+		if m.Healthy {
+			healthy++
+		}
+	}
+	if len(f.Members) > 1 && healthy-1 < etcd.Quorum(len(f.Members)) {
+		return fmt.Errorf("%w: %d of %d members healthy: restarting one would leave %d, below the quorum of %d",
+			etcd.ErrQuorumAtRisk, healthy, len(f.Members), healthy-1, etcd.Quorum(len(f.Members)))
+	}
+	return nil
 }
 
 // ---- nodes
@@ -1281,13 +1312,12 @@ func (r *run) cleanupStep(st plan.Step) executor {
 			var changes []Change
 			var warnings []string
 			for _, a := range rep.Actions {
-				switch a.Result {
-				case nodes.ResultDone:
+				if a.Result == nodes.ResultDone {
 					changes = append(changes, Change{Host: st.Host, Action: "cleanup:" + a.Step, Detail: a.Target})
-				case nodes.ResultFailed:
-					warnings = append(warnings, fmt.Sprintf("%s %s: %s", a.Step, a.Target, a.Error))
 				}
 			}
+			// Failed actions, and what the backup holds (the kubelet's keys, maybe the CA's).
+			warnings = append(warnings, rep.Warnings()...)
 			v, err := nodes.Verify(ctx, h, opts)
 			if err != nil {
 				return outcome{}, err
@@ -1419,7 +1449,37 @@ func (r *run) verify(ctx context.Context) (outcome, error) {
 		return outcome{}, fmt.Errorf("the cluster is not as planned: %s", strings.Join(problems, "; "))
 	}
 	warnings = append(warnings, r.scanLeftovers(ctx)...)
+	warnings = append(warnings, r.leftSecrets(ctx)...)
 	return outcome{warnings: warnings, note: fmt.Sprintf("%d etcd member(s) healthy, /readyz through %d proxies, endpoints %s", len(f.Members), proxies, strings.Join(addrs, ","))}, nil
+}
+
+// leftSecrets names, for every leaving host that can be reached, the private keys and the
+// etcd data directory (every Secret of the cluster) it still holds: the shrink retired its
+// units but did not wipe it, and the operator decides when to.
+func (r *run) leftSecrets(ctx context.Context) []string {
+	var out []string
+	for _, name := range r.p.Target.Remove {
+		if r.offline(name) {
+			continue
+		}
+		h, err := r.c.Host(ctx, name)
+		if err != nil {
+			continue
+		}
+		var dataDirs []string
+		if _, dir := r.etcdUnitAndDataDir(name); dir != "DATA_DIR" {
+			dataDirs = append(dataDirs, dir)
+		}
+		left, err := nodes.FindLeftSecrets(ctx, h, nil, dataDirs, 0)
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: could not list the keys and data it still holds: %v", name, err))
+			continue
+		}
+		if w := left.Warning(); w != "" {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 func (r *run) rewrote(hostName, path string) bool {

@@ -499,7 +499,9 @@ func (b *builder) retire() {
 // etcdMembership plans leadership, removals, stops and the survivors' --initial-cluster.
 func (b *builder) etcdMembership(removals []etcd.Member) {
 	orphans := b.orphanStops()
-	if len(removals) == 0 && len(orphans) == 0 {
+	// The survivors' --initial-cluster follows every shrink of etcd, also when an earlier run
+	// already removed the members: a resumed plan must derive the same rewrite.
+	if len(removals) == 0 && len(orphans) == 0 && !b.removesEtcdHost() {
 		return
 	}
 	if len(removals) > 0 {
@@ -532,6 +534,15 @@ func (b *builder) etcdMembership(removals []etcd.Member) {
 				"etcd ignores both once its data dir exists: this only keeps a later rebuild of the member correct"},
 			Files: files, Params: map[string]string{"unit": u.Name}})
 	}
+}
+
+func (b *builder) removesEtcdHost() bool {
+	for _, name := range b.t.Remove {
+		if h, ok := b.f.Host(name); ok && h.Has(inventory.RoleEtcd) {
+			return true
+		}
+	}
+	return false
 }
 
 // removals plans the leadership move and, per leaving member, its removal and its stop.

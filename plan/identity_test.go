@@ -241,3 +241,28 @@ func TestChecksumCanonical(t *testing.T) {
 		t.Errorf("edited copy: %v, want ErrTampered", err)
 	}
 }
+
+// A resume after every removal: the survivors' --initial-cluster rewrite is still derived, the
+// same as in the first plan, so the resumed run finds the step it was approved with.
+func TestPlanAfterRemovalsKeepsInitialCluster(t *testing.T) {
+	first := Build(seed003.facts(t), Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
+	want, ok := first.Step("etcd/initial-cluster/m1")
+	if !ok {
+		t.Fatal("first plan has no etcd/initial-cluster/m1")
+	}
+	f := seed003.facts(t)
+	f.Etcd.Members = f.Etcd.Members[:1]
+	for _, h := range []string{"m2", "m3"} {
+		hu := f.Units[h]
+		hu.EtcdStatus.ActiveState, hu.EtcdStatus.UnitFileState = "inactive", "disabled"
+		f.Units[h] = hu
+	}
+	p := Build(f, Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
+	got, ok := p.Step("etcd/initial-cluster/m1")
+	if !ok {
+		t.Fatalf("plan after the removals lacks etcd/initial-cluster/m1: %v (refusals %v)", stepIDs(p), p.Refusals)
+	}
+	if d := StepDiffs(*want, *got); len(d) > 0 {
+		t.Errorf("initial-cluster step differs after the removals: %v", d)
+	}
+}

@@ -56,6 +56,9 @@ type Options struct {
 	// ToolVersion is this mastershrink's version: a plan of another version is refused, and a
 	// fresh plan made with it for the fingerprint check.
 	ToolVersion string
+	// LBConcurrency bounds how many node proxies are updated at once, in the proxy phase and
+	// when an apiserver is taken out of the proxies for its restart (DefaultLBConcurrency).
+	LBConcurrency int
 }
 
 // StepResult is what happened to one step in this run.
@@ -456,7 +459,15 @@ func (r *run) doneAlready(ctx context.Context, st plan.Step) (bool, string) {
 			if err != nil {
 				return false, err.Error()
 			}
-			if cur, err := h.ReadFile(ctx, f.Path); err != nil || plan.Redact(string(cur)) != f.After {
+			cur, err := h.ReadFile(ctx, f.Path)
+			if err != nil {
+				return false, err.Error()
+			}
+			switch plan.Redact(string(cur)) {
+			case f.After:
+			case f.Before:
+				return false, fmt.Sprintf("%s:%s still holds what the plan was made from, and the live cluster no longer calls for the rewrite", f.Host, f.Path)
+			default:
 				return false, fmt.Sprintf("%s:%s holds neither the planned content nor what the plan was made from", f.Host, f.Path)
 			}
 		}
@@ -477,8 +488,21 @@ func (r *run) doneAlready(ctx context.Context, st plan.Step) (bool, string) {
 }
 
 func (r *run) steps(ctx context.Context, sel Selection, sum *Summary) error {
+	// Consecutive lb/update steps run as one concurrent phase (lbPhase), once the run of
+	// them ends.
+	var phase []phaseItem
 	for i, st := range r.p.Steps {
 		n := i + 1
+		if len(phase) > 0 && st.Kind != plan.KindLBUpdate {
+			if err := r.lbPhase(ctx, phase, sum); err != nil {
+				return err
+			}
+			phase = nil
+		}
+		if st.Kind == plan.KindLBUpdate && sel.Runs(st) {
+			phase = append(phase, phaseItem{n: n, st: st})
+			continue
+		}
 		if err := r.lock.Verify(ctx); err != nil {
 			return fmt.Errorf("before step %s: %w", st.ID, err)
 		}
@@ -498,6 +522,9 @@ func (r *run) steps(ctx context.Context, sel Selection, sum *Summary) error {
 		if err != nil {
 			return err
 		}
+	}
+	if len(phase) > 0 {
+		return r.lbPhase(ctx, phase, sum)
 	}
 	return nil
 }

@@ -970,8 +970,24 @@ func (r *run) proveNotMember(ctx context.Context, st plan.Step, h host.Host, s h
 	}
 	ep := st.Params["endpoint"]
 	self, err := cli.AskSelf(ctx, ep, h.DialContext)
+	// A member just removed shuts itself down: while its unit still says running and its
+	// endpoint does not answer, wait a little for one or the other to settle.
+	for end := time.Now().Add(20 * time.Second); err != nil && running(s) && time.Now().Before(end); {
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Second):
+		}
+		if sd, serr := h.Systemd(ctx); serr == nil {
+			if ns, serr := sd.Status(ctx, st.Params["unit"]); serr == nil {
+				s = ns
+			}
+			sd.Close()
+		}
+		self, err = cli.AskSelf(ctx, ep, h.DialContext)
+	}
 	if err != nil {
-		if s.ActiveState == "active" && s.SubState == "running" {
+		if running(s) {
 			return "", fmt.Errorf("%w: %s runs on %s but its endpoint %s does not say which member it is (%v); check it by hand, nothing was stopped",
 				ErrStillMember, st.Params["unit"], st.Host, ep, err)
 		}
@@ -984,6 +1000,8 @@ func (r *run) proveNotMember(ctx context.Context, st plan.Step, h host.Host, s h
 	}
 	return fmt.Sprintf("the etcd on %s is %x, not a member", st.Host, self.MemberID), nil
 }
+
+func running(s host.UnitStatus) bool { return s.ActiveState == "active" && s.SubState == "running" }
 
 func overlaps(a, b []string) bool {
 	for _, x := range a {

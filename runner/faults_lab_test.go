@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -90,30 +89,12 @@ func (f *faultLab) plan(target plan.Target) (*plan.Plan, string) {
 	return p, path
 }
 
-// lockedBuffer takes the progress lines of the runner and its heartbeats.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // apply runs the plan as `mastershrink apply PLAN` does, with a connection of its own.
 func (f *faultLab) apply(path string) (Summary, string, error) {
 	f.t.Helper()
 	c := f.cluster()
 	defer c.Close()
-	var out lockedBuffer
+	var out testenv.Buffer
 	sum, err := Run(f.ctx, Options{PlanPath: path, Cluster: c, Progress: &out, ToolVersion: version.String()})
 	return sum, out.String(), err
 }

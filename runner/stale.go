@@ -82,10 +82,7 @@ func staleness(old, now *plan.Plan) []string {
 			out = append(out, fmt.Sprintf("the plan would now have step %s", s.ID))
 			continue
 		}
-		out = append(out, fileDrift(o, s)...)
-		if !maps(o.Params, s.Params) {
-			out = append(out, fmt.Sprintf("step %s would now act differently (%v, was %v)", s.ID, s.Params, o.Params))
-		}
+		out = append(out, plan.StepDiffs(o, s)...)
 	}
 	for _, s := range old.Steps {
 		if _, ok := nowSteps[s.ID]; !ok {
@@ -99,41 +96,4 @@ func staleness(old, now *plan.Plan) []string {
 		out = append(out, "the fingerprint differs (fingerprint "+short(old.Fingerprint)+" in the plan, "+short(now.Fingerprint)+" now)")
 	}
 	return slices.Compact(out)
-}
-
-func fileDrift(o, n plan.Step) []string {
-	var out []string
-	oldF := map[string][2]string{}
-	for _, f := range o.Files {
-		oldF[f.Host+":"+f.Path] = [2]string{f.Before, f.After}
-	}
-	for _, f := range n.Files {
-		k := f.Host + ":" + f.Path
-		was, ok := oldF[k]
-		switch {
-		case !ok:
-			out = append(out, fmt.Sprintf("step %s would now also rewrite %s", n.ID, k))
-		case was[0] != f.Before:
-			out = append(out, fmt.Sprintf("%s changed since the plan was made (step %s)", k, n.ID))
-		case was[1] != f.After:
-			out = append(out, fmt.Sprintf("step %s would now write %s differently", n.ID, k))
-		}
-		delete(oldF, k)
-	}
-	for k := range oldF {
-		out = append(out, fmt.Sprintf("step %s would no longer rewrite %s", n.ID, k))
-	}
-	return out
-}
-
-func maps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -176,7 +174,7 @@ func TestLabSafety(t *testing.T) {
 		os.WriteFile(pause, nil, 0o600)
 		first := exec.CommandContext(ctx, "ip", "netns", "exec", netns, bin, "apply", path, "-i", lab.Inventory)
 		first.Env = append(os.Environ(), "MASTERSHRINK_PAUSE_AFTER=preflight", "MASTERSHRINK_PAUSE_FILE="+pause)
-		var firstOut lockedBuffer
+		var firstOut testenv.Buffer
 		first.Stdout, first.Stderr = &firstOut, &firstOut
 		if err := first.Start(); err != nil {
 			t.Fatal(err)
@@ -263,24 +261,6 @@ func TestLabSafety(t *testing.T) {
 		sameState(t, before, labState(t, lab))
 		etcdIntact(t, lab, 3)
 	})
-}
-
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func readPlan(t *testing.T, path string) *plan.Plan {

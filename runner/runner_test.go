@@ -40,7 +40,7 @@ func TestSelect(t *testing.T) {
 	}{
 		{want: nil}, // nil: every step
 		{only: []string{"etcd/remove-member"}, want: []string{"preflight", "etcd/remove-member/m2", "etcd/remove-member/m3"}},
-		{only: []string{"etcd/snapshot", "lb"}, want: []string{"preflight", "etcd/snapshot", "lb/update/m1", "lb/update/w1", "lb/update/w2"}},
+		{only: []string{"etcd/snapshot", "lb"}, want: []string{"preflight", "etcd/snapshot", "lb/update/m1", "lb/update/w1", "lb/update/w2", "lb/stop/m2", "lb/stop/m3"}},
 		{only: []string{"certs/"}, skip: []string{"certs/resign/etcd"}, want: []string{"preflight", "certs/resign/kubernetes"}},
 		{only: []string{"etcd/rem"}, err: `--only "etcd/rem" names no step`},
 		{skip: []string{"nodes"}, err: `--skip "nodes" names no step`},

@@ -1,0 +1,103 @@
+package plan
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+)
+
+// certificates plans re-signing every certificate that names a leaving address, once per
+// certificate (the same etcd certificate is often copied to every master) and installed on
+// every staying host that holds it.
+func (b *builder) certificates() {
+	type group struct {
+		cert  Cert
+		hosts []string
+		paths []string
+	}
+	groups := map[string]*group{}
+	var order []string
+	for _, c := range b.f.Certs {
+		if b.leaving[c.Host] {
+			continue
+		}
+		var drop []string
+		for _, ip := range c.Info.IPAddresses {
+			if slices.Contains(b.leaveIPs, ip) {
+				drop = append(drop, ip)
+			}
+		}
+		if len(drop) == 0 {
+			continue
+		}
+		// One group per certificate and path: the same certificate kept under another name
+		// has other users and another key path.
+		key := c.Info.Serial + "\x00" + c.Path
+		g, ok := groups[key]
+		if !ok {
+			g = &group{cert: c}
+			groups[key] = g
+			order = append(order, key)
+		}
+		g.hosts = append(g.hosts, c.Host)
+		g.paths = append(g.paths, c.Host+":"+c.Path)
+	}
+	if len(order) == 0 {
+		return
+	}
+	for _, key := range order {
+		if c := groups[key].cert; c.ResignProblem != "" {
+			b.refuse("cert-not-resignable", fmt.Sprintf("%s:%s names a leaving address but cannot be re-signed by the cluster CA: %s", c.Host, c.Path, c.ResignProblem),
+				"fix the CA files or ca-config profile the inventory names (paths.ca_cert, ca_key, ca_config), or re-issue this certificate by hand before the shrink")
+		}
+	}
+	if !b.f.CA.KeyPresent && len(b.f.CA.KeyOnLeaving) > 0 {
+		return // refused in checkCAKey
+	}
+	if !b.f.CA.KeyPresent {
+		b.refuse("ca-key-missing", fmt.Sprintf("certificates name removed addresses but the CA key %s is not on %s", b.f.CA.KeyPath, b.f.CA.Host),
+			"put the CA key where the inventory says (paths.ca_key, on the CA host) or point the inventory at it")
+		return
+	}
+	names := map[string]int{}
+	for _, key := range order {
+		names[certName(groups[key].cert.Path)]++
+	}
+	for _, key := range order {
+		g := groups[key]
+		info := g.cert.Info
+		serial := info.Serial
+		before := append(slices.Clone(info.DNSNames), info.IPAddresses...)
+		var after []string
+		for _, h := range before {
+			if !slices.Contains(b.leaveIPs, h) {
+				after = append(after, h)
+			}
+		}
+		id := "certs/resign/" + certName(g.cert.Path)
+		if names[certName(g.cert.Path)] > 1 {
+			id = "certs/resign/" + g.hosts[0] + "/" + certName(g.cert.Path)
+		}
+		b.add(Step{ID: id, Kind: KindCertResign, Host: g.hosts[0], Risk: Disruptive,
+			Summary: fmt.Sprintf("re-sign %s (CN %s) without %s, install on %s, confirm it is served",
+				path.Base(g.cert.Path), info.Subject.CommonName, strings.Join(intersect(before, b.leaveIPs), ", "), strings.Join(g.hosts, ", ")),
+			Details: []string{"SANs before: " + strings.Join(before, ", "), "SANs after:  " + strings.Join(after, ", "),
+				"used by: " + strings.Join(g.cert.UsedBy, ", "), "files: " + strings.Join(g.paths, ", ")},
+			Params: map[string]string{"path": g.cert.Path, "key_path": g.cert.KeyPath, "hosts": strings.Join(g.hosts, ","),
+				"serial": serial, "remove": strings.Join(intersect(before, b.leaveIPs), ","), "used_by": strings.Join(g.cert.UsedBy, ",")},
+			Relies: []string{"certs." + serial}})
+	}
+}
+
+func certName(p string) string { return strings.TrimSuffix(path.Base(p), ".pem") }
+
+func intersect(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}

@@ -1,0 +1,94 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/lb"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// loadBalancers plans the nginx rewrite on every staying node.
+func (b *builder) loadBalancers() {
+	var leaving []string
+	for _, name := range b.t.Remove {
+		h, _ := b.f.Host(name)
+		if !h.Has(inventory.RoleMaster) {
+			continue
+		}
+		port := h.Paths.APIServerPort
+		if port == 0 {
+			port = 6443
+		}
+		leaving = append(leaving, net.JoinHostPort(h.Address, strconv.Itoa(port)))
+	}
+	if len(leaving) == 0 {
+		return
+	}
+	mode := lb.MarkDown
+	if b.t.LBMode == "remove" {
+		mode = lb.Remove
+	}
+	var names []string
+	for name := range b.f.LB {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if b.leaving[name] || b.offline[name] {
+			continue
+		}
+		cfg := b.f.LB[name]
+		// A proxy fronting no apiserver would get no step at all, and keep sending the node's
+		// clients wherever it sends them: the inventory points at the wrong file, or the
+		// upstream is wrong.
+		var none *lb.NoAPIServerError
+		if errors.As(lb.RequireAPIServer(cfg), &none) {
+			b.refuse("lb-no-apiserver", fmt.Sprintf("the proxy on %s fronts no apiserver: %s: %s", name, none.File, none.Found),
+				"point the inventory's nginx_config at the proxy that fronts the apiservers, or fix the upstream")
+			continue
+		}
+		files, err := lb.Rewrite(cfg, leaving, mode)
+		if errors.Is(err, lb.ErrNoUpstreamLeft) {
+			b.refuse("lb-empty", fmt.Sprintf("the proxy on %s would be left with no apiserver: %v", name, err),
+				"add a surviving apiserver to its upstream first, or keep a master")
+			continue
+		}
+		if err != nil {
+			b.refuse("lb-config", fmt.Sprintf("the proxy config on %s: %v", name, err), "fix the nginx config by hand and plan again")
+			continue
+		}
+		if len(files) == 0 {
+			continue
+		}
+		summary := "mark " + strings.Join(leaving, ", ") + " down in the node's nginx, nginx -t, reload, probe"
+		if mode == lb.Remove {
+			summary = "remove " + strings.Join(leaving, ", ") + " from the node's nginx, nginx -t, reload, probe"
+		}
+		b.add(Step{ID: "lb/update/" + name, Kind: KindLBUpdate, Host: name, Risk: Disruptive, Summary: summary,
+			Files: files, Params: map[string]string{"leaving": strings.Join(leaving, ","), "mode": b.t.LBMode},
+			Relies: []string{"lb." + name}})
+	}
+}
+
+// leavingProxies stops the node proxy of every leaving master that runs one: nothing updates
+// it any more, and it would keep routing to every old apiserver (kubeasz's kube-lb on a
+// master). It runs after the host's drain and cleanup, which still use it.
+func (b *builder) leavingProxies() {
+	for _, name := range b.t.Remove {
+		if _, ok := b.f.LB[name]; !ok || b.offline[name] {
+			continue
+		}
+		h, _ := b.f.Host(name)
+		unit := h.Paths.NginxUnit
+		if unit == "" {
+			continue
+		}
+		b.add(Step{ID: KindLBStop + "/" + name, Kind: KindLBStop, Host: name, Risk: Disruptive,
+			Summary: "stop and disable " + unit + " on the leaving host: it would keep routing to the old apiservers",
+			Params:  map[string]string{"unit": unit}})
+	}
+}

@@ -1,0 +1,70 @@
+package plan
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+)
+
+// workers plans drain, Node deletion and host cleanup for drained workers and for removed
+// masters that are also Nodes.
+func (b *builder) workers() {
+	targets := slices.Clone(b.t.Drain)
+	for _, name := range b.t.Remove {
+		if b.nodeFor(name) != "" && !slices.Contains(targets, name) {
+			targets = append(targets, name)
+		}
+	}
+	sort.Strings(targets)
+	for _, name := range targets {
+		node := b.nodeFor(name)
+		if node == "" {
+			b.warn("%s is not a Kubernetes Node: nothing to drain; its host is still cleaned", name)
+		} else {
+			var details []string
+			ready := true
+			for _, n := range b.f.Nodes {
+				if n.Name != node {
+					continue
+				}
+				ready = n.Ready
+				for _, p := range n.Pods {
+					line := fmt.Sprintf("%s %s/%s", p.Verdict, p.Namespace, p.Name)
+					if p.Reason != "" {
+						line += ": " + p.Reason
+					}
+					details = append(details, line)
+					if p.Verdict == "refuse" {
+						b.refuse("drain-refused", fmt.Sprintf("pod %s/%s on %s cannot be evicted safely: %s", p.Namespace, p.Name, node, p.Reason), p.Hint)
+					}
+				}
+			}
+			params := map[string]string{"node": node}
+			summary := "cordon, guard PDBs, evict pods, wait for them to go"
+			if !ready || b.offline[name] {
+				params["node_down"] = "true"
+				summary = "node is NotReady: cordon, delete its pods so controllers reschedule them (consent recorded here)"
+			}
+			b.add(Step{ID: "nodes/drain/" + node, Kind: KindDrain, Host: name, Risk: Disruptive, Summary: summary,
+				Details: details, Params: params, Relies: []string{"nodes." + node}})
+			b.add(Step{ID: "nodes/delete/" + node, Kind: KindDeleteNode, Host: name, Risk: Disruptive,
+				Summary: "delete the Node object", Params: map[string]string{"node": node}})
+		}
+		if b.offline[name] {
+			continue
+		}
+		b.add(Step{ID: "nodes/cleanup/" + name, Kind: KindCleanup, Host: name, Risk: Disruptive,
+			Summary: "back up /etc/kubernetes, stop kubelet and kube-proxy, remove containers, mounts, CNI links, kube iptables chains; verify clean"})
+	}
+}
+
+// nodeFor finds the Kubernetes Node of an inventory host, by name or address.
+func (b *builder) nodeFor(name string) string {
+	h, _ := b.f.Host(name)
+	for _, n := range b.f.Nodes {
+		if n.Name == name || slices.Contains(n.Addresses, h.Address) {
+			return n.Name
+		}
+	}
+	return ""
+}

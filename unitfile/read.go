@@ -52,6 +52,16 @@ func Read(ctx context.Context, h host.Host, unit string) (*Unit, error) {
 		env[ef.Path] = string(b)
 	}
 	u, err := Parse(name, frag, files, dropIns, env)
+	// etcd's --config-file is known only once the command line and environment are parsed.
+	var missing *MissingFileError
+	if errors.As(err, &missing) {
+		b, rerr := h.ReadFile(ctx, missing.Path)
+		if rerr != nil {
+			return nil, fmt.Errorf("unit %s on %s: read %s %s: %w", name, h.Name(), missing.Flag, missing.Path, rerr)
+		}
+		env[missing.Path] = string(b)
+		u, err = Parse(name, frag, files, dropIns, env)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("on %s: %w", h.Name(), err)
 	}

@@ -34,7 +34,14 @@ type Flag struct {
 	// File is where the value is written: the fragment, a drop-in, or an EnvironmentFile.
 	File string `json:"file"`
 	// Var is the variable the value came from (EnvironmentFile or Environment=), else "".
+	// For etcd it may be the ETCD_<FLAG> variable etcd reads by itself (FromEnv).
 	Var string `json:"var,omitempty"`
+	// FromEnv is true for a flag etcd takes from its environment (ETCD_CERT_FILE is
+	// --cert-file) rather than from its command line.
+	FromEnv bool `json:"from_env,omitempty"`
+	// Key is the YAML key of etcd's --config-file the value is written under
+	// ("peer-transport-security.cert-file"), else "".
+	Key string `json:"key,omitempty"`
 	// Line is the 1-based line of the value's first byte in File.
 	Line int `json:"line"`
 	// Separate is true for the "--name value" form.
@@ -67,14 +74,22 @@ type Unit struct {
 	ExecStart string `json:"exec_start"`
 	// Args is the effective command line split into words, variables expanded.
 	Args  []string `json:"args"`
-	Flags []Flag   `json:"flags"`
+	// Flags are the flags the program takes, wherever systemd or the program reads them: the
+	// command line, and for etcd its ETCD_* environment variables or, when it has one, its
+	// --config-file YAML (which makes etcd ignore every other flag and variable).
+	Flags []Flag `json:"flags"`
+	// ConfigFile is etcd's --config-file (or ETCD_CONFIG_FILE), "" when it has none.
+	ConfigFile string `json:"config_file,omitempty"`
 
+	// envContents holds the files read besides the fragment and drop-ins: EnvironmentFiles
+	// and etcd's config file.
 	envContents map[string]string
 }
 
 // Parse interprets a unit from its files. files holds the fragment and drop-ins (path ->
-// content); dropIns is their order; envFiles holds the EnvironmentFiles that exist.
-// Parse is pure.
+// content); dropIns is their order; envFiles holds the EnvironmentFiles that exist and, for
+// etcd, its --config-file. When etcd names a config file envFiles lacks, Parse returns a
+// *MissingFileError naming it, so the caller can read it and parse again. Parse is pure.
 func Parse(name, fragmentPath string, files map[string]string, dropIns []string, envFiles map[string]string) (*Unit, error) {
 	name = NormalizeName(name)
 	u := &Unit{
@@ -141,6 +156,13 @@ func Parse(name, fragmentPath string, files map[string]string, dropIns []string,
 
 	// Variables: Environment= first, then the files in order; later assignments win.
 	vars := map[string]envVar{}
+	var varOrder []string // names in order of first assignment, for a stable flag order
+	setVar := func(v envVar) {
+		if _, ok := vars[v.name]; !ok {
+			varOrder = append(varOrder, v.name)
+		}
+		vars[v.name] = v
+	}
 	for _, e := range environ {
 		words, err := splitWords(expandSpecifiers(e, name))
 		if err != nil {
@@ -152,7 +174,7 @@ func Parse(name, fragmentPath string, files map[string]string, dropIns []string,
 			if eq <= 0 {
 				continue
 			}
-			vars[s[:eq]] = envVar{name: s[:eq], value: w[eq+1:], file: w[0].file, line: 0}
+			setVar(envVar{name: s[:eq], value: w[eq+1:], file: w[0].file, line: 0})
 		}
 	}
 	for i := range envRefs {
@@ -177,7 +199,7 @@ func Parse(name, fragmentPath string, files map[string]string, dropIns []string,
 			return nil, fmt.Errorf("unit %s: EnvironmentFile %s: %w", name, ef.Path, err)
 		}
 		for _, ev := range evs {
-			vars[ev.name] = ev
+			setVar(ev)
 		}
 	}
 	u.EnvironmentFiles = envRefs
@@ -228,6 +250,11 @@ func Parse(name, fragmentPath string, files map[string]string, dropIns []string,
 		f.Var = varName
 		locate(&f, val, eqChar, paths, u.Files)
 		u.Flags = append(u.Flags, f)
+	}
+	if path.Base(u.Args[0]) == "etcd" {
+		if err := u.etcdFlags(vars, varOrder, paths, envFiles); err != nil {
+			return nil, err
+		}
 	}
 	return u, nil
 }
@@ -436,7 +463,10 @@ func (u *Unit) setFlag(name, value string) (*Unit, bool, error) {
 	name = flagName(name)
 	var found []Flag
 	for _, f := range u.Flags {
-		if f.Name == name {
+		// etcd's "--name=${ETCD_NAME}" with ETCD_NAME in its EnvironmentFile is one value
+		// reached twice (command line and environment): one place to edit.
+		if f.Name == name && !(len(found) > 0 && f.notEditable == nil && found[0].notEditable == nil &&
+			f.File == found[0].File && f.start == found[0].start && f.end == found[0].end) {
 			found = append(found, f)
 		}
 	}
@@ -521,6 +551,9 @@ func (u *Unit) filePaths() []string {
 		if !ef.Missing {
 			ps = append(ps, ef.Path)
 		}
+	}
+	if u.ConfigFile != "" {
+		ps = append(ps, u.ConfigFile)
 	}
 	return ps
 }

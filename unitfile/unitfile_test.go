@@ -37,6 +37,11 @@ var fixtures = []fixture{
 	{dir: "dropin", unit: "kube-apiserver", fragment: "/lib/systemd/system/kube-apiserver.service",
 		dropIns: []string{"/etc/systemd/system/kube-apiserver.service.d/10-flags.conf", "/etc/systemd/system/kube-apiserver.service.d/20-limits.conf"}},
 	{dir: "comments", unit: "kube-apiserver", fragment: "/etc/systemd/system/kube-apiserver.service"},
+	{dir: "envguide", unit: "etcd", fragment: "/usr/lib/systemd/system/etcd.service"},
+	{dir: "envguide", unit: "kube-apiserver", fragment: "/usr/lib/systemd/system/kube-apiserver.service"},
+	{dir: "etcdyaml", unit: "etcd", fragment: "/etc/systemd/system/etcd.service"},
+	{dir: "hardway", unit: "etcd", fragment: "/etc/systemd/system/etcd.service"},
+	{dir: "hardway", unit: "kube-apiserver", fragment: "/etc/systemd/system/kube-apiserver.service"},
 }
 
 func (f fixture) name() string { return f.dir + "/" + f.unit }
@@ -92,6 +97,9 @@ func describe(u *unitfile.Unit) string {
 	for _, e := range u.EnvironmentFiles {
 		fmt.Fprintf(&b, "environment-file %s optional=%v missing=%v\n", e.Path, e.Optional, e.Missing)
 	}
+	if u.ConfigFile != "" {
+		fmt.Fprintf(&b, "config-file %s\n", u.ConfigFile)
+	}
 	fmt.Fprintf(&b, "exec %s\n", u.Args[0])
 	for _, f := range u.Flags {
 		form := "="
@@ -101,6 +109,12 @@ func describe(u *unitfile.Unit) string {
 		fmt.Fprintf(&b, "%s%s%s\t%s:%d", f.Name, form, f.Value, f.File, f.Line)
 		if f.Var != "" {
 			fmt.Fprintf(&b, " var=%s", f.Var)
+		}
+		if f.FromEnv {
+			b.WriteString(" from-env")
+		}
+		if f.Key != "" {
+			fmt.Fprintf(&b, " key=%s", f.Key)
 		}
 		if err := f.Editable(); err != nil {
 			b.WriteString(" not-editable")
@@ -136,6 +150,28 @@ func TestParseSpecifics(t *testing.T) {
 		{"comments/kube-apiserver", "--etcd-servers", "https://10.30.0.1:2379,https://10.30.0.2:2379,https://10.30.0.3:2379", "/etc/systemd/system/kube-apiserver.service", "", false},
 		{"comments/kube-apiserver", "--etcd-certfile", "/etc/kubernetes/ssl/etcd-client.pem", "/etc/systemd/system/kube-apiserver.service", "", false},
 		{"comments/kube-apiserver", "--audit-log-path", "/var/log/kube-audit/%Y.log", "/etc/systemd/system/kube-apiserver.service", "", false},
+		// etcd reads ETCD_<FLAG> from its environment: the guide's etcd.conf is its flags.
+		{"envguide/etcd", "--name", "etcd-1", "/opt/etcd/cfg/etcd.conf", "ETCD_NAME", false},
+		{"envguide/etcd", "--initial-cluster", "etcd-1=https://192.168.31.71:2380,etcd-2=https://192.168.31.72:2380,etcd-3=https://192.168.31.73:2380", "/opt/etcd/cfg/etcd.conf", "ETCD_INITIAL_CLUSTER", false},
+		{"envguide/etcd", "--cert-file", "/opt/etcd/ssl/server.pem", "/opt/etcd/cfg/etcd.conf", "ETCD_CERT_FILE", false},
+		{"envguide/etcd", "--peer-key-file", "/opt/etcd/ssl/server-key.pem", "/opt/etcd/cfg/etcd.conf", "ETCD_PEER_KEY_FILE", false},
+		{"envguide/etcd", "--advertise-client-urls", "https://192.168.31.71:2379", "/opt/etcd/cfg/etcd.conf", "ETCD_ADVERTISE_CLIENT_URLS", false},
+		{"envguide/etcd", "--logger", "zap", "/usr/lib/systemd/system/etcd.service", "", false},
+		// One $KUBE_APISERVER_OPTS word is split at whitespace into every flag.
+		{"envguide/kube-apiserver", "--etcd-servers", "https://192.168.31.71:2379,https://192.168.31.72:2379,https://192.168.31.73:2379", "/opt/kubernetes/cfg/kube-apiserver.conf", "KUBE_APISERVER_OPTS", false},
+		{"envguide/kube-apiserver", "--tls-cert-file", "/opt/kubernetes/ssl/server.pem", "/opt/kubernetes/cfg/kube-apiserver.conf", "KUBE_APISERVER_OPTS", false},
+		{"envguide/kube-apiserver", "--audit-log-path", "/opt/kubernetes/logs/k8s-audit.log", "/opt/kubernetes/cfg/kube-apiserver.conf", "KUBE_APISERVER_OPTS", false},
+		// With a config file etcd takes its flags from the YAML alone.
+		{"etcdyaml/etcd", "--config-file", "/etc/etcd/etcd.config.yml", "/etc/systemd/system/etcd.service", "", false},
+		{"etcdyaml/etcd", "--initial-cluster", "k8s-master01=https://192.168.1.61:2380,k8s-master02=https://192.168.1.62:2380,k8s-master03=https://192.168.1.63:2380", "/etc/etcd/etcd.config.yml", "", false},
+		{"etcdyaml/etcd", "--name", "k8s-master01", "/etc/etcd/etcd.config.yml", "", false},
+		{"etcdyaml/etcd", "--data-dir", "/var/lib/etcd", "/etc/etcd/etcd.config.yml", "", false},
+		{"etcdyaml/etcd", "--cert-file", "/etc/kubernetes/pki/etcd/etcd.pem", "/etc/etcd/etcd.config.yml", "", false},
+		{"etcdyaml/etcd", "--peer-cert-file", "/etc/kubernetes/pki/etcd/etcd.pem", "/etc/etcd/etcd.config.yml", "", false},
+		{"etcdyaml/etcd", "--peer-trusted-ca-file", "/etc/kubernetes/pki/etcd/etcd-ca.pem", "/etc/etcd/etcd.config.yml", "", false},
+		{"hardway/etcd", "--initial-cluster", "controller-0=https://10.240.0.10:2380,controller-1=https://10.240.0.11:2380,controller-2=https://10.240.0.12:2380", "/etc/systemd/system/etcd.service", "", true},
+		{"hardway/etcd", "--peer-cert-file", "/etc/etcd/kubernetes.pem", "/etc/systemd/system/etcd.service", "", false},
+		{"hardway/kube-apiserver", "--etcd-servers", "https://10.240.0.10:2379,https://10.240.0.11:2379,https://10.240.0.12:2379", "/etc/systemd/system/kube-apiserver.service", "", false},
 	}
 	for _, c := range cases {
 		t.Run(c.fixture+c.flag, func(t *testing.T) {
@@ -212,6 +248,14 @@ var edits = []edit{
 	{"comments/kube-apiserver", "--etcd-servers", "https://10.30.0.1:2379", "/etc/systemd/system/kube-apiserver.service"},
 	{"comments/kube-apiserver", "--apiserver-count", "1", "/etc/systemd/system/kube-apiserver.service"},
 	{"comments/kube-apiserver", "--tls-cert-file", "/etc/kubernetes/ssl/apiserver-2.pem", "/etc/systemd/system/kube-apiserver.service"},
+	// Where the guides keep them: the ETCD_* variable, the *_OPTS string, the YAML key.
+	{"envguide/etcd", "--initial-cluster", "etcd-1=https://192.168.31.71:2380", "/opt/etcd/cfg/etcd.conf"},
+	{"envguide/etcd", "--initial-cluster-state", "existing", "/opt/etcd/cfg/etcd.conf"},
+	{"envguide/kube-apiserver", "--etcd-servers", "https://192.168.31.71:2379", "/opt/kubernetes/cfg/kube-apiserver.conf"},
+	{"etcdyaml/etcd", "--initial-cluster", "k8s-master01=https://192.168.1.61:2380", "/etc/etcd/etcd.config.yml"},
+	{"etcdyaml/etcd", "--data-dir", "/var/lib/etcd2", "/etc/etcd/etcd.config.yml"},
+	{"hardway/etcd", "--initial-cluster", "controller-0=https://10.240.0.10:2380", "/etc/systemd/system/etcd.service"},
+	{"hardway/kube-apiserver", "--etcd-servers", "https://10.240.0.10:2379", "/etc/systemd/system/kube-apiserver.service"},
 }
 
 // lineDiff returns the lines that differ between two texts of the same line count.
@@ -287,6 +331,10 @@ func replaceValue(line string, f unitfile.Flag, value string) string {
 	anchor := f.Name
 	if f.Var != "" && !strings.Contains(line, f.Name) {
 		anchor = f.Var + "="
+	}
+	if f.Key != "" {
+		parts := strings.Split(f.Key, ".")
+		anchor = parts[len(parts)-1] + ":"
 	}
 	i := strings.Index(line, anchor)
 	if i < 0 {
@@ -449,5 +497,153 @@ func TestLineOverSystemdLimit(t *testing.T) {
 				t.Errorf("systemd-analyze verify refused=%v, want %v:\n%.300s", refused, tc.wantLine != "", out)
 			}
 		})
+	}
+}
+
+// etcd takes ETCD_<FLAG> from its environment for every flag not on its command line; any
+// other program does not, and a variable only reached through ${VAR} is the command line's.
+func TestEtcdEnvironmentFlags(t *testing.T) {
+	const frag = "/etc/systemd/system/etcd.service"
+	env := "ETCD_NAME=m1\nETCD_INITIAL_CLUSTER=m1=https://10.0.0.1:2380,m2=https://10.0.0.2:2380\nETCDCTL_API=3\n"
+	parse := func(t *testing.T, exec string) *unitfile.Unit {
+		t.Helper()
+		unit := "[Service]\nEnvironmentFile=/etc/etcd/etcd.conf\nExecStart=" + exec + "\n"
+		u, err := unitfile.Parse("etcd", frag, map[string]string{frag: unit}, nil, map[string]string{"/etc/etcd/etcd.conf": env})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+
+	t.Run("etcd reads them", func(t *testing.T) {
+		u := parse(t, "/usr/bin/etcd")
+		f, ok := u.Flag("--initial-cluster")
+		if !ok || !f.FromEnv || f.Var != "ETCD_INITIAL_CLUSTER" || f.Line != 2 {
+			t.Fatalf("--initial-cluster = %+v, %v; want it from ETCD_INITIAL_CLUSTER on line 2", f, ok)
+		}
+		// ETCDCTL_API is etcdctl's, not an etcd flag.
+		for _, f := range u.Flags {
+			if strings.HasPrefix(f.Name, "--ctl") || f.Var == "ETCDCTL_API" {
+				t.Errorf("ETCDCTL_API became %s", f.Name)
+			}
+		}
+	})
+
+	t.Run("other programs do not", func(t *testing.T) {
+		u := parse(t, "/usr/bin/kube-apiserver --v=2")
+		if _, ok := u.Flag("--initial-cluster"); ok {
+			t.Error("kube-apiserver got --initial-cluster from ETCD_INITIAL_CLUSTER")
+		}
+	})
+
+	t.Run("one value reached twice is one edit", func(t *testing.T) {
+		// The older guides: --initial-cluster=${ETCD_INITIAL_CLUSTER} with the variable in the
+		// file etcd also reads. Both are the same bytes, so there is one place to edit.
+		u := parse(t, "/usr/bin/etcd --name=${ETCD_NAME} --initial-cluster=${ETCD_INITIAL_CLUSTER}")
+		changes, err := u.SetFlag("m1", "--initial-cluster", "m1=https://10.0.0.1:2380")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) != 1 || changes[0].Path != "/etc/etcd/etcd.conf" ||
+			!strings.Contains(changes[0].After, "\nETCD_INITIAL_CLUSTER=m1=https://10.0.0.1:2380\n") {
+			t.Fatalf("changes %+v", changes)
+		}
+	})
+
+	t.Run("a flag on the command line and in the environment is refused", func(t *testing.T) {
+		// etcd 3.4+ exits on this conflict; which of the two was meant is the operator's call.
+		u := parse(t, "/usr/bin/etcd --initial-cluster=m1=https://10.0.0.1:2380")
+		if f, _ := u.Flag("--initial-cluster"); f.FromEnv {
+			t.Error("Flag returned the environment's value over the command line's")
+		}
+		_, err := u.SetFlag("m1", "--initial-cluster", "m1=https://10.0.0.9:2380")
+		if !errors.Is(err, unitfile.ErrFlagRepeated) || !strings.Contains(err.Error(), "/etc/etcd/etcd.conf:2") {
+			t.Errorf("got %v, want ErrFlagRepeated naming /etc/etcd/etcd.conf:2", err)
+		}
+	})
+
+	t.Run("Environment= counts too", func(t *testing.T) {
+		unit := "[Service]\nEnvironment=\"ETCD_INITIAL_CLUSTER_STATE=new\"\nExecStart=/usr/bin/etcd\n"
+		u, err := unitfile.Parse("etcd", frag, map[string]string{frag: unit}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes, err := u.SetFlag("m1", "--initial-cluster-state", "existing")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "[Service]\nEnvironment=\"ETCD_INITIAL_CLUSTER_STATE=existing\"\nExecStart=/usr/bin/etcd\n"; len(changes) != 1 || changes[0].After != want {
+			t.Errorf("changes %+v", changes)
+		}
+	})
+}
+
+func TestEtcdConfigFile(t *testing.T) {
+	const frag = "/etc/systemd/system/etcd.service"
+	const cfg = "/etc/etcd/etcd.yml"
+	yml := "name: m1\n" +
+		"initial-cluster: \"m1=https://10.0.0.1:2380,m2=https://10.0.0.2:2380\"\n" +
+		"initial-cluster-state: 'new'\n" +
+		"advertise-client-urls: \"https://10.0.0.1:2379\\u002c\"\n" + // an escape: read, not editable
+		"client-transport-security:\n  cert-file: /etc/etcd/ssl/server.pem\n  key-file: /etc/etcd/ssl/server-key.pem\n" +
+		"peer-transport-security:\n  cert-file: /etc/etcd/ssl/peer.pem\n  peer-client-cert-auth: true\n"
+	unit := "[Service]\nEnvironment=ETCD_CONFIG_FILE=" + cfg + " ETCD_NAME=ignored\nExecStart=/usr/local/bin/etcd --name=ignored-too\n"
+
+	// Parse names the file it needs; Read would read it and parse again.
+	_, err := unitfile.Parse("etcd", frag, map[string]string{frag: unit}, nil, nil)
+	var missing *unitfile.MissingFileError
+	if !errors.As(err, &missing) || missing.Path != cfg || missing.Flag != "ETCD_CONFIG_FILE" || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Parse without the config file: %v, want a MissingFileError for %s", err, cfg)
+	}
+
+	u, err := unitfile.Parse("etcd", frag, map[string]string{frag: unit}, nil, map[string]string{cfg: yml})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.ConfigFile != cfg {
+		t.Errorf("ConfigFile = %q", u.ConfigFile)
+	}
+	// etcd ignores every other flag and variable once it has a config file.
+	if f, _ := u.Flag("--name"); f.Value != "m1" || f.File != cfg || f.Key != "name" {
+		t.Errorf("--name = %+v, want the YAML's m1", f)
+	}
+	if f, _ := u.Flag("--peer-cert-file"); f.Value != "/etc/etcd/ssl/peer.pem" || f.Line != 9 {
+		t.Errorf("--peer-cert-file = %+v", f)
+	}
+	if _, ok := u.Flag("--peer-client-cert-auth"); ok {
+		t.Error("peer-client-cert-auth under peer-transport-security is no etcd key, yet became a flag")
+	}
+	if f, _ := u.Flag("--advertise-client-urls"); f.Editable() == nil || f.Value != "https://10.0.0.1:2379," {
+		t.Errorf("an escaped YAML value: %+v, want it read and not editable", f)
+	}
+
+	changes, err := u.SetFlags("m1", map[string]string{"--initial-cluster": "m1=https://10.0.0.1:2380", "--initial-cluster-state": "existing"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Replace(strings.Replace(yml, "m1=https://10.0.0.1:2380,m2=https://10.0.0.2:2380", "m1=https://10.0.0.1:2380", 1), "'new'", "'existing'", 1)
+	if len(changes) != 1 || changes[0].Path != cfg || changes[0].After != want {
+		t.Fatalf("changes %+v\nwant one change of %s to\n%s", changes, cfg, want)
+	}
+	if _, err := u.SetFlag("m1", "--advertise-client-urls", "https://10.0.0.1:2379"); !errors.Is(err, unitfile.ErrNotEditable) {
+		t.Errorf("editing an escaped value: %v, want ErrNotEditable", err)
+	}
+
+	// Read finds the file through the unit.
+	h := &unitfiletest.DirHost{HostName: "m1", Root: filepath.Join("testdata", "etcdyaml", "root"),
+		Statuses: map[string]host.UnitStatus{"etcd.service": {LoadState: "loaded", FragmentPath: "/etc/systemd/system/etcd.service"}}}
+	ru, err := unitfile.Read(context.Background(), h, "etcd")
+	if err != nil || ru.ConfigFile != "/etc/etcd/etcd.config.yml" {
+		t.Fatalf("Read: %v, config file %q", err, ru.ConfigFile)
+	}
+	h.Root = t.TempDir()
+	if err := os.MkdirAll(filepath.Join(h.Root, "etc/systemd/system"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.Root, "etc/systemd/system/etcd.service"), []byte(ru.Files[ru.FragmentPath]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unitfile.Read(context.Background(), h, "etcd"); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "/etc/etcd/etcd.config.yml") {
+		t.Errorf("Read with the config file missing: %v, want it named and not-exist", err)
 	}
 }

@@ -73,7 +73,7 @@ type Unit struct {
 	// words joined by single spaces.
 	ExecStart string `json:"exec_start"`
 	// Args is the effective command line split into words, variables expanded.
-	Args  []string `json:"args"`
+	Args []string `json:"args"`
 	// Flags are the flags the program takes, wherever systemd or the program reads them: the
 	// command line, and for etcd its ETCD_* environment variables or, when it has one, its
 	// --config-file YAML (which makes etcd ignore every other flag and variable).

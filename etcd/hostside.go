@@ -66,9 +66,10 @@ var envInitialClusterState = regexp.MustCompile(`(?m)^[ \t]*(?:export[ \t]+)?ETC
 // PlanSurvivorUnit computes the rewrite of a surviving member's unit so that a later restart
 // is correct: --initial-cluster set to initialCluster and --initial-cluster-state to existing,
 // wherever the deployment put them (the ExecStart line, a drop-in, a variable of an
-// EnvironmentFile, or etcd's own ETCD_INITIAL_CLUSTER variables in an EnvironmentFile). Both
-// flags are ignored while the data dir exists; the rewrite matters when it is ever rebuilt.
-// No change is returned when the unit already says so.
+// EnvironmentFile, etcd's own ETCD_INITIAL_CLUSTER variables, or the keys of its
+// --config-file YAML: unitfile reads all of them as the unit's flags). Both flags are ignored
+// while the data dir exists; the rewrite matters when it is ever rebuilt. No change is
+// returned when the unit already says so.
 func PlanSurvivorUnit(u *unitfile.Unit, hostName, initialCluster string) ([]host.FileChange, error) {
 	if err := unitfile.SafeValue(initialCluster); err != nil {
 		return nil, fmt.Errorf("unit %s on %s: --initial-cluster: %w", u.Name, hostName, err)
@@ -90,7 +91,9 @@ func PlanSurvivorUnit(u *unitfile.Unit, hostName, initialCluster string) ([]host
 	return planEnvFile(u, hostName, initialCluster)
 }
 
-// planEnvFile edits ETCD_INITIAL_CLUSTER(_STATE) in the one EnvironmentFile that sets them.
+// planEnvFile edits ETCD_INITIAL_CLUSTER(_STATE) in the one EnvironmentFile that sets them,
+// for a unit whose ExecStart is not etcd itself (a wrapper script) so unitfile does not know
+// the variables are etcd's flags.
 func planEnvFile(u *unitfile.Unit, hostName, initialCluster string) ([]host.FileChange, error) {
 	var found []string
 	for _, ef := range u.EnvironmentFiles {

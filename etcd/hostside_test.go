@@ -140,3 +140,66 @@ func TestStopAndDisableAlreadyDone(t *testing.T) {
 		t.Fatalf("missing unit: got %v", err)
 	}
 }
+
+// The survivor rewrite lands where the value lives: the guide's etcd.conf variables, or the
+// keys of etcd's --config-file, and nothing else in those files changes.
+func TestPlanSurvivorUnitWhereTheValueLives(t *testing.T) {
+	cases := []struct {
+		layout, fragment, file string
+		want                   []string // lines of the rewritten file
+		removed                string
+	}{
+		{"envguide", "/usr/lib/systemd/system/etcd.service", "/opt/etcd/cfg/etcd.conf",
+			[]string{`ETCD_INITIAL_CLUSTER="etcd-1=https://192.168.31.71:2380"`, `ETCD_INITIAL_CLUSTER_STATE="existing"`}, "192.168.31.72"},
+		{"etcdyaml", "/etc/systemd/system/etcd.service", "/etc/etcd/etcd.config.yml",
+			[]string{`initial-cluster: 'etcd-1=https://192.168.31.71:2380'`, `initial-cluster-state: 'existing'`}, "192.168.1.62"},
+	}
+	for _, c := range cases {
+		t.Run(c.layout, func(t *testing.T) {
+			h := layoutHost(t, c.layout, "etcd.service", c.fragment)
+			ctx := context.Background()
+			u, err := unitfile.Read(ctx, h, "etcd")
+			if err != nil {
+				t.Fatal(err)
+			}
+			const ic = "etcd-1=https://192.168.31.71:2380"
+			changes, err := etcd.PlanSurvivorUnit(u, h.Name(), ic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(changes) != 1 || changes[0].Path != c.file {
+				t.Fatalf("changes %+v, want one change of %s", changes, c.file)
+			}
+			bl, al := strings.Split(changes[0].Before, "\n"), strings.Split(changes[0].After, "\n")
+			if len(bl) != len(al) {
+				t.Fatalf("line count %d -> %d", len(bl), len(al))
+			}
+			var changed []string
+			for i := range bl {
+				if bl[i] != al[i] {
+					changed = append(changed, al[i])
+				}
+			}
+			if strings.Join(changed, "\n") != strings.Join(c.want, "\n") {
+				t.Errorf("changed lines:\n%s\nwant:\n%s", strings.Join(changed, "\n"), strings.Join(c.want, "\n"))
+			}
+			if strings.Contains(changes[0].After, c.removed+":2380") {
+				t.Errorf("%s still names %s", c.file, c.removed)
+			}
+			// Written and read back, the unit needs nothing more.
+			if err := etcd.ApplySurvivorUnit(ctx, h, changes); !errors.Is(err, unitfiletest.ErrNotSupported) {
+				t.Fatalf("apply: %v", err)
+			}
+			u, err = unitfile.Read(ctx, h, "etcd")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f, _ := u.Flag("--initial-cluster"); f.Value != ic {
+				t.Errorf("after the rewrite --initial-cluster = %q", f.Value)
+			}
+			if again, err := etcd.PlanSurvivorUnit(u, h.Name(), ic); err != nil || len(again) != 0 {
+				t.Errorf("second plan: %+v, %v", again, err)
+			}
+		})
+	}
+}

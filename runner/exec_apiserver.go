@@ -1,0 +1,205 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"github.com/mastershrink/mastershrink/apiserver"
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/plan"
+	"slices"
+	"strings"
+)
+
+// ---- apiserver
+
+// componentRestarts are the restarts of an apiserver step, in the plan's order, each with
+// the planned files its component reads.
+func (r *run) componentRestarts(ctx context.Context, st plan.Step) (host.Host, []apiserver.RestartStep, error) {
+	h, ih, err := r.host(ctx, st.Host)
+	if err != nil {
+		return nil, nil, err
+	}
+	comps, err := apiserver.Observe(ctx, h, ih.Paths)
+	if err != nil {
+		return nil, nil, err
+	}
+	var steps []apiserver.RestartStep
+	for _, name := range strings.Split(st.Params["restart"], ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		var c *apiserver.Component
+		for _, x := range comps.Each() {
+			if x.Name == name {
+				c = x
+			}
+		}
+		if c == nil || !c.Present {
+			return nil, nil, fmt.Errorf("%s on %s: the plan restarts it but systemd does not know it", name, st.Host)
+		}
+		rs := apiserver.RestartStep{Host: h, Component: name, Unit: c.UnitName}
+		for _, f := range st.Files {
+			if c.Uses(f.Path) {
+				rs.Changes = append(rs.Changes, f)
+			}
+		}
+		if name == apiserver.KubeAPIServer {
+			_, probe, deadline, err := r.readyProbe(ctx, st.Host)
+			if err != nil {
+				return nil, nil, err
+			}
+			rs.Probe, rs.Deadline = &probe, deadline
+		}
+		steps = append(steps, rs)
+	}
+	if len(steps) == 0 {
+		// A plan of before the components were listed: the apiserver alone.
+		_, probe, deadline, err := r.readyProbe(ctx, st.Host)
+		if err != nil {
+			return nil, nil, err
+		}
+		steps = append(steps, apiserver.RestartStep{Host: h, Component: apiserver.KubeAPIServer, Unit: comps.APIServer.UnitName,
+			Changes: st.Files, Probe: &probe, Deadline: deadline})
+	}
+	return h, steps, nil
+}
+
+func paths(cs []host.FileChange) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Path)
+	}
+	return out
+}
+
+func (r *run) apiserverStep(st plan.Step) executor {
+	restartsAPIServer := st.Params["restart"] == "" || slices.Contains(strings.Split(st.Params["restart"], ","), apiserver.KubeAPIServer)
+	return executor{
+		phase: "restarting the control plane on " + st.Host,
+		done: func(ctx context.Context) (bool, string, error) {
+			h, steps, err := r.componentRestarts(ctx, st)
+			if err != nil {
+				return false, "", err
+			}
+			if s, err := fileState(ctx, h, st.Files); err != nil || s != "after" {
+				return false, "", err
+			}
+			for _, rs := range steps {
+				ps := paths(rs.Changes)
+				if len(ps) == 0 {
+					ps = paths(st.Files)
+				}
+				if ok, err := restartedSince(ctx, h, rs.Unit, ps); err != nil || !ok {
+					return false, "", err
+				}
+				if rs.Probe != nil && rs.Probe.Check(ctx, h) != nil {
+					return false, "", nil
+				}
+			}
+			// A run stopped in the middle of the restart may have left it out of the proxies.
+			if restartsAPIServer {
+				if err := r.setAside(ctx, r.apiserverAddr(st.Host), false); err != nil {
+					return false, "", err
+				}
+			}
+			return true, "runs the new files and is ready", nil
+		},
+		apply: func(ctx context.Context) (outcome, error) {
+			_, steps, err := r.componentRestarts(ctx, st)
+			if err != nil {
+				return outcome{}, err
+			}
+			addr := r.apiserverAddr(st.Host)
+			aside := restartsAPIServer && r.othersReady(ctx, st.Host)
+			if aside {
+				if err := r.setAside(ctx, addr, true); err != nil {
+					return outcome{}, fmt.Errorf("take %s out of the proxies before its restart: %w", addr, err)
+				}
+			}
+			results, err := apiserver.RollingRestart(ctx, steps, r.detail())
+			if aside {
+				// Back in either way: a failed restart was rolled back to the old files.
+				if perr := r.setAside(context.WithoutCancel(ctx), addr, false); perr != nil {
+					if err == nil {
+						err = fmt.Errorf("put %s back into the proxies: %w", addr, perr)
+					} else {
+						// Say so: the apiserver may be serving again, yet out of some proxies.
+						err = fmt.Errorf("%w; and %s could not be put back into every proxy (a rerun does): %v", err, addr, perr)
+					}
+				}
+			}
+			if err != nil {
+				return outcome{}, err
+			}
+			var changes []Change
+			backups := map[string]string{}
+			var took []string
+			for _, res := range results {
+				for p, b := range res.Backups {
+					backups[p] = b
+				}
+				written := func(p string) bool { return slices.Contains(res.Written, p) }
+				changes = append(changes, fileChanges(st.Host, st.Files, res.Backups, written)...)
+				changes = append(changes, Change{Host: st.Host, Unit: res.Unit, Action: "restart"})
+				took = append(took, fmt.Sprintf("%s %s", strings.TrimSuffix(res.Unit, ".service"), formatDuration(res.Restarted)))
+			}
+			note := "restarted and ready: " + strings.Join(took, ", ")
+			if aside {
+				note += " (out of the proxies meanwhile)"
+			}
+			return outcome{backups: hostBackups(st.Host, backups), changes: changes, note: note}, nil
+		},
+	}
+}
+
+// othersReady says whether another master's apiserver is ready to serve while name's restarts.
+func (r *run) othersReady(ctx context.Context, name string) bool {
+	for _, ih := range r.c.Inv.HostsWithRole(inventory.RoleMaster) {
+		if ih.Name != name && !r.offline(ih.Name) && probeReady(ctx, r, ih.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+func probeReady(ctx context.Context, r *run, name string) bool {
+	h, probe, _, err := r.readyProbe(ctx, name)
+	return err == nil && probe.Check(ctx, h) == nil
+}
+
+// ---- retire
+
+func (r *run) retireStep(st plan.Step) executor {
+	units := strings.Split(st.Params["units"], ",")
+	if st.Params["offline"] == "true" {
+		return executor{phase: "noting the offline master " + st.Host, apply: func(ctx context.Context) (outcome, error) {
+			return outcome{warnings: []string{fmt.Sprintf("%s is offline: stop and disable %s there by hand if it comes back", st.Host, strings.Join(units, ", "))}}, nil
+		}}
+	}
+	return executor{
+		phase: "stopping the control plane on " + st.Host,
+		done: func(ctx context.Context) (bool, string, error) {
+			h, ih, err := r.host(ctx, st.Host)
+			if err != nil {
+				return false, "", err
+			}
+			ok, err := apiserver.Retired(ctx, h, ih.Paths)
+			return ok, "units inactive and disabled", err
+		},
+		apply: func(ctx context.Context) (outcome, error) {
+			h, ih, err := r.host(ctx, st.Host)
+			if err != nil {
+				return outcome{}, err
+			}
+			if err := apiserver.RetireComponents(ctx, h, ih.Paths); err != nil {
+				return outcome{}, err
+			}
+			var changes []Change
+			for _, u := range units {
+				changes = append(changes, Change{Host: st.Host, Unit: u, Action: "stop+disable"})
+			}
+			return outcome{changes: changes, note: "stopped and disabled " + strings.Join(units, ", ")}, nil
+		},
+	}
+}

@@ -1,0 +1,186 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/nodes"
+	"github.com/mastershrink/mastershrink/plan"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"slices"
+)
+
+// ---- nodes
+
+func (r *run) nodeGone(ctx context.Context, node string) (bool, string, error) {
+	kube, _, err := r.c.Kube()
+	if err != nil {
+		return false, "", err
+	}
+	_, err = kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true, "Node " + node + " is gone", nil
+	}
+	return false, "", err
+}
+
+func (r *run) drainStep(st plan.Step) executor {
+	node := st.Params["node"]
+	return executor{
+		phase: "draining node " + node,
+		done:  func(ctx context.Context) (bool, string, error) { return r.nodeGone(ctx, node) },
+		apply: func(ctx context.Context) (outcome, error) {
+			kube, _, err := r.c.Kube()
+			if err != nil {
+				return outcome{}, err
+			}
+			opts := nodes.DefaultDrainOptions()
+			opts.Progress = r.detail()
+			opts.DeletePodsOfDownNode = st.Params["node_down"] == "true"
+			sum, err := nodes.Drain(ctx, kube, []string{node}, opts)
+			if err != nil {
+				return outcome{}, err
+			}
+			var evicted, deleted, skipped int
+			for _, n := range sum.Nodes {
+				evicted += len(n.Evicted)
+				deleted += len(n.Deleted)
+				skipped += len(n.Skipped)
+			}
+			var warnings []string
+			if sum.RemoveErr != "" {
+				warnings = append(warnings, "temporary PDBs left: "+sum.RemoveErr)
+			}
+			return outcome{warnings: warnings, changes: []Change{{Node: node, Action: "cordon+drain", Detail: fmt.Sprintf("%d evicted, %d deleted", evicted, deleted)}},
+				note: fmt.Sprintf("cordoned; %d pods evicted, %d deleted, %d left (DaemonSets)", evicted, deleted, skipped)}, nil
+		},
+	}
+}
+
+func (r *run) deleteNodeStep(st plan.Step) executor {
+	node := st.Params["node"]
+	return executor{
+		phase: "deleting node " + node,
+		done:  func(ctx context.Context) (bool, string, error) { return r.nodeGone(ctx, node) },
+		apply: func(ctx context.Context) (outcome, error) {
+			kube, _, err := r.c.Kube()
+			if err != nil {
+				return outcome{}, err
+			}
+			if err := nodes.DeleteNode(ctx, kube, node); err != nil {
+				return outcome{}, err
+			}
+			return outcome{changes: []Change{{Node: node, Action: "delete"}}, note: "Node deleted"}, nil
+		},
+	}
+}
+
+func cleanupOptions(ih *inventory.Host) nodes.CleanupOptions {
+	var o nodes.CleanupOptions
+	for _, u := range []string{ih.Paths.KubeletUnit, ih.Paths.KubeProxyUnit} {
+		if u != "" {
+			o.Units = append(o.Units, u)
+		}
+	}
+	return o
+}
+
+func (r *run) cleanupStep(st plan.Step) executor {
+	return executor{
+		phase: "cleaning host " + st.Host,
+		done: func(ctx context.Context) (bool, string, error) {
+			h, ih, err := r.host(ctx, st.Host)
+			if err != nil {
+				return false, "", err
+			}
+			rep, err := nodes.Verify(ctx, h, cleanupOptions(ih))
+			// Checks that cannot run (no iptables in a container) are reported by the apply;
+			// what counts here is that nothing is found.
+			return err == nil && len(rep.Leftovers) == 0, "no Kubernetes left on the host", err
+		},
+		apply: func(ctx context.Context) (outcome, error) {
+			h, ih, err := r.host(ctx, st.Host)
+			if err != nil {
+				return outcome{}, err
+			}
+			if err := r.proveLeft(ctx, st.Host, h, ih); err != nil {
+				return outcome{}, err
+			}
+			opts := cleanupOptions(ih)
+			rep, err := nodes.Cleanup(ctx, h, opts)
+			if err != nil {
+				return outcome{}, err
+			}
+			var changes []Change
+			var warnings []string
+			for _, a := range rep.Actions {
+				if a.Result == nodes.ResultDone {
+					changes = append(changes, Change{Host: st.Host, Action: "cleanup:" + a.Step, Detail: a.Target})
+				}
+			}
+			// Failed actions, and what the backup holds (the kubelet's keys, maybe the CA's).
+			warnings = append(warnings, rep.Warnings()...)
+			v, err := nodes.Verify(ctx, h, opts)
+			if err != nil {
+				return outcome{}, err
+			}
+			for _, l := range v.Leftovers {
+				warnings = append(warnings, fmt.Sprintf("left on %s: %s %s (remove with: %s)", st.Host, l.Check, l.Item, l.Fix))
+			}
+			for _, p := range v.Problems {
+				warnings = append(warnings, "could not check: "+p)
+			}
+			var backups map[string]string
+			if rep.Backup != "" {
+				backups = map[string]string{st.Host + ":/etc/kubernetes": rep.Backup}
+			}
+			return outcome{changes: changes, warnings: warnings, backups: backups,
+				note: fmt.Sprintf("%d actions, backup %s", len(changes), rep.Backup)}, nil
+		},
+	}
+}
+
+// ErrStillControlPlane means a host to clean still serves the control plane.
+var ErrStillControlPlane = errors.New("refusing to clean a host that still serves the control plane")
+
+// proveLeft proves, on the live cluster, that a host about to be cleaned (its PKI and
+// containers removed) is neither an etcd member nor running an apiserver, whatever the plan
+// says it is: a typo in --drain, or a run resumed after the cluster changed, must not wipe a
+// survivor.
+func (r *run) proveLeft(ctx context.Context, name string, h host.Host, ih *inventory.Host) error {
+	cli, err := r.c.Etcd(ctx)
+	if err != nil {
+		return err
+	}
+	members, err := cli.MemberList(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot prove %s is no etcd member: %w", name, err)
+	}
+	addrs := append([]string{ih.Address}, r.p.Facts.Resolved[ih.Address]...)
+	for _, m := range members {
+		for _, u := range m.PeerURLs {
+			if ph := plan.PeerHost(u); slices.Contains(addrs, ph) || overlaps(r.p.Facts.Resolved[ph], addrs) {
+				return fmt.Errorf("%w: %s is etcd member %s (%x); nothing was cleaned", ErrStillControlPlane, name, m.Name, m.ID)
+			}
+		}
+	}
+	if ih.Paths.APIServerUnit == "" {
+		return nil
+	}
+	sd, err := h.Systemd(ctx)
+	if err != nil {
+		return err
+	}
+	defer sd.Close()
+	st, err := sd.Status(ctx, ih.Paths.APIServerUnit)
+	if err != nil {
+		return err
+	}
+	if st.ActiveState == "active" || st.ActiveState == "activating" {
+		return fmt.Errorf("%w: %s runs %s (%s); nothing was cleaned", ErrStillControlPlane, name, ih.Paths.APIServerUnit, st.ActiveState)
+	}
+	return nil
+}

@@ -1,0 +1,205 @@
+package runner
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"github.com/mastershrink/mastershrink/apiserver"
+	"github.com/mastershrink/mastershrink/certs"
+	"github.com/mastershrink/mastershrink/etcd"
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/plan"
+	"k8s.io/client-go/rest"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ---- preflight
+
+func (r *run) preflight(ctx context.Context) (outcome, error) {
+	var problems []string
+	for _, fh := range r.p.Facts.Hosts {
+		if r.offline(fh.Name) {
+			continue
+		}
+		if _, err := r.c.Host(ctx, fh.Name); err != nil {
+			problems = append(problems, fmt.Sprintf("host %s unreachable: %v", fh.Name, err))
+		}
+	}
+	cli, err := r.c.Etcd(ctx)
+	if err != nil {
+		return outcome{}, fmt.Errorf("%w: %v", ErrPreflight, err)
+	}
+	f, err := cli.Observe(ctx)
+	if err != nil {
+		return outcome{}, fmt.Errorf("%w: %v", ErrPreflight, err)
+	}
+	if f.LeaderID == 0 {
+		problems = append(problems, "etcd has no leader")
+	}
+	for _, m := range f.Members {
+		if !m.Healthy && !r.offline(r.memberHost(m)) {
+			problems = append(problems, fmt.Sprintf("etcd member %s (%x) unhealthy: %s", m.Name, m.ID, m.Error))
+		}
+	}
+	if slices.ContainsFunc(r.p.Steps, func(s plan.Step) bool { return s.Kind == plan.KindCertResign }) {
+		problems = append(problems, r.canResign(ctx)...)
+	}
+	if err := etcd.CheckSnapshotDir(r.opts.SnapshotDir); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return outcome{}, fmt.Errorf("%w: %s", ErrPreflight, strings.Join(problems, "; "))
+	}
+	// A survivor's apiserver may be mid-restart after a crash: wait for it, within its budget.
+	var ready []string
+	for _, ih := range r.survivingMasters() {
+		h, probe, deadline, err := r.readyProbe(ctx, ih.Name)
+		if err != nil {
+			return outcome{}, fmt.Errorf("%w: %v", ErrPreflight, err)
+		}
+		if err := apiserver.WaitReady(ctx, h, probe, deadline, r.detail(), "kube-apiserver on "+ih.Name); err != nil {
+			return outcome{}, fmt.Errorf("%w: %v", ErrPreflight, err)
+		}
+		ready = append(ready, ih.Name)
+	}
+	health := etcdHealthNote(f.Members, func(m etcd.Member) (string, bool) {
+		h := r.memberHost(m)
+		return h, r.offline(h)
+	})
+	return outcome{note: fmt.Sprintf("hosts reachable: %d, %s, kube-apiserver ready on %s",
+		len(r.p.Facts.Hosts)-len(r.p.Target.Offline), health, strings.Join(ready, ", "))}, nil
+}
+
+// canResign loads the CA as the certificate steps will, and checks each certificate they
+// re-sign against it (issuer, CA key, profile, usages), before any irreversible step: a CA
+// that cannot sign would otherwise stop the run past the point of no return.
+func (r *run) canResign(ctx context.Context) []string {
+	ca := r.p.Facts.CA
+	h, _, err := r.host(ctx, ca.Host)
+	if err != nil {
+		return []string{fmt.Sprintf("CA host %s: %v", ca.Host, err)}
+	}
+	loaded, err := certs.LoadCAFrom(ctx, h, ca.CertPath, ca.KeyPath, ca.ConfigPath)
+	if err != nil {
+		return []string{fmt.Sprintf("CA on %s: %v", ca.Host, err)}
+	}
+	var problems []string
+	for _, st := range r.p.Steps {
+		if st.Kind != plan.KindCertResign {
+			continue
+		}
+		first := strings.Split(st.Params["hosts"], ",")[0]
+		ch, _, err := r.host(ctx, first)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		data, err := ch.ReadFile(ctx, st.Params["path"])
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("read %s:%s: %v", first, st.Params["path"], err))
+			continue
+		}
+		if ok, _ := lacksAll(data, st.Params["path"], strings.Split(st.Params["remove"], ",")); ok {
+			continue // re-signed by an earlier run of this plan
+		}
+		if err := certs.CheckResignablePEM(data, st.Params["path"], loaded, ""); err != nil {
+			problems = append(problems, fmt.Sprintf("step %s: %v", st.ID, err))
+		}
+	}
+	return problems
+}
+
+// lacksAll says whether the first certificate of data names none of the addresses.
+func lacksAll(data []byte, path string, addrs []string) (bool, error) {
+	infos, _, err := certs.ParsePEM(data, path)
+	if err != nil || len(infos) == 0 {
+		return false, err
+	}
+	for _, ip := range infos[0].IPAddresses {
+		if slices.Contains(addrs, ip) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// etcdHealthNote counts the members that are healthy and names the others, with their host
+// and whether the plan expects it offline (preflight refuses any other unhealthy member, so
+// the note says why the run went on without them).
+func etcdHealthNote(members []etcd.Member, hostOf func(etcd.Member) (host string, offline bool)) string {
+	healthy := 0
+	var bad []string
+	for _, m := range members {
+		if m.Healthy {
+			healthy++
+			continue
+		}
+		name := m.Name
+		if name == "" {
+			name = fmt.Sprintf("%x", m.ID)
+		}
+		var about []string
+		host, offline := hostOf(m)
+		if host != "" && host != name {
+			about = append(about, "on "+host)
+		}
+		if offline {
+			about = append(about, "planned offline")
+		} else {
+			about = append(about, "not planned offline")
+		}
+		bad = append(bad, name+" ("+strings.Join(about, ", ")+")")
+	}
+	note := fmt.Sprintf("etcd members healthy: %d of %d", healthy, len(members))
+	if len(bad) > 0 {
+		note += " (unhealthy: " + strings.Join(bad, ", ") + ")"
+	}
+	return note
+}
+
+// memberHost maps a member to its inventory host by peer address (as the plan does; names
+// are not identity), using the plan's resolution of host names.
+func (r *run) memberHost(m etcd.Member) string {
+	for _, u := range m.PeerURLs {
+		ph := plan.PeerHost(u)
+		addrs := append([]string{ph}, r.p.Facts.Resolved[ph]...)
+		for _, ih := range r.c.Inv.Hosts {
+			if slices.Contains(addrs, ih.Address) || overlaps(r.p.Facts.Resolved[ih.Address], addrs) {
+				return ih.Name
+			}
+		}
+	}
+	return ""
+}
+
+// readyProbe is the /readyz probe of a master's apiserver, verified with the cluster CA and
+// authenticated with the admin kubeconfig's client certificate where it has one.
+func (r *run) readyProbe(ctx context.Context, name string) (host.Host, apiserver.ReadyProbe, time.Duration, error) {
+	h, ih, err := r.host(ctx, name)
+	if err != nil {
+		return nil, apiserver.ReadyProbe{}, 0, err
+	}
+	comps, err := apiserver.Observe(ctx, h, ih.Paths)
+	if err != nil {
+		return nil, apiserver.ReadyProbe{}, 0, err
+	}
+	ca, err := h.ReadFile(ctx, ih.Paths.CACert)
+	if err != nil {
+		return nil, apiserver.ReadyProbe{}, 0, fmt.Errorf("read CA %s:%s: %w", name, ih.Paths.CACert, err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	probe := apiserver.ReadyProbe{Address: comps.APIServer.ProbeAddress(), RootCAs: pool}
+	if _, cfg, err := r.c.Kube(); err == nil {
+		cfg = rest.CopyConfig(cfg)
+		if rest.LoadTLSFiles(cfg) == nil && len(cfg.CertData) > 0 {
+			if pair, err := tls.X509KeyPair(cfg.CertData, cfg.KeyData); err == nil {
+				probe.ClientCert = &pair
+			}
+		}
+	}
+	return h, probe, apiserver.ReadyDeadline(comps.APIServer), nil
+}

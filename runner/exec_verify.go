@@ -1,0 +1,186 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"github.com/mastershrink/mastershrink/apiserver"
+	"github.com/mastershrink/mastershrink/lb"
+	"github.com/mastershrink/mastershrink/nodes"
+	"github.com/mastershrink/mastershrink/plan"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ---- final verification
+
+func (r *run) verify(ctx context.Context) (outcome, error) {
+	var problems, warnings []string
+	cli, err := r.c.Etcd(ctx)
+	if err != nil {
+		return outcome{}, err
+	}
+	f, err := cli.Observe(ctx)
+	if err != nil {
+		return outcome{}, err
+	}
+	for _, id := range r.leavingIDs() {
+		if m, ok := f.Member(id); ok {
+			problems = append(problems, fmt.Sprintf("etcd member %s (%x) is still a member", m.Name, id))
+		}
+	}
+	for _, m := range f.Members {
+		if !m.Healthy {
+			problems = append(problems, fmt.Sprintf("etcd member %s unhealthy: %s", m.Name, m.Error))
+		}
+	}
+	if f.LeaderID == 0 {
+		problems = append(problems, "etcd has no leader")
+	}
+
+	var proxies int
+	for name := range r.p.Facts.LB {
+		if r.leaving(name) || r.offline(name) {
+			continue
+		}
+		h, ih, err := r.host(ctx, name)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		if err := pollFor(ctx, 30*time.Second, func(ctx context.Context) error { return lb.Probe(ctx, h, ih.Paths.NginxListen, nil) }); err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		proxies++
+	}
+
+	kube, _, err := r.c.Kube()
+	if err != nil {
+		return outcome{}, err
+	}
+	for _, s := range r.p.Steps {
+		if s.Kind == plan.KindDeleteNode {
+			if gone, _, err := r.nodeGone(ctx, s.Params["node"]); err != nil || !gone {
+				problems = append(problems, fmt.Sprintf("Node %s still exists (%v)", s.Params["node"], err))
+			}
+		}
+	}
+	var addrs, names []string
+	for _, ih := range r.survivingMasters() {
+		addrs = append(addrs, ih.Address)
+		names = append(names, ih.Name)
+	}
+	if err := apiserver.WaitEndpointSlice(ctx, kube, addrs, 90*time.Second); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if err := apiserver.WaitLeadersOnSurvivors(ctx, kube, names, 90*time.Second, r.detail()); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return outcome{}, fmt.Errorf("the cluster is not as planned: %s", strings.Join(problems, "; "))
+	}
+	warnings = append(warnings, r.scanLeftovers(ctx)...)
+	warnings = append(warnings, r.leftSecrets(ctx)...)
+	return outcome{warnings: warnings, note: fmt.Sprintf("%d etcd member(s) healthy, /readyz through %d proxies, endpoints %s", len(f.Members), proxies, strings.Join(addrs, ","))}, nil
+}
+
+// leftSecrets names, for every leaving host that can be reached, the private keys and the
+// etcd data directory (every Secret of the cluster) it still holds: the shrink retired its
+// units but did not wipe it, and the operator decides when to.
+func (r *run) leftSecrets(ctx context.Context) []string {
+	var out []string
+	for _, name := range r.p.Target.Remove {
+		if r.offline(name) {
+			continue
+		}
+		h, err := r.c.Host(ctx, name)
+		if err != nil {
+			continue
+		}
+		var dataDirs []string
+		if _, dir := r.etcdUnitAndDataDir(name); dir != "DATA_DIR" {
+			dataDirs = append(dataDirs, dir)
+		}
+		left, err := nodes.FindLeftSecrets(ctx, h, nil, dataDirs, 0)
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: could not list the keys and data it still holds: %v", name, err))
+			continue
+		}
+		if w := left.Warning(); w != "" {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func (r *run) rewrote(hostName, path string) bool {
+	for _, s := range r.p.Steps {
+		for _, f := range s.Files {
+			if f.Host == hostName && f.Path == path {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func pollFor(ctx context.Context, d time.Duration, check func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	for {
+		err := check(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// scanLeftovers lists files on staying hosts that still name a removed address (backups left
+// out): the plan's warnings said which it would not rewrite.
+func (r *run) scanLeftovers(ctx context.Context) []string {
+	var ips []string
+	for _, name := range r.p.Target.Remove {
+		if ih, ok := r.c.Inv.Host(name); ok {
+			ips = append(ips, ih.Address)
+		}
+	}
+	if len(ips) == 0 {
+		return nil
+	}
+	var out []string
+	for _, ih := range r.c.Inv.Hosts {
+		if r.leaving(ih.Name) || r.offline(ih.Name) || slices.Contains(r.p.Target.Drain, ih.Name) {
+			continue
+		}
+		h, err := r.c.Host(ctx, ih.Name)
+		if err != nil {
+			continue
+		}
+		cmd := "grep -rlsIE --exclude='*.bak-*'"
+		for _, ip := range ips {
+			cmd += ` -e '(^|[^0-9.])` + strings.ReplaceAll(ip, ".", `\.`) + `([^0-9]|$)'`
+		}
+		dirs := []string{"/etc/kubernetes", "/etc/systemd/system"}
+		if ih.Paths.NginxConfig != "" {
+			dirs = append(dirs, ih.Paths.NginxConfig)
+		}
+		res, err := h.Run(ctx, cmd+" "+strings.Join(dirs, " ")+" 2>/dev/null || true")
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Fields(string(res.Stdout)) {
+			// Files the plan rewrote name removed servers on purpose ("down" in the proxy).
+			if r.rewrote(ih.Name, l) {
+				continue
+			}
+			out = append(out, fmt.Sprintf("%s:%s still names a removed address", ih.Name, l))
+		}
+	}
+	return out
+}

@@ -2,4 +2,8 @@
 // in, an ordered list of steps out, with the exact files each step rewrites, the etcd quorum
 // at every membership change, the point of no return, refusals and a fingerprint of the
 // facts relied on. It does no I/O beyond encoding the plan.
+//
+// Start at Build (build.go). kinds.go is the table of step kinds (IDs, prerequisites,
+// read-only); identity.go maps etcd members to hosts by address; build_<family>.go plan each
+// family; redact.go keeps secrets out of every plan; file.go reads and writes the plan file.
 package plan

@@ -413,3 +413,63 @@ func TestLeasesAndEndpointSlices(t *testing.T) {
 		t.Errorf("addresses %v", got)
 	}
 }
+
+// envguideHost is the env-file guide's master 192.168.31.71: every component's flags in one
+// *_OPTS variable of /opt/kubernetes/cfg/<component>.conf.
+func envguideHost() *unitfiletest.DirHost {
+	st := func(frag string) host.UnitStatus {
+		return host.UnitStatus{LoadState: "loaded", ActiveState: "active", UnitFileState: "enabled", FragmentPath: frag}
+	}
+	return fixtureHost("envguide", map[string]host.UnitStatus{
+		"kube-apiserver.service":          st("/usr/lib/systemd/system/kube-apiserver.service"),
+		"kube-controller-manager.service": st("/usr/lib/systemd/system/kube-controller-manager.service"),
+		"kube-scheduler.service":          st("/usr/lib/systemd/system/kube-scheduler.service"),
+	})
+}
+
+func TestPlanRewriteOptsString(t *testing.T) {
+	c, err := Observe(context.Background(), envguideHost(), inventory.Paths{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := c.APIServer.Flags
+	if len(f.EtcdServers) != 3 || f.EtcdCertFile != "/opt/etcd/ssl/server.pem" || f.TLSCertFile != "/opt/kubernetes/ssl/server.pem" || f.AdvertiseAddress != "192.168.31.71" {
+		t.Fatalf("flags read from KUBE_APISERVER_OPTS: %+v", f)
+	}
+	if kc := c.Scheduler.Kubeconfigs; len(kc) != 1 || kc[0].Path != "/opt/kubernetes/cfg/kube-scheduler.kubeconfig" {
+		t.Fatalf("scheduler kubeconfigs from KUBE_SCHEDULER_OPTS: %+v", kc)
+	}
+	r, err := PlanRewrite(c, "m1", []string{"https://192.168.31.71:2379"}, 1, []string{"192.168.31.72", "192.168.31.73"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The --etcd-servers line inside the OPTS string changes, and the scheduler's kubeconfig
+	// that named a leaving master; the kcm's names this master and stays.
+	golden(t, "testdata/envguide/rewrite.golden", describeRewrite(r))
+	assertChangesApply(t, c, r)
+	if len(r.Changes) == 0 || r.Changes[0].Path != "/opt/kubernetes/cfg/kube-apiserver.conf" {
+		t.Fatalf("changes %+v, want kube-apiserver.conf first", r.Changes)
+	}
+	// The rewritten conf reads back with one etcd server and every other flag as it was.
+	h := envguideHost()
+	h.Root = t.TempDir()
+	copyTree(t, "testdata/envguide/root", h.Root)
+	for _, ch := range r.Changes {
+		if _, err := h.WriteFile(context.Background(), ch.Path, []byte(ch.After), host.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c2, err := Observe(context.Background(), h, inventory.Paths{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c2.APIServer.Flags.EtcdServers; len(got) != 1 || got[0] != "https://192.168.31.71:2379" {
+		t.Errorf("after the rewrite etcd servers %v", got)
+	}
+	if len(c2.APIServer.Unit.Flags) != len(c.APIServer.Unit.Flags) {
+		t.Errorf("flag count %d -> %d", len(c.APIServer.Unit.Flags), len(c2.APIServer.Unit.Flags))
+	}
+	if r2, err := PlanRewrite(c2, "m1", []string{"https://192.168.31.71:2379"}, 1, []string{"192.168.31.72", "192.168.31.73"}); err != nil || len(r2.Changes) != 0 {
+		t.Errorf("second plan: %d changes, %v", len(r2.Changes), err)
+	}
+}

@@ -266,3 +266,26 @@ func TestPlanAfterRemovalsKeepsInitialCluster(t *testing.T) {
 		t.Errorf("initial-cluster step differs after the removals: %v", d)
 	}
 }
+
+// A plan naming a kind this binary cannot run, or a step whose ID is not of its kind, is
+// refused before anything runs.
+func TestCheckKinds(t *testing.T) {
+	p := Build(seed003.facts(t), Target{Remove: []string{"m3"}}, "test", observedAt)
+	if err := CheckKinds(p); err != nil {
+		t.Fatalf("a fresh plan: %v", err)
+	}
+	for _, k := range Kinds {
+		if got, ok := KindOfID(k.Kind + "/x"); !ok || got.Kind != k.Kind {
+			t.Errorf("KindOfID(%s/x) = %s", k.Kind, got.Kind)
+		}
+	}
+	p.Steps[1].Kind = "etcd/defrag"
+	var unknown *ErrUnknownKind
+	if err := CheckKinds(p); !errors.As(err, &unknown) {
+		t.Errorf("unknown kind: %v", err)
+	}
+	p.Steps[1].Kind = KindRemoveMember
+	if err := CheckKinds(p); err == nil || !strings.Contains(err.Error(), "starts with its kind") {
+		t.Errorf("ID of another kind: %v", err)
+	}
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/observe"
+	"github.com/mastershrink/mastershrink/plan"
+)
+
+func init() {
+	subcommands = append(subcommands, newStatusCmd)
+}
+
+type statusOptions struct {
+	*globalOptions
+	Output string
+}
+
+func newStatusCmd(g *globalOptions) *cobra.Command {
+	o := &statusOptions{globalOptions: g}
+	cmd := &cobra.Command{
+		Use:   "status -i INVENTORY [-o table|json|yaml]",
+		Short: "Show the control plane as it is, and where it disagrees with the inventory (changes nothing)",
+		Long: `status observes the cluster as plan does, without a target, and prints: the etcd members
+with the leader, health, raft lag and versions; each master's apiserver unit and readiness;
+each node's proxy upstreams (which apiservers, which marked down); the certificates the
+components use, with SANs and expiry; leftovers of an earlier shrink; and every disagreement
+with the inventory (a member on no inventory host, an etcd host without a member, names that
+disagree, a master no proxy sends to).`,
+		Example: `  mastershrink status -i inventory.yaml
+  mastershrink status -i inventory.yaml -o yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runStatus(cmd.Context(), o) },
+	}
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "table, json or yaml")
+	return cmd
+}
+
+func runStatus(ctx context.Context, o *statusOptions) error {
+	if o.Inventory == "" {
+		return usageError{fmt.Errorf("no inventory: give the cluster file with -i inventory.yaml")}
+	}
+	if err := validOutput(o.Output, "table", "json", "yaml"); err != nil {
+		return err
+	}
+	inv, err := inventory.Load(o.Inventory)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	fmt.Fprintf(o.ErrOut, "Observing cluster %q: %d hosts...\n", inv.Cluster, len(inv.Hosts))
+	c := observe.Open(inv, o.observeOptions())
+	defer c.Close()
+	// An empty target: nothing leaves, so the observation has no leaving host to check.
+	facts, err := observe.Gather(ctx, c, plan.Target{})
+	if err != nil {
+		return err
+	}
+	o.Logger.Info("observed", "seconds", time.Since(start).Seconds())
+	s := observe.BuildStatus(facts, c.KubeconfigSource())
+	if o.Output != "table" {
+		return writeData(o.Out, s, o.Output)
+	}
+	return renderStatus(o.Out, s)
+}
+
+// renderStatus prints the status as tables, one section each, rows from observe's builders.
+func renderStatus(w io.Writer, s observe.Status) error {
+	fmt.Fprintf(w, "Cluster %q, observed %s\n", s.Cluster, s.ObservedAt.Format(time.RFC3339))
+	if s.KubeServer != "" {
+		fmt.Fprintf(w, "Kubernetes API %s (kubeconfig %s)\n", s.KubeServer, s.Kubeconfig)
+	}
+
+	leader := s.Leader
+	if leader == "" {
+		leader = "none"
+	}
+	healthy := 0
+	for _, m := range s.Members {
+		if m.Healthy {
+			healthy++
+		}
+	}
+	fmt.Fprintf(w, "\netcd: %d members, %d healthy, leader %s\n", len(s.Members), healthy, leader)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tID\tHOST\tPEER URLS\tHEALTH\tLEADER\tVERSION\tRAFT INDEX\tLAG\tDB SIZE")
+	for _, m := range s.Members {
+		health := "healthy"
+		if !m.Healthy {
+			health = "unhealthy"
+			if m.Error != "" {
+				health += ": " + firstLineOf(m.Error, 60)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", dash(m.Name), m.ID, dash(m.Host),
+			strings.Join(m.PeerURLs, ","), health, yesNo(m.Leader), dash(m.Version), m.RaftIndex, m.Lag, byteSize(m.DBSize))
+	}
+	tw.Flush()
+
+	ready := 0
+	for _, a := range s.APIServers {
+		if a.Ready {
+			ready++
+		}
+	}
+	fmt.Fprintf(w, "\napiservers: %d of %d ready\n", ready, len(s.APIServers))
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tADDRESS\tUNIT\tREADYZ\tETCD SERVERS")
+	for _, a := range s.APIServers {
+		r := "ready"
+		if !a.Ready {
+			r = "not ready"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", a.Host, a.Address, a.Unit, r, dash(strings.Join(a.EtcdServers, ",")))
+	}
+	tw.Flush()
+
+	fmt.Fprintf(w, "\nnode proxies: %d\n", len(s.Proxies))
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tLISTEN\tUPSTREAM\tSERVERS")
+	for _, p := range s.Proxies {
+		for _, u := range p.Upstreams {
+			var servers []string
+			for _, sv := range u.Servers {
+				desc := sv.Address
+				if sv.Master != "" {
+					desc += " (" + sv.Master + ")"
+				}
+				if sv.Down {
+					desc += " down"
+				}
+				servers = append(servers, desc)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Host, dash(p.Listen), u.Name, strings.Join(servers, ", "))
+		}
+	}
+	tw.Flush()
+
+	fmt.Fprintf(w, "\ncertificates: %d\n", len(s.Certs))
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tPATH\tCN\tEXPIRES\tDAYS\tSANS")
+	for _, c := range s.Certs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", c.Host, c.Path, c.CN, c.NotAfter.Format("2006-01-02"), c.DaysLeft, strings.Join(c.SANs, ","))
+	}
+	tw.Flush()
+
+	list := func(title string, items []string) {
+		if len(items) == 0 {
+			fmt.Fprintf(w, "\n%s: none\n", title)
+			return
+		}
+		fmt.Fprintf(w, "\n%s: %d\n", title, len(items))
+		for _, it := range items {
+			fmt.Fprintf(w, "  - %s\n", it)
+		}
+	}
+	var unreachable []string
+	for _, u := range s.Unreachable {
+		unreachable = append(unreachable, u.Host+": "+u.Error)
+	}
+	if len(unreachable) > 0 {
+		list("unreachable hosts", unreachable)
+	}
+	list("leftovers", s.Leftovers)
+	list("disagreements with the inventory", s.Disagreements)
+	return nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "-"
+}
+
+func firstLineOf(s string, max int) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return s
+}
+
+// byteSize prints a size as etcdctl does, in powers of 1024.
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return strconv.FormatFloat(float64(n)/(1<<30), 'f', 1, 64) + " GiB"
+	case n >= 1<<20:
+		return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB"
+	case n >= 1<<10:
+		return strconv.FormatFloat(float64(n)/(1<<10), 'f', 1, 64) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " B"
+}
+
+// dash stands in for an empty cell, so columns stay aligned for awk.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/mastershrink/mastershrink/observe"
+	"github.com/mastershrink/mastershrink/testenv"
+)
+
+func TestLabStatus(t *testing.T) {
+	testenv.RequireLab(t)
+	lab := testenv.StartLab(t, testenv.Options{Name: "msstatus"})
+	before := labState(t, lab)
+
+	out, errOut, code := cli(t, lab, "status", "-i", lab.Inventory)
+	t.Logf("mastershrink status\n%s\n%s", errOut, out)
+	if code != exitOK {
+		t.Fatalf("status exit %d, want 0", code)
+	}
+	for _, want := range []string{"etcd: 3 members, 3 healthy, leader m", "apiservers: 3 of 3 ready", "disagreements with the inventory: none"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status table lacks %q", want)
+		}
+	}
+
+	out, errOut, code = cli(t, lab, "status", "-i", lab.Inventory, "-o", "json")
+	if code != exitOK {
+		t.Fatalf("status -o json exit %d\n%s", code, errOut)
+	}
+	var s observe.Status
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	healthy, leaders := 0, 0
+	for _, m := range s.Members {
+		if m.Healthy {
+			healthy++
+		}
+		if m.Leader {
+			leaders++
+			if m.Name != s.Leader {
+				t.Errorf("leader row %s, leader field %s", m.Name, s.Leader)
+			}
+		}
+		if m.Host != m.Name {
+			t.Errorf("member %s mapped to host %q, want its own", m.Name, m.Host)
+		}
+	}
+	if len(s.Members) != 3 || healthy != 3 || leaders != 1 || s.Leader == "" {
+		t.Errorf("members %d, healthy %d, leaders %d (%q): want 3, 3, 1", len(s.Members), healthy, leaders, s.Leader)
+	}
+	ready := 0
+	for _, a := range s.APIServers {
+		if a.Ready && a.Unit == "active" {
+			ready++
+		}
+	}
+	if ready != 3 {
+		t.Errorf("%d ready apiservers, want 3: %+v", ready, s.APIServers)
+	}
+	// Every node's proxy sends to the three masters, none marked down.
+	proxies := map[string]bool{}
+	for _, p := range s.Proxies {
+		var masters []string
+		for _, u := range p.Upstreams {
+			for _, sv := range u.Servers {
+				if !sv.Down {
+					masters = append(masters, sv.Master)
+				}
+			}
+		}
+		if strings.Join(masters, ",") != "m1,m2,m3" {
+			t.Errorf("proxy on %s sends to %q, want m1,m2,m3", p.Host, masters)
+		}
+		proxies[p.Host] = true
+	}
+	for _, m := range lab.Machines {
+		if !proxies[m.Name] {
+			t.Errorf("no proxy row for %s", m.Name)
+		}
+	}
+	if len(s.Certs) == 0 || len(s.Disagreements) != 0 || len(s.Leftovers) != 0 {
+		t.Errorf("certs %d, disagreements %q, leftovers %q", len(s.Certs), s.Disagreements, s.Leftovers)
+	}
+
+	after := labState(t, lab)
+	for name, b := range before {
+		if after[name] != b {
+			t.Errorf("status changed %s:\nbefore:\n%s\nafter:\n%s", name, b, after[name])
+		}
+	}
+}

@@ -279,6 +279,16 @@ func (b *builder) warnings() {
 			b.warn("%s still names a removed address in files this plan does not rewrite: %s", h, strings.Join(files, ", "))
 		}
 	}
+	// A certificate that could not be read cannot be checked for removed addresses, let
+	// alone re-signed: say so rather than plan as if it did not exist. A leaving host's
+	// certificates retire with it.
+	for _, c := range b.f.UnreadableCerts {
+		if b.leaving[c.Host] {
+			continue
+		}
+		b.warn("%s:%s (used by %s) could not be read, so it is neither checked nor re-signed: %s; check by hand that it names no removed address",
+			c.Host, c.Path, strings.Join(c.UsedBy, ", "), c.Error)
+	}
 }
 
 // finish marks the point of no return, fingerprints and summarises.

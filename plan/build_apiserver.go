@@ -2,11 +2,12 @@ package plan
 
 import (
 	"fmt"
-	"github.com/mastershrink/mastershrink/apiserver"
-	"github.com/mastershrink/mastershrink/inventory"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/mastershrink/mastershrink/apiserver"
+	"github.com/mastershrink/mastershrink/inventory"
 )
 
 func (b *builder) sortedUnitHosts() []string {

@@ -2,13 +2,14 @@ package plan
 
 import (
 	"fmt"
-	"github.com/mastershrink/mastershrink/etcd"
-	"github.com/mastershrink/mastershrink/inventory"
 	"net"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/mastershrink/mastershrink/etcd"
+	"github.com/mastershrink/mastershrink/inventory"
 )
 
 func (b *builder) leaderNote() string {

@@ -3,12 +3,13 @@ package plan
 import (
 	"errors"
 	"fmt"
-	"github.com/mastershrink/mastershrink/inventory"
-	"github.com/mastershrink/mastershrink/lb"
 	"net"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/lb"
 )
 
 // loadBalancers plans the nginx rewrite on every staying node.

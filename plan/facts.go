@@ -25,7 +25,10 @@ type Facts struct {
 	// LB maps a host to its node-local nginx proxy config.
 	LB    map[string]lb.NodeConfig `json:"lb,omitempty"`
 	Certs []Cert                   `json:"certs,omitempty"`
-	CA    CA                       `json:"ca"`
+	// UnreadableCerts are certificates a unit names that could not be read or parsed: they
+	// are not in Certs, so nothing re-signs them, and the plan warns about each.
+	UnreadableCerts []CertProblem `json:"unreadable_certs,omitempty"`
+	CA              CA            `json:"ca"`
 	// Nodes are the Kubernetes Nodes; Pods and PDBs only for nodes to drain.
 	Nodes []nodes.Node `json:"nodes,omitempty"`
 	PDBs  []nodes.PDB  `json:"pdbs,omitempty"`
@@ -95,6 +98,15 @@ type Cert struct {
 	// ResignProblem says why the cluster CA cannot re-sign this certificate as it is (issuer,
 	// CA key, profile, usages), checked when it names a leaving address; empty when it can.
 	ResignProblem string `json:"resign_problem,omitempty"`
+}
+
+// CertProblem is a certificate a unit names that mastershrink could not read or parse.
+type CertProblem struct {
+	Host string `json:"host"`
+	Path string `json:"path"`
+	// UsedBy lists the "unit --flag" references, as in Cert.
+	UsedBy []string `json:"used_by"`
+	Error  string   `json:"error"`
 }
 
 // CA says where the cluster CA lives and whether its key is there.

@@ -3,12 +3,13 @@ package runner
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+
 	"github.com/mastershrink/mastershrink/apiserver"
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/plan"
-	"slices"
-	"strings"
 )
 
 // ---- apiserver

@@ -4,15 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/mastershrink/mastershrink/certs"
-	"github.com/mastershrink/mastershrink/etcd"
-	"github.com/mastershrink/mastershrink/inventory"
-	"github.com/mastershrink/mastershrink/plan"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mastershrink/mastershrink/certs"
+	"github.com/mastershrink/mastershrink/etcd"
+	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/plan"
 )
 
 // ---- certificates

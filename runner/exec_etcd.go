@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mastershrink/mastershrink/etcd"
-	"github.com/mastershrink/mastershrink/host"
-	"github.com/mastershrink/mastershrink/plan"
 	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mastershrink/mastershrink/etcd"
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/plan"
 )
 
 // ---- etcd snapshot

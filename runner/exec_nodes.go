@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/nodes"
 	"github.com/mastershrink/mastershrink/plan"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"slices"
 )
 
 // ---- nodes

@@ -5,15 +5,17 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/rest"
+
 	"github.com/mastershrink/mastershrink/apiserver"
 	"github.com/mastershrink/mastershrink/certs"
 	"github.com/mastershrink/mastershrink/etcd"
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/plan"
-	"k8s.io/client-go/rest"
-	"slices"
-	"strings"
-	"time"
 )
 
 // ---- preflight

@@ -3,13 +3,14 @@ package runner
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"time"
+
 	"github.com/mastershrink/mastershrink/apiserver"
 	"github.com/mastershrink/mastershrink/lb"
 	"github.com/mastershrink/mastershrink/nodes"
 	"github.com/mastershrink/mastershrink/plan"
-	"slices"
-	"strings"
-	"time"
 )
 
 // ---- final verification

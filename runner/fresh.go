@@ -3,12 +3,13 @@ package runner
 import (
 	"context"
 	"fmt"
-	"github.com/mastershrink/mastershrink/host"
-	"github.com/mastershrink/mastershrink/observe"
-	"github.com/mastershrink/mastershrink/plan"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/observe"
+	"github.com/mastershrink/mastershrink/plan"
 )
 
 // checkFresh re-observes the cluster and derives the plan again, on every run: the reviewed

@@ -2,10 +2,13 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/mastershrink/mastershrink/apiserver"
@@ -48,57 +51,128 @@ func reversed(cs []host.FileChange) []host.FileChange {
 	return out
 }
 
+// Old workers are cut in batches of asideCutBatch proxies, asideCutPause apart. What limits
+// the batch is the surviving apiservers, not the nodes: every node's clients (its kubelet and
+// kube-proxy, a few connections each) reconnect at once and resume their watches, each a TLS
+// handshake and a few requests served from the watch cache. 64 nodes are a few hundred such
+// requests, within one apiserver's default --max-requests-inflight (400) and its priority
+// and fairness seats, and the pause lets them finish before the next batch lands: 1,000
+// nodes take 16 batches (about 8 s) instead of 1,000 staggers (over 8 minutes).
+const (
+	asideCutBatch = 64
+	asideCutPause = apiserver.DefaultAsideStagger
+)
+
 // setAside marks the apiserver at addr down on every node's proxy (aside true) or puts the
-// planned config back (aside false). Nodes already in the wanted state are left alone, so it
-// also repairs what a crash in the middle of a restart left. Aside, the old workers of the
-// workers' proxies are then ended one node at a time (see cutsOldWorkers).
+// planned config back (aside false), on up to lbConcurrency nodes at once. Nodes already in
+// the wanted state are left alone, so it also repairs what a crash in the middle of a restart
+// left. Aside, the old workers of the workers' proxies are then ended, batch by batch (see
+// asideCutBatch). A failed aside puts back every proxy it set aside, whatever ctx says, so
+// an apiserver that is not restarted is not left out of some proxies; the error names every
+// node that failed.
 func (r *run) setAside(ctx context.Context, addr string, aside bool) error {
-	var cut []string
-	for _, node := range r.proxyHosts() {
-		changes, err := r.asideChanges(node, addr)
-		if err != nil {
-			return fmt.Errorf("proxy on %s: %w", node, err)
-		}
-		if !aside {
-			changes = reversed(changes)
-		}
-		h, ih, err := r.host(ctx, node)
-		if err != nil {
-			return err
-		}
-		state, err := fileState(ctx, h, changes)
-		if err != nil {
-			return err
-		}
-		if state == "after" || (state == "drift" && !aside) {
-			// Already so, or (putting back) not ours to touch: the planned LB step checks it.
-			continue
-		}
-		var ex lb.Executor
-		if _, err := ex.Apply(ctx, lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: changes}); err != nil {
-			return err
-		}
-		if aside && r.cutsOldWorkers(node) {
+	nodes := r.proxyHosts()
+	var (
+		mu  sync.Mutex
+		cut []string
+	)
+	errs := host.ForEach(ctx, nodes, r.lbConcurrency(), func(ctx context.Context, node string) error {
+		changed, err := r.setAsideOn(ctx, node, addr, aside)
+		if err == nil && changed && aside && r.cutsOldWorkers(node) {
+			mu.Lock()
 			cut = append(cut, node)
+			mu.Unlock()
 		}
+		return err
+	})
+	if len(errs) == 0 && aside {
+		sort.Strings(cut)
+		errs = r.cutOldWorkersBatched(ctx, cut)
 	}
-	for i, node := range cut {
+	if len(errs) == 0 {
+		return nil
+	}
+	err := nodeErrors(errs)
+	if aside {
+		if perr := r.setAside(context.WithoutCancel(ctx), addr, false); perr != nil {
+			return fmt.Errorf("%w; and putting %s back into the proxies failed too (a rerun does): %v", err, addr, perr)
+		}
+		return fmt.Errorf("%w; %s was put back into every proxy", err, addr)
+	}
+	return err
+}
+
+// setAsideOn is setAside on one node; changed says whether it rewrote and reloaded the proxy.
+func (r *run) setAsideOn(ctx context.Context, node, addr string, aside bool) (bool, error) {
+	changes, err := r.asideChanges(node, addr)
+	if err != nil {
+		return false, fmt.Errorf("proxy on %s: %w", node, err)
+	}
+	if !aside {
+		changes = reversed(changes)
+	}
+	h, ih, err := r.host(ctx, node)
+	if err != nil {
+		return false, err
+	}
+	state, err := fileState(ctx, h, changes)
+	if err != nil {
+		return false, err
+	}
+	if state == "after" || (state == "drift" && !aside) {
+		// Already so, or (putting back) not ours to touch: the planned LB step checks it.
+		return false, nil
+	}
+	ex := lbExecutor(ih)
+	if _, err := ex.Apply(ctx, lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: changes}); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// cutOldWorkersBatched ends the old workers on nodes, asideCutBatch at a time, asideCutPause
+// between batches; the errors by node.
+func (r *run) cutOldWorkersBatched(ctx context.Context, nodes []string) map[string]error {
+	errs := map[string]error{}
+	for i := 0; i < len(nodes); i += asideCutBatch {
 		if i > 0 {
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(apiserver.DefaultAsideStagger):
+				errs[nodes[i]] = ctx.Err()
+				return errs
+			case <-time.After(asideCutPause):
 			}
 		}
-		h, ih, err := r.host(ctx, node)
-		if err != nil {
-			return err
+		batch := nodes[i:min(i+asideCutBatch, len(nodes))]
+		for node, err := range host.ForEach(ctx, batch, r.lbConcurrency(), func(ctx context.Context, node string) error {
+			h, ih, err := r.host(ctx, node)
+			if err != nil {
+				return err
+			}
+			ex := lbExecutor(ih)
+			return ex.CutOldWorkers(ctx, h, ih.Paths)
+		}) {
+			errs[node] = err
 		}
-		if err := cutOldWorkers(ctx, h, ih.Paths.NginxUnit); err != nil {
-			return err
+		if len(errs) > 0 {
+			return errs
 		}
 	}
-	return nil
+	return errs
+}
+
+// nodeErrors joins errors by node, sorted by node, naming how many failed.
+func nodeErrors(errs map[string]error) error {
+	names := make([]string, 0, len(errs))
+	for n := range errs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	joined := make([]error, 0, len(names))
+	for _, n := range names {
+		joined = append(joined, fmt.Errorf("%s: %w", n, errs[n]))
+	}
+	return fmt.Errorf("%d node proxies failed (%s): %w", len(names), strings.Join(names, ", "), errors.Join(joined...))
 }
 
 // cutsOldWorkers says whether a node's proxy has its old workers ended after a reload: on
@@ -111,23 +185,11 @@ func (r *run) cutsOldWorkers(node string) bool {
 	return ok && !ih.Has(inventory.RoleMaster)
 }
 
-// cutOldWorkers tells the nginx workers still finishing connections from before a reload to
-// stop now (SIGTERM: a fast shutdown of that worker only).
-func cutOldWorkers(ctx context.Context, h host.Host, unit string) error {
-	sd, err := h.Systemd(ctx)
-	if err != nil {
-		return err
-	}
-	defer sd.Close()
-	st, err := sd.Status(ctx, unit)
-	if err != nil || st.MainPID <= 0 {
-		return err
-	}
-	cmd := fmt.Sprintf("ps -o pid=,args= --ppid %d | awk '/shutting down/ {print $1}' | xargs -r kill -TERM", st.MainPID)
-	if _, err := h.Run(ctx, cmd); err != nil {
-		return fmt.Errorf("close old nginx workers on %s: %w", h.Name(), err)
-	}
-	return nil
+// lbExecutor is the proxy executor for a node: one reload method for every node, through
+// its nginx_unit, since the inventory cannot yet say that a node's nginx runs without
+// systemd (lb.ReloadSignal); ih is where that setting will be read.
+func lbExecutor(ih *inventory.Host) lb.Executor {
+	return lb.Executor{}
 }
 
 // apiserverAddr is the address the proxies know a master's apiserver by.

@@ -2,8 +2,9 @@ package runner
 
 import (
 	"fmt"
-	"github.com/mastershrink/mastershrink/etcd"
 	"time"
+
+	"github.com/mastershrink/mastershrink/etcd"
 )
 
 // checkSnapshot is the gate of every irreversible step: the journal must hold a snapshot of

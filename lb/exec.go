@@ -508,6 +508,27 @@ func runningSince(ctx context.Context, h host.Host, ctl controller, paths []stri
 	return live > 0, nil
 }
 
+// CutOldWorkers tells the nginx workers of a node's proxy still finishing connections from
+// before a reload to stop now (SIGTERM: a fast shutdown of that worker only), so their
+// clients reconnect through the new workers. The master is found as the Executor's Reload
+// finds it (systemd's main PID, or the pid file); no master running is nothing to cut.
+func (e *Executor) CutOldWorkers(ctx context.Context, h host.Host, p inventory.Paths) error {
+	ctl, err := e.controller(ctx, h, p)
+	if err != nil {
+		return fmt.Errorf("%s: %w", h.Name(), err)
+	}
+	defer ctl.Close()
+	pid := ctl.mainPID(ctx)
+	if pid <= 0 {
+		return nil
+	}
+	cmd := fmt.Sprintf("ps -o pid=,args= --ppid %d | awk '/shutting down/ {print $1}' | xargs -r kill -TERM", pid)
+	if _, err := h.Run(ctx, cmd); err != nil {
+		return fmt.Errorf("close old nginx workers on %s: %w", h.Name(), err)
+	}
+	return nil
+}
+
 // Summary is the outcome of ApplyAll.
 type Summary struct {
 	Done    []string

@@ -28,10 +28,16 @@ import (
 	"github.com/mastershrink/mastershrink/unitfile"
 )
 
-// certFlags pair the certificate flags of etcd and kube-apiserver with their key flags.
+// certFlags pair the certificate flags of etcd and the kube components with their key
+// flags. unitfile gives every unit its flags wherever they are written (ExecStart, drop-ins,
+// *_OPTS variables, etcd's ETCD_* variables and --config-file keys), so a certificate named
+// as ETCD_PEER_CERT_FILE or under peer-transport-security.cert-file is --peer-cert-file here.
 var certFlags = [][2]string{
 	{"--cert-file", "--key-file"},
 	{"--peer-cert-file", "--peer-key-file"},
+	// etcd's client certificates for its own outgoing connections (3.5+).
+	{"--client-cert-file", "--client-key-file"},
+	{"--peer-client-cert-file", "--peer-client-key-file"},
 	{"--tls-cert-file", "--tls-private-key-file"},
 	{"--etcd-certfile", "--etcd-keyfile"},
 	{"--kubelet-client-certificate", "--kubelet-client-key"},
@@ -138,7 +144,7 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 		a, b := certRefs[i], certRefs[j]
 		return a.host+"\x00"+a.path+"\x00"+a.usedBy < b.host+"\x00"+b.path+"\x00"+b.usedBy
 	})
-	f.Certs = readCerts(ctx, c, certRefs)
+	f.Certs, f.UnreadableCerts = readCerts(ctx, c, certRefs)
 	f.EtcdSelf = askEtcdSelves(ctx, c, cli, f)
 	f.Resolved = resolveNames(ctx, c, f)
 	f.LocalAddrs = localAddrs()
@@ -237,7 +243,7 @@ func observeUnits(ctx context.Context, h host.Host, ih *inventory.Host) (plan.Ho
 	for _, u := range units {
 		for _, pair := range certFlags {
 			cf, ok := u.Flag(pair[0])
-			if !ok {
+			if !ok || cf.Value == "" {
 				continue
 			}
 			kf, _ := u.Flag(pair[1])
@@ -247,10 +253,12 @@ func observeUnits(ctx context.Context, h host.Host, ih *inventory.Host) (plan.Ho
 	return hu, refs, nil
 }
 
-// readCerts reads each referenced certificate once per host.
-func readCerts(ctx context.Context, c *Cluster, refs []certRef) []plan.Cert {
+// readCerts reads each referenced certificate once per host. One that cannot be read or
+// parsed is returned as a problem, with every reference to it, for the plan to warn about.
+func readCerts(ctx context.Context, c *Cluster, refs []certRef) ([]plan.Cert, []plan.CertProblem) {
 	byKey := map[string]*plan.Cert{}
-	var order []string
+	bad := map[string]*plan.CertProblem{}
+	var order, badOrder []string
 	for _, r := range refs {
 		k := r.host + ":" + r.path
 		if cert, ok := byKey[k]; ok {
@@ -259,26 +267,53 @@ func readCerts(ctx context.Context, c *Cluster, refs []certRef) []plan.Cert {
 			}
 			continue
 		}
-		h, err := c.Host(ctx, r.host)
+		if p, ok := bad[k]; ok {
+			if !slices.Contains(p.UsedBy, r.usedBy) {
+				p.UsedBy = append(p.UsedBy, r.usedBy)
+			}
+			continue
+		}
+		info, err := readCert(ctx, c, r.host, r.path)
 		if err != nil {
+			bad[k] = &plan.CertProblem{Host: r.host, Path: r.path, UsedBy: []string{r.usedBy}, Error: err.Error()}
+			badOrder = append(badOrder, k)
 			continue
 		}
-		data, err := h.ReadFile(ctx, r.path)
-		if err != nil {
-			continue
-		}
-		infos, _, err := certs.ParsePEM(data, r.path)
-		if err != nil || len(infos) == 0 {
-			continue
-		}
-		byKey[k] = &plan.Cert{Host: r.host, Path: r.path, KeyPath: r.key, UsedBy: []string{r.usedBy}, Info: infos[0]}
+		byKey[k] = &plan.Cert{Host: r.host, Path: r.path, KeyPath: r.key, UsedBy: []string{r.usedBy}, Info: info}
 		order = append(order, k)
 	}
 	var out []plan.Cert
 	for _, k := range order {
 		out = append(out, *byKey[k])
 	}
-	return out
+	var problems []plan.CertProblem
+	for _, k := range badOrder {
+		problems = append(problems, *bad[k])
+	}
+	return out, problems
+}
+
+// readCert reads and parses the first certificate of a PEM file on a host.
+func readCert(ctx context.Context, c *Cluster, hostName, p string) (certs.Info, error) {
+	if !path.IsAbs(p) {
+		return certs.Info{}, fmt.Errorf("%q is not an absolute path (it is relative to the unit's working directory)", p)
+	}
+	h, err := c.Host(ctx, hostName)
+	if err != nil {
+		return certs.Info{}, err
+	}
+	data, err := h.ReadFile(ctx, p)
+	if err != nil {
+		return certs.Info{}, err
+	}
+	infos, _, err := certs.ParsePEM(data, p)
+	if err != nil {
+		return certs.Info{}, err
+	}
+	if len(infos) == 0 {
+		return certs.Info{}, fmt.Errorf("%s holds no certificate", p)
+	}
+	return infos[0], nil
 }
 
 // findCA looks for the CA key on the staying masters, in inventory order.

@@ -27,7 +27,11 @@ func buildFaultBinary(t *testing.T) string {
 	return bin
 }
 
-const etcdctlM1 = "ETCDCTL_API=3 etcdctl --cacert /etc/kubernetes/ssl/ca.pem --cert /etc/kubernetes/ssl/etcd.pem --key /etc/kubernetes/ssl/etcd-key.pem --endpoints https://127.0.0.1:2379"
+// etcdctlM1 is etcdctl on m1 against its own client address (TLS on every layout).
+func etcdctlM1(lab *testenv.Lab) string {
+	m1, _ := lab.Machine("m1")
+	return "ETCDCTL_API=3 etcdctl --cacert /etc/kubernetes/ssl/ca.pem --cert /etc/kubernetes/ssl/etcd.pem --key /etc/kubernetes/ssl/etcd-key.pem --endpoints https://" + m1.Address + ":2379"
+}
 
 // etcdIntact asserts that etcd has every member healthy with a quorum and that every key
 // written before is there.
@@ -42,7 +46,7 @@ func etcdIntact(t *testing.T, lab *testenv.Lab, members int) {
 	defer ec.Close()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		out, err := lab.Exec(ctx, "m1", "sh", "-c", etcdctlM1+" endpoint health --cluster 2>&1")
+		out, err := lab.Exec(ctx, "m1", "sh", "-c", etcdctlM1(lab)+" endpoint health --cluster 2>&1")
 		healthy := strings.Count(string(out), "is healthy")
 		if err == nil && healthy == members {
 			break
@@ -242,9 +246,9 @@ func TestLabSafety(t *testing.T) {
 		// The operator replaces m3's member by hand: same host, same address, new member ID.
 		m3, _ := lab.Machine("m3")
 		for _, c := range []struct{ host, cmd string }{
-			{"m1", etcdctlM1 + " member remove " + oldID},
+			{"m1", etcdctlM1(lab) + " member remove " + oldID},
 			{"m3", "systemctl stop kube-etcd && d=$(systemctl cat kube-etcd | grep -o -- '--data-dir=[^ ]*' | cut -d= -f2) && rm -rf \"$d\"/member"},
-			{"m1", etcdctlM1 + " member add " + m3.Address + " --peer-urls=https://" + m3.Address + ":2380"},
+			{"m1", etcdctlM1(lab) + " member add " + m3.Address + " --peer-urls=https://" + m3.Address + ":2380"},
 			{"m3", "sed -i 's/--initial-cluster-state=new/--initial-cluster-state=existing/' /etc/systemd/system/kube-etcd.service && systemctl daemon-reload && systemctl start kube-etcd"},
 		} {
 			if out, err := lab.Exec(ctx, c.host, "sh", "-c", c.cmd); err != nil {
@@ -291,7 +295,9 @@ func waitFor(d time.Duration, ok func() bool) error {
 // hold the same certificates, planned 50 times: one fingerprint, and apply accepts the plan.
 func TestLabFingerprintStable5to3(t *testing.T) {
 	testenv.RequireLab(t)
-	lab := testenv.StartLab(t, testenv.Options{Name: "msfive", Masters: 5, Workers: 1, Layout: "kubeasz"})
+	lab := testenv.StartLab(t, testenv.Options{Name: "msfive", Masters: 5, Workers: 2, Layout: "kubeasz"})
+	prepare(t, lab)
+	prober := lab.StartProber(context.Background(), 20)
 	dir := t.TempDir()
 	seen := map[string]int{}
 	var path string
@@ -310,6 +316,10 @@ func TestLabFingerprintStable5to3(t *testing.T) {
 	if code != exitOK {
 		t.Errorf("apply of a fresh plan: exit %d, want it accepted:\n%s", code, errOut)
 	}
+	if report := prober.Stop(); report.Failed > 0 {
+		t.Errorf("prober: %d of %d requests failed", report.Failed, report.Total)
+	}
+	etcdIntact(t, lab, 5)
 }
 
 // TestLabPeerURLsByName: etcd peers that know each other by host name (resolved by

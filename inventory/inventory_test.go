@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -146,8 +147,15 @@ func TestLayoutIsAbsolute(t *testing.T) {
 		if !ok {
 			t.Fatalf("Layout(%q) missing", name)
 		}
-		for _, f := range []string{p.CACert, p.CAKey, p.CAConfig, p.CSRDir, p.EtcdCACert, p.EtcdCert, p.EtcdKey, p.PKIDir, p.NginxConfig} {
+		// Every preset says where the CA and etcd's client material are.
+		for _, f := range []string{p.CACert, p.CAKey, p.EtcdCACert, p.EtcdCert, p.EtcdKey, p.PKIDir} {
 			if !filepath.IsAbs(f) {
+				t.Errorf("%s: %q is not absolute", name, f)
+			}
+		}
+		// The rest may be unset (no node proxy, no ca-config.json on the hosts), else absolute.
+		for _, f := range []string{p.CAConfig, p.CSRDir, p.NginxConfig} {
+			if f != "" && !filepath.IsAbs(f) {
 				t.Errorf("%s: %q is not absolute", name, f)
 			}
 		}
@@ -157,8 +165,8 @@ func TestLayoutIsAbsolute(t *testing.T) {
 			t.Errorf("%s: host Paths %+v\nwant Layout() %+v", name, inv.Hosts[0].Paths, p)
 		}
 	}
-	if _, ok := Layout("hardway"); ok {
-		t.Error("Layout(hardway) found")
+	if _, ok := Layout("kubespray"); ok {
+		t.Error("Layout(kubespray) found")
 	}
 }
 
@@ -242,16 +250,16 @@ func TestLoadBad(t *testing.T) {
 				`inventory.yaml:6: hosts[0].roles: no roles (want at least one of etcd, master or worker)`,
 				`inventory.yaml:7: hosts[1].roles: no roles (want at least one of etcd, master or worker)`,
 			}},
-		{"unknown layout and version", "format_version: 2\nlayout: hardway\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n" + tail,
+		{"unknown layout and version", "format_version: 2\nlayout: kubespray\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n" + tail,
 			[]string{
 				`inventory.yaml:1: format_version: unsupported format_version 2 (this mastershrink reads 1)`,
-				`inventory.yaml:2: layout: unknown layout "hardway" (want kubeasz or seed003)`,
+				`inventory.yaml:2: layout: unknown layout "kubespray" (want envfile, hardway, kubeasz or seed003)`,
 			}},
 		{"missing version and layout", "hosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n",
 			[]string{
 				`inventory.yaml:1: format_version: missing (want 1)`,
 				`inventory.yaml:1: cluster: missing (want the cluster's name, e.g. cluster: prod-sh; plans and locks carry it)`,
-				`inventory.yaml:1: layout: missing (want kubeasz or seed003)`,
+				`inventory.yaml:1: layout: missing (want envfile, hardway, kubeasz or seed003)`,
 				`inventory.yaml:1: kubeconfig: missing (want the admin kubeconfig on this machine, e.g. kubeconfig: admin.kubeconfig, relative to the inventory's folder)`,
 			}},
 		{"bad jump host and listen", goodHead + "  - name: m1\n    address: 10.0.0.1\n    roles: [etcd]\n    ssh: {jump_host: 'ops@bastion:ssh'}\n    paths: {nginx_listen: '127.0.0.1', nginx_config: 'kube-nginx.conf'}\n",
@@ -493,5 +501,29 @@ func TestLoadDefaultKnownHosts(t *testing.T) {
 	}
 	if _, err := Load("inventory.yaml"); err != nil {
 		t.Errorf("with the default known_hosts: %v", err)
+	}
+}
+
+// Bounded parsing: an alias bomb and an oversized file are refused with a message, never
+// expanded or read whole.
+func TestLoadBounded(t *testing.T) {
+	dir := t.TempDir()
+	bomb := "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+	prev := "a"
+	for _, name := range []string{"b", "c", "d", "e", "f", "g", "h", "i", "j"} {
+		bomb += name + ": &" + name + " [*" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + "]\n"
+		prev = name
+	}
+	// The bomb goes where the decoder walks: a field it reads.
+	bomb = "format_version: 1\ncluster: t\nkubeconfig: k\nx-anchors:\n" + strings.ReplaceAll(strings.TrimSpace("  "+strings.ReplaceAll(bomb, "\n", "\n  ")), "\n  ", "\n  ") + "\nhosts: *j\n"
+	p := filepath.Join(dir, "bomb.yaml")
+	os.WriteFile(p, []byte(bomb), 0o600)
+	if _, err := Load(p); err == nil {
+		t.Error("alias bomb loaded")
+	}
+	big := filepath.Join(dir, "big.yaml")
+	os.WriteFile(big, bytes.Repeat([]byte("# padding\n"), MaxInventoryBytes/10+1), 0o600)
+	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("oversized file: %v", err)
 	}
 }

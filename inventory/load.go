@@ -3,6 +3,7 @@ package inventory
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -30,15 +31,29 @@ const (
 // Load reads, validates and resolves an inventory file. A file that is not valid returns a
 // *ValidationError listing every problem, each with the file, line and field.
 func Load(file string) (*Inventory, error) {
-	data, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, notFoundError{file}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read inventory %s: %w", file, err)
 	}
+	defer f.Close()
+	// An inventory of thousands of hosts is a few hundred KiB; a larger file is not one (a
+	// log, a binary, /dev/zero) and is refused before it is read whole.
+	data, err := io.ReadAll(io.LimitReader(f, MaxInventoryBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read inventory %s: %w", file, err)
+	}
+	if len(data) > MaxInventoryBytes {
+		return nil, &ValidationError{File: file, Problems: []Problem{{File: file, Line: 1,
+			Msg: fmt.Sprintf("the file is larger than %d MiB: not an inventory (give the cluster's inventory.yaml with -i)", MaxInventoryBytes>>20)}}}
+	}
 	return parse(file, data)
 }
+
+// MaxInventoryBytes bounds the inventory file mastershrink reads.
+const MaxInventoryBytes = 8 << 20
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 

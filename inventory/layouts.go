@@ -74,6 +74,60 @@ var layouts = map[string]Paths{
 		EtcdClientPort: 2379,
 		EtcdPeerPort:   2380,
 	},
+	// hardway is Kelsey Hightower's "Kubernetes the hard way": units named after the
+	// binaries with every flag on ExecStart, etcd's certificates (kubernetes.pem, shared with
+	// the apiserver, and ca.pem) in /etc/etcd, the apiserver's and the CA key in
+	// /var/lib/kubernetes. There is no proxy on the nodes (the guide fronts the apiservers
+	// with a cloud load balancer), so no nginx path is set; ca-config.json stays on the
+	// machine the guide made the certificates on (set ca_config to a copy of it, else the
+	// cfssl defaults apply).
+	"hardway": {
+		EtcdUnit:              "etcd",
+		APIServerUnit:         "kube-apiserver",
+		ControllerManagerUnit: "kube-controller-manager",
+		SchedulerUnit:         "kube-scheduler",
+		KubeletUnit:           "kubelet",
+		KubeProxyUnit:         "kube-proxy",
+
+		PKIDir: "/var/lib/kubernetes",
+		CACert: "ca.pem",
+		CAKey:  "ca-key.pem",
+
+		EtcdCACert: "/etc/etcd/ca.pem",
+		EtcdCert:   "/etc/etcd/kubernetes.pem",
+		EtcdKey:    "/etc/etcd/kubernetes-key.pem",
+
+		APIServerPort:  6443,
+		EtcdClientPort: 2379,
+		EtcdPeerPort:   2380,
+	},
+	// envfile is the layout of the most copied env-file binary-install guides: etcd in
+	// /opt/etcd/{bin,cfg,ssl} with its flags as ETCD_* variables in /opt/etcd/cfg/etcd.conf,
+	// kubernetes in /opt/kubernetes/{bin,cfg,ssl} with each component's flags in one
+	// KUBE_*_OPTS variable of /opt/kubernetes/cfg/<component>.conf; `cp ca*pem server*pem`
+	// puts the CA key next to the certificates. The guides' HA front end is a pair of LB
+	// hosts, not a proxy on every node, so no nginx path is set (set nginx_config and
+	// friends on the hosts that run one). ca-config.json stays where the guide ran cfssl.
+	"envfile": {
+		EtcdUnit:              "etcd",
+		APIServerUnit:         "kube-apiserver",
+		ControllerManagerUnit: "kube-controller-manager",
+		SchedulerUnit:         "kube-scheduler",
+		KubeletUnit:           "kubelet",
+		KubeProxyUnit:         "kube-proxy",
+
+		PKIDir: "/opt/kubernetes/ssl",
+		CACert: "ca.pem",
+		CAKey:  "ca-key.pem",
+
+		EtcdCACert: "/opt/etcd/ssl/ca.pem",
+		EtcdCert:   "/opt/etcd/ssl/server.pem",
+		EtcdKey:    "/opt/etcd/ssl/server-key.pem",
+
+		APIServerPort:  6443,
+		EtcdClientPort: 2379,
+		EtcdPeerPort:   2380,
+	},
 }
 
 // Layout returns a preset by name, every file path absolute, as a host without overrides

@@ -59,13 +59,34 @@ const (
 	// systemd unit runs (started by another supervisor or by hand). The master is the PID in
 	// the pid file named by the config's top-level pid directive, or nginx's built-in one.
 	ReloadSignal
+	// ReloadDetect picks one per node: ReloadSystemd where systemd runs the node (it was
+	// booted with it: /run/systemd/system exists, sd_booted's test), else ReloadSignal, since
+	// no unit can run nginx on a node without systemd. A node with systemd whose unit is
+	// missing is an error, as with ReloadSystemd: a wrong nginx_unit is never guessed around.
+	ReloadDetect
 )
 
 func (m ReloadMethod) String() string {
-	if m == ReloadSignal {
+	switch m {
+	case ReloadSignal:
 		return "signal"
+	case ReloadDetect:
+		return "detect"
 	}
 	return "systemd"
+}
+
+// detectReload is ReloadDetect's choice for a node.
+func detectReload(ctx context.Context, h host.Host) (ReloadMethod, error) {
+	_, err := h.Run(ctx, "test -d /run/systemd/system")
+	var ce *host.CmdError
+	switch {
+	case err == nil:
+		return ReloadSystemd, nil
+	case errors.As(err, &ce) && ce.ExitCode == 1:
+		return ReloadSignal, nil
+	}
+	return ReloadSystemd, fmt.Errorf("tell whether systemd runs the node: %w", err)
 }
 
 // Executor applies LB changes on nodes. The zero value is ready to use.
@@ -87,7 +108,14 @@ type controller interface {
 }
 
 func (e *Executor) controller(ctx context.Context, h host.Host, p inventory.Paths) (controller, error) {
-	if e.Reload == ReloadSignal {
+	method := e.Reload
+	if method == ReloadDetect {
+		var err error
+		if method, err = detectReload(ctx, h); err != nil {
+			return nil, err
+		}
+	}
+	if method == ReloadSignal {
 		return &signalController{h: h, p: p}, nil
 	}
 	sd, err := h.Systemd(ctx)

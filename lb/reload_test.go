@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mastershrink/mastershrink/host"
@@ -87,5 +88,55 @@ func TestConfigureArgs(t *testing.T) {
 	m := configureArgs(out)
 	if m["prefix"] != "/usr/share/nginx" || m["pid-path"] != "/run/nginx.pid" {
 		t.Fatalf("configureArgs = %v", m)
+	}
+}
+
+// booted is a node without a systemd unit for nginx that answers the systemd check as told:
+// "" runs it for real on this machine.
+type booted struct {
+	noSystemd
+	answer string // "yes", "no", "broken"
+}
+
+func (b booted) Run(ctx context.Context, cmd string) (host.Result, error) {
+	if cmd == "test -d /run/systemd/system" {
+		switch b.answer {
+		case "yes":
+			return host.Result{}, nil
+		case "no":
+			return host.Result{ExitCode: 1}, &host.CmdError{Host: b.Name(), Cmd: cmd, ExitCode: 1}
+		case "broken":
+			return host.Result{}, errors.New("connection lost")
+		}
+	}
+	return b.noSystemd.Run(ctx, cmd)
+}
+
+// ReloadDetect reloads by signal on a node not booted with systemd, goes through systemd on
+// one that is (and so fails here, where its systemd cannot be reached), and refuses to guess
+// when the check itself fails.
+func TestReloadDetect(t *testing.T) {
+	requireNginx(t)
+	ctx := context.Background()
+	bs := startBackends(t, "127.0.0.2", "127.0.0.3")
+	n := startNode(t, "bare-2", bs, false)
+	tg := n.target(t, bs, []string{bs[1].addr})
+	e := Executor{Reload: ReloadDetect}
+
+	tg.Host = booted{noSystemd{n.h}, "yes"}
+	if _, err := e.Apply(ctx, tg); err == nil || !strings.Contains(err.Error(), "no systemd on this node") {
+		t.Errorf("a node booted with systemd: %v, want the systemd path taken", err)
+	}
+	tg.Host = booted{noSystemd{n.h}, "broken"}
+	if _, err := e.Apply(ctx, tg); err == nil || !strings.Contains(err.Error(), "connection lost") {
+		t.Errorf("a failed check: %v, want its error", err)
+	}
+	tg.Host = booted{noSystemd{n.h}, "no"}
+	res, err := e.Apply(ctx, tg)
+	if err != nil || res.Skipped {
+		t.Fatalf("a node without systemd: %+v %v, want a signal reload", res, err)
+	}
+	if h := hitsDuring(t, n.listen, bs, 20); h[1] != 0 {
+		t.Fatalf("after the detected signal reload: hits per backend %v", h)
 	}
 }

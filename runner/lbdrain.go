@@ -181,20 +181,21 @@ func nodeErrors(errs map[string]error) error {
 // apiserver, while the apiserver's own graceful shutdown lets its watches resume
 // (apiserver.Proxy.Cut, measured in the lab).
 func (r *run) cutsOldWorkers(node string) bool {
-	ih, ok := r.c.Inv.Host(node)
+	ih, ok := r.c.Inventory().Host(node)
 	return ok && !ih.Has(inventory.RoleMaster)
 }
 
-// lbExecutor is the proxy executor for a node: one reload method for every node, through
-// its nginx_unit, since the inventory cannot yet say that a node's nginx runs without
-// systemd (lb.ReloadSignal); ih is where that setting will be read.
+// lbExecutor is the proxy executor for a node. It detects per node whether systemd runs it
+// (lb.ReloadDetect): a node whose nginx no unit can run (no systemd) is reloaded by signal,
+// one with systemd through its nginx_unit as always. The inventory has no setting for it
+// yet; ih is where one would be read.
 func lbExecutor(ih *inventory.Host) lb.Executor {
-	return lb.Executor{}
+	return lb.Executor{Reload: lb.ReloadDetect}
 }
 
 // apiserverAddr is the address the proxies know a master's apiserver by.
 func (r *run) apiserverAddr(name string) string {
-	ih, ok := r.c.Inv.Host(name)
+	ih, ok := r.c.Inventory().Host(name)
 	if !ok {
 		return ""
 	}

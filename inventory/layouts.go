@@ -107,7 +107,9 @@ var layouts = map[string]Paths{
 	// KUBE_*_OPTS variable of /opt/kubernetes/cfg/<component>.conf; `cp ca*pem server*pem`
 	// puts the CA key next to the certificates. The guides' HA front end is a pair of LB
 	// hosts, not a proxy on every node, so no nginx path is set (set nginx_config and
-	// friends on the hosts that run one). ca-config.json stays where the guide ran cfssl.
+	// friends on the hosts that run one). The guide runs cfssl as root in ~/TLS/k8s on the
+	// first master, where ca-config.json and the CSR files stay (a host without them signs
+	// with the CA's own profile).
 	"envfile": {
 		EtcdUnit:              "etcd",
 		APIServerUnit:         "kube-apiserver",
@@ -116,9 +118,11 @@ var layouts = map[string]Paths{
 		KubeletUnit:           "kubelet",
 		KubeProxyUnit:         "kube-proxy",
 
-		PKIDir: "/opt/kubernetes/ssl",
-		CACert: "ca.pem",
-		CAKey:  "ca-key.pem",
+		PKIDir:   "/opt/kubernetes/ssl",
+		CACert:   "ca.pem",
+		CAKey:    "ca-key.pem",
+		CAConfig: "/root/TLS/k8s/ca-config.json",
+		CSRDir:   "/root/TLS/k8s",
 
 		EtcdCACert: "/opt/etcd/ssl/ca.pem",
 		EtcdCert:   "/opt/etcd/ssl/server.pem",

@@ -25,9 +25,11 @@ type Status struct {
 	Cluster       string    `json:"cluster"`
 	ObservedAt    time.Time `json:"observed_at"`
 	// Kubeconfig says where the admin kubeconfig came from; KubeServer is its server.
-	Kubeconfig    string            `json:"kubeconfig,omitempty"`
-	KubeServer    string            `json:"kube_server,omitempty"`
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	KubeServer string `json:"kube_server,omitempty"`
+	// Leader is the leading member's name, LeaderHost the inventory host it runs on.
 	Leader        string            `json:"leader,omitempty"`
+	LeaderHost    string            `json:"leader_host,omitempty"`
 	Members       []MemberStatus    `json:"members"`
 	APIServers    []APIServerStatus `json:"apiservers"`
 	Proxies       []ProxyStatus     `json:"proxies"`
@@ -117,7 +119,7 @@ func BuildStatus(f plan.Facts, kubeconfig string) Status {
 	}
 	for _, m := range s.Members {
 		if m.Leader {
-			s.Leader = m.Name
+			s.Leader, s.LeaderHost = m.Name, m.Host
 		}
 	}
 	for _, h := range f.Hosts {

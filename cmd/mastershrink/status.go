@@ -81,8 +81,11 @@ func renderStatus(w io.Writer, s observe.Status) error {
 	}
 
 	leader := s.Leader
-	if leader == "" {
+	switch {
+	case leader == "":
 		leader = "none"
+	case s.LeaderHost != "" && s.LeaderHost != leader:
+		leader += " on " + s.LeaderHost
 	}
 	healthy := 0
 	for _, m := range s.Members {

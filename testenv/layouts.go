@@ -35,6 +35,19 @@ type Layout struct {
 	NginxHeader string
 	// NginxRestartSec is the proxy unit's RestartSec.
 	NginxRestartSec int
+
+	// EnvFiles puts the flags where the env-file guides do: etcd's as ETCD_* variables in
+	// EtcdConf (its unit's ExecStart is the bare binary), each kube component's as one
+	// KUBE_<COMPONENT>_OPTS variable in KubeCfgDir/<unit>.conf expanded on ExecStart.
+	EnvFiles bool
+	// EtcdConf is etcd's EnvironmentFile and KubeCfgDir the kube components' (EnvFiles).
+	EtcdConf, KubeCfgDir string
+	// EtcdBinDir is where etcd's unit runs etcd from, when not BinDir.
+	EtcdBinDir string
+	// Proxy is a node proxy the lab adds where the preset has none (the guide's own front end
+	// is out of the lab's reach): its nginx fields are written to the lab's inventory as
+	// cluster-wide path overrides.
+	Proxy inventory.Paths
 }
 
 // The lab installs exactly where the inventory presets say, so its inventory.yaml needs no
@@ -44,6 +57,10 @@ func init() {
 		p, ok := inventory.Layout(name)
 		if !ok {
 			panic("testenv: layout " + name + " has no inventory preset")
+		}
+		if l.Proxy.NginxConfig != "" {
+			p.NginxUnit, p.NginxBinary, p.NginxPrefix = l.Proxy.NginxUnit, l.Proxy.NginxBinary, l.Proxy.NginxPrefix
+			p.NginxConfig, p.NginxListen = l.Proxy.NginxConfig, l.Proxy.NginxListen
 		}
 		l.Paths = p
 		Layouts[name] = l
@@ -90,6 +107,36 @@ var Layouts = map[string]Layout{
 		NginxServerParams:    "   max_fails=2 fail_timeout=3s",
 		NginxHeader:          "user root;\nworker_processes 1;\n\nerror_log  /etc/kube-lb/logs/error.log warn;\n\nevents {\n    worker_connections  3000;\n}\n",
 		NginxRestartSec:      15,
+	},
+	// The env-file guides (inventory preset envfile): etcd in /opt/etcd/{bin,cfg,ssl} with its
+	// flags and certificates as ETCD_* variables of /opt/etcd/cfg/etcd.conf, kubernetes in
+	// /opt/kubernetes/{bin,cfg,ssl} with each component's flags in a KUBE_*_OPTS variable; the
+	// apiserver reaches etcd with etcd's own server.pem, as the guides do. The guides front the
+	// apiservers with LB hosts; the lab gives every node a proxy on 127.0.0.1:6443 instead.
+	"envfile": {
+		Name:              "envfile",
+		BinDir:            "/opt/kubernetes/bin",
+		EtcdBinDir:        "/opt/etcd/bin",
+		EtcdDataDir:       "/var/lib/etcd/default.etcd",
+		EtcdNamePrefix:    "etcd-",
+		APIServerEtcdCert: "/opt/etcd/ssl/server.pem",
+		APIServerEtcdKey:  "/opt/etcd/ssl/server-key.pem",
+		// The guides name this one server.pem too; two re-sign steps for two server.pem on
+		// one host would get the same step ID today (plan's certName), so the lab keeps the
+		// apiserver's as kubernetes.pem until the planner tells them apart.
+		APIServerCert:        "/opt/kubernetes/ssl/kubernetes.pem",
+		APIServerKey:         "/opt/kubernetes/ssl/kubernetes-key.pem",
+		KubeconfigDir:        "/opt/kubernetes/cfg",
+		NginxListenDirective: "127.0.0.1:6443",
+		NginxUpstream:        "k8s-apiserver",
+		NginxServerParams:    "max_fails=3 fail_timeout=30s",
+		NginxHeader:          "worker_processes 1;\nerror_log /opt/kube-nginx/logs/error.log warn;\nevents {\n    worker_connections  1024;\n}\n",
+		NginxRestartSec:      5,
+		EnvFiles:             true,
+		EtcdConf:             "/opt/etcd/cfg/etcd.conf",
+		KubeCfgDir:           "/opt/kubernetes/cfg",
+		Proxy: inventory.Paths{NginxUnit: "kube-nginx", NginxBinary: "/opt/kube-nginx/sbin/nginx", NginxPrefix: "/opt/kube-nginx",
+			NginxConfig: "/opt/kube-nginx/conf/kube-nginx.conf", NginxListen: "127.0.0.1:6443"},
 	},
 }
 

@@ -84,6 +84,66 @@ func (lay Layout) localProxyURL() string {
 }
 
 func (l *Lab) etcdUnit(lay Layout, m Machine, etcdBin string) string {
+	exec := "ExecStart=" + continued(etcdBin, l.etcdFlags(lay, m))
+	if lay.EnvFiles {
+		// etcd reads ETCD_<FLAG> itself: the guides' unit names only the file.
+		exec = "EnvironmentFile=" + lay.EtcdConf + "\nExecStart=" + etcdBin
+	}
+	return `[Unit]
+Description=Etcd Server
+After=network.target
+After=network-online.target
+Wants=network-online.target
+Documentation=https://github.com/coreos
+
+[Service]
+Type=notify
+WorkingDirectory=` + lay.EtcdDataDir + `
+` + exec + `
+Restart=on-failure
+RestartSec=5
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+`
+}
+
+// etcdConf is the env-file guides' etcd.conf: every flag as the ETCD_* variable etcd maps it
+// to (a flag without a value is "true").
+func etcdConf(flags []string) string {
+	var b strings.Builder
+	for _, f := range flags {
+		name, value, ok := strings.Cut(strings.TrimPrefix(f, "--"), "=")
+		if !ok {
+			value = "true"
+		}
+		fmt.Fprintf(&b, "ETCD_%s=\"%s\"\n", strings.ToUpper(strings.ReplaceAll(name, "-", "_")), value)
+	}
+	return b.String()
+}
+
+// optsVar is the variable the env-file guides keep a component's flags in.
+func optsVar(unit string) string {
+	return strings.ToUpper(strings.ReplaceAll(unit, "-", "_")) + "_OPTS"
+}
+
+// kubeExec is a kube component's ExecStart: its flags on continuation lines, or, in the
+// env-file layout, one $KUBE_*_OPTS word and the EnvironmentFile that sets it.
+func (lay Layout) kubeExec(bin, unit string, flags []string) string {
+	if !lay.EnvFiles {
+		return "ExecStart=" + continued(bin, flags)
+	}
+	return "EnvironmentFile=" + path.Join(lay.KubeCfgDir, unit+".conf") + "\nExecStart=" + bin + " $" + optsVar(unit)
+}
+
+// optsConf is a component's /opt/kubernetes/cfg/<unit>.conf: one double-quoted variable over
+// backslash continuations, as the guides write it.
+func optsConf(unit string, flags []string) string {
+	return optsVar(unit) + "=\"" + strings.Join(flags, " \\\n") + "\"\n"
+}
+
+func (l *Lab) etcdFlags(lay Layout, m Machine) []string {
 	p := lay.Paths
 	var initial []string
 	peer := func(m Machine) string {
@@ -122,19 +182,20 @@ func (l *Lab) etcdUnit(lay Layout, m Machine, etcdBin string) string {
 		"--max-request-bytes=10485760",
 		"--quota-backend-bytes=8589934592",
 	}
+	return flags
+}
+
+func (l *Lab) apiserverUnit(lay Layout, m Machine) string {
 	return `[Unit]
-Description=Etcd Server
+Description=Kubernetes API Server
+Documentation=https://github.com/GoogleCloudPlatform/kubernetes
 After=network.target
-After=network-online.target
-Wants=network-online.target
-Documentation=https://github.com/coreos
 
 [Service]
-Type=notify
-WorkingDirectory=` + lay.EtcdDataDir + `
-ExecStart=` + continued(etcdBin, flags) + `
+` + lay.kubeExec(lay.BinDir+"/kube-apiserver", lay.Paths.APIServerUnit, l.apiserverFlags(lay, m)) + `
 Restart=on-failure
 RestartSec=5
+Type=notify
 LimitNOFILE=65536
 
 [Install]
@@ -142,7 +203,7 @@ WantedBy=multi-user.target
 `
 }
 
-func (l *Lab) apiserverUnit(lay Layout, m Machine) string {
+func (l *Lab) apiserverFlags(lay Layout, m Machine) []string {
 	p := lay.Paths
 	var servers []string
 	for _, e := range l.etcdMembers() {
@@ -171,24 +232,25 @@ func (l *Lab) apiserverUnit(lay Layout, m Machine) string {
 		"--tls-private-key-file=" + lay.APIServerKey,
 		"--v=2",
 	}
+	return flags
+}
+
+func (l *Lab) controllerManagerUnit(lay Layout) string {
 	return `[Unit]
-Description=Kubernetes API Server
+Description=Kubernetes Controller Manager
 Documentation=https://github.com/GoogleCloudPlatform/kubernetes
-After=network.target
 
 [Service]
-ExecStart=` + continued(lay.BinDir+"/kube-apiserver", flags) + `
-Restart=on-failure
+` + lay.kubeExec(lay.BinDir+"/kube-controller-manager", lay.Paths.ControllerManagerUnit, l.controllerManagerFlags(lay)) + `
+Restart=always
 RestartSec=5
-Type=notify
-LimitNOFILE=65536
 
 [Install]
 WantedBy=multi-user.target
 `
 }
 
-func (l *Lab) controllerManagerUnit(lay Layout) string {
+func (l *Lab) controllerManagerFlags(lay Layout) []string {
 	p := lay.Paths
 	kc := lay.KubeconfigDir + "/kube-controller-manager.kubeconfig"
 	flags := []string{
@@ -206,21 +268,26 @@ func (l *Lab) controllerManagerUnit(lay Layout) string {
 		"--use-service-account-credentials=true",
 		"--v=2",
 	}
+	return flags
+}
+
+func (l *Lab) schedulerUnit(lay Layout) string {
 	return `[Unit]
-Description=Kubernetes Controller Manager
+Description=Kubernetes Scheduler
 Documentation=https://github.com/GoogleCloudPlatform/kubernetes
 
 [Service]
-ExecStart=` + continued(lay.BinDir+"/kube-controller-manager", flags) + `
+` + lay.kubeExec(lay.BinDir+"/kube-scheduler", lay.Paths.SchedulerUnit, l.schedulerFlags(lay)) + `
 Restart=always
 RestartSec=5
+StartLimitInterval=0
 
 [Install]
 WantedBy=multi-user.target
 `
 }
 
-func (l *Lab) schedulerUnit(lay Layout) string {
+func (l *Lab) schedulerFlags(lay Layout) []string {
 	kc := lay.KubeconfigDir + "/kube-scheduler.kubeconfig"
 	flags := []string{
 		"--bind-address=127.0.0.1",
@@ -230,19 +297,7 @@ func (l *Lab) schedulerUnit(lay Layout) string {
 		"--leader-elect=true",
 		"--v=2",
 	}
-	return `[Unit]
-Description=Kubernetes Scheduler
-Documentation=https://github.com/GoogleCloudPlatform/kubernetes
-
-[Service]
-ExecStart=` + continued(lay.BinDir+"/kube-scheduler", flags) + `
-Restart=always
-RestartSec=5
-StartLimitInterval=0
-
-[Install]
-WantedBy=multi-user.target
-`
+	return flags
 }
 
 func (l *Lab) nginxUnit(lay Layout) string {
@@ -410,18 +465,31 @@ func (l *Lab) machineFiles(lay Layout, m Machine, b binaries, pki map[string][]b
 	add("/root/.kube/config", 0o600, string(kubeconfig(lay.localProxyURL(), "admin", pki["ca.pem"], pki["admin.pem"], pki["admin-key.pem"])))
 
 	if l.hasRole(m, "etcd") {
-		for _, n := range []string{"etcd.pem", "etcd-key.pem"} {
-			add(path.Join(p.PKIDir, n), 0o600, string(pki[n]))
+		// Where the preset says etcd's certificate is (PKIDir/etcd.pem but for the env-file
+		// guides' /opt/etcd/ssl/server.pem), with its CA beside it when that is elsewhere.
+		add(p.EtcdCert, 0o600, string(pki["etcd.pem"]))
+		add(p.EtcdKey, 0o600, string(pki["etcd-key.pem"]))
+		if p.EtcdCACert != path.Join(p.PKIDir, "ca.pem") {
+			add(p.EtcdCACert, 0o644, string(pki["ca.pem"]))
 		}
 		dir(lay.EtcdDataDir, 0o700)
 		etcdBin := path.Join(lay.BinDir, "etcd")
+		if lay.EtcdBinDir != "" {
+			etcdBin = path.Join(lay.EtcdBinDir, "etcd")
+			link(etcdBin, bins["etcd"])
+		}
 		addUnit(p.EtcdUnit, l.etcdUnit(lay, m, etcdBin))
+		if lay.EnvFiles {
+			add(lay.EtcdConf, 0o644, etcdConf(l.etcdFlags(lay, m)))
+		}
 	}
 	if l.hasRole(m, "master") {
-		for _, n := range []string{"ca-key.pem", "kubernetes.pem", "kubernetes-key.pem", "admin.pem", "admin-key.pem",
+		for _, n := range []string{"ca-key.pem", "admin.pem", "admin-key.pem",
 			"kube-controller-manager.pem", "kube-controller-manager-key.pem", "kube-scheduler.pem", "kube-scheduler-key.pem"} {
 			add(path.Join(p.PKIDir, n), 0o600, string(pki[n]))
 		}
+		add(lay.APIServerCert, 0o600, string(pki["kubernetes.pem"]))
+		add(lay.APIServerKey, 0o600, string(pki["kubernetes-key.pem"]))
 		// The operator's cfssl work folder: CSR files, ca-config.json and what cfssljson wrote.
 		for n, data := range pki {
 			if strings.HasSuffix(n, "-csr.json") || n == "ca-config.json" || (p.CSRDir != p.PKIDir && (strings.HasSuffix(n, ".pem") || strings.HasSuffix(n, ".csr"))) {
@@ -441,6 +509,11 @@ func (l *Lab) machineFiles(lay Layout, m Machine, b binaries, pki map[string][]b
 		addUnit(p.APIServerUnit, l.apiserverUnit(lay, m))
 		addUnit(p.ControllerManagerUnit, l.controllerManagerUnit(lay))
 		addUnit(p.SchedulerUnit, l.schedulerUnit(lay))
+		if lay.EnvFiles {
+			add(path.Join(lay.KubeCfgDir, p.APIServerUnit+".conf"), 0o644, optsConf(p.APIServerUnit, l.apiserverFlags(lay, m)))
+			add(path.Join(lay.KubeCfgDir, p.ControllerManagerUnit+".conf"), 0o644, optsConf(p.ControllerManagerUnit, l.controllerManagerFlags(lay)))
+			add(path.Join(lay.KubeCfgDir, p.SchedulerUnit+".conf"), 0o644, optsConf(p.SchedulerUnit, l.schedulerFlags(lay)))
+		}
 	}
 	if l.hasRole(m, "worker") {
 		link(path.Join(lay.BinDir, "kwok"), labBinDir+"/kwok/kwok")

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mastershrink/mastershrink/unitfile"
 )
 
 func TestNginxConfigPassesNginxT(t *testing.T) {
@@ -52,22 +54,38 @@ func TestLayoutUnitsUseLayoutPaths(t *testing.T) {
 		l := plan(o)
 		lay, _ := LookupLayout(name)
 		m := l.Machines[0]
-		etcd := l.etcdUnit(lay, m, lay.BinDir+"/etcd")
-		for _, want := range []string{
-			"--initial-cluster=" + lay.EtcdNamePrefix + "10.88.0.11=https://10.88.0.11:2380," + lay.EtcdNamePrefix + "10.88.0.12=https://10.88.0.12:2380",
-			"--cert-file=" + lay.Paths.EtcdCert, "--data-dir=" + lay.EtcdDataDir,
+		// What the programs get, read as mastershrink reads it: flags on ExecStart, or in the
+		// env-file layout etcd's ETCD_* variables and the apiserver's KUBE_APISERVER_OPTS.
+		env := map[string]string{}
+		if lay.EnvFiles {
+			env[lay.EtcdConf] = etcdConf(l.etcdFlags(lay, m))
+			env[filepath.Join(lay.KubeCfgDir, lay.Paths.APIServerUnit+".conf")] = optsConf(lay.Paths.APIServerUnit, l.apiserverFlags(lay, m))
+		}
+		parse := func(unit, text string) *unitfile.Unit {
+			frag := "/etc/systemd/system/" + unit + ".service"
+			u, err := unitfile.Parse(unit, frag, map[string]string{frag: text}, nil, env)
+			if err != nil {
+				t.Fatalf("%s %s unit: %v\n%s", name, unit, err, text)
+			}
+			return u
+		}
+		etcd := parse(lay.Paths.EtcdUnit, l.etcdUnit(lay, m, lay.BinDir+"/etcd"))
+		for flag, want := range map[string]string{
+			"--initial-cluster": lay.EtcdNamePrefix + "10.88.0.11=https://10.88.0.11:2380," + lay.EtcdNamePrefix + "10.88.0.12=https://10.88.0.12:2380," + lay.EtcdNamePrefix + "10.88.0.13=https://10.88.0.13:2380",
+			"--cert-file":       lay.Paths.EtcdCert, "--peer-key-file": lay.Paths.EtcdKey, "--data-dir": lay.EtcdDataDir, "--client-cert-auth": "",
 		} {
-			if !strings.Contains(etcd, want) {
-				t.Errorf("%s etcd unit lacks %s:\n%s", name, want, etcd)
+			if f, ok := etcd.Flag(flag); !ok || (f.Value != want && !(want == "" && f.Value == "true")) {
+				t.Errorf("%s etcd: %s = %q (set %v), want %q", name, flag, f.Value, ok, want)
 			}
 		}
-		api := l.apiserverUnit(lay, m)
-		for _, want := range []string{
-			"--etcd-servers=https://10.88.0.11:2379,https://10.88.0.12:2379,https://10.88.0.13:2379",
-			"--service-cluster-ip-range=10.254.0.0/16", "--advertise-address=10.88.0.11", "--request-timeout=10s",
+		api := parse(lay.Paths.APIServerUnit, l.apiserverUnit(lay, m))
+		for flag, want := range map[string]string{
+			"--etcd-servers":             "https://10.88.0.11:2379,https://10.88.0.12:2379,https://10.88.0.13:2379",
+			"--service-cluster-ip-range": "10.254.0.0/16", "--advertise-address": "10.88.0.11", "--request-timeout": "10s",
+			"--etcd-certfile": lay.APIServerEtcdCert, "--tls-cert-file": lay.APIServerCert,
 		} {
-			if !strings.Contains(api, want) {
-				t.Errorf("%s apiserver unit lacks %s:\n%s", name, want, api)
+			if f, _ := api.Flag(flag); f.Value != want {
+				t.Errorf("%s apiserver: %s = %q, want %q", name, flag, f.Value, want)
 			}
 		}
 		if !strings.Contains(l.nginxUnit(lay), lay.Paths.NginxBinary) {

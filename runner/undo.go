@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -447,4 +448,14 @@ func waitReady(ctx context.Context, env UndoEnv, hostName string) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// RecordPaths are where apply keeps a plan's journal, audit log and snapshot folder, as
+// Options' defaults place them: next to the plan, named after it.
+func RecordPaths(planPath string) (journal, audit, snapshotDir string) {
+	if abs, err := filepath.Abs(planPath); err == nil {
+		planPath = abs
+	}
+	base := strings.TrimSuffix(planPath, ".json")
+	return base + ".journal.jsonl", base + ".audit.jsonl", base + ".snapshot"
 }

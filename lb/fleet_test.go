@@ -14,10 +14,6 @@ import (
 // the runner's proxy phase (runner/lbphase.go), one journaled step per node, so this only
 // serves to set up and check many nodes at once here.
 
-// DefaultConcurrency is how many nodes ApplyAll works on at once: a few hundred nodes finish in
-// a few rounds, and 50 SSH sessions stay well under sshd's default MaxStartups.
-const DefaultConcurrency = 50
-
 // Summary is the outcome of ApplyAll.
 type Summary struct {
 	Done    []string

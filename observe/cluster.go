@@ -284,3 +284,6 @@ func readAll(ctx context.Context, h host.Host, paths ...string) ([][]byte, error
 	}
 	return out, nil
 }
+
+// Inventory is the cluster's inventory.
+func (c *Cluster) Inventory() *inventory.Inventory { return c.Inv }

@@ -20,7 +20,7 @@ import (
 func (r *run) checkFresh(ctx context.Context, sel Selection, resumed bool) error {
 	start := time.Now()
 	r.prog.printf("Re-observing the cluster to check the plan still holds...\n")
-	facts, err := observe.Gather(ctx, r.c, r.p.Target)
+	facts, err := observe.Gather(ctx, r.cluster, r.p.Target)
 	if err != nil {
 		return fmt.Errorf("re-observe the cluster: %w", err)
 	}

@@ -159,9 +159,11 @@ func readOnly(p *plan.Plan) func(id string) bool {
 
 // run is the state of one Run.
 type run struct {
-	opts     Options
-	p        *plan.Plan
-	c        *observe.Cluster
+	opts Options
+	p    *plan.Plan
+	// c is what the executors use of the cluster; cluster is the same, for observe.Gather.
+	c        clusterAPI
+	cluster  *observe.Cluster
 	prog     *progress
 	journal  *Journal
 	audit    *Audit
@@ -201,7 +203,7 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	for _, s := range p.Steps {
 		ids = append(ids, s.ID)
 	}
-	r := &run{opts: opts, p: p, c: opts.Cluster, prog: newProgress(opts.Progress, opts.Terminal, ids),
+	r := &run{opts: opts, p: p, c: opts.Cluster, cluster: opts.Cluster, prog: newProgress(opts.Progress, opts.Terminal, ids),
 		id: fmt.Sprintf("%s-%d", time.Now().UTC().Format("20060102T150405Z"), os.Getpid())}
 	if err := plan.CheckKinds(p); err != nil {
 		return sum, err

@@ -78,9 +78,9 @@ func (r *run) detail() io.Writer {
 }
 
 func (r *run) host(ctx context.Context, name string) (host.Host, *inventory.Host, error) {
-	ih, ok := r.c.Inv.Host(name)
+	ih, ok := r.c.Inventory().Host(name)
 	if !ok {
-		return nil, nil, fmt.Errorf("host %s is not in the inventory %s", name, r.c.Inv.File)
+		return nil, nil, fmt.Errorf("host %s is not in the inventory %s", name, r.c.Inventory().File)
 	}
 	h, err := r.c.Host(ctx, name)
 	if err != nil {
@@ -95,7 +95,7 @@ func (r *run) offline(name string) bool { return slices.Contains(r.p.Target.Offl
 // survivingMasters are the masters that stay, in inventory order.
 func (r *run) survivingMasters() []*inventory.Host {
 	var out []*inventory.Host
-	for _, ih := range r.c.Inv.HostsWithRole(inventory.RoleMaster) {
+	for _, ih := range r.c.Inventory().HostsWithRole(inventory.RoleMaster) {
 		if !r.leaving(ih.Name) {
 			out = append(out, ih)
 		}

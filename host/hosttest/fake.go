@@ -1,0 +1,224 @@
+// Package hosttest is the fake host.Host of the unit tests: files in memory, units whose
+// state changes as systemd would change it, a log of every action, and commands answered by
+// a handler the test gives. Real hosts, SSH and systemd are tested in the lab (testenv).
+package hosttest
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/mastershrink/mastershrink/host"
+)
+
+// Host is a fake host. The zero value with a Name is usable.
+type Host struct {
+	HostName string
+	// Run answers commands; nil answers every command with exit 127.
+	RunFunc func(cmd string) (host.Result, error)
+	// Dial makes the host's TCP connections; nil dials directly from this machine (the
+	// loopback components of a test are reachable "from the host").
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	mu    sync.Mutex
+	files map[string]string
+	units map[string]host.UnitStatus
+	log   []string
+}
+
+var _ host.Host = (*Host)(nil)
+
+// New returns a fake host called name.
+func New(name string) *Host { return &Host{HostName: name} }
+
+// SetFile puts a file on the host.
+func (h *Host) SetFile(path, content string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.files == nil {
+		h.files = map[string]string{}
+	}
+	h.files[path] = content
+}
+
+// File returns a file's content and whether it exists.
+func (h *Host) File(path string) (string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c, ok := h.files[path]
+	return c, ok
+}
+
+// SetUnit sets a unit's state (its Name is filled in).
+func (h *Host) SetUnit(name string, st host.UnitStatus) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.units == nil {
+		h.units = map[string]host.UnitStatus{}
+	}
+	st.Name = name
+	if st.LoadState == "" {
+		st.LoadState = "loaded"
+	}
+	h.units[name] = st
+}
+
+// Unit returns a unit's state.
+func (h *Host) Unit(name string) host.UnitStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.unit(name)
+}
+
+func (h *Host) unit(name string) host.UnitStatus {
+	if st, ok := h.units[name]; ok {
+		return st
+	}
+	if st, ok := h.units[name+".service"]; ok {
+		return st
+	}
+	return host.UnitStatus{Name: name, LoadState: "not-found", ActiveState: "inactive"}
+}
+
+// Log lists what was done, in order ("write /etc/x", "stop etcd.service", ...).
+func (h *Host) Log() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.log...)
+}
+
+func (h *Host) record(format string, args ...any) {
+	h.log = append(h.log, fmt.Sprintf(format, args...))
+}
+
+func (h *Host) Name() string { return h.HostName }
+
+func (h *Host) Run(_ context.Context, cmd string) (host.Result, error) {
+	h.mu.Lock()
+	h.record("run %s", cmd)
+	run := h.RunFunc
+	h.mu.Unlock()
+	if run == nil {
+		return host.Result{ExitCode: 127}, &host.CmdError{Host: h.HostName, Cmd: cmd, ExitCode: 127, Stderr: "not available on the fake host"}
+	}
+	return run(cmd)
+}
+
+func (h *Host) ReadFile(_ context.Context, path string) ([]byte, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c, ok := h.files[path]
+	if !ok {
+		return nil, fmt.Errorf("%s: %s: %w", h.HostName, path, fs.ErrNotExist)
+	}
+	return []byte(c), nil
+}
+
+func (h *Host) Stat(_ context.Context, path string) (host.FileInfo, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c, ok := h.files[path]; ok {
+		return host.FileInfo{Path: path, Size: int64(len(c)), Mode: 0o644}, nil
+	}
+	prefix := strings.TrimSuffix(path, "/") + "/"
+	for p := range h.files {
+		if strings.HasPrefix(p, prefix) {
+			return host.FileInfo{Path: path, IsDir: true, Mode: fs.ModeDir | 0o755}, nil
+		}
+	}
+	return host.FileInfo{}, fmt.Errorf("%s: %s: %w", h.HostName, path, fs.ErrNotExist)
+}
+
+func (h *Host) WriteFile(_ context.Context, path string, data []byte, opts host.WriteOptions) (host.WriteResult, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.files == nil {
+		h.files = map[string]string{}
+	}
+	var res host.WriteResult
+	old, existed := h.files[path]
+	if existed && old == string(data) {
+		return res, nil
+	}
+	if existed && opts.Backup {
+		res.Backup = path + ".bak-test"
+		h.files[res.Backup] = old
+	}
+	h.files[path] = string(data)
+	res.Changed = true
+	h.record("write %s", path)
+	return res, nil
+}
+
+func (h *Host) Systemd(context.Context) (host.Systemd, error) { return systemd{h}, nil }
+
+func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if h.Dial != nil {
+		return h.Dial(ctx, network, addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+func (h *Host) Close() error { return nil }
+
+// systemd changes unit states as systemd does and logs each call.
+type systemd struct{ h *Host }
+
+func (s systemd) change(unit, verb string, f func(*host.UnitStatus)) error {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	st := s.h.unit(unit)
+	if st.LoadState == "not-found" && verb != "daemon-reload" {
+		return fmt.Errorf("%s: %s %s: unit not found", s.h.HostName, verb, unit)
+	}
+	f(&st)
+	if s.h.units == nil {
+		s.h.units = map[string]host.UnitStatus{}
+	}
+	s.h.units[st.Name] = st
+	s.h.record("%s %s", verb, unit)
+	return nil
+}
+
+func (s systemd) Status(_ context.Context, unit string) (host.UnitStatus, error) {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	return s.h.unit(unit), nil
+}
+
+func (s systemd) Start(_ context.Context, unit string) error {
+	return s.change(unit, "start", func(st *host.UnitStatus) { st.ActiveState, st.SubState = "active", "running" })
+}
+
+func (s systemd) Stop(_ context.Context, unit string) error {
+	return s.change(unit, "stop", func(st *host.UnitStatus) { st.ActiveState, st.SubState, st.MainPID = "inactive", "dead", 0 })
+}
+
+func (s systemd) Restart(_ context.Context, unit string) error {
+	return s.change(unit, "restart", func(st *host.UnitStatus) { st.ActiveState, st.SubState = "active", "running" })
+}
+
+func (s systemd) Reload(_ context.Context, unit string) error {
+	return s.change(unit, "reload", func(*host.UnitStatus) {})
+}
+
+func (s systemd) Enable(_ context.Context, unit string) error {
+	return s.change(unit, "enable", func(st *host.UnitStatus) { st.UnitFileState = "enabled" })
+}
+
+func (s systemd) Disable(_ context.Context, unit string) error {
+	return s.change(unit, "disable", func(st *host.UnitStatus) { st.UnitFileState = "disabled" })
+}
+
+func (s systemd) DaemonReload(context.Context) error {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	s.h.record("daemon-reload")
+	return nil
+}
+
+func (systemd) Close() error { return nil }

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mastershrink/mastershrink/inventory"
+)
+
+func init() {
+	nestedCommands["inventory"] = append(nestedCommands["inventory"], newImportCmd)
+}
+
+func newImportCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "import kubeasz HOSTS_FILE",
+		Short: "Write an inventory.yaml from another tool's inventory (kubeasz's clusters/NAME/hosts)",
+		Long: `import reads kubeasz's Ansible inventory (clusters/NAME/hosts on the deploy node) and prints
+an inventory.yaml with the kubeasz layout: [etcd], [kube_master] and [kube_node] become the
+etcd, master and worker roles, k8s_nodename the host names, ansible_ssh_user, ansible_ssh_port
+and ansible_ssh_private_key_file the SSH settings, SECURE_PORT the apiserver port, and the
+cluster's kubectl.kubeconfig the kubeconfig. What it cannot know is written as comments at
+the top: read them, then run mastershrink inventory validate on the result.`,
+		Example: `  mastershrink inventory import kubeasz /etc/kubeasz/clusters/k8s-01/hosts > inventory.yaml
+  mastershrink inventory validate -i inventory.yaml`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 || args[0] != "kubeasz" {
+				return usageError{fmt.Errorf("want: mastershrink inventory import kubeasz HOSTS_FILE (kubeasz is the one format imported)")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := inventory.ImportKubeasz(args[1])
+			if err != nil {
+				return usageError{err}
+			}
+			if _, err := g.Out.Write(k.YAML()); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.ErrOut, "Imported %d hosts of cluster %q. Check the comments at the top, then: mastershrink inventory validate -i FILE\n", len(k.Hosts), k.Cluster)
+			return nil
+		},
+	}
+	return cmd
+}

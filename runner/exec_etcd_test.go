@@ -237,3 +237,28 @@ func TestExecutorSnapshot(t *testing.T) {
 		t.Errorf("gate with an hour-old snapshot: %v, want ErrNoSnapshot", err)
 	}
 }
+
+// nodes/cleanup's own proof: a host that is still an etcd member, or still runs an
+// apiserver, is never cleaned, whatever the plan says.
+func TestCleanupProvesTheHostLeft(t *testing.T) {
+	f := newEtcdFixture(t)
+	r := f.run(&plan.Plan{})
+	ctx := context.Background()
+	ih, _ := f.fc.inv.Host("m3")
+	if err := r.proveLeft(ctx, "m3", f.fc.hosts["m3"], ih); !errors.Is(err, ErrStillControlPlane) || !strings.Contains(err.Error(), "etcd member") {
+		t.Errorf("cleanup of a member's host: %v, want ErrStillControlPlane", err)
+	}
+	rm := f.removeStep("m3", f.ids["m3"], f.ec.PeerURL(2))
+	if _, err := apply(t, f.run(&plan.Plan{Steps: []plan.Step{rm}}), rm); err != nil {
+		t.Fatal(err)
+	}
+	ih.Paths.APIServerUnit = "kube-apiserver.service"
+	f.fc.hosts["m3"].SetUnit("kube-apiserver.service", host.UnitStatus{ActiveState: "active", SubState: "running", UnitFileState: "enabled"})
+	if err := r.proveLeft(ctx, "m3", f.fc.hosts["m3"], ih); !errors.Is(err, ErrStillControlPlane) || !strings.Contains(err.Error(), "kube-apiserver") {
+		t.Errorf("cleanup of a host running an apiserver: %v, want ErrStillControlPlane", err)
+	}
+	f.fc.hosts["m3"].SetUnit("kube-apiserver.service", host.UnitStatus{ActiveState: "inactive", UnitFileState: "disabled"})
+	if err := r.proveLeft(ctx, "m3", f.fc.hosts["m3"], ih); err != nil {
+		t.Errorf("cleanup of a host that left: %v", err)
+	}
+}

@@ -10,7 +10,10 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 
 	"github.com/mastershrink/mastershrink/etcd"
@@ -137,5 +140,32 @@ func TestExecutorInitialCluster(t *testing.T) {
 	m1.SetFile(unit, "--initial-cluster=x=9\n")
 	if _, err := apply(t, r, st); !errors.Is(err, etcd.ErrFileDrift) {
 		t.Errorf("drifted unit: %v, want ErrFileDrift", err)
+	}
+}
+
+// withAPI is hostsOnly with a fake Kubernetes API.
+type withAPI struct {
+	hostsOnly
+	kube kubernetes.Interface
+}
+
+func (c withAPI) Kube() (kubernetes.Interface, *rest.Config, error) { return c.kube, &rest.Config{}, nil }
+
+func TestExecutorDeleteNode(t *testing.T) {
+	kube := fake.NewSimpleClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w2"}})
+	st := plan.Step{ID: plan.KindDeleteNode + "/w2", Kind: plan.KindDeleteNode, Host: "w2", Params: map[string]string{"node": "w2"}}
+	r := &run{p: &plan.Plan{Steps: []plan.Step{st}}, c: withAPI{hostsOnly{}, kube}, prog: newProgress(io.Discard, false, nil),
+		history: History{Started: map[string]bool{}, Ended: map[string]bool{}}}
+	if doneOf(t, r, st) {
+		t.Fatal("done while the Node exists")
+	}
+	if _, err := apply(t, r, st); err != nil {
+		t.Fatal(err)
+	}
+	if !doneOf(t, r, st) {
+		t.Error("not done after the deletion")
+	}
+	if _, err := kube.CoreV1().Nodes().Get(context.Background(), "w2", metav1.GetOptions{}); err == nil {
+		t.Error("Node w2 still exists")
 	}
 }

@@ -362,7 +362,12 @@ func show(ctx context.Context, lab *testenv.Lab, kube kubernetes.Interface) {
 			}
 			parts = append(parts, s)
 		}
-		fmt.Printf("  %-3s %s\n", m.Name, strings.Join(parts, "  "))
+		state := ""
+		if st, err := lab.Exec(ctx, m.Name, "sh", "-c", "systemctl is-active kube-nginx kube-lb 2>/dev/null | grep -qx active || echo stopped"); err == nil && strings.TrimSpace(string(st)) == "stopped" {
+			// A leaving master's proxy is stopped by the shrink: its config no longer matters.
+			state = dim + "  (proxy stopped and disabled)" + reset
+		}
+		fmt.Printf("  %-3s %s%s\n", m.Name, strings.Join(parts, "  "), state)
 	}
 
 	fmt.Printf("\n%scertificate SANs on m1%s\n", bold, reset)

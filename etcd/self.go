@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 
 	"go.uber.org/zap"
@@ -23,6 +24,22 @@ type Self struct {
 // the question is asked from that host and reaches the etcd running there, whatever the names
 // and inventories say). It never goes through the cluster's balancer.
 func (c *Client) AskSelf(ctx context.Context, endpoint string, dial DialFunc) (Self, error) {
+	// A plain connect says at once that nothing listens (a stopped etcd): gRPC would wait
+	// for its deadline.
+	if u, err := url.Parse(endpoint); err == nil && u.Host != "" {
+		d := dial
+		if d == nil {
+			var nd net.Dialer
+			d = nd.DialContext
+		}
+		dctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		conn, err := d(dctx, "tcp", u.Host)
+		cancel()
+		if err != nil {
+			return Self{}, fmt.Errorf("ask etcd at %s who it is: %w", endpoint, err)
+		}
+		conn.Close()
+	}
 	cfg := clientv3.Config{
 		Endpoints:   []string{endpoint},
 		TLS:         c.tls.Clone(),

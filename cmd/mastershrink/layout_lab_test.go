@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mastershrink/mastershrink/plan"
+	"github.com/mastershrink/mastershrink/testenv"
+	"github.com/mastershrink/mastershrink/testenv/seed"
+)
+
+// envfileProxyPaths are the node proxy the envfile lab adds (the guides front the apiservers
+// with LB hosts instead); the inventory names it as a cluster-wide override of the preset.
+const envfileProxyPaths = `paths:
+  nginx_unit: kube-nginx
+  nginx_binary: /opt/kube-nginx/sbin/nginx
+  nginx_prefix: /opt/kube-nginx
+  nginx_config: /opt/kube-nginx/conf/kube-nginx.conf
+  nginx_listen: "127.0.0.1:6443"
+`
+
+// stepByID returns the plan's step with that ID.
+func stepByID(t *testing.T, p *plan.Plan, id string) plan.Step {
+	t.Helper()
+	for _, s := range p.Steps {
+		if s.ID == id {
+			return s
+		}
+	}
+	var ids []string
+	for _, s := range p.Steps {
+		ids = append(ids, s.ID)
+	}
+	t.Fatalf("no step %s in the plan; steps: %s", id, strings.Join(ids, ", "))
+	return plan.Step{}
+}
+
+// fileAfter returns what a step writes into path, failing when it does not rewrite it.
+func fileAfter(t *testing.T, s plan.Step, path string) string {
+	t.Helper()
+	for _, f := range s.Files {
+		if f.Path == path {
+			return f.After
+		}
+	}
+	t.Fatalf("step %s does not rewrite %s", s.ID, path)
+	return ""
+}
+
+// TestLabEnvFileLayout shrinks 3 masters to 1 on the env-file guides' layout, the one that
+// breaks the seed 003 lab's assumptions: etcd's flags and certificates only as ETCD_*
+// variables of /opt/etcd/cfg/etcd.conf (its ExecStart is the bare binary), the apiserver's
+// flags in one KUBE_APISERVER_OPTS string, certificates in /opt/etcd/ssl and
+// /opt/kubernetes/ssl. The plan must rewrite the values where they live and re-sign the
+// certificates it only knows through ETCD_*_FILE; apply must keep every request and key.
+func TestLabEnvFileLayout(t *testing.T) {
+	testenv.RequireLab(t)
+	lab := testenv.StartLab(t, testenv.Options{Name: "mslayout", Layout: "envfile"})
+	inv, err := os.ReadFile(lab.Inventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(inv), "\npaths:") {
+		if err := os.WriteFile(lab.Inventory, append(inv, envfileProxyPaths...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prepare(t, lab)
+	m1, _ := lab.Machine("m1")
+
+	dir := t.TempDir()
+	path := filepath.Join(dir, "plan.json")
+	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m2,m3", "--out", path)
+	if code != exitOK {
+		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Decode(data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("plan", func(t *testing.T) {
+		// --etcd-servers inside KUBE_APISERVER_OPTS, on its own continuation line.
+		conf := fileAfter(t, stepByID(t, p, "apiserver/update/m1"), "/opt/kubernetes/cfg/kube-apiserver.conf")
+		if !strings.Contains(conf, "\n--etcd-servers=https://"+m1.Address+":2379 \\\n") || strings.Contains(conf, "10.88.0.12") {
+			t.Errorf("kube-apiserver.conf after the plan:\n%s", conf)
+		}
+		if !strings.HasPrefix(conf, "KUBE_APISERVER_OPTS=\"") {
+			t.Errorf("kube-apiserver.conf lost its variable:\n%s", conf)
+		}
+		// ETCD_INITIAL_CLUSTER in etcd.conf, not a flag the unit does not have.
+		ec := fileAfter(t, stepByID(t, p, "etcd/initial-cluster/m1"), "/opt/etcd/cfg/etcd.conf")
+		for _, want := range []string{
+			"\nETCD_INITIAL_CLUSTER=\"etcd-" + m1.Address + "=https://" + m1.Address + ":2380\"\n",
+			"\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n",
+		} {
+			if !strings.Contains(ec, want) {
+				t.Errorf("etcd.conf after the plan lacks %q:\n%s", want, ec)
+			}
+		}
+		// The certificate etcd names only as ETCD_CERT_FILE is re-signed, with its users.
+		var resigned []string
+		for _, s := range p.Steps {
+			if s.Kind != plan.KindCertResign {
+				continue
+			}
+			resigned = append(resigned, s.Params["path"])
+			if s.Params["path"] == "/opt/etcd/ssl/server.pem" {
+				for _, u := range []string{"etcd --cert-file", "etcd --peer-cert-file", "kube-apiserver --etcd-certfile"} {
+					if !strings.Contains(s.Params["used_by"], u) {
+						t.Errorf("server.pem used by %q, lacks %s", s.Params["used_by"], u)
+					}
+				}
+			}
+		}
+		sort.Strings(resigned)
+		if strings.Join(resigned, ",") != "/opt/etcd/ssl/server.pem,/opt/kubernetes/ssl/kubernetes.pem" {
+			t.Errorf("re-signed %v, want etcd's server.pem and the apiserver's kubernetes.pem", resigned)
+		}
+		for _, w := range p.Warnings {
+			if strings.Contains(w, "could not be read") {
+				t.Errorf("warning about a certificate the lab made readable: %s", w)
+			}
+		}
+		// The human plan shows the diff of the files where the values live.
+		for _, f := range []string{"/opt/kubernetes/cfg/kube-apiserver.conf", "/opt/etcd/cfg/etcd.conf"} {
+			if !strings.Contains(out, "+++ b"+f) {
+				t.Errorf("plan output has no diff of %s", f)
+			}
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	t.Run("apply", func(t *testing.T) {
+		prober := lab.StartProber(context.Background(), 20)
+		start := time.Now()
+		out, errOut, code := cli(t, lab, "apply", path, "-i", lab.Inventory)
+		report := prober.Stop()
+		t.Logf("apply took %s; prober: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
+		if code != exitOK {
+			t.Fatalf("apply exit %d", code)
+		}
+		if report.Failed > 0 {
+			t.Errorf("prober: %d of %d requests failed: %v", report.Failed, report.Total, report.Failures[:min(5, len(report.Failures))])
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		ec, err := lab.EtcdClient("https://" + m1.Address + ":2379")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ec.Close()
+		members, err := ec.MemberList(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(members.Members) != 1 || members.Members[0].Name != "etcd-"+m1.Address {
+			t.Errorf("etcd members %v, want only etcd-%s", members.Members, m1.Address)
+		}
+		if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
+			t.Errorf("seed keys: %v", err)
+		}
+		for _, cert := range []string{"/opt/etcd/ssl/server.pem", "/opt/kubernetes/ssl/kubernetes.pem"} {
+			out, err := lab.Exec(ctx, "m1", "openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", cert)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := string(out); strings.Contains(s, "10.88.0.12") || strings.Contains(s, "10.88.0.13") || !strings.Contains(s, m1.Address) {
+				t.Errorf("%s SANs: %s, want m1 and no removed master", cert, s)
+			}
+		}
+		for file, want := range map[string]string{
+			"/opt/etcd/cfg/etcd.conf":                 "ETCD_INITIAL_CLUSTER=\"etcd-" + m1.Address + "=https://" + m1.Address + ":2380\"",
+			"/opt/kubernetes/cfg/kube-apiserver.conf": "--etcd-servers=https://" + m1.Address + ":2379 \\",
+		} {
+			out, err := lab.Exec(ctx, "m1", "cat", file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(out), want) {
+				t.Errorf("m1:%s lacks %q:\n%s", file, want, out)
+			}
+		}
+	})
+}

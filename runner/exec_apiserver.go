@@ -156,8 +156,8 @@ func (r *run) apiserverStep(st plan.Step) executor {
 
 // othersReady says whether another master's apiserver is ready to serve while name's restarts.
 func (r *run) othersReady(ctx context.Context, name string) bool {
-	for _, ih := range r.c.Inventory().HostsWithRole(inventory.RoleMaster) {
-		if ih.Name != name && !r.offline(ih.Name) && probeReady(ctx, r, ih.Name) {
+	for _, ih := range r.plannedHosts() {
+		if ih.Has(inventory.RoleMaster) && ih.Name != name && !r.offline(ih.Name) && probeReady(ctx, r, ih.Name) {
 			return true
 		}
 	}

@@ -168,7 +168,7 @@ func (r *run) memberHost(m etcd.Member) string {
 	for _, u := range m.PeerURLs {
 		ph := plan.PeerHost(u)
 		addrs := append([]string{ph}, r.p.Facts.Resolved[ph]...)
-		for _, ih := range r.c.Inventory().Hosts {
+		for _, ih := range r.plannedHosts() {
 			if slices.Contains(addrs, ih.Address) || overlaps(r.p.Facts.Resolved[ih.Address], addrs) {
 				return ih.Name
 			}

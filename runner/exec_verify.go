@@ -147,7 +147,7 @@ func pollFor(ctx context.Context, d time.Duration, check func(context.Context) e
 func (r *run) scanLeftovers(ctx context.Context) []string {
 	var ips []string
 	for _, name := range r.p.Target.Remove {
-		if ih, ok := r.c.Inventory().Host(name); ok {
+		if ih, ok := r.planned(name); ok {
 			ips = append(ips, ih.Address)
 		}
 	}
@@ -155,7 +155,7 @@ func (r *run) scanLeftovers(ctx context.Context) []string {
 		return nil
 	}
 	var out []string
-	for _, ih := range r.c.Inventory().Hosts {
+	for _, ih := range r.plannedHosts() {
 		if r.leaving(ih.Name) || r.offline(ih.Name) || slices.Contains(r.p.Target.Drain, ih.Name) {
 			continue
 		}

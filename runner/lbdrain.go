@@ -181,7 +181,7 @@ func nodeErrors(errs map[string]error) error {
 // apiserver, while the apiserver's own graceful shutdown lets its watches resume
 // (apiserver.Proxy.Cut, measured in the lab).
 func (r *run) cutsOldWorkers(node string) bool {
-	ih, ok := r.c.Inventory().Host(node)
+	ih, ok := r.planned(node)
 	return ok && !ih.Has(inventory.RoleMaster)
 }
 
@@ -195,7 +195,7 @@ func lbExecutor(ih *inventory.Host) lb.Executor {
 
 // apiserverAddr is the address the proxies know a master's apiserver by.
 func (r *run) apiserverAddr(name string) string {
-	ih, ok := r.c.Inventory().Host(name)
+	ih, ok := r.planned(name)
 	if !ok {
 		return ""
 	}

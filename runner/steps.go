@@ -77,8 +77,11 @@ func (r *run) detail() io.Writer {
 	return nil
 }
 
+// host connects to a host and returns, with it, the host as the plan knows it: its address,
+// roles and paths are the plan's facts, not the inventory's now, so an inventory edited since
+// the review cannot change what an approved step does (the inventory only says how to reach it).
 func (r *run) host(ctx context.Context, name string) (host.Host, *inventory.Host, error) {
-	ih, ok := r.c.Inventory().Host(name)
+	ih, ok := r.planned(name)
 	if !ok {
 		return nil, nil, fmt.Errorf("host %s is not in the inventory %s", name, r.c.Inventory().File)
 	}
@@ -89,13 +92,41 @@ func (r *run) host(ctx context.Context, name string) (host.Host, *inventory.Host
 	return h, ih, nil
 }
 
+// planned is an inventory host as the plan knows it (see host), without connecting.
+func (r *run) planned(name string) (*inventory.Host, bool) {
+	ih, ok := r.c.Inventory().Host(name)
+	if !ok {
+		return nil, false
+	}
+	if fh, ok := r.p.Facts.Host(name); ok {
+		p := *ih
+		p.Address, p.Roles, p.Paths = fh.Address, fh.Roles, fh.Paths
+		return &p, true
+	}
+	return ih, true
+}
+
+// plannedHosts are the inventory's hosts as the plan knows them, in inventory order.
+func (r *run) plannedHosts() []*inventory.Host {
+	var out []*inventory.Host
+	for _, ih := range r.c.Inventory().Hosts {
+		if p, ok := r.planned(ih.Name); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func (r *run) leaving(name string) bool { return slices.Contains(r.p.Target.Remove, name) }
 func (r *run) offline(name string) bool { return slices.Contains(r.p.Target.Offline, name) }
 
 // survivingMasters are the masters that stay, in inventory order.
 func (r *run) survivingMasters() []*inventory.Host {
 	var out []*inventory.Host
-	for _, ih := range r.c.Inventory().HostsWithRole(inventory.RoleMaster) {
+	for _, ih := range r.plannedHosts() {
+		if !ih.Has(inventory.RoleMaster) {
+			continue
+		}
 		if !r.leaving(ih.Name) {
 			out = append(out, ih)
 		}

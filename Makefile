@@ -66,12 +66,15 @@ test-lab:
 	MASTERSHRINK_LAB=1 $(GO) test -count=1 -p 1 -timeout 60m -run 'Lab' ./...
 
 # bench runs the 3-to-1 shrink in fresh labs, with mastershrink apply and with seed 003's
-# commands by hand, then the component benchmarks (LB over 200 hosts, certs inspect against
-# openssl, snapshot against etcdctl, drain against kubectl drain), each BENCH_RUNS times; it
-# prints one table and writes it to bench/results.json (the README's Figures come from it).
+# commands by hand; the same apply in a lab with BENCH_SCALE_NODES more node proxies (scale
+# nodes: sshd and nginx each), against an xargs -P ssh loop over the same proxies; then the
+# component benchmarks (certs inspect against openssl, snapshot against etcdctl, drain against
+# kubectl drain), each BENCH_RUNS times; it prints one table and writes it to
+# bench/results.json (the README's Figures come from it).
 BENCH_RUNS ?= 3
+BENCH_SCALE_NODES ?= 200
 bench: deps lab-binaries build
-	BENCH_RUNS=$(BENCH_RUNS) $(GO) run ./bench/cmd/benchtable -bin bin/mastershrink -out bench/results.json
+	BENCH_RUNS=$(BENCH_RUNS) MASTERSHRINK_BENCH_SCALE_NODES=$(BENCH_SCALE_NODES) $(GO) run ./bench/cmd/benchtable -bin bin/mastershrink -out bench/results.json
 
 # faults is the fault suite: mastershrink killed at every step boundary and mid-step
 # (cmd/mastershrink), a survivor apiserver that will not start, nginx -t failing on one node,

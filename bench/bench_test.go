@@ -49,21 +49,25 @@ PASS
 }
 
 func TestJournalPhases(t *testing.T) {
+	// The three proxy steps ran concurrently (1 s each, within 1.5 s): their phase is 1.5 s.
 	journal := `{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","event":"run-start"}
-{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"preflight","event":"end","seconds":1.5}
-{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"etcd/snapshot","event":"end","seconds":0.5}
-{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"apiserver/update/m1","event":"start"}
-{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"apiserver/update/m1","event":"end","seconds":20}
-{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"etcd/remove-member/m2","event":"end","seconds":2}
-{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"etcd/stop/m2","event":"skip","seconds":1}
-{"time":"2026-01-01T00:00:00Z","plan":"p","run":"r","step":"verify/final","event":"en`
+{"time":"2026-01-01T00:00:01.5Z","plan":"p","run":"r","step":"preflight","event":"end","seconds":1.5}
+{"time":"2026-01-01T00:00:02Z","plan":"p","run":"r","step":"etcd/snapshot","event":"end","seconds":0.5}
+{"time":"2026-01-01T00:00:02Z","plan":"p","run":"r","step":"apiserver/update/m1","event":"start"}
+{"time":"2026-01-01T00:00:22Z","plan":"p","run":"r","step":"apiserver/update/m1","event":"end","seconds":20}
+{"time":"2026-01-01T00:00:23Z","plan":"p","run":"r","step":"lb/update/m1","event":"end","seconds":1}
+{"time":"2026-01-01T00:00:23.2Z","plan":"p","run":"r","step":"lb/update/w1","event":"end","seconds":1}
+{"time":"2026-01-01T00:00:23.5Z","plan":"p","run":"r","step":"lb/update/w2","event":"end","seconds":1}
+{"time":"2026-01-01T00:00:25.5Z","plan":"p","run":"r","step":"etcd/remove-member/m2","event":"end","seconds":2}
+{"time":"2026-01-01T00:00:26.5Z","plan":"p","run":"r","step":"etcd/stop/m2","event":"skip","seconds":1}
+{"time":"2026-01-01T00:00:27Z","plan":"p","run":"r","step":"verify/final","event":"en`
 	p := filepath.Join(t.TempDir(), "plan.journal.jsonl")
 	os.WriteFile(p, []byte(journal), 0o600)
 	st, err := JournalPhases(p, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "preflight=1.50 snapshot=0.50 survivor restarts=20 etcd membership=3 lock and re-observe=5"
+	want := "preflight=1.50 snapshot=0.50 survivor restarts=20 node proxies=1.50 etcd membership=3 lock and re-observe=3.50"
 	var got []string
 	for _, s := range st {
 		got = append(got, s.Name+"="+num(s.Seconds))
@@ -79,7 +83,7 @@ func TestRenderOneTable(t *testing.T) {
 	manual := []ShrinkResult{{Total: 30 * time.Second, Failed: 120, Gap: 15 * time.Second, Stages: []Stage{{"reload nginx", 1}}},
 		{Total: 35 * time.Second, Failed: 100}}
 	r := Results{Runs: 2, Command: "make bench BENCH_RUNS=2", Figures: ShrinkFigures(apply, manual)}
-	r.Figures = append(r.Figures, GoFigures[1].Figure([]GoBenchRun{{Metrics: map[string]float64{"inspect-ms/op": 300, "openssl-ms/op": 4000, "openssl/inspect": 13.3}, PeakRSSMB: 40}}))
+	r.Figures = append(r.Figures, goFigure(t, "certs.inspect1000").Figure([]GoBenchRun{{Metrics: map[string]float64{"inspect-ms/op": 300, "openssl-ms/op": 4000, "openssl/inspect": 13.3}, PeakRSSMB: 40}}))
 	var b bytes.Buffer
 	if err := r.Render(&b); err != nil {
 		t.Fatal(err)
@@ -94,4 +98,15 @@ func TestRenderOneTable(t *testing.T) {
 	if strings.Contains(out, "by hand: reload nginx") {
 		t.Errorf("detail rows printed:\n%s", out)
 	}
+}
+
+func goFigure(t *testing.T, id string) GoFigure {
+	t.Helper()
+	for _, g := range GoFigures {
+		if g.ID == id {
+			return g
+		}
+	}
+	t.Fatalf("no Go figure %s", id)
+	return GoFigure{}
 }

@@ -23,29 +23,9 @@ func metric(name string, scale float64) func(map[string]float64) (float64, bool)
 	}
 }
 
-func sumOf(scale float64, names ...string) func(map[string]float64) (float64, bool) {
-	return func(m map[string]float64) (float64, bool) {
-		var s float64
-		for _, n := range names {
-			v, ok := m[n]
-			if !ok {
-				return 0, false
-			}
-			s += v
-		}
-		return s * scale, true
-	}
-}
-
 // GoFigures are the component benchmarks `make bench` runs, each against the alternative its
 // benchmark runs alongside.
 var GoFigures = []GoFigure{
-	{
-		Bench: GoBench{Pkg: "lb", Name: "BenchmarkLB200Hosts", Env: []string{"MASTERSHRINK_LAB=1"}},
-		ID:    "lb.200hosts", Title: "LB rewrite, 200 hosts over SSH (observe, rewrite, test, reload, probe)", Unit: "s",
-		Ours: sumOf(1e-3, "observe-ms", "apply-ms"),
-		Note: "lb.BenchmarkLB200Hosts runs no alternative arm (e.g. a for-loop of ssh+sed+nginx -t+reload), so no ratio",
-	},
 	{
 		Bench: GoBench{Pkg: "cmd/mastershrink", Name: "BenchmarkInspect1000VsOpenSSL"},
 		ID:    "certs.inspect1000", Title: "certificate inspection, 1000 PEM files", Unit: "s",

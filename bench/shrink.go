@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -204,15 +205,16 @@ func ApplyShrink(ctx context.Context, lab *testenv.Lab, o ShrinkOptions) (Shrink
 // OtherPhase is the apply's time outside its steps: start, lock, re-observing the cluster.
 const OtherPhase = "lock and re-observe"
 
-// JournalPhases sums the step durations a journal records by phase; the rest of total is
-// OtherPhase.
+// JournalPhases is the wall time of each phase a journal records: the union of its steps'
+// intervals (each ends at its entry's time and lasted its seconds), so the steps of a phase
+// that ran concurrently (the node proxies) count once; the rest of total is OtherPhase.
 func JournalPhases(path string, total time.Duration) ([]Stage, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	secs := map[string]float64{}
-	var sum float64
+	type span struct{ from, to time.Time }
+	spans := map[string][]span{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	for sc.Scan() {
@@ -227,11 +229,28 @@ func JournalPhases(path string, total time.Duration) ([]Stage, error) {
 		if k, ok := plan.KindOfID(e.Step); ok {
 			name = k.Phase
 		}
-		secs[name] += e.Seconds
-		sum += e.Seconds
+		spans[name] = append(spans[name], span{e.Time.Add(-time.Duration(e.Seconds * float64(time.Second))), e.Time})
 	}
-	if len(secs) == 0 {
+	if len(spans) == 0 {
 		return nil, errors.New("journal " + path + ": no step durations")
+	}
+	secs := map[string]float64{}
+	var sum float64
+	for name, ss := range spans {
+		sort.Slice(ss, func(i, j int) bool { return ss[i].from.Before(ss[j].from) })
+		var wall time.Duration
+		cur := ss[0]
+		for _, s := range ss[1:] {
+			if s.from.After(cur.to) {
+				wall += cur.to.Sub(cur.from)
+				cur = s
+			} else if s.to.After(cur.to) {
+				cur.to = s.to
+			}
+		}
+		wall += cur.to.Sub(cur.from)
+		secs[name] = wall.Seconds()
+		sum += wall.Seconds()
 	}
 	var out []Stage
 	for _, k := range plan.Kinds {

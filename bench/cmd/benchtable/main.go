@@ -43,7 +43,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", defRuns, "runs of each figure (BENCH_RUNS)")
 	flag.StringVar(&o.bin, "bin", "bin/mastershrink", "the mastershrink binary (make build)")
 	flag.StringVar(&o.out, "out", "bench/results.json", "where to write the results as JSON")
-	flag.StringVar(&only, "only", "", "comma-separated subset: shrink,"+strings.Join(goIDs(), ","))
+	flag.StringVar(&only, "only", "", "comma-separated subset: shrink,scale,"+strings.Join(goIDs(), ","))
 	flag.StringVar(&o.labName, "lab", "msbench", "lab name for the shrink runs")
 	flag.StringVar(&o.logPath, "log", filepath.Join(os.TempDir(), "mastershrink-bench.log"), "the labs' and commands' log")
 	render := flag.String("render", "", "print the table of a results file (bench/results.json) and exit")
@@ -132,6 +132,17 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		res.Figures = append(res.Figures, bench.ShrinkFigures(apply, manual)...)
+	}
+
+	if o.wants("scale") {
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("%s: %w (make build makes it)", o.bin, err)
+		}
+		runs, err := scaleRuns(ctx, o, bin, logf)
+		if err != nil {
+			return err
+		}
+		res.Figures = append(res.Figures, bench.ScaleFigures(runs)...)
 	}
 
 	tmp, err := os.MkdirTemp("", "mastershrink-bench-")
@@ -276,4 +287,70 @@ func commit() string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// scaleNodes is the N of the scale runs besides the plain lab (MASTERSHRINK_BENCH_SCALE_NODES,
+// 200 by default, at most testenv.MaxScaleNodes).
+func scaleNodes() int {
+	if v, err := strconv.Atoi(os.Getenv("MASTERSHRINK_BENCH_SCALE_NODES")); err == nil && v > 0 {
+		return v
+	}
+	return 200
+}
+
+// scaleRuns runs the apply in the plain lab and in one with scale nodes, o.runs times each,
+// alternating, each in a lab of its own; with scale nodes the xargs loop runs first.
+func scaleRuns(ctx context.Context, o options, bin string, logf io.Writer) (map[int][]bench.ScaleResult, error) {
+	out := map[int][]bench.ScaleResult{}
+	for i := range o.runs {
+		ns := []int{0, scaleNodes()}
+		if i%2 == 1 {
+			ns = []int{scaleNodes(), 0}
+		}
+		for _, n := range ns {
+			r, err := oneScale(ctx, o, bin, n, logf)
+			if err != nil {
+				return nil, fmt.Errorf("scale run %d (N=%d): %w", i+1, 2+n, err)
+			}
+			progress("scale run %d/%d N=%d: apply %s (proxy phase %s over %d proxies, loop %s), plan %s, %d of %d requests failed, peak RSS %d MB",
+				i+1, o.runs, 2+n, r.Total.Round(100*time.Millisecond), r.ProxyPhase.Round(10*time.Millisecond), r.Proxies,
+				r.Loop.Round(10*time.Millisecond), r.Plan.Round(10*time.Millisecond), r.Failed, r.Requests, r.MaxRSSKB/1024)
+			out[n] = append(out[n], r)
+		}
+	}
+	return out, nil
+}
+
+func oneScale(ctx context.Context, o options, bin string, n int, logf io.Writer) (r bench.ScaleResult, err error) {
+	work, err := os.MkdirTemp("", "mastershrink-bench-scale-")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(work)
+	start := time.Now()
+	name := o.labName + "s"
+	lab, err := testenv.Up(ctx, testenv.Options{Name: name, Log: logf})
+	if err != nil {
+		return r, fmt.Errorf("lab up: %w (log %s)", err, o.logPath)
+	}
+	defer func() {
+		if derr := lab.Down(context.Background()); derr != nil && err == nil {
+			err = fmt.Errorf("lab down: %w", derr)
+		}
+	}()
+	var nodes *testenv.ScaleNodes
+	if n > 0 {
+		if nodes, err = lab.AddScaleNodes(ctx, n); err != nil {
+			return r, err
+		}
+		defer func() {
+			if serr := nodes.Stop(); serr != nil && err == nil {
+				err = fmt.Errorf("stop scale nodes: %w", serr)
+			}
+		}()
+	}
+	progress("lab %s up with %d scale nodes in %s", name, n, time.Since(start).Round(time.Second))
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	defer cancel()
+	return bench.ScaleShrink(sctx, lab, nodes, bench.ShrinkOptions{Bin: bin, WorkDir: work, Log: logf}, n > 0)
 }

@@ -15,7 +15,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mastershrink/mastershrink/internal/version"
 	"github.com/mastershrink/mastershrink/lb"
+	"github.com/mastershrink/mastershrink/plan"
 	"github.com/mastershrink/mastershrink/unitfile"
 )
 
@@ -208,7 +210,8 @@ func TestBadInputCorpus(t *testing.T) {
 	// Flags and arguments of the commands that read no cluster: a usage error (exit 4)
 	// naming the flag and what it wants.
 	t.Run("flags", func(t *testing.T) {
-		inv := writeInventory(t, goodInventory)
+		inv := writeInventory(t, strings.Replace(goodInventory, "  - {name: m1, address: 127.0.0.1, roles: [etcd, master]}\n",
+			"  - {name: m1, address: 192.0.2.11, roles: [etcd, master]}\n  - {name: m2, address: 192.0.2.12, roles: [etcd, master]}\n  - {name: m3, address: 192.0.2.13, roles: [etcd, master]}\n", 1))
 		cases := []struct {
 			name string
 			args []string
@@ -435,4 +438,124 @@ func checkCorpusDir(t *testing.T, sub string, cases map[string][]string) {
 			t.Errorf("testdata/bad/%s/%s has no expectation in the test", sub, e.Name())
 		}
 	}
+}
+
+// TestBadInputStatusUndoImport is the corpus for status, undo, inventory import and the
+// kubeconfig flags: each case exits non-zero with one line naming the problem, prints
+// nothing on stdout, dials nothing (the inventory's hosts are in TEST-NET) and writes
+// nothing.
+func TestBadInputStatusUndoImport(t *testing.T) {
+	t.Run("flags", func(t *testing.T) {
+		inv := writeInventory(t, strings.Replace(goodInventory, "  - {name: m1, address: 127.0.0.1, roles: [etcd, master]}\n",
+			"  - {name: m1, address: 192.0.2.11, roles: [etcd, master]}\n  - {name: m2, address: 192.0.2.12, roles: [etcd, master]}\n  - {name: m3, address: 192.0.2.13, roles: [etcd, master]}\n", 1))
+		dir := filepath.Dir(inv)
+		kc := filepath.Join(dir, "other.kubeconfig")
+		os.WriteFile(kc, []byte("apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters: [{name: a, cluster: {server: https://192.0.2.1:6443}}]\ncontexts: [{name: a, context: {cluster: a, user: u}}]\nusers: [{name: u, user: {token: x}}]\n"), 0o600)
+		missing := filepath.Join(dir, "missing.kubeconfig")
+		cases := []struct {
+			name string
+			env  string
+			args []string
+			code int
+			want []string
+		}{
+			{"status without inventory", "", []string{"status"}, exitUsage, []string{"-i inventory.yaml"}},
+			{"status bad output", "", []string{"status", "-i", inv, "-o", "xml"}, exitUsage, []string{`-o "xml"`, "table, json or yaml"}},
+			{"status with an argument", "", []string{"status", "-i", inv, "m1"}, exitUsage, []string{"unknown command"}},
+			{"plan yml", "", []string{"plan", "-i", inv, "--remove", "m3", "-o", "yml"}, exitUsage, []string{`-o "yml"`, "table, json or yaml"}},
+			{"status --kubeconfig missing", "", []string{"status", "-i", inv, "--kubeconfig", missing}, exitUsage, []string{missing, "(--kubeconfig)"}},
+			{"plan --kubeconfig missing", "", []string{"plan", "-i", inv, "--remove", "m3", "--kubeconfig", missing}, exitUsage, []string{missing, "(--kubeconfig)"}},
+			{"unknown --context", "", []string{"status", "-i", inv, "--kubeconfig", kc, "--context", "prod"}, exitUsage, []string{`context "prod"`, "kubectl config get-contexts"}},
+			{"KUBECONFIG of missing files", missing, []string{"status", "-i", inv}, exitUsage, []string{missing, "(KUBECONFIG)"}},
+			{"unknown --context from KUBECONFIG", kc, []string{"plan", "-i", inv, "--remove", "m3", "--context", "prod"}, exitUsage, []string{`context "prod"`}},
+			{"--context without a value", "", []string{"status", "-i", inv, "--context"}, exitUsage, []string{"flag needs an argument", "context"}},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Setenv("KUBECONFIG", tc.env)
+				before := treeState(t, dir)
+				out, errOut, code := run(t, tc.args...)
+				problems := refusal(out, errOut, code, tc.want)
+				if code != tc.code {
+					problems = append(problems, fmt.Sprintf("exit %d, want %d", code, tc.code))
+				}
+				verdict(t, "flags/"+tc.name, append(problems, unchanged(before, treeState(t, dir))...))
+			})
+		}
+	})
+
+	t.Run("undo", func(t *testing.T) {
+		cases := map[string][]string{
+			"truncated.json":            {"truncated.json", "not a plan file"},
+			"edited.json":               {"edited.json", "edited after it was written"},
+			"other-format-version.json": {"other-format-version.json", "another format version"},
+			"other-tool-version.json":   {"other-tool-version.json", "another version of mastershrink"},
+			"no-checksum.json":          {"no-checksum.json", "no checksum"},
+			"not-json.json":             {"not-json.json", "not a plan file"},
+			"empty.json":                {"empty.json", "not a plan file"},
+		}
+		checkCorpusDir(t, "plan", cases)
+		inv := writeInventory(t, goodInventory)
+		for name, want := range cases {
+			t.Run(name, func(t *testing.T) {
+				dir, path := copyCorpus(t, filepath.Join("plan", name))
+				before := treeState(t, dir)
+				out, errOut, code := run(t, "undo", path, "-i", inv, "--yes")
+				verdict(t, "undo/"+name, append(refusal(out, errOut, code, want), unchanged(before, treeState(t, dir))...))
+			})
+		}
+		// A good plan that never ran, and one of another cluster.
+		for _, tc := range []struct {
+			name, cluster string
+			want          []string
+		}{
+			{"never applied", "t", []string{"the journal records no step of this plan", "nothing to undo"}},
+			{"other cluster", "prod", []string{`the plan is for cluster "prod"`, `"t"`}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				p := &plan.Plan{FormatVersion: plan.FormatVersion, ToolVersion: version.String(), Cluster: tc.cluster,
+					Steps: []plan.Step{{ID: "preflight", Kind: plan.KindPreflight, Risk: plan.Safe}}}
+				data, err := plan.Encode(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dir := t.TempDir()
+				path := filepath.Join(dir, "plan.json")
+				os.WriteFile(path, data, 0o600)
+				before := treeState(t, dir)
+				out, errOut, code := run(t, "undo", path, "-i", inv, "--yes")
+				problems := refusal(out, errOut, code, tc.want)
+				if code != exitRefused {
+					problems = append(problems, fmt.Sprintf("exit %d, want %d", code, exitRefused))
+				}
+				verdict(t, "undo/"+tc.name, append(problems, unchanged(before, treeState(t, dir))...))
+			})
+		}
+	})
+
+	t.Run("kubeasz", func(t *testing.T) {
+		cases := map[string][]string{
+			"range.hosts":          {"range.hosts:2:", "ranges are not imported", "each host on its own line"},
+			"no-masters.hosts":     {"no-masters.hosts", "0 in [kube_master]"},
+			"bad-port.hosts":       {"bad-port.hosts:5:", `ansible_ssh_port="twentytwo" is no port`},
+			"binary.hosts":         {"binary.hosts", "not a text file", "clusters/NAME/hosts"},
+			"unclosed-quote.hosts": {"unclosed-quote.hosts:5:", "unclosed quote"},
+			"duplicate-name.hosts": {"duplicate-name.hosts:", "host name master is given to two hosts"},
+			"bad-nodename.hosts":   {"bad-nodename.hosts:4:", `k8s_nodename "Master_01!"`},
+			"bad-section.hosts":    {"bad-section.hosts:1:", "has no ']'"},
+		}
+		checkCorpusDir(t, "kubeasz", cases)
+		for name, want := range cases {
+			t.Run(name, func(t *testing.T) {
+				dir, path := copyCorpus(t, filepath.Join("kubeasz", name))
+				before := treeState(t, dir)
+				out, errOut, code := run(t, "inventory", "import", "kubeasz", path)
+				problems := refusal(out, errOut, code, want)
+				if code != exitUsage {
+					problems = append(problems, fmt.Sprintf("exit %d, want %d", code, exitUsage))
+				}
+				verdict(t, "kubeasz/"+name, append(problems, unchanged(before, treeState(t, dir))...))
+			})
+		}
+	})
 }

@@ -86,7 +86,7 @@ func TestPlanBadInput(t *testing.T) {
 	}{
 		{name: "no inventory", args: []string{"plan", "--remove", "m2"}, code: exitUsage, want: "-i inventory.yaml"},
 		{name: "nothing to do", inventory: goodInventory, args: []string{"plan"}, code: exitUsage, want: "--remove"},
-		{name: "bad output", inventory: goodInventory, args: []string{"plan", "--remove", "m1", "-o", "xml"}, code: exitUsage, want: "table or json"},
+		{name: "bad output", inventory: goodInventory, args: []string{"plan", "--remove", "m1", "-o", "xml"}, code: exitUsage, want: "table, json or yaml"},
 		{name: "unknown flag", inventory: goodInventory, args: []string{"plan", "--remvoe", "m1"}, code: exitUsage, want: "unknown flag"},
 		{name: "malformed yaml", inventory: "hosts: [\n  {name: m1\n", args: []string{"plan", "--remove", "m1"}, code: exitUsage, want: "inventory.yaml:"},
 		{name: "role typo", inventory: strings.Replace(goodInventory, "[etcd, master]", "[etcd, mastr]", 1), args: []string{"plan", "--remove", "m1"}, code: exitUsage, want: `"mastr"`},

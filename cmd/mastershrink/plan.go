@@ -116,6 +116,9 @@ func makePlan(ctx context.Context, g *globalOptions, inv *inventory.Inventory, t
 	fmt.Fprintf(g.ErrOut, "Observing cluster %q: %d hosts...\n", inv.Cluster, len(inv.Hosts))
 	c := observe.Open(inv, g.observeOptions())
 	defer c.Close()
+	if err := g.checkKube(c); err != nil {
+		return nil, err
+	}
 	facts, err := observe.Gather(ctx, c, target)
 	if err != nil {
 		return nil, err

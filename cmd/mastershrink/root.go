@@ -88,6 +88,21 @@ func (g *globalOptions) observeOptions() observe.Options {
 	return o
 }
 
+// checkKube loads the kubeconfig the operator named (--kubeconfig, KUBECONFIG, --context)
+// before any host is dialled: a local read, nothing connects. A wrong path or context is
+// then named at once (exit 4), not after a full observation. The inventory's own
+// kubeconfig was checked when the inventory loaded.
+func (g *globalOptions) checkKube(c *observe.Cluster) error {
+	o := g.observeOptions()
+	if o.Kubeconfig == "" && len(o.KubeconfigPaths) == 0 && o.Context == "" {
+		return nil
+	}
+	if _, _, err := c.Kube(); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
 // kubeconfigPaths splits KUBECONFIG as kubectl does: on the OS's list separator, empty
 // entries and repeats dropped.
 func kubeconfigPaths(env string) []string {
@@ -106,7 +121,11 @@ func validOutput(output string, formats ...string) error {
 	if slices.Contains(formats, output) {
 		return nil
 	}
-	return usageError{fmt.Errorf("-o %q: want %s", output, strings.Join(formats, ", "))}
+	want := formats[len(formats)-1]
+	if len(formats) > 1 {
+		want = strings.Join(formats[:len(formats)-1], ", ") + " or " + want
+	}
+	return usageError{fmt.Errorf("-o %q: want %s", output, want)}
 }
 
 // writeData prints v as JSON or YAML. YAML is made from the JSON, so both have the same

@@ -60,6 +60,9 @@ func runStatus(ctx context.Context, o *statusOptions) error {
 	fmt.Fprintf(o.ErrOut, "Observing cluster %q: %d hosts...\n", inv.Cluster, len(inv.Hosts))
 	c := observe.Open(inv, o.observeOptions())
 	defer c.Close()
+	if err := o.checkKube(c); err != nil {
+		return err
+	}
 	// An empty target: nothing leaves, so the observation has no leaving host to check.
 	facts, err := observe.Gather(ctx, c, plan.Target{})
 	if err != nil {

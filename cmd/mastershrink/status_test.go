@@ -74,7 +74,7 @@ func TestPlanOutputYAMLAccepted(t *testing.T) {
 		t.Error(err)
 	}
 	err := validOutput("yml", "table", "json", "yaml")
-	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "table, json, yaml") {
+	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "want table, json or yaml") {
 		t.Errorf("-o yml: %v (exit %d), want a usage error listing the formats", err, exitCode(err))
 	}
 }

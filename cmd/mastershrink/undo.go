@@ -99,6 +99,9 @@ func runUndo(ctx context.Context, o *undoOptions) error {
 
 	c := observe.Open(inv, o.observeOptions())
 	defer c.Close()
+	if err := o.checkKube(c); err != nil {
+		return err
+	}
 	// The apply lock, so an apply of the same cluster cannot run while its work is undone.
 	kv, err := c.EtcdKV(ctx)
 	if err != nil {

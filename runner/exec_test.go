@@ -149,7 +149,9 @@ type withAPI struct {
 	kube kubernetes.Interface
 }
 
-func (c withAPI) Kube() (kubernetes.Interface, *rest.Config, error) { return c.kube, &rest.Config{}, nil }
+func (c withAPI) Kube() (kubernetes.Interface, *rest.Config, error) {
+	return c.kube, &rest.Config{}, nil
+}
 
 func TestExecutorDeleteNode(t *testing.T) {
 	kube := fake.NewSimpleClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w2"}})

@@ -170,7 +170,7 @@ func ParseKubeasz(data []byte, file, cluster string) (*KubeaszImport, error) {
 	}
 	k.Notes = append(k.Notes,
 		"host keys are checked against ~/.ssh/known_hosts: ssh to each host once, or set ssh.known_hosts",
-		"kubeasz 3.x keeps ca-config.json and the CSR files on the deploy node (clusters/NAME/ssl): certificates are re-signed with the CA on the masters")
+		"kubeasz 3.x keeps ca-config.json and the CSR files on the deploy node (clusters/NAME/ssl), while the kubeasz layout reads them in the masters' /etc/kubernetes/ssl: set paths.ca_config and paths.csr_dir if the masters lack them")
 	return k, nil
 }
 

@@ -240,6 +240,14 @@ func observeUnits(ctx context.Context, h host.Host, ih *inventory.Host) (plan.Ho
 		}
 	}
 	var refs []certRef
+	// etcdctl's client certificate in etcd's environment file (kubespray's admin-<host>.pem,
+	// which holds every etcd address like the member certificates).
+	if hu.Etcd != nil {
+		if cert, ok := hu.Etcd.Env("ETCDCTL_CERT"); ok && cert != "" {
+			key, _ := hu.Etcd.Env("ETCDCTL_KEY")
+			refs = append(refs, certRef{host: ih.Name, path: cert, key: key, usedBy: strings.TrimSuffix(hu.Etcd.Name, ".service") + " ETCDCTL_CERT"})
+		}
+	}
 	for _, u := range units {
 		for _, pair := range certFlags {
 			cf, ok := u.Flag(pair[0])

@@ -65,12 +65,14 @@ func TestCertificatesNamedThroughEnvironmentFiles(t *testing.T) {
 		"/opt/etcd/cfg/etcd.conf": []byte("ETCD_NAME=\"etcd-1\"\n" +
 			"ETCD_CERT_FILE=\"/opt/etcd/ssl/server.pem\"\nETCD_KEY_FILE=\"/opt/etcd/ssl/server-key.pem\"\n" +
 			"ETCD_PEER_CERT_FILE=\"/opt/etcd/ssl/peer.pem\"\nETCD_PEER_KEY_FILE=\"/opt/etcd/ssl/peer-key.pem\"\n" +
-			"ETCD_CLIENT_CERT_FILE=\"/opt/etcd/ssl/gone.pem\"\n"),
+			"ETCD_CLIENT_CERT_FILE=\"/opt/etcd/ssl/gone.pem\"\n" +
+			"ETCDCTL_CERT=/opt/etcd/ssl/admin.pem\nETCDCTL_KEY=/opt/etcd/ssl/admin-key.pem\n"),
 		"/usr/lib/systemd/system/kube-apiserver.service": []byte("[Service]\nEnvironmentFile=/opt/kubernetes/cfg/kube-apiserver.conf\nExecStart=/opt/kubernetes/bin/kube-apiserver $KUBE_APISERVER_OPTS\n"),
 		"/opt/kubernetes/cfg/kube-apiserver.conf": []byte("KUBE_APISERVER_OPTS=\"--v=2 \\\n--etcd-servers=https://192.168.31.71:2379 \\\n" +
 			"--etcd-certfile=/opt/etcd/ssl/server.pem \\\n--etcd-keyfile=/opt/etcd/ssl/server-key.pem \\\n" +
 			"--tls-cert-file=/opt/kubernetes/ssl/server.pem \\\n--tls-private-key-file=/opt/kubernetes/ssl/server-key.pem\"\n"),
 		"/opt/etcd/ssl/server.pem":       server,
+		"/opt/etcd/ssl/admin.pem":        selfSigned(t, "admin", "192.168.31.71", "192.168.31.72"),
 		"/opt/etcd/ssl/peer.pem":         []byte("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"),
 		"/opt/kubernetes/ssl/server.pem": selfSigned(t, "kubernetes", "192.168.31.71", "10.0.0.1"),
 	})
@@ -110,8 +112,11 @@ func TestCertificatesNamedThroughEnvironmentFiles(t *testing.T) {
 			t.Errorf("server.pem read as %+v", cert)
 		}
 	}
-	if len(got) != 2 {
-		t.Errorf("%d certificates read, want 2: %+v", len(got), got)
+	if u := byPath["/opt/etcd/ssl/admin.pem"]; !slices.Equal(u, []string{"etcd ETCDCTL_CERT"}) {
+		t.Errorf("etcdctl's admin.pem used by %v, want etcd ETCDCTL_CERT", u)
+	}
+	if len(got) != 3 {
+		t.Errorf("%d certificates read, want 3: %+v", len(got), got)
 	}
 
 	if len(problems) != 2 {

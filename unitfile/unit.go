@@ -84,6 +84,16 @@ type Unit struct {
 	// envContents holds the files read besides the fragment and drop-ins: EnvironmentFiles
 	// and etcd's config file.
 	envContents map[string]string
+	// environ is the environment the unit gives its program (Environment=, then the
+	// EnvironmentFiles in order), for variables that name files but are no flag
+	// (kubespray's ETCDCTL_CERT).
+	environ map[string]string
+}
+
+// Env returns a variable of the environment the unit gives its program.
+func (u *Unit) Env(name string) (string, bool) {
+	v, ok := u.environ[name]
+	return v, ok
 }
 
 // Parse interprets a unit from its files. files holds the fragment and drop-ins (path ->
@@ -203,6 +213,10 @@ func Parse(name, fragmentPath string, files map[string]string, dropIns []string,
 		}
 	}
 	u.EnvironmentFiles = envRefs
+	u.environ = map[string]string{}
+	for n, v := range vars {
+		u.environ[n] = v.value.String()
+	}
 
 	words, err := splitWords(expandSpecifiers(execStarts[0], name))
 	if err != nil {

@@ -42,6 +42,7 @@ var fixtures = []fixture{
 	{dir: "etcdyaml", unit: "etcd", fragment: "/etc/systemd/system/etcd.service"},
 	{dir: "hardway", unit: "etcd", fragment: "/etc/systemd/system/etcd.service"},
 	{dir: "hardway", unit: "kube-apiserver", fragment: "/etc/systemd/system/kube-apiserver.service"},
+	{dir: "kubespray", unit: "etcd", fragment: "/etc/systemd/system/etcd.service"},
 }
 
 func (f fixture) name() string { return f.dir + "/" + f.unit }
@@ -171,6 +172,9 @@ func TestParseSpecifics(t *testing.T) {
 		{"etcdyaml/etcd", "--peer-trusted-ca-file", "/etc/kubernetes/pki/etcd/etcd-ca.pem", "/etc/etcd/etcd.config.yml", "", false},
 		{"hardway/etcd", "--initial-cluster", "controller-0=https://10.240.0.10:2380,controller-1=https://10.240.0.11:2380,controller-2=https://10.240.0.12:2380", "/etc/systemd/system/etcd.service", "", true},
 		{"hardway/etcd", "--peer-cert-file", "/etc/etcd/kubernetes.pem", "/etc/systemd/system/etcd.service", "", false},
+		// kubespray: unquoted ETCD_* values in /etc/etcd.env, per-member certificates.
+		{"kubespray/etcd", "--cert-file", "/etc/ssl/etcd/ssl/member-node1.pem", "/etc/etcd.env", "ETCD_CERT_FILE", false},
+		{"kubespray/etcd", "--initial-cluster", "etcd1=https://10.0.0.1:2380,etcd2=https://10.0.0.2:2380,etcd3=https://10.0.0.3:2380", "/etc/etcd.env", "ETCD_INITIAL_CLUSTER", false},
 		{"hardway/kube-apiserver", "--etcd-servers", "https://10.240.0.10:2379,https://10.240.0.11:2379,https://10.240.0.12:2379", "/etc/systemd/system/kube-apiserver.service", "", false},
 	}
 	for _, c := range cases {
@@ -254,8 +258,10 @@ var edits = []edit{
 	{"envguide/kube-apiserver", "--etcd-servers", "https://192.168.31.71:2379", "/opt/kubernetes/cfg/kube-apiserver.conf"},
 	{"etcdyaml/etcd", "--initial-cluster", "k8s-master01=https://192.168.1.61:2380", "/etc/etcd/etcd.config.yml"},
 	{"etcdyaml/etcd", "--data-dir", "/var/lib/etcd2", "/etc/etcd/etcd.config.yml"},
+	{"kubespray/etcd", "--initial-cluster", "etcd1=https://10.0.0.1:2380", "/etc/etcd.env"},
 	{"hardway/etcd", "--initial-cluster", "controller-0=https://10.240.0.10:2380", "/etc/systemd/system/etcd.service"},
 	{"hardway/kube-apiserver", "--etcd-servers", "https://10.240.0.10:2379", "/etc/systemd/system/kube-apiserver.service"},
+	{"kubespray/etcd", "--initial-cluster", "etcd1=https://10.0.0.1:2380", "/etc/etcd.env"},
 }
 
 // lineDiff returns the lines that differ between two texts of the same line count.
@@ -645,5 +651,16 @@ func TestEtcdConfigFile(t *testing.T) {
 	}
 	if _, err := unitfile.Read(context.Background(), h, "etcd"); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "/etc/etcd/etcd.config.yml") {
 		t.Errorf("Read with the config file missing: %v, want it named and not-exist", err)
+	}
+}
+
+// A variable the unit exports without it being a flag is still there to be asked for.
+func TestEnv(t *testing.T) {
+	u := fixtureByName(t, "kubespray/etcd").read(t)
+	if v, ok := u.Env("ETCDCTL_CERT"); !ok || v != "/etc/ssl/etcd/ssl/admin-node1.pem" {
+		t.Errorf("ETCDCTL_CERT = %q, %v", v, ok)
+	}
+	if _, ok := u.Env("NOPE"); ok {
+		t.Error("an unset variable is reported set")
 	}
 }

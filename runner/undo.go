@@ -294,6 +294,9 @@ type UndoEnv struct {
 	Host func(ctx context.Context, name string) (host.Host, error)
 	// Ready asks a master's apiserver for /readyz once; nil means ready.
 	Ready func(ctx context.Context, hostName string) error
+	// Fence proves the apply lock is still this run's before each action, as apply proves
+	// it before each step; nil for none.
+	Fence func(ctx context.Context) error
 	// ReadyDeadline bounds the wait for an apiserver after its restart (2 minutes if 0).
 	ReadyDeadline time.Duration
 	Progress      io.Writer
@@ -345,7 +348,14 @@ func (u UndoPlan) Run(ctx context.Context, env UndoEnv) error {
 	}
 	for i, a := range u.Actions {
 		fmt.Fprintf(env.Progress, "  [%d/%d] undo %s: %s\n", i+1, len(u.Actions), a.Step, a.Describe())
-		if err := undoOne(ctx, env, a); err != nil {
+		err := error(nil)
+		if env.Fence != nil {
+			err = env.Fence(ctx)
+		}
+		if err == nil {
+			err = undoOne(ctx, env, a)
+		}
+		if err != nil {
 			var left []string
 			for _, b := range u.Actions[i:] {
 				left = append(left, b.Step)

@@ -207,3 +207,19 @@ func TestUndoCheckAndRestore(t *testing.T) {
 		t.Errorf("check of a wrong backup: %v", err)
 	}
 }
+
+func TestUndoRunStopsWhenTheLockIsLost(t *testing.T) {
+	u := UndoPlan{Actions: []UndoAction{{Step: "lb/update/w1", Kind: plan.KindLBUpdate, Host: "w1"}, {Step: "lb/update/m1", Kind: plan.KindLBUpdate, Host: "m1"}}}
+	dialled := false
+	env := UndoEnv{
+		Fence: func(context.Context) error { return errors.New("lock /mastershrink/lock taken over") },
+		Host:  func(context.Context, string) (host.Host, error) { dialled = true; return nil, errors.New("no") },
+	}
+	err := u.Run(context.Background(), env)
+	if err == nil || !strings.Contains(err.Error(), "taken over") || !strings.Contains(err.Error(), "not undone: lb/update/w1, lb/update/m1") {
+		t.Errorf("err = %v, want the lock's error and every step left", err)
+	}
+	if dialled {
+		t.Error("a host was reached after the lock was lost")
+	}
+}

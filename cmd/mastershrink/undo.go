@@ -118,6 +118,7 @@ func runUndo(ctx context.Context, o *undoOptions) error {
 		Inv:      inv,
 		Host:     func(ctx context.Context, name string) (host.Host, error) { return c.Host(ctx, name) },
 		Ready:    func(ctx context.Context, name string) error { return apiserverReady(ctx, c, inv, name) },
+		Fence:    lock.Verify,
 		Progress: o.ErrOut,
 	}
 	if err := u.Check(ctx, env); err != nil {

@@ -468,8 +468,14 @@ ssh:
   identity_file: id_ed25519
   known_hosts: known_hosts
   connect_timeout: 10s
-hosts:
 `, l.Name, l.Layout, l.Name, l.Layout)
+	// A node proxy the layout adds where its preset has none is the one override.
+	if lay, _ := LookupLayout(l.Layout); lay.Proxy.NginxConfig != "" {
+		x := lay.Proxy
+		fmt.Fprintf(&b, "paths:\n  nginx_unit: %s\n  nginx_binary: %s\n  nginx_prefix: %s\n  nginx_config: %s\n  nginx_listen: %q\n",
+			x.NginxUnit, x.NginxBinary, x.NginxPrefix, x.NginxConfig, x.NginxListen)
+	}
+	b.WriteString("hosts:\n")
 	for _, m := range l.Machines {
 		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    roles: [%s]\n", m.Name, m.Address, strings.Join(m.Roles, ", "))
 	}

@@ -14,16 +14,6 @@ import (
 	"github.com/mastershrink/mastershrink/testenv/seed"
 )
 
-// envfileProxyPaths are the node proxy the envfile lab adds (the guides front the apiservers
-// with LB hosts instead); the inventory names it as a cluster-wide override of the preset.
-const envfileProxyPaths = `paths:
-  nginx_unit: kube-nginx
-  nginx_binary: /opt/kube-nginx/sbin/nginx
-  nginx_prefix: /opt/kube-nginx
-  nginx_config: /opt/kube-nginx/conf/kube-nginx.conf
-  nginx_listen: "127.0.0.1:6443"
-`
-
 // stepByID returns the plan's step with that ID.
 func stepByID(t *testing.T, p *plan.Plan, id string) plan.Step {
 	t.Helper()
@@ -61,15 +51,6 @@ func fileAfter(t *testing.T, s plan.Step, path string) string {
 func TestLabEnvFileLayout(t *testing.T) {
 	testenv.RequireLab(t)
 	lab := testenv.StartLab(t, testenv.Options{Name: "mslayout", Layout: "envfile"})
-	inv, err := os.ReadFile(lab.Inventory)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(inv), "\npaths:") {
-		if err := os.WriteFile(lab.Inventory, append(inv, envfileProxyPaths...), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	prepare(t, lab)
 	m1, _ := lab.Machine("m1")
 

@@ -91,3 +91,44 @@ func FindLeftSecrets(ctx context.Context, h host.Host, keyDirs, dataDirs []strin
 	}
 	return out, nil
 }
+
+// WipeLeftSecrets removes what FindLeftSecrets found on a host that left the cluster: the key
+// files are removed; each data directory is moved into aside (a folder made 0700, its content
+// made private) when aside is set, else removed. It returns what it did, one line each. The
+// caller proves first that the host serves nothing (no etcd member, no apiserver).
+func WipeLeftSecrets(ctx context.Context, h host.Host, left LeftSecrets, aside string, timeout time.Duration) ([]string, error) {
+	if timeout <= 0 {
+		timeout = host.DefaultCommandTimeout
+	}
+	var done []string
+	run := func(cmd string) error {
+		_, err := host.RunTimeout(ctx, h, timeout, cmd)
+		return err
+	}
+	for _, f := range left.KeyFiles {
+		if err := run("rm -f -- " + shq(f)); err != nil {
+			return done, fmt.Errorf("remove %s:%s: %w", h.Name(), f, err)
+		}
+		done = append(done, "removed "+f)
+	}
+	if len(left.DataDirs) > 0 && aside != "" {
+		if err := run("mkdir -p -m 0700 -- " + shq(aside) + " && chmod 0700 -- " + shq(aside)); err != nil {
+			return done, fmt.Errorf("make %s:%s: %w", h.Name(), aside, err)
+		}
+	}
+	for _, d := range left.DataDirs {
+		if aside == "" {
+			if err := run("rm -rf -- " + shq(d)); err != nil {
+				return done, fmt.Errorf("remove %s:%s: %w", h.Name(), d, err)
+			}
+			done = append(done, "removed "+d)
+			continue
+		}
+		dest := aside + "/" + strings.ReplaceAll(strings.Trim(d, "/"), "/", "_")
+		if err := run("mv -- " + shq(d) + " " + shq(dest) + " && chmod -R go-rwx -- " + shq(dest)); err != nil {
+			return done, fmt.Errorf("move %s:%s aside: %w", h.Name(), d, err)
+		}
+		done = append(done, "moved "+d+" to "+dest+" (0700)")
+	}
+	return done, nil
+}

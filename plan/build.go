@@ -74,6 +74,7 @@ func BuildWithSecrets(f Facts, t Target, toolVersion string, now time.Time) *Pla
 	b.certificates()
 	b.workers()
 	b.leavingProxies()
+	b.wipeLeaving()
 	b.add(Step{ID: "verify/final", Kind: KindVerify, Risk: Safe,
 		Summary: "check etcd members and health, /readyz through every LB, nodes, the kubernetes EndpointSlice, and scan hosts for the removed addresses"})
 	b.warnings()
@@ -165,6 +166,10 @@ func (b *builder) checkTarget() bool {
 				"use --remove "+name+" to retire it from the control plane (it is drained and cleaned after), or name a worker")
 			ok = false
 		}
+	}
+	if w := b.t.WipeLeaving; w != "" && w != "move" && w != "remove" {
+		b.refuse("wipe-mode", fmt.Sprintf("--wipe-leaving %q is not a way to wipe", w), "use --wipe-leaving=move (keys removed, etcd data moved aside 0600) or remove, or leave it out")
+		ok = false
 	}
 	for _, name := range b.t.Offline {
 		if !b.leaving[name] && !b.drain[name] {

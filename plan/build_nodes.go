@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // workers plans drain, Node deletion and host cleanup for drained workers and for removed
@@ -67,4 +68,36 @@ func (b *builder) nodeFor(name string) string {
 		}
 	}
 	return ""
+}
+
+// wipeLeaving plans, when the operator asked for it, the removal of the secrets a leaving host
+// still holds once it is out: its private keys and kubeconfigs with keys, and etcd's data
+// directory (every Secret of the cluster), moved aside or removed. It is irreversible and runs
+// after the host's units are stopped, behind the snapshot gate.
+func (b *builder) wipeLeaving() {
+	if b.t.WipeLeaving == "" {
+		return
+	}
+	for _, name := range b.t.Remove {
+		if b.offline[name] {
+			b.warn("%s is offline: its keys and etcd data were not wiped; wipe them by hand if it comes back", name)
+			continue
+		}
+		var dataDirs []string
+		if hu, ok := b.f.Units[name]; ok && hu.Etcd != nil {
+			if fl, ok := hu.Etcd.Flag("--data-dir"); ok && fl.Value != "" {
+				dataDirs = append(dataDirs, fl.Value)
+			}
+		}
+		what := "remove the private keys and kubeconfigs with keys under the PKI folders"
+		switch {
+		case len(dataDirs) > 0 && b.t.WipeLeaving == "move":
+			what += ", move etcd's data " + strings.Join(dataDirs, ", ") + " aside into a 0700 folder"
+		case len(dataDirs) > 0:
+			what += ", remove etcd's data " + strings.Join(dataDirs, ", ")
+		}
+		b.add(Step{ID: KindWipe + "/" + name, Kind: KindWipe, Host: name, Risk: Irreversible,
+			Summary: what + " (after proving the host serves nothing)",
+			Params:  map[string]string{"mode": b.t.WipeLeaving, "data_dirs": strings.Join(dataDirs, ",")}})
+	}
 }

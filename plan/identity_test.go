@@ -289,3 +289,31 @@ func TestCheckKinds(t *testing.T) {
 		t.Errorf("ID of another kind: %v", err)
 	}
 }
+
+// --wipe-leaving plans, per reachable leaving host, an irreversible wipe after its units stop,
+// behind the snapshot gate; an unknown mode is refused.
+func TestWipeLeavingPlanned(t *testing.T) {
+	p := Build(seed003.facts(t), Target{Remove: []string{"m2", "m3"}, WipeLeaving: "move"}, "test", observedAt)
+	if len(p.Refusals) > 0 {
+		t.Fatalf("refused: %v", p.Refusals)
+	}
+	st, ok := p.Step("nodes/wipe/m2")
+	if !ok || st.Risk != Irreversible || st.Params["mode"] != "move" || st.Params["data_dirs"] != "/approot/data/k8s/etcd/data" {
+		t.Fatalf("wipe of m2: %+v", st)
+	}
+	var pre []string
+	for _, s := range p.Prerequisites(*st) {
+		pre = append(pre, s.ID)
+	}
+	for _, want := range []string{"etcd/snapshot", "etcd/stop/m2", "components/retire/m2", "lb/stop/m2"} {
+		if !slices.Contains(pre, want) {
+			t.Errorf("wipe of m2 does not wait for %s: %v", want, pre)
+		}
+	}
+	if p := Build(seed003.facts(t), Target{Remove: []string{"m3"}, WipeLeaving: "shred"}, "test", observedAt); !slices.Contains(refusalCodes(p), "wipe-mode") {
+		t.Errorf("unknown wipe mode: %v", p.Refusals)
+	}
+	if p := Build(seed003.facts(t), Target{Remove: []string{"m3"}}, "test", observedAt); slices.ContainsFunc(p.Steps, func(s Step) bool { return s.Kind == KindWipe }) {
+		t.Error("a wipe planned without --wipe-leaving")
+	}
+}

@@ -22,6 +22,7 @@ const (
 	KindDeleteNode       = "nodes/delete"
 	KindCleanup          = "nodes/cleanup"
 	KindLBStop           = "lb/stop"
+	KindWipe             = "nodes/wipe"
 	KindVerify           = "verify/final"
 )
 
@@ -86,6 +87,13 @@ var Kinds = []KindInfo{
 			{KindStopEtcd, SameHost, "cleaning removes the PKI of an etcd still running there"},
 		}},
 	{Kind: KindLBStop, One: "leaving proxy to stop", Many: "leaving proxies to stop", Phase: "node proxies"},
+	{Kind: KindWipe, One: "leaving host to wipe of its secrets", Many: "leaving hosts to wipe of their secrets", Phase: "nodes",
+		Requires: []Prerequisite{
+			{KindSnapshot, AnyHost, "the last copies of the cluster's data go only once a verified snapshot of this run exists"},
+			{KindStopEtcd, SameHost, "etcd's data is never taken from under a running etcd"},
+			{KindRetire, SameHost, "the control plane there still reads its keys"},
+			{KindLBStop, SameHost, "the proxy there still runs"},
+		}},
 	{Kind: KindVerify, ReadOnly: true, Phase: "final check"},
 }
 

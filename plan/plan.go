@@ -53,6 +53,10 @@ type Target struct {
 	Offline []string `json:"offline,omitempty"`
 	// LBMode is "down" (mark leaving servers down, the default) or "remove".
 	LBMode string `json:"lb_mode"`
+	// WipeLeaving is what becomes of the secrets leaving hosts still hold after the shrink:
+	// "" keeps them (the final check lists them), "move" removes the private keys and moves
+	// etcd's data directory aside into a 0700 folder, "remove" removes both.
+	WipeLeaving string `json:"wipe_leaving,omitempty"`
 }
 
 // Step is one unit of work, applied by the runner and skipped when already done.

@@ -262,3 +262,63 @@ func TestCleanupProvesTheHostLeft(t *testing.T) {
 		t.Errorf("cleanup of a host that left: %v", err)
 	}
 }
+
+// nodes/wipe on a host that left: its keys removed, etcd's data moved aside 0700; refused
+// while the host is still a member.
+func TestExecutorWipe(t *testing.T) {
+	f := newEtcdFixture(t)
+	h := f.fc.hosts["m3"]
+	keys := map[string]bool{"/etc/kubernetes/ssl/ca-key.pem": true, "/etc/kubernetes/ssl/etcd-key.pem": true}
+	data := "/var/lib/etcd"
+	h.SetFile("/etc/kubernetes/ssl/ca-key.pem", "-----BEGIN RSA PRIVATE KEY-----")
+	h.SetFile("/etc/kubernetes/ssl/etcd-key.pem", "-----BEGIN RSA PRIVATE KEY-----")
+	h.SetFile(data+"/member/snap/db", "data")
+	var cmds []string
+	h.RunFunc = func(cmd string) (host.Result, error) {
+		cmds = append(cmds, cmd)
+		switch {
+		case strings.HasPrefix(cmd, "grep -rlE"):
+			var out []string
+			for k, ok := range keys {
+				if ok {
+					out = append(out, k)
+				}
+			}
+			slices.Sort(out)
+			if len(out) == 0 {
+				return host.Result{ExitCode: 1}, &host.CmdError{Host: "m3", Cmd: cmd, ExitCode: 1}
+			}
+			return host.Result{Stdout: []byte(strings.Join(out, "\n") + "\n")}, nil
+		case strings.HasPrefix(cmd, "rm -f -- "):
+			keys[strings.Trim(strings.TrimPrefix(cmd, "rm -f -- "), "'")] = false
+		}
+		return host.Result{}, nil
+	}
+	st := plan.Step{ID: plan.KindWipe + "/m3", Kind: plan.KindWipe, Host: "m3", Risk: plan.Irreversible,
+		Params: map[string]string{"mode": "move", "data_dirs": data}}
+	r := f.run(&plan.Plan{Steps: []plan.Step{st}})
+	if _, err := apply(t, r, st); !errors.Is(err, ErrStillControlPlane) {
+		t.Fatalf("wipe of a member's host: %v, want ErrStillControlPlane", err)
+	}
+	if slices.ContainsFunc(cmds, func(c string) bool { return strings.HasPrefix(c, "rm ") || strings.HasPrefix(c, "mv ") }) {
+		t.Fatalf("a refused wipe ran %v", cmds)
+	}
+	rm := f.removeStep("m3", f.ids["m3"], f.ec.PeerURL(2))
+	if _, err := apply(t, f.run(&plan.Plan{Steps: []plan.Step{rm}}), rm); err != nil {
+		t.Fatal(err)
+	}
+	h.SetUnit("etcd.service", host.UnitStatus{ActiveState: "inactive", UnitFileState: "disabled"})
+	out, err := apply(t, r, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(cmds, "\n")
+	for _, want := range []string{"rm -f -- /etc/kubernetes/ssl/ca-key.pem", "mkdir -p -m 0700 -- /var/backups/mastershrink/left-", "mv -- /var/lib/etcd /var/backups/mastershrink/left-", "chmod -R go-rwx"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("wipe ran no %q:\n%s\nnote: %s", want, joined, out.note)
+		}
+	}
+	if !strings.Contains(out.note, "2 key files removed") || !strings.Contains(out.note, "every Secret") {
+		t.Errorf("note %q", out.note)
+	}
+}

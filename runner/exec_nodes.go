@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -185,4 +186,72 @@ func (r *run) proveLeft(ctx context.Context, name string, h host.Host, ih *inven
 		return fmt.Errorf("%w: %s runs %s (%s); nothing was cleaned", ErrStillControlPlane, name, ih.Paths.APIServerUnit, st.ActiveState)
 	}
 	return nil
+}
+
+// wipeStep removes the secrets a leaving host still holds (see plan's wipeLeaving), after
+// proving again that the host is no etcd member, runs no apiserver and no etcd.
+func (r *run) wipeStep(st plan.Step) executor {
+	dataDirs := splitList(st.Params["data_dirs"])
+	find := func(ctx context.Context, h host.Host) (nodes.LeftSecrets, error) {
+		return nodes.FindLeftSecrets(ctx, h, nil, dataDirs, 0)
+	}
+	return executor{
+		phase: "wiping the secrets left on " + st.Host,
+		done: func(ctx context.Context) (bool, string, error) {
+			h, _, err := r.host(ctx, st.Host)
+			if err != nil {
+				return false, "", err
+			}
+			left, err := find(ctx, h)
+			return err == nil && left.Empty(), "no private key or etcd data left", err
+		},
+		apply: func(ctx context.Context) (outcome, error) {
+			h, ih, err := r.host(ctx, st.Host)
+			if err != nil {
+				return outcome{}, err
+			}
+			if err := r.proveLeft(ctx, st.Host, h, ih); err != nil {
+				return outcome{}, err
+			}
+			if unit := ih.Paths.EtcdUnit; unit != "" {
+				sd, err := h.Systemd(ctx)
+				if err != nil {
+					return outcome{}, err
+				}
+				s, err := sd.Status(ctx, unit)
+				sd.Close()
+				if err != nil {
+					return outcome{}, err
+				}
+				if s.ActiveState == "active" || s.ActiveState == "activating" {
+					return outcome{}, fmt.Errorf("%w: %s still runs %s; nothing was wiped", ErrStillControlPlane, st.Host, unit)
+				}
+			}
+			left, err := find(ctx, h)
+			if err != nil {
+				return outcome{}, err
+			}
+			aside := ""
+			if st.Params["mode"] == "move" {
+				aside = "/var/backups/mastershrink/left-" + time.Now().UTC().Format("20060102T150405Z")
+			}
+			did, err := nodes.WipeLeftSecrets(ctx, h, left, aside, 0)
+			var changes []Change
+			for _, d := range did {
+				changes = append(changes, Change{Host: st.Host, Action: "wipe", Detail: d})
+			}
+			if err != nil {
+				return outcome{changes: changes}, err
+			}
+			note := fmt.Sprintf("%d key files removed", len(left.KeyFiles))
+			if len(left.DataDirs) > 0 {
+				if aside != "" {
+					note += ", etcd data moved to " + aside + " (0700; it holds every Secret of the cluster)"
+				} else {
+					note += ", etcd data removed"
+				}
+			}
+			return outcome{changes: changes, note: note}, nil
+		},
+	}
 }

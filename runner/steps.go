@@ -61,6 +61,8 @@ func (r *run) executor(st plan.Step) (executor, error) {
 		return r.deleteNodeStep(st), nil
 	case plan.KindCleanup:
 		return r.cleanupStep(st), nil
+	case plan.KindWipe:
+		return r.wipeStep(st), nil
 	case plan.KindLBStop:
 		return r.lbStopStep(st), nil
 	case plan.KindVerify:

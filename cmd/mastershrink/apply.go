@@ -34,6 +34,7 @@ type applyOptions struct {
 	// Planning on the spot, without a plan file.
 	Remove, Drain, Offline []string
 	LBMode                 string
+	WipeLeaving            string
 	PlanOut                string
 }
 
@@ -73,6 +74,7 @@ rerun can resume it.`,
 	f.StringSliceVar(&o.Offline, "offline", nil, "without a plan file: leaving hosts that are already down")
 	f.StringVar(&o.LBMode, "lb-mode", "down", "without a plan file: down (mark) or remove")
 	f.StringVar(&o.PlanOut, "out", "", "without a plan file: where to write the plan (default CLUSTER-plan.json)")
+	f.StringVar(&o.WipeLeaving, "wipe-leaving", "", "without a plan file: remove the private keys leaving hosts keep and move etcd's data aside (move) or remove it (remove)")
 	return cmd
 }
 
@@ -136,7 +138,7 @@ func (o *applyOptions) planOnTheSpot(ctx context.Context, inv *inventory.Invento
 	if !o.Yes && !o.InIsTerminal {
 		return nil, usageError{fmt.Errorf("not on a terminal, so there is no one to confirm: review the plan with 'mastershrink plan --out plan.json' and run 'mastershrink apply plan.json', or add --yes")}
 	}
-	target := plan.Target{Remove: o.Remove, Drain: o.Drain, Offline: o.Offline, LBMode: o.LBMode}
+	target := plan.Target{Remove: o.Remove, Drain: o.Drain, Offline: o.Offline, LBMode: o.LBMode, WipeLeaving: o.WipeLeaving}
 	p, err := makePlan(ctx, o.globalOptions, inv, target)
 	if err != nil {
 		return nil, err

@@ -82,8 +82,8 @@ func (o *applyOptions) validate() error {
 	if o.Inventory == "" {
 		return usageError{fmt.Errorf("no inventory: give the cluster file with -i inventory.yaml")}
 	}
-	if o.PlanPath != "" && (len(o.Remove) > 0 || len(o.Drain) > 0 || len(o.Offline) > 0) {
-		return usageError{fmt.Errorf("a plan file already says what to remove: drop --remove/--drain/--offline, or the plan file")}
+	if o.PlanPath != "" && (len(o.Remove) > 0 || len(o.Drain) > 0 || len(o.Offline) > 0 || o.WipeLeaving != "") {
+		return usageError{fmt.Errorf("a plan file already says what to remove: drop --remove/--drain/--offline/--wipe-leaving, or the plan file")}
 	}
 	if o.PlanPath == "" && len(o.Remove) == 0 && len(o.Drain) == 0 {
 		return usageError{fmt.Errorf("nothing to apply: give a plan file (mastershrink plan --out plan.json), or --remove/--drain")}

@@ -102,8 +102,10 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 		if err != nil {
 			return err
 		}
+		var unitDirs []string
 		if ih.Has(inventory.RoleEtcd) || ih.Has(inventory.RoleMaster) {
 			hu, refs, err := observeUnits(ctx, h, ih)
+			unitDirs = fileDirs(hu)
 			if err != nil {
 				note("%s: %v", name, err)
 			}
@@ -126,7 +128,7 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 			}
 		}
 		if len(leaveIPs) > 0 && !leaving[name] {
-			if files := scanLeftovers(ctx, h, ih, leaveIPs); len(files) > 0 {
+			if files := scanLeftovers(ctx, h, ih, leaveIPs, unitDirs...); len(files) > 0 {
 				mu.Lock()
 				f.Leftovers[name] = files
 				mu.Unlock()
@@ -419,10 +421,42 @@ func localAddrs() []string {
 	return out
 }
 
+// fileDirs are the folders of every file the host's control-plane units read their flags
+// from (EnvironmentFiles such as /opt/etcd/cfg/etcd.conf, etcd's config file), sorted.
+func fileDirs(hu plan.HostUnits) []string {
+	var units []*unitfile.Unit
+	if hu.Etcd != nil {
+		units = append(units, hu.Etcd)
+	}
+	if hu.Components != nil {
+		for _, c := range hu.Components.Each() {
+			if c.Unit != nil {
+				units = append(units, c.Unit)
+			}
+		}
+	}
+	var dirs []string
+	for _, u := range units {
+		for p := range u.Files {
+			if d := path.Dir(p); !slices.Contains(dirs, d) {
+				dirs = append(dirs, d)
+			}
+		}
+	}
+	sort.Strings(dirs)
+	return dirs
+}
+
 // scanLeftovers lists configuration files on a staying host that still name a leaving
-// address, so the plan can warn about what it will not rewrite.
-func scanLeftovers(ctx context.Context, h host.Host, ih *inventory.Host, ips []string) []string {
+// address, so the plan can warn about what it will not rewrite: the usual folders, the
+// proxy's and the PKI's, and extra (the folders the units read their flags from).
+func scanLeftovers(ctx context.Context, h host.Host, ih *inventory.Host, ips []string, extra ...string) []string {
 	dirs := []string{"/etc/kubernetes", "/etc/systemd/system", "/etc/etcd"}
+	for _, d := range extra {
+		if !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
 	for _, p := range []string{ih.Paths.NginxConfig, ih.Paths.PKIDir} {
 		if p != "" && !slices.Contains(dirs, path.Dir(p)) {
 			dirs = append(dirs, path.Dir(p))

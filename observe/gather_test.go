@@ -93,6 +93,10 @@ func TestCertificatesNamedThroughEnvironmentFiles(t *testing.T) {
 	if hu.Etcd == nil || hu.Components == nil {
 		t.Fatalf("units not observed: %+v", hu)
 	}
+	// The folders the units read flags from are scanned for leftovers too.
+	if dirs := fileDirs(hu); !slices.Equal(dirs, []string{"/opt/etcd/cfg", "/opt/kubernetes/cfg", "/usr/lib/systemd/system"}) {
+		t.Errorf("unit file folders %v", dirs)
+	}
 	c := Open(&inventory.Inventory{}, Options{})
 	c.hosts["m1"] = h
 	got, problems := readCerts(ctx, c, refs)

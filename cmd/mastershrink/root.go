@@ -128,6 +128,13 @@ func validOutput(output string, formats ...string) error {
 	return usageError{fmt.Errorf("-o %q: want %s", output, want)}
 }
 
+// completeOutput makes shell completion offer a command's -o formats.
+func completeOutput(cmd *cobra.Command, formats ...string) {
+	_ = cmd.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return formats, cobra.ShellCompDirectiveNoFileComp
+	})
+}
+
 // writeData prints v as JSON or YAML. YAML is made from the JSON, so both have the same
 // keys, and a tool reading one reads the other.
 func writeData(w io.Writer, v any, output string) error {

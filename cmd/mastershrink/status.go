@@ -42,6 +42,7 @@ disagree, a master no proxy sends to).`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runStatus(cmd.Context(), o) },
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "table, json or yaml")
+	completeOutput(cmd, "table", "json", "yaml")
 	return cmd
 }
 

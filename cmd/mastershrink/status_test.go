@@ -78,3 +78,12 @@ func TestPlanOutputYAMLAccepted(t *testing.T) {
 		t.Errorf("-o yml: %v (exit %d), want a usage error listing the formats", err, exitCode(err))
 	}
 }
+
+func TestCompletionOfOutputFormats(t *testing.T) {
+	for _, sub := range []string{"status", "plan"} {
+		out, _, code := run(t, "__complete", sub, "-o", "")
+		if code != exitOK || !strings.Contains(out, "table\njson\nyaml\n") {
+			t.Errorf("%s -o completion (exit %d):\n%s", sub, code, out)
+		}
+	}
+}

@@ -48,6 +48,9 @@ started: etcd members removed come back only from the snapshot, which it names.`
 		Example: `  mastershrink undo plan.json -i inventory.yaml --dry-run
   mastershrink undo plan.json -i inventory.yaml`,
 		Args: cobra.ExactArgs(1),
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			return []string{"json"}, cobra.ShellCompDirectiveFilterFileExt
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.PlanPath = args[0]
 			return runUndo(cmd.Context(), o)

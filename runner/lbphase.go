@@ -195,7 +195,7 @@ func (r *run) lbPhase(ctx context.Context, items []phaseItem, sum *Summary) erro
 	}
 	if len(failed) > 0 {
 		sort.Strings(failed)
-		return fmt.Errorf("%d of %d node proxies failed (%s); the others are updated: %w",
+		return fmt.Errorf("%d of %d node proxies failed (%s); every other one that ran is updated: %w",
 			len(failed), len(items), strings.Join(failed, ", "), errors.Join(errs...))
 	}
 	return errors.Join(errs...)

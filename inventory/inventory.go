@@ -19,7 +19,8 @@ type Inventory struct {
 	File          string `yaml:"-"`
 	FormatVersion int    `yaml:"format_version"`
 	Cluster       string `yaml:"cluster"`
-	// Layout names the preset the paths start from: "seed003" or "kubeasz".
+	// Layout names the preset the paths start from: "seed003", "kubeasz", "hardway" or
+	// "envfile" (layouts.go).
 	Layout string `yaml:"layout"`
 	// Kubeconfig is the admin kubeconfig on the operator's machine.
 	Kubeconfig string `yaml:"kubeconfig"`

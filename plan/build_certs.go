@@ -60,9 +60,35 @@ func (b *builder) certificates() {
 			"put the CA key where the inventory says (paths.ca_key, on the CA host) or point the inventory at it")
 		return
 	}
-	names := map[string]int{}
+	// Step IDs: the file's name, then the host and the name where names repeat, then the host,
+	// the folder and the name where those repeat too (the env-file guides keep a server.pem in
+	// both /opt/etcd/ssl and /opt/kubernetes/ssl).
+	ids := map[string]string{}
+	level := func(key string, n int) string {
+		g := groups[key]
+		switch n {
+		case 0:
+			return KindCertResign + "/" + certName(g.cert.Path)
+		case 1:
+			return KindCertResign + "/" + g.hosts[0] + "/" + certName(g.cert.Path)
+		}
+		dir := strings.ReplaceAll(strings.Trim(path.Dir(g.cert.Path), "/"), "/", "-")
+		return KindCertResign + "/" + g.hosts[0] + "/" + dir + "/" + certName(g.cert.Path)
+	}
 	for _, key := range order {
-		names[certName(groups[key].cert.Path)]++
+		for n := 0; n <= 2; n++ {
+			id := level(key, n)
+			clash := 0
+			for _, other := range order {
+				if level(other, n) == id {
+					clash++
+				}
+			}
+			if clash == 1 || n == 2 {
+				ids[key] = id
+				break
+			}
+		}
 	}
 	for _, key := range order {
 		g := groups[key]
@@ -75,10 +101,7 @@ func (b *builder) certificates() {
 				after = append(after, h)
 			}
 		}
-		id := "certs/resign/" + certName(g.cert.Path)
-		if names[certName(g.cert.Path)] > 1 {
-			id = "certs/resign/" + g.hosts[0] + "/" + certName(g.cert.Path)
-		}
+		id := ids[key]
 		b.add(Step{ID: id, Kind: KindCertResign, Host: g.hosts[0], Risk: Disruptive,
 			Summary: fmt.Sprintf("re-sign %s (CN %s) without %s, install on %s, confirm it is served",
 				path.Base(g.cert.Path), info.Subject.CommonName, strings.Join(intersect(before, b.leaveIPs), ", "), strings.Join(g.hosts, ", ")),

@@ -317,3 +317,35 @@ func TestWipeLeavingPlanned(t *testing.T) {
 		t.Error("a wipe planned without --wipe-leaving")
 	}
 }
+
+// Two certificates with one file name on one host (server.pem in /opt/etcd/ssl and in
+// /opt/kubernetes/ssl) get two step IDs.
+func TestCertStepIDsUnique(t *testing.T) {
+	f := seed003.facts(t)
+	for i := range f.Certs {
+		switch f.Certs[i].Info.Subject.CommonName {
+		case "etcd":
+			f.Certs[i].Path = "/opt/etcd/ssl/server.pem"
+		case "kubernetes":
+			f.Certs[i].Path = "/opt/kubernetes/ssl/server.pem"
+		}
+	}
+	p := Build(f, Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
+	if len(p.Refusals) > 0 {
+		t.Fatalf("refused: %v", p.Refusals)
+	}
+	seen := map[string]bool{}
+	var certSteps []string
+	for _, s := range p.Steps {
+		if seen[s.ID] {
+			t.Errorf("step ID %s twice", s.ID)
+		}
+		seen[s.ID] = true
+		if s.Kind == KindCertResign {
+			certSteps = append(certSteps, s.ID)
+		}
+	}
+	if len(certSteps) != 2 || !slices.Contains(certSteps, "certs/resign/m1/opt-etcd-ssl/server") {
+		t.Errorf("certificate steps %v", certSteps)
+	}
+}

@@ -101,17 +101,18 @@ func (o *Options) defaults() {
 	if abs, err := filepath.Abs(o.PlanPath); err == nil {
 		o.PlanPath = abs
 	}
-	base := strings.TrimSuffix(o.PlanPath, ".json")
+	// One place says where a plan's records are, for apply and undo alike (RecordPaths); the
+	// snapshot gets a folder of its own, made 0700: it holds every Secret of the cluster, and
+	// the plan's folder is often a shared working directory.
+	journal, audit, snapshots := RecordPaths(o.PlanPath)
 	if o.JournalPath == "" {
-		o.JournalPath = base + ".journal.jsonl"
+		o.JournalPath = journal
 	}
 	if o.AuditPath == "" {
-		o.AuditPath = base + ".audit.jsonl"
+		o.AuditPath = audit
 	}
 	if o.SnapshotDir == "" {
-		// A folder of its own, made 0700: the snapshot holds every Secret of the cluster, and
-		// the plan's folder is often a shared working directory.
-		o.SnapshotDir = base + ".snapshot"
+		o.SnapshotDir = snapshots
 	}
 	if o.LockTTL <= 0 {
 		o.LockTTL = DefaultLockTTL

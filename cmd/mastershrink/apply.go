@@ -117,8 +117,11 @@ func runApply(ctx context.Context, o *applyOptions) error {
 	if _, err := runner.Select(p, o.Only, o.Skip); err != nil {
 		return usageError{err}
 	}
-	c := observe.Open(inv, observe.Options{Dial: o.Dial})
+	c := observe.Open(inv, o.observeOptions())
 	defer c.Close()
+	if err := o.checkKube(c); err != nil {
+		return err
+	}
 	fmt.Fprintf(o.ErrOut, "Applying %s to cluster %q: %d steps.\n", o.PlanPath, p.Cluster, len(p.Steps))
 	sum, err := runner.Run(ctx, runner.Options{
 		PlanPath: o.PlanPath, Plan: p, Cluster: c, Only: o.Only, Skip: o.Skip,

@@ -21,7 +21,7 @@ func newInventoryCmd(g *globalOptions) *cobra.Command {
 		Short: "Check an inventory, or show what it resolves to (connects to nothing)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return usageError{fmt.Errorf("name a subcommand: mastershrink inventory validate|show -i inventory.yaml")}
+			return usageError{fmt.Errorf("name a subcommand: mastershrink inventory validate|show -i inventory.yaml, or inventory import kubeasz PATH")}
 		},
 	}
 	cmd.AddCommand(newInventoryValidateCmd(g), newInventoryShowCmd(g))

@@ -174,8 +174,11 @@ func runNodesDrain(ctx context.Context, o *nodesDrainOptions) error {
 	if err != nil {
 		return err
 	}
-	c := observe.Open(inv, observe.Options{Dial: o.Dial})
+	c := observe.Open(inv, o.observeOptions())
 	defer c.Close()
+	if err := o.checkKube(c); err != nil {
+		return err
+	}
 	kube, err := drainClient(c)
 	if err != nil {
 		return err
@@ -438,8 +441,11 @@ func runNodesCleanup(ctx context.Context, o *nodesCleanupOptions) error {
 	if err := o.validate(inv); err != nil {
 		return err
 	}
-	c := observe.Open(inv, observe.Options{Dial: o.Dial})
+	c := observe.Open(inv, o.observeOptions())
 	defer c.Close()
+	if err := o.checkKube(c); err != nil {
+		return err
+	}
 	if !o.verifyOnly && !o.Force {
 		if err := cleanupGuard(ctx, c, inv, o.Hosts); err != nil {
 			return err

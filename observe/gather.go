@@ -158,6 +158,7 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 		return f, err
 	}
 	f.KubeServer = kcfg.Host
+	f.APIEndpoints = apiEndpoints(ctx, kube)
 	drainNames := append(slices.Clone(t.Drain), t.Remove...)
 	if f.Nodes, f.PDBs, err = nodes.Observe(ctx, kube, nodeNames(ctx, kube, c.Inv, drainNames)); err != nil {
 		return f, fmt.Errorf("observe nodes: %w", err)
@@ -582,5 +583,27 @@ func resolveNames(ctx context.Context, c *Cluster, f plan.Facts) map[string][]st
 			break
 		}
 	}
+	return out
+}
+
+// apiEndpoints are the addresses of the apiservers the kubeconfig's API knows (the kubernetes
+// EndpointSlice), sorted: the planner checks they are this inventory's masters, so a
+// KUBECONFIG for another cluster is not taken for this one.
+func apiEndpoints(ctx context.Context, kube kubernetes.Interface) []string {
+	list, err := kube.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=kubernetes"})
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, es := range list.Items {
+		for _, ep := range es.Endpoints {
+			for _, a := range ep.Addresses {
+				if !slices.Contains(out, a) {
+					out = append(out, a)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
 	return out
 }

@@ -45,6 +45,10 @@ type Facts struct {
 	Resolved map[string][]string `json:"resolved,omitempty"`
 	// KubeServer is the server of the kubeconfig mastershrink uses: it must outlive the shrink.
 	KubeServer string `json:"kube_server,omitempty"`
+	// APIEndpoints are the apiserver addresses the API itself lists (the kubernetes
+	// EndpointSlice): at least one must be an inventory master, or the kubeconfig reaches
+	// another cluster.
+	APIEndpoints []string `json:"api_endpoints,omitempty"`
 	// LocalAddrs are the addresses of the machine running mastershrink: it must not be a host
 	// that leaves.
 	LocalAddrs []string `json:"local_addrs,omitempty"`

@@ -182,6 +182,19 @@ func (b *builder) checkOperator() {
 			}
 		}
 	}
+	if len(b.f.APIEndpoints) > 0 {
+		known := false
+		for _, h := range b.f.Hosts {
+			if h.Has(inventory.RoleMaster) && overlap(b.addrsOf(h.Address), b.f.APIEndpoints) {
+				known = true
+			}
+		}
+		if !known {
+			b.refuse("kubeconfig-other-cluster", fmt.Sprintf("the Kubernetes API the kubeconfig reaches (%s) lists apiservers %s, none of them a master of this inventory",
+				b.f.KubeServer, strings.Join(b.f.APIEndpoints, ", ")),
+				"check --kubeconfig, --context and KUBECONFIG (mastershrink status names the kubeconfig it used), or the inventory's masters")
+		}
+	}
 	for _, a := range b.f.LocalAddrs {
 		if name, ok := leavingAddrs[a]; ok {
 			b.refuse("operator-on-leaving", fmt.Sprintf("mastershrink runs on %s (%s), which leaves", name, a),

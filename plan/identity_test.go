@@ -192,6 +192,7 @@ func TestOperatorAndCAGuards(t *testing.T) {
 		{"drain a master", func(f *Facts) {}, Target{Drain: []string{"m1"}}, "drain-control-plane"},
 		{"kubeconfig on a leaving master", func(f *Facts) { f.KubeServer = "https://" + masterIP(3) + ":6443" }, Target{Remove: []string{"m3"}}, "kubeconfig-leaving"},
 		{"run from a leaving master", func(f *Facts) { f.LocalAddrs = []string{masterIP(3)} }, Target{Remove: []string{"m3"}}, "operator-on-leaving"},
+		{"kubeconfig of another cluster", func(f *Facts) { f.APIEndpoints = []string{"10.9.9.1", "10.9.9.2"} }, Target{Remove: []string{"m3"}}, "kubeconfig-other-cluster"},
 		{"CA key only on leaving hosts", func(f *Facts) {
 			f.CA.KeyPresent = false
 			f.CA.KeyOnLeaving = []string{"m3:/etc/kubernetes/ssl/ca-key.pem"}
@@ -215,6 +216,7 @@ func TestOperatorAndCAGuards(t *testing.T) {
 	// A kubeconfig through the proxy, a run from a worker: fine.
 	f := seed003.facts(t)
 	f.KubeServer, f.LocalAddrs = "https://127.0.0.1:8443", []string{workerIP(1)}
+	f.APIEndpoints = []string{masterIP(1), masterIP(2), masterIP(3)}
 	if p := Build(f, Target{Remove: []string{"m3"}}, "test", observedAt); len(p.Refusals) > 0 {
 		t.Errorf("safe operator setup refused: %v", p.Refusals)
 	}

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -119,12 +120,17 @@ func KindOfID(id string) (KindInfo, bool) {
 	return best, found
 }
 
+// ErrStepKind means a plan has a step this mastershrink cannot run: refused before anything.
+var ErrStepKind = errors.New("the plan has a step this mastershrink cannot run")
+
 // ErrUnknownKind means a plan names a kind this mastershrink cannot run.
 type ErrUnknownKind struct{ Step, Kind string }
 
 func (e *ErrUnknownKind) Error() string {
 	return fmt.Sprintf("step %s has kind %q, which this mastershrink does not know: make the plan again with this version", e.Step, e.Kind)
 }
+
+func (e *ErrUnknownKind) Unwrap() error { return ErrStepKind }
 
 // CheckKinds refuses a plan with a step whose kind is not in the table, or whose ID does not
 // start with its kind.
@@ -134,7 +140,7 @@ func CheckKinds(p *Plan) error {
 			return &ErrUnknownKind{Step: s.ID, Kind: s.Kind}
 		}
 		if s.ID != s.Kind && !strings.HasPrefix(s.ID, s.Kind+"/") {
-			return fmt.Errorf("step %s has kind %s: a step's ID starts with its kind; make the plan again", s.ID, s.Kind)
+			return fmt.Errorf("%w: step %s has kind %s, and a step's ID starts with its kind; make the plan again", ErrStepKind, s.ID, s.Kind)
 		}
 	}
 	return nil

@@ -17,13 +17,14 @@ import (
 
 func init() {
 	subcommands = append(subcommands, newPlanCmd)
-	refusals = append(refusals, plan.ErrStalePlan, plan.ErrTampered, plan.ErrToolVersion, plan.ErrFormatVersion)
+	refusals = append(refusals, plan.ErrStalePlan, plan.ErrTampered, plan.ErrToolVersion, plan.ErrFormatVersion, plan.ErrStepKind)
 }
 
 type planOptions struct {
 	*globalOptions
 	Remove, Drain, Offline []string
 	LBMode                 string
+	WipeLeaving            string
 	Out                    string
 	Output                 string
 	DetailedExitCode       bool
@@ -45,6 +46,7 @@ func newPlanCmd(g *globalOptions) *cobra.Command {
 	f.StringSliceVar(&o.Drain, "drain", nil, "workers to drain, delete and clean")
 	f.StringSliceVar(&o.Offline, "offline", nil, "leaving hosts that are already down (their host-side steps are skipped)")
 	f.StringVar(&o.LBMode, "lb-mode", "down", "how leaving apiservers leave the node proxies: down (mark) or remove")
+	f.StringVar(&o.WipeLeaving, "wipe-leaving", "", "after the shrink, remove the private keys leaving hosts keep and move etcd's data aside into a 0700 folder (move) or remove it (remove)")
 	f.StringVar(&o.Out, "out", "", "write the plan file here (for mastershrink apply)")
 	f.StringVarP(&o.Output, "output", "o", "table", "how to print the plan: table, json or yaml (the plan file's content)")
 	f.BoolVar(&o.DetailedExitCode, "detailed-exitcode", false, "exit 2 when the plan has changes, 0 when there is nothing to do")
@@ -62,6 +64,9 @@ func (o *planOptions) validate() error {
 	if err := validOutput(o.Output, "table", "json", "yaml"); err != nil {
 		return err
 	}
+	if o.WipeLeaving != "" && o.WipeLeaving != "move" && o.WipeLeaving != "remove" {
+		return usageError{fmt.Errorf("--wipe-leaving %q: want move or remove", o.WipeLeaving)}
+	}
 	if o.LBMode != "down" && o.LBMode != "remove" {
 		return usageError{fmt.Errorf("--lb-mode %q: want down or remove", o.LBMode)}
 	}
@@ -76,7 +81,7 @@ func runPlan(ctx context.Context, o *planOptions) error {
 	if err != nil {
 		return err
 	}
-	target := plan.Target{Remove: o.Remove, Drain: o.Drain, Offline: o.Offline, LBMode: o.LBMode}
+	target := plan.Target{Remove: o.Remove, Drain: o.Drain, Offline: o.Offline, LBMode: o.LBMode, WipeLeaving: o.WipeLeaving}
 	p, err := makePlan(ctx, o.globalOptions, inv, target)
 	if err != nil {
 		return err

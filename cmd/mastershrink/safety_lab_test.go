@@ -328,7 +328,12 @@ func TestLabPeerURLsByName(t *testing.T) {
 	testenv.RequireLab(t)
 	lab := testenv.StartLab(t, testenv.Options{Name: "mspeer", EtcdPeersByName: true})
 	kube := prepare(t, lab)
-	path, p := makeLabPlan(t, lab, t.TempDir())
+	// The leaving hosts are also wiped of the keys and etcd data they keep.
+	path := filepath.Join(t.TempDir(), "plan.json")
+	if out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m2,m3", "--drain", "w2", "--wipe-leaving", "move", "--out", path); code != exitOK {
+		t.Fatalf("plan: exit %d\n%s%s", code, out, errOut)
+	}
+	p := readPlan(t, path)
 	for _, host := range []string{"m2", "m3"} {
 		st, ok := p.Step("etcd/remove-member/" + host)
 		if !ok || st.Params["peer_urls"] != "https://"+host+":2380" {
@@ -345,4 +350,16 @@ func TestLabPeerURLsByName(t *testing.T) {
 		t.Errorf("prober: %d of %d requests failed", report.Failed, report.Total)
 	}
 	checkShrunk(t, lab, kube, []string{"m2", "m3"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, h := range []string{"m2", "m3"} {
+		keys, _ := lab.Exec(ctx, h, "sh", "-c", "grep -rlE -e 'PRIVATE KEY' -e 'client-key-data:' /etc/kubernetes /opt/k8s/work 2>/dev/null; true")
+		if k := strings.TrimSpace(string(keys)); k != "" {
+			t.Errorf("%s still holds keys after --wipe-leaving:\n%s", h, k)
+		}
+		aside, err := lab.Exec(ctx, h, "sh", "-c", "stat -c '%a %n' /var/backups/mastershrink/left-*; ls /var/backups/mastershrink/left-*/; test ! -e /approot/data/k8s/etcd/data")
+		if err != nil || !strings.Contains(string(aside), "700 /var/backups/mastershrink/left-") || !strings.Contains(string(aside), "approot_data_k8s_etcd_data") {
+			t.Errorf("%s: etcd data not moved aside into a 0700 folder: %v\n%s", h, err, aside)
+		}
+	}
 }

@@ -15,6 +15,9 @@ func (b *builder) certificates() {
 		cert  Cert
 		hosts []string
 		paths []string
+		// users are each host's own "unit --flag" uses: the same file may be etcd's serving
+		// certificate on one master and only the apiserver's client certificate on another.
+		users map[string][]string
 	}
 	groups := map[string]*group{}
 	var order []string
@@ -42,6 +45,10 @@ func (b *builder) certificates() {
 		}
 		g.hosts = append(g.hosts, c.Host)
 		g.paths = append(g.paths, c.Host+":"+c.Path)
+		if g.users == nil {
+			g.users = map[string][]string{}
+		}
+		g.users[c.Host] = c.UsedBy
 	}
 	if len(order) == 0 {
 		return
@@ -102,13 +109,19 @@ func (b *builder) certificates() {
 			}
 		}
 		id := ids[key]
+		params := map[string]string{"path": g.cert.Path, "key_path": g.cert.KeyPath, "hosts": strings.Join(g.hosts, ","),
+			"serial": serial, "remove": strings.Join(intersect(before, b.leaveIPs), ","), "used_by": strings.Join(g.cert.UsedBy, ",")}
+		for _, h := range g.hosts[1:] {
+			if u := strings.Join(g.users[h], ","); u != params["used_by"] {
+				params["used_by@"+h] = u
+			}
+		}
 		b.add(Step{ID: id, Kind: KindCertResign, Host: g.hosts[0], Risk: Disruptive,
 			Summary: fmt.Sprintf("re-sign %s (CN %s) without %s, install on %s, confirm it is served",
 				path.Base(g.cert.Path), info.Subject.CommonName, strings.Join(intersect(before, b.leaveIPs), ", "), strings.Join(g.hosts, ", ")),
 			Details: []string{"SANs before: " + strings.Join(before, ", "), "SANs after:  " + strings.Join(after, ", "),
 				"used by: " + strings.Join(g.cert.UsedBy, ", "), "files: " + strings.Join(g.paths, ", ")},
-			Params: map[string]string{"path": g.cert.Path, "key_path": g.cert.KeyPath, "hosts": strings.Join(g.hosts, ","),
-				"serial": serial, "remove": strings.Join(intersect(before, b.leaveIPs), ","), "used_by": strings.Join(g.cert.UsedBy, ",")},
+			Params: params,
 			Relies: []string{"certs." + serial}})
 	}
 }

@@ -351,3 +351,26 @@ func TestCertStepIDsUnique(t *testing.T) {
 		t.Errorf("certificate steps %v", certSteps)
 	}
 }
+
+// One certificate file on several survivors, used otherwise on each: each host keeps its own
+// users, so the executor probes and restarts what really serves it there.
+func TestCertGroupKeepsEachHostsUsers(t *testing.T) {
+	c := cluster{masters: 5, workers: 0, leader: 1}
+	f := c.facts(t)
+	for i := range f.Certs {
+		if f.Certs[i].Host == "m2" && f.Certs[i].Info.Subject.CommonName == "etcd" {
+			f.Certs[i].UsedBy = []string{"kube-apiserver --etcd-certfile"}
+		}
+	}
+	p := Build(f, Target{Remove: []string{"m4", "m5"}}, "test", observedAt)
+	st, ok := p.Step("certs/resign/etcd")
+	if !ok {
+		t.Fatalf("no certs/resign/etcd: %v", stepIDs(p))
+	}
+	if st.Params["used_by"] != "kube-etcd --cert-file,kube-apiserver --etcd-certfile" || st.Params["used_by@m2"] != "kube-apiserver --etcd-certfile" {
+		t.Errorf("params %v", st.Params)
+	}
+	if _, ok := st.Params["used_by@m3"]; ok {
+		t.Errorf("m3 uses it as m1 does, yet has its own users: %v", st.Params)
+	}
+}

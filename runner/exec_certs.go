@@ -74,7 +74,7 @@ func (r *run) certStep(st plan.Step) executor {
 		if err != nil || !ok {
 			return false, err
 		}
-		t := r.servedBy(ih, st.Params["used_by"])
+		t := r.servedBy(ih, usedBy(st, name))
 		if t.probe == "" {
 			return true, nil
 		}
@@ -147,7 +147,7 @@ func (r *run) certStep(st plan.Step) executor {
 					return outcome{}, err
 				}
 				cur, _ := h.ReadFile(ctx, path)
-				t := r.servedBy(ih, st.Params["used_by"])
+				t := r.servedBy(ih, usedBy(st, name))
 				res, err := certs.Install(ctx, h, certs.InstallPlan{CertPath: path, KeyPath: keyPath, CertPEM: newPEM, KeyPEM: keyPEM,
 					Probe: t.probe, Unit: t.unit, ReloadWait: t.wait, Timeout: 3 * time.Minute, BeforeRestart: r.quorumWithout})
 				if err != nil {
@@ -196,4 +196,13 @@ func (r *run) quorumWithout(ctx context.Context) error {
 			etcd.ErrQuorumAtRisk, healthy, len(f.Members), healthy-1, etcd.Quorum(len(f.Members)))
 	}
 	return nil
+}
+
+// usedBy is how the certificate is used on one host: hosts that use it otherwise than the
+// step's first host have their own "used_by@HOST" param.
+func usedBy(st plan.Step, hostName string) string {
+	if u, ok := st.Params["used_by@"+hostName]; ok {
+		return u
+	}
+	return st.Params["used_by"]
 }

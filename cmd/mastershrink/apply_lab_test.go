@@ -148,6 +148,12 @@ func checkShrunk(t *testing.T, lab *testenv.Lab, kube kubernetes.Interface, etcd
 			t.Errorf("%s SANs still name removed masters, or lack m1: %s", cert, s)
 		}
 	}
+	// The drained worker's cleanup backup holds its kubelet's keys: 0600 in a 0700 folder.
+	modes, err := lab.Exec(ctx, "w2", "sh", "-c", "stat -c '%a %n' /var/backups/mastershrink /var/backups/mastershrink/*.tar.gz")
+	if err != nil || !strings.Contains(string(modes), "700 /var/backups/mastershrink\n") || !strings.Contains(string(modes), "600 /var/backups/mastershrink/") ||
+		strings.Contains(string(modes), "644 ") {
+		t.Errorf("cleanup backup on w2: %v\n%s", err, modes)
+	}
 	nodes, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -239,6 +245,9 @@ func TestLabApply(t *testing.T) {
 		}
 		if report.Failed > 0 {
 			t.Errorf("prober: %d of %d requests failed: %v", report.Failed, report.Total, report.Failures[:min(5, len(report.Failures))])
+		}
+		if !strings.Contains(errOut, "the backup w2:/var/backups/mastershrink/") || !strings.Contains(errOut, "private keys") {
+			t.Errorf("apply does not report what the cleanup backup holds:\n%s", errOut)
 		}
 		checkShrunk(t, lab, kube, []string{"m2", "m3"})
 		checkRecords(t, path, p)

@@ -10,19 +10,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mastershrink/mastershrink/etcd"
 	"github.com/mastershrink/mastershrink/internal/version"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/observe"
 	"github.com/mastershrink/mastershrink/plan"
 	"github.com/mastershrink/mastershrink/runner"
 )
-
-func init() {
-	subcommands = append(subcommands, newApplyCmd)
-	refusals = append(refusals, runner.ErrLocked, runner.ErrPreflight, runner.ErrNoSnapshot, runner.ErrRefusedPlan,
-		runner.ErrPrerequisite, runner.ErrStillMember, runner.ErrStillControlPlane, runner.ErrLockLost, etcd.ErrQuorumAtRisk, etcd.ErrLeaderLeaving)
-}
 
 type applyOptions struct {
 	*globalOptions

@@ -22,14 +22,6 @@ import (
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
-func init() {
-	subcommands = append(subcommands, newCertsCmd)
-	// Re-signing with a CA that did not issue the certificate would swap its trust root.
-	refusals = append(refusals, certs.ErrNotSignedByCA,
-		// Re-signing these would break what the certificate does today.
-		certs.ErrCACertificate, certs.ErrSelfSigned, certs.ErrUsagesNotCovered, certs.ErrNoSANs, certs.ErrShorterValidity)
-}
-
 func newCertsCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "certs",

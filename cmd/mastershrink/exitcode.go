@@ -4,6 +4,12 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/mastershrink/mastershrink/certs"
+	"github.com/mastershrink/mastershrink/etcd"
+	"github.com/mastershrink/mastershrink/nodes"
+	"github.com/mastershrink/mastershrink/plan"
+	"github.com/mastershrink/mastershrink/runner"
+
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
@@ -31,9 +37,23 @@ func (e refusedError) Unwrap() error { return e.err }
 // errChanges is returned by `plan --detailed-exitcode` when the plan has steps.
 var errChanges = errors.New("plan has changes")
 
-// refusals are sentinel errors of the library packages that mean "refused"; each package
-// appends its own in an init of the command file that uses it.
-var refusals []error
+// refusals are the sentinel errors of the library packages that mean "refused": mastershrink
+// looked and would not go on, and nothing was changed past what the message says.
+var refusals = []error{
+	// A plan that may not be applied as it is.
+	plan.ErrStalePlan, plan.ErrTampered, plan.ErrToolVersion, plan.ErrFormatVersion, plan.ErrStepKind,
+	runner.ErrRefusedPlan, runner.ErrPrerequisite,
+	// The cluster is not in a state a step may act on.
+	runner.ErrLocked, runner.ErrLockLost, runner.ErrPreflight, runner.ErrNoSnapshot,
+	runner.ErrStillMember, runner.ErrStillControlPlane, etcd.ErrQuorumAtRisk, etcd.ErrLeaderLeaving,
+	// undo past the point of no return, or over files changed since.
+	runner.ErrPastNoReturn, runner.ErrUndoUnsafe,
+	// Node drains and cleanups the operator did not consent to.
+	nodes.ErrRefused,
+	// Re-signing with a CA that did not issue the certificate would swap its trust root;
+	// re-signing these would break what the certificate does today.
+	certs.ErrNotSignedByCA, certs.ErrCACertificate, certs.ErrSelfSigned, certs.ErrUsagesNotCovered, certs.ErrNoSANs, certs.ErrShorterValidity,
+}
 
 func exitCode(err error) int {
 	if err == nil {

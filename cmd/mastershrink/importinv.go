@@ -8,10 +8,6 @@ import (
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
-func init() {
-	nestedCommands["inventory"] = append(nestedCommands["inventory"], newImportCmd)
-}
-
 func newImportCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "import kubeasz HOSTS_FILE",

@@ -11,10 +11,6 @@ import (
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
-func init() {
-	subcommands = append(subcommands, newInventoryCmd)
-}
-
 func newInventoryCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inventory",

@@ -22,11 +22,6 @@ import (
 	"github.com/mastershrink/mastershrink/observe"
 )
 
-func init() {
-	subcommands = append(subcommands, newNodesCmd)
-	refusals = append(refusals, nodes.ErrRefused)
-}
-
 func newNodesCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "nodes",

@@ -15,11 +15,6 @@ import (
 	"github.com/mastershrink/mastershrink/plan"
 )
 
-func init() {
-	subcommands = append(subcommands, newPlanCmd)
-	refusals = append(refusals, plan.ErrStalePlan, plan.ErrTampered, plan.ErrToolVersion, plan.ErrFormatVersion, plan.ErrStepKind)
-}
-
 type planOptions struct {
 	*globalOptions
 	Remove, Drain, Offline []string

@@ -246,10 +246,13 @@ func (v *verbosity) String() string { return strconv.Itoa(int(*v)) }
 // Type is "count" so the help shows -v alone as the usual form, with no "[=+1]".
 func (v *verbosity) Type() string { return "count" }
 
-// subcommands are registered by each command's file in init, so files for separate
-// commands can be added without touching this one.
-var subcommands []func(*globalOptions) *cobra.Command
+// subcommands are every top-level command, one file each: the list is here, in one place,
+// rather than in each file's init.
+var subcommands = []func(*globalOptions) *cobra.Command{
+	newPlanCmd, newApplyCmd, newUndoCmd, newStatusCmd, newInventoryCmd, newNodesCmd, newCertsCmd,
+}
 
-// nestedCommands are added under the top-level command of that name ("inventory"), for the
-// same reason: a file of its own, no edit of the parent's.
-var nestedCommands = map[string][]func(*globalOptions) *cobra.Command{}
+// nestedCommands are added under the top-level command of that name ("inventory").
+var nestedCommands = map[string][]func(*globalOptions) *cobra.Command{
+	"inventory": {newImportCmd},
+}

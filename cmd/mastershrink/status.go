@@ -16,10 +16,6 @@ import (
 	"github.com/mastershrink/mastershrink/plan"
 )
 
-func init() {
-	subcommands = append(subcommands, newStatusCmd)
-}
-
 type statusOptions struct {
 	*globalOptions
 	Output string

@@ -20,11 +20,6 @@ import (
 	"github.com/mastershrink/mastershrink/runner"
 )
 
-func init() {
-	subcommands = append(subcommands, newUndoCmd)
-	refusals = append(refusals, runner.ErrPastNoReturn, runner.ErrUndoUnsafe)
-}
-
 type undoOptions struct {
 	*globalOptions
 	PlanPath string

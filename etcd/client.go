@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -144,4 +146,65 @@ func (c *Client) Close() error {
 // it is a gRPC status or an rpctypes.EtcdError.
 func isEtcdError(err, target error) bool {
 	return err != nil && rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(target)
+}
+
+// Diagnose says, for each endpoint, why it does not answer: nothing listens, the connection
+// times out, TLS fails (whose certificate, and which way), or it answers. An error of Dial
+// names the endpoints; this names the cause at each, so an unreachable etcd does not read as
+// lock contention or a bad certificate as a network problem.
+func Diagnose(ctx context.Context, endpoints []string, files TLSFiles, dial DialFunc) []string {
+	conf, err := tlsConfig(files)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	var out []string
+	for _, ep := range endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || u.Host == "" {
+			out = append(out, fmt.Sprintf("%s: not a URL", ep))
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		conn, err := dial(dctx, "tcp", u.Host)
+		cancel()
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: cannot connect (%v)", ep, err))
+			continue
+		}
+		c := conf.Clone()
+		c.ServerName = u.Hostname()
+		tc := tls.Client(conn, c)
+		hctx, hcancel := context.WithTimeout(ctx, 5*time.Second)
+		err = tc.HandshakeContext(hctx)
+		hcancel()
+		if err == nil {
+			// With TLS 1.3 the server judges our certificate after the handshake: its verdict
+			// is an alert on the first read; a server that took it waits for our request.
+			tc.SetReadDeadline(time.Now().Add(time.Second))
+			var b [1]byte
+			if _, rerr := tc.Read(b[:]); rerr != nil && strings.Contains(rerr.Error(), "remote error") {
+				err = rerr
+			}
+		}
+		tc.Close()
+		var unknown x509.UnknownAuthorityError
+		var host x509.HostnameError
+		switch {
+		case err == nil:
+			out = append(out, fmt.Sprintf("%s: TLS works; etcd itself does not answer (no quorum, or still starting?)", ep))
+		case errors.As(err, &unknown):
+			out = append(out, fmt.Sprintf("%s: its certificate is not signed by the etcd CA given (etcd_ca_cert in the inventory)", ep))
+		case errors.As(err, &host):
+			out = append(out, fmt.Sprintf("%s: its certificate does not name %s (%v)", ep, u.Hostname(), err))
+		case strings.Contains(err.Error(), "bad certificate") || strings.Contains(err.Error(), "unknown certificate authority"):
+			out = append(out, fmt.Sprintf("%s: etcd refused our client certificate (etcd_cert and etcd_key in the inventory: signed by its --trusted-ca-file?)", ep))
+		default:
+			out = append(out, fmt.Sprintf("%s: TLS handshake failed: %v", ep, err))
+		}
+	}
+	return out
 }

@@ -148,7 +148,7 @@ func (c *Cluster) Etcd(ctx context.Context) (*etcd.Client, error) {
 	}
 	cli, err := etcd.Dial(ctx, endpoints, *tlsFiles, c.etcdDial)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w\n  %s", err, strings.Join(etcd.Diagnose(ctx, endpoints, *tlsFiles, c.etcdDial), "\n  "))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -189,7 +189,8 @@ func tryLock(ctx context.Context, cli *clientv3.Client, value string, ttl time.D
 	defer cancel()
 	lease, err := cli.Grant(rctx, int64(ttl/time.Second))
 	if err != nil {
-		return nil, Holder{}, "", 0, fmt.Errorf("lock %s: grant lease: %w", LockKey, err)
+		// No one holds anything yet: etcd itself did not answer (no quorum, or unreachable).
+		return nil, Holder{}, "", 0, fmt.Errorf("take the lock %s: etcd did not grant a lease, so it has no quorum or cannot be reached (not another apply): %w", LockKey, err)
 	}
 	resp, err := cli.Txn(rctx).
 		If(clientv3.Compare(clientv3.CreateRevision(LockKey), "=", 0)).

@@ -2,6 +2,7 @@ package observe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -122,7 +123,7 @@ func (c *Cluster) Etcd(ctx context.Context) (*etcd.Client, error) {
 	c.mu.Unlock()
 	var endpoints []string
 	var tlsFiles *etcd.TLSFiles
-	var lastErr error
+	var errs []error
 	for _, ih := range c.Inv.HostsWithRole(inventory.RoleEtcd) {
 		endpoints = append(endpoints, "https://"+net.JoinHostPort(ih.Address, strconv.Itoa(ih.Paths.EtcdClientPort)))
 		if tlsFiles != nil {
@@ -130,12 +131,12 @@ func (c *Cluster) Etcd(ctx context.Context) (*etcd.Client, error) {
 		}
 		h, err := c.Host(ctx, ih.Name)
 		if err != nil {
-			lastErr = err
+			errs = append(errs, err)
 			continue
 		}
 		files, err := readAll(ctx, h, ih.Paths.EtcdCACert, ih.Paths.EtcdCert, ih.Paths.EtcdKey)
 		if err != nil {
-			lastErr = fmt.Errorf("read etcd client TLS material on %s: %w", ih.Name, err)
+			errs = append(errs, fmt.Errorf("read etcd client TLS material on %s: %w", ih.Name, err))
 			continue
 		}
 		tlsFiles = &etcd.TLSFiles{CA: files[0], Cert: files[1], Key: files[2]}
@@ -144,7 +145,8 @@ func (c *Cluster) Etcd(ctx context.Context) (*etcd.Client, error) {
 		return nil, fmt.Errorf("the inventory has no host with the etcd role")
 	}
 	if tlsFiles == nil {
-		return nil, fmt.Errorf("no etcd host could give the client TLS material: %w", lastErr)
+		// Every host's own reason: one down host among several is a different fix than all.
+		return nil, fmt.Errorf("no etcd host could give the client TLS material: %w", errors.Join(errs...))
 	}
 	cli, err := etcd.Dial(ctx, endpoints, *tlsFiles, c.etcdDial)
 	if err != nil {

@@ -270,10 +270,21 @@ func resolve(inv *Inventory, file string) error {
 	localPath := localPather(abs)
 	inv.Kubeconfig = localPath(inv.Kubeconfig)
 	preset := layouts[inv.Layout]
+	// What `ssh NAME` would use (User, Port, IdentityFile, ProxyJump in ~/.ssh/config) comes
+	// between the defaults and the inventory's own settings.
+	sc, err := LoadSSHConfig(DefaultSSHConfig)
+	if err != nil {
+		return err
+	}
 	for i := range inv.Hosts {
 		h := &inv.Hosts[i]
 
 		ssh := SSH{User: DefaultSSHUser, Port: DefaultSSHPort, KnownHosts: DefaultKnownHosts, ConnectTimeout: Duration(DefaultConnectTimeout)}
+		fromConfig, err := sc.For(h.Name, h.Address)
+		if err != nil {
+			return fmt.Errorf("%s for host %s: %w", sc.File, h.Name, err)
+		}
+		overlay(&ssh, fromConfig)
 		overlay(&ssh, inv.SSH)
 		overlay(&ssh, h.SSH)
 		ssh.Local = inv.SSH.Local || h.SSH.Local

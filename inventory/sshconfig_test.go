@@ -67,3 +67,30 @@ Host *
 		t.Errorf("nil config gives %+v, %v", s, err)
 	}
 }
+
+// The operator's ~/.ssh/config is laid between the defaults and the inventory: what the
+// inventory does not say comes from it, what the inventory says wins.
+func TestLoadUsesSSHConfig(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	os.MkdirAll(filepath.Join(home, ".ssh"), 0o700)
+	os.WriteFile(filepath.Join(home, ".ssh", "config"), []byte("Host m1\n    User ops\n    Port 2200\n    ProxyJump jump@bastion:2201\nHost w1\n    User ops\n"), 0o600)
+	os.WriteFile(filepath.Join(home, ".ssh", "known_hosts"), nil, 0o600)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "admin.kubeconfig"), nil, 0o600)
+	src := "format_version: 1\ncluster: t\nlayout: seed003\nkubeconfig: admin.kubeconfig\nhosts:\n" +
+		"  - {name: m1, address: 10.0.0.1, roles: [etcd, master]}\n  - {name: w1, address: 10.0.0.2, roles: [worker], ssh: {user: root}}\n"
+	p := filepath.Join(dir, "inventory.yaml")
+	os.WriteFile(p, []byte(src), 0o600)
+	inv, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, _ := inv.Host("m1")
+	if m1.SSH.User != "ops" || m1.SSH.Port != 2200 || !strings.Contains(m1.SSH.JumpHost, "bastion") {
+		t.Errorf("m1's SSH %+v, want ~/.ssh/config's user, port and jump host", m1.SSH)
+	}
+	if w1, _ := inv.Host("w1"); w1.SSH.User != "root" {
+		t.Errorf("w1's user %q, want the inventory's root over ~/.ssh/config's ops", w1.SSH.User)
+	}
+}

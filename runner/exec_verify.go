@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mastershrink/mastershrink/apiserver"
+	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/lb"
 	"github.com/mastershrink/mastershrink/nodes"
 	"github.com/mastershrink/mastershrink/plan"
@@ -39,21 +40,22 @@ func (r *run) verify(ctx context.Context) (outcome, error) {
 		problems = append(problems, "etcd has no leader")
 	}
 
-	var proxies int
-	for name := range r.p.Facts.LB {
-		if r.leaving(name) || r.offline(name) {
-			continue
-		}
+	// Every proxy is probed, with the proxy phase's bound: one at a time, a thousand nodes
+	// would be minutes of the final check.
+	proxyNames := r.proxyHosts()
+	errs := host.ForEach(ctx, proxyNames, r.lbConcurrency(), func(ctx context.Context, name string) error {
 		h, ih, err := r.host(ctx, name)
 		if err != nil {
-			problems = append(problems, err.Error())
-			continue
+			return err
 		}
-		if err := pollFor(ctx, 30*time.Second, func(ctx context.Context) error { return lb.Probe(ctx, h, ih.Paths.NginxListen, nil) }); err != nil {
+		return pollFor(ctx, 30*time.Second, func(ctx context.Context) error { return lb.Probe(ctx, h, ih.Paths.NginxListen, nil) })
+	})
+	proxies := len(proxyNames)
+	for _, name := range proxyNames {
+		if err := errs[name]; err != nil {
 			problems = append(problems, err.Error())
-			continue
+			proxies--
 		}
-		proxies++
 	}
 
 	kube, _, err := r.c.Kube()

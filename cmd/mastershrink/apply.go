@@ -24,6 +24,7 @@ type applyOptions struct {
 	Yes        bool
 	// SnapshotMaxAge bounds the age of the snapshot that gates the irreversible steps.
 	SnapshotMaxAge time.Duration
+	LBConcurrency  int
 	// Planning on the spot, without a plan file.
 	Remove, Drain, Offline []string
 	LBMode                 string
@@ -62,6 +63,7 @@ rerun can resume it.`,
 	f.StringSliceVar(&o.Skip, "skip", nil, "leave out these steps (IDs or ID prefixes)")
 	f.BoolVarP(&o.Yes, "yes", "y", false, "apply a plan made on the spot without asking")
 	f.DurationVar(&o.SnapshotMaxAge, "snapshot-max-age", runner.DefaultSnapshotMaxAge, "a snapshot of this plan older than this is taken again before any irreversible step")
+	f.IntVar(&o.LBConcurrency, "lb-concurrency", runner.DefaultLBConcurrency, "how many node proxies are updated (and probed) at once")
 	f.StringSliceVar(&o.Remove, "remove", nil, "without a plan file: masters to retire")
 	f.StringSliceVar(&o.Drain, "drain", nil, "without a plan file: workers to drain, delete and clean")
 	f.StringSliceVar(&o.Offline, "offline", nil, "without a plan file: leaving hosts that are already down")
@@ -83,6 +85,9 @@ func (o *applyOptions) validate() error {
 	}
 	if o.LBMode != "down" && o.LBMode != "remove" {
 		return usageError{fmt.Errorf("--lb-mode %q: want down or remove", o.LBMode)}
+	}
+	if o.LBConcurrency < 1 {
+		return usageError{fmt.Errorf("--lb-concurrency %d: want 1 or more", o.LBConcurrency)}
 	}
 	return nil
 }
@@ -118,7 +123,7 @@ func runApply(ctx context.Context, o *applyOptions) error {
 	fmt.Fprintf(o.ErrOut, "Applying %s to cluster %q: %d steps.\n", o.PlanPath, p.Cluster, len(p.Steps))
 	sum, err := runner.Run(ctx, runner.Options{
 		PlanPath: o.PlanPath, Plan: p, Cluster: c, Only: o.Only, Skip: o.Skip,
-		Progress: o.ErrOut, Terminal: o.Color, Verbose: o.Verbose, ToolVersion: version.String(), SnapshotMaxAge: o.SnapshotMaxAge,
+		Progress: o.ErrOut, Terminal: o.Color, Verbose: o.Verbose, ToolVersion: version.String(), SnapshotMaxAge: o.SnapshotMaxAge, LBConcurrency: o.LBConcurrency,
 	})
 	if err != nil {
 		return err

@@ -389,3 +389,16 @@ func TestRequireAPIServer(t *testing.T) {
 		})
 	}
 }
+
+// Bounded parsing: a config too large, or nested too deep, is refused with a message,
+// never parsed into exhaustion.
+func TestParseBounded(t *testing.T) {
+	deep := strings.Repeat("stream {\n", 100) + strings.Repeat("}\n", 100)
+	if _, err := Parse("w1", "/n.conf", map[string]string{"/n.conf": deep}, []string{"10.0.0.1:6443"}); err == nil || !strings.Contains(err.Error(), "nested deeper") {
+		t.Errorf("100 nested blocks: %v", err)
+	}
+	big := strings.Repeat("# padding\n", maxConfigBytes/10+1)
+	if _, err := Parse("w1", "/n.conf", map[string]string{"/n.conf": big}, []string{"10.0.0.1:6443"}); err == nil || !strings.Contains(err.Error(), "MiB") {
+		t.Errorf("oversized config: %v", err)
+	}
+}

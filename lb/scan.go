@@ -142,8 +142,19 @@ func scan(file, text string) ([]token, error) {
 	return toks, nil
 }
 
+// Bounds of what a proxy config may be: real ones are a few KiB and a few blocks deep; a
+// larger or deeper file is not one (a log, a generated bomb) and must not exhaust the
+// operator's machine. nginx itself has no such limits.
+const (
+	maxConfigBytes = 4 << 20
+	maxNesting     = 64
+)
+
 // parseStmts builds the statement tree of one file.
 func parseStmts(file, text string) ([]*stmt, error) {
+	if len(text) > maxConfigBytes {
+		return nil, fmt.Errorf("%s: %d bytes, more than the %d MiB a proxy config can be: is nginx_config the right file?", file, len(text), maxConfigBytes>>20)
+	}
 	toks, err := scan(file, text)
 	if err != nil {
 		return nil, err
@@ -157,12 +168,20 @@ func parseStmts(file, text string) ([]*stmt, error) {
 }
 
 type stmtParser struct {
-	file string
-	toks []token
-	i    int
+	file  string
+	toks  []token
+	i     int
+	depth int
 }
 
 func (p *stmtParser) block(inner bool) ([]*stmt, error) {
+	if inner {
+		p.depth++
+		defer func() { p.depth-- }()
+		if p.depth > maxNesting {
+			return nil, fmt.Errorf("%s:%d: blocks nested deeper than %d: not a proxy config nginx would be given", p.file, p.toks[p.i-1].line, maxNesting)
+		}
+	}
 	var out []*stmt
 	for p.i < len(p.toks) {
 		t := p.toks[p.i]

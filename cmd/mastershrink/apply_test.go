@@ -74,3 +74,24 @@ func TestApplyRefusesBeforeTouching(t *testing.T) {
 		})
 	}
 }
+
+// `plan -o json > f` writes what apply reads: the JSON carries the checksum of the plan file.
+func TestPlanJSONIsAPlanFile(t *testing.T) {
+	data, err := os.ReadFile(writePlan(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Decode(data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	g := &globalOptions{streams: streams{Out: &out}}
+	p.Checksum = ""
+	if err := printPlan(g, p, "json"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plan.Decode(out.Bytes(), ""); err != nil {
+		t.Errorf("plan -o json is not a plan file apply reads: %v", err)
+	}
+}

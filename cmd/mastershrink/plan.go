@@ -130,7 +130,15 @@ func makePlan(ctx context.Context, g *globalOptions, inv *inventory.Inventory, t
 
 func printPlan(g *globalOptions, p *plan.Plan, output string) error {
 	if output == "json" || output == "yaml" {
-		return writeData(g.Out, p, output)
+		// With its checksum, as the plan file has it: `plan -o json > plan.json` is a plan
+		// apply reads.
+		q := *p
+		sum, err := plan.Checksum(&q)
+		if err != nil {
+			return err
+		}
+		q.Checksum = sum
+		return writeData(g.Out, &q, output)
 	}
 	return plan.Render(g.Out, p)
 }

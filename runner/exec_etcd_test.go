@@ -120,7 +120,6 @@ func apply(t *testing.T, r *run, st plan.Step) (outcome, error) {
 	return ex.apply(ctx)
 }
 
-
 // The etcd family against a real 3-member etcd: a stop refused while its member votes, the
 // removal of the planned member (never another), its stop once removed, and the replaced-
 // member refusal.

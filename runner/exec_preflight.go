@@ -107,11 +107,27 @@ func (r *run) canResign(ctx context.Context) []string {
 		if ok, _ := lacksAll(data, st.Params["path"], strings.Split(st.Params["remove"], ",")); ok {
 			continue // re-signed by an earlier run of this plan
 		}
-		if err := certs.CheckResignablePEM(data, st.Params["path"], loaded, ""); err != nil {
+		if err := resignInMemory(ctx, ch, st, data, loaded); err != nil {
 			problems = append(problems, fmt.Sprintf("step %s: %v", st.ID, err))
 		}
 	}
 	return problems
+}
+
+// resignInMemory signs the step's new certificate exactly as the step will, and throws it
+// away: whatever would stop the step past the point of no return (issuer, key, profile,
+// usages, validity, the key file) stops the run here, before anything irreversible.
+func resignInMemory(ctx context.Context, h host.Host, st plan.Step, certPEM []byte, ca certs.CA) error {
+	keyPEM, err := h.ReadFile(ctx, st.Params["key_path"])
+	if err != nil {
+		return fmt.Errorf("read %s:%s: %w", h.Name(), st.Params["key_path"], err)
+	}
+	_, parsed, err := certs.ParsePEM(certPEM, st.Params["path"])
+	if err != nil {
+		return err
+	}
+	_, err = certs.Resign(parsed[0], ca, certs.ResignOptions{RemoveHosts: strings.Split(st.Params["remove"], ","), ReuseKey: true, ExistingKeyPEM: keyPEM})
+	return err
 }
 
 // lacksAll says whether the first certificate of data names none of the addresses.

@@ -70,6 +70,8 @@ rerun can resume it.`,
 	f.StringVar(&o.LBMode, "lb-mode", "down", "without a plan file: down (mark) or remove")
 	f.StringVar(&o.PlanOut, "out", "", "without a plan file: where to write the plan (default CLUSTER-plan.json)")
 	f.StringVar(&o.WipeLeaving, "wipe-leaving", "", "without a plan file: remove the private keys leaving hosts keep and move etcd's data aside (move) or remove it (remove)")
+	completeHostFlags(cmd, g, "remove", "drain", "offline")
+	completeStepFlags(cmd)
 	return cmd
 }
 

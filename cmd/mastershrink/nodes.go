@@ -96,6 +96,7 @@ PDB when --timeout (per Node) or --global-timeout runs out exit 1, naming the PD
 	f.BoolVar(&o.DeletePodsOfDownNode, "delete-pods-of-down-node", false, "on a Node confirmed down (NotReady, lease expired) delete its pods with grace 0 so controllers recreate them")
 	f.BoolVar(&o.DeleteNode, "delete-node", false, "delete the Node objects once drained")
 	f.StringVarP(&o.Output, "output", "o", "table", "how to print the summary: table or json")
+	cmd.ValidArgsFunction = completeHostArgs(g)
 	return cmd
 }
 
@@ -379,6 +380,7 @@ or etcd member, unless --force.`,
 	}
 	cmd.Flags().BoolVar(&o.Force, "force", false, "clean even a host whose Node still exists (or whose Node cannot be checked), or a master/etcd host")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "how to print the report: table or json")
+	cmd.ValidArgsFunction = completeHostArgs(g)
 	return cmd
 }
 
@@ -399,6 +401,7 @@ ports. It exits 1 if anything is left, printing the command that would remove it
 		},
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "how to print the report: table or json")
+	cmd.ValidArgsFunction = completeHostArgs(g)
 	return cmd
 }
 

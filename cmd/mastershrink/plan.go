@@ -46,6 +46,7 @@ func newPlanCmd(g *globalOptions) *cobra.Command {
 	f.StringVarP(&o.Output, "output", "o", "table", "how to print the plan: table, json or yaml (the plan file's content)")
 	f.BoolVar(&o.DetailedExitCode, "detailed-exitcode", false, "exit 2 when the plan has changes, 0 when there is nothing to do")
 	completeOutput(cmd, "table", "json", "yaml")
+	completeHostFlags(cmd, g, "remove", "drain", "offline")
 	return cmd
 }
 

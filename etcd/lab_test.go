@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,7 +83,7 @@ func labShrink(t *testing.T, option, want string) {
 	}
 
 	// Snapshot from the leader, verified, on the operator's side.
-	info, err := e.cli.Snapshot(ctx, t.TempDir(), nil)
+	info, err := e.cli.Snapshot(ctx, filepath.Join(t.TempDir(), "snapshots"), nil) // a folder of its own, made 0700
 	if err != nil {
 		t.Fatalf("snapshot on etcd %s: %v", want, err)
 	}

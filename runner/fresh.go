@@ -20,7 +20,7 @@ import (
 func (r *run) checkFresh(ctx context.Context, sel Selection, resumed bool) error {
 	start := time.Now()
 	r.prog.printf("Re-observing the cluster to check the plan still holds...\n")
-	facts, err := observe.Gather(ctx, r.cluster, r.p.Target)
+	facts, err := r.gather(ctx)
 	if err != nil {
 		return fmt.Errorf("re-observe the cluster: %w", err)
 	}
@@ -51,6 +51,28 @@ func (r *run) checkFresh(ctx context.Context, sel Selection, resumed bool) error
 	}
 	r.prog.printf("The cluster matches the plan (fingerprint %s, checked in %s).\n", short(r.p.Fingerprint), formatDuration(time.Since(start)))
 	return nil
+}
+
+// regatherFor is how long a failed observation is tried again: a run stopped in the middle of
+// an apiserver's restart leaves that apiserver (maybe the kubeconfig's) coming back for up to
+// its ready deadline.
+var regatherFor = 2 * time.Minute
+
+// gather observes the cluster, trying again while it fails, within regatherFor, and saying so.
+func (r *run) gather(ctx context.Context) (plan.Facts, error) {
+	deadline := time.Now().Add(regatherFor)
+	for {
+		facts, err := observe.Gather(ctx, r.cluster, r.p.Target)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return facts, err
+		}
+		r.prog.printf("  observing failed (%v); trying again until %s\n", firstLine(err.Error()), deadline.Format("15:04:05"))
+		select {
+		case <-ctx.Done():
+			return facts, ctx.Err()
+		case <-time.After(3 * time.Second):
+		}
+	}
 }
 
 // withSecrets gives the steps about to run the real content of the files they write: the

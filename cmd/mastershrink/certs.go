@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,12 +63,18 @@ func newCertsInspectCmd(g *globalOptions) *cobra.Command {
 no certificate, a private key, or a cut-off PEM block is reported with what to do, and the
 others are still printed (exit 1 when any file failed).
 
+A folder stands for its .pem, .crt and .cer files. Private key files (cfssljson's
+NAME-key.pem, given or found in a folder) are not printed: each is checked to be the key of
+NAME.pem, and a key that does not match is reported (exit 1); no key material is ever shown.
+A key given without its certificate is reported as such.
+
 HOST:PATH reads the file on a host of the inventory (-i).
 
 -o csr prints, per certificate, the cfssl CSR JSON that regenerates it (CN, names, hosts,
 key algo and size), ready for 'cfssl gencert'; several certificates give one JSON object
 each, one after the other.`,
 		Example: `  mastershrink certs inspect /etc/kubernetes/ssl/*.pem
+  mastershrink certs inspect /etc/kubernetes/ssl
   mastershrink certs inspect -i inventory.yaml master-1:/etc/kubernetes/ssl/etcd.pem -o json
   mastershrink certs inspect kubernetes.pem -o csr > kubernetes-csr.json`,
 		Args: cobra.MinimumNArgs(1),
@@ -111,23 +118,53 @@ func runCertsInspect(ctx context.Context, o *certsInspectOptions) error {
 	var infos []certs.Info
 	var failed []fileError
 	var firstErr error
-	for _, arg := range o.Files {
+	fail := func(file string, err error) {
+		if firstErr == nil {
+			firstErr = err
+		}
+		failed = append(failed, fileError{File: file, Error: err.Error()})
+		fmt.Fprintln(o.ErrOut, "error:", err)
+	}
+	files, err := expandInspectArgs(o.Files)
+	if err != nil {
+		return err
+	}
+	parsed := map[string][]*x509.Certificate{}
+	var keyFiles []string
+	keys := map[string][]byte{}
+	for _, arg := range files {
 		data, err := r.read(ctx, arg)
+		if err == nil && certs.IsPrivateKeyPEM(data) {
+			// Key files are checked against their certificate below, never printed.
+			keyFiles = append(keyFiles, arg)
+			keys[arg] = data
+			continue
+		}
 		if err == nil {
 			var got []certs.Info
-			got, _, err = certs.ParsePEM(data, arg)
+			var cs []*x509.Certificate
+			got, cs, err = certs.ParsePEM(data, arg)
 			infos = append(infos, got...)
+			parsed[arg] = cs
 		}
 		if err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			failed = append(failed, fileError{File: arg, Error: err.Error()})
-			fmt.Fprintln(o.ErrOut, "error:", err)
+			fail(arg, err)
+		}
+	}
+	for _, k := range keyFiles {
+		certPath := certs.CertPathOfKey(k)
+		cs, ok := parsed[certPath]
+		if !ok || len(cs) == 0 {
+			// A key alone is most often given by mistake for its certificate.
+			_, _, err := certs.ParsePEM(keys[k], k)
+			fail(k, err)
+			continue
+		}
+		if err := certs.CheckKeyPair(keys[k], k, cs[0], certPath); err != nil {
+			fail(k, err)
 		}
 	}
 
-	var err error
 	switch o.Output {
 	case "table":
 		if len(infos) > 0 {
@@ -157,9 +194,43 @@ func runCertsInspect(ctx context.Context, o *certsInspectOptions) error {
 		return usage
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("%d of %d files: %w (see above)", len(failed), len(o.Files), errSomeFiles)
+		return fmt.Errorf("%d of %d files: %w (see above)", len(failed), len(files), errSomeFiles)
 	}
 	return nil
+}
+
+// expandInspectArgs replaces a local folder by its .pem, .crt and .cer files, sorted; other
+// arguments are kept as given.
+func expandInspectArgs(args []string) ([]string, error) {
+	var out []string
+	for _, arg := range args {
+		if err := checkPathArg(arg); err != nil {
+			return nil, err
+		}
+		st, err := os.Stat(arg)
+		if err != nil || !st.IsDir() {
+			out = append(out, arg)
+			continue
+		}
+		entries, err := os.ReadDir(arg)
+		if err != nil {
+			return nil, fmt.Errorf("read folder %s: %w", arg, err)
+		}
+		n := 0
+		for _, e := range entries {
+			switch filepath.Ext(e.Name()) {
+			case ".pem", ".crt", ".cer":
+				if e.Type().IsRegular() || e.Type()&fs.ModeSymlink != 0 {
+					out = append(out, filepath.Join(arg, e.Name()))
+					n++
+				}
+			}
+		}
+		if n == 0 {
+			return nil, usageError{fmt.Errorf("folder %s holds no .pem, .crt or .cer file: give the folder of the certificates", arg)}
+		}
+	}
+	return out, nil
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -83,7 +83,7 @@ each, one after the other.`,
 			return runCertsInspect(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "table, json, or csr (cfssl CSR JSON)")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "table, wide (adds O, OU and usages), json, or csr (cfssl CSR JSON)")
 	cmd.Flags().IntVar(&o.WarnDays, "warn-days", 30, "flag certificates expiring within this many days")
 	return cmd
 }
@@ -105,9 +105,9 @@ var errSomeFiles = errors.New("some files could not be inspected")
 
 func runCertsInspect(ctx context.Context, o *certsInspectOptions) error {
 	switch o.Output {
-	case "table", "json", "csr":
+	case "table", "wide", "json", "csr":
 	default:
-		return usageError{fmt.Errorf("-o %q: want table, json or csr", o.Output)}
+		return usageError{fmt.Errorf("-o %q: want table, wide, json or csr", o.Output)}
 	}
 	if o.WarnDays < 0 {
 		return usageError{fmt.Errorf("--warn-days %d: want 0 or more", o.WarnDays)}
@@ -166,9 +166,9 @@ func runCertsInspect(ctx context.Context, o *certsInspectOptions) error {
 	}
 
 	switch o.Output {
-	case "table":
+	case "table", "wide":
 		if len(infos) > 0 {
-			err = writeCertTable(o.Out, infos, o.now(), o.WarnDays)
+			err = writeCertTable(o.Out, infos, o.now(), o.WarnDays, o.Output == "wide")
 		}
 	case "json":
 		doc := inspectJSON{FormatVersion: 1, Certificates: infos, Errors: failed}
@@ -298,9 +298,25 @@ func orDash(s string) string {
 	return s
 }
 
-func writeCertTable(w io.Writer, infos []certs.Info, now time.Time, warnDays int) error {
+// wideRows adds O (the Kubernetes group), OU and USAGES (key usages, then extended key
+// usages) to the rows of certRows.
+func wideRows(infos []certs.Info, rows [][]string) [][]string {
+	rows[0] = append(rows[0], "O", "OU", "USAGES")
+	for i, in := range infos {
+		usages := append(append([]string{}, in.KeyUsages...), in.ExtKeyUsages...)
+		rows[i+1] = append(rows[i+1], orDash(strings.Join(in.Subject.Organization, ",")),
+			orDash(strings.Join(in.Subject.OrganizationalUnit, ",")), orDash(strings.Join(usages, ",")))
+	}
+	return rows
+}
+
+func writeCertTable(w io.Writer, infos []certs.Info, now time.Time, warnDays int, wide bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, row := range certRows(infos, now, warnDays) {
+	rows := certRows(infos, now, warnDays)
+	if wide {
+		rows = wideRows(infos, rows)
+	}
+	for _, row := range rows {
 		fmt.Fprintln(tw, strings.TrimRight(strings.Join(row, "\t"), "\t"))
 	}
 	return tw.Flush()

@@ -72,3 +72,23 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return data
 }
+
+func TestCertsInspectWide(t *testing.T) {
+	dir, _ := cfsslFolder(t)
+	out, errOut, code := runCmd(t, "certs", "inspect", "-o", "wide", filepath.Join(dir, "etcd.pem"))
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "OU") || !strings.Contains(lines[0], "USAGES") {
+		t.Fatalf("no wide header:\n%s", out)
+	}
+	for _, want := range []string{"k8s", "System", "signing,key encipherment,server auth"} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("wide row lacks %q:\n%s", want, out)
+		}
+	}
+	if out, _, _ := runCmd(t, "certs", "inspect", filepath.Join(dir, "etcd.pem")); strings.Contains(out, "USAGES") {
+		t.Errorf("the plain table has wide columns:\n%s", out)
+	}
+}

@@ -249,7 +249,7 @@ func (v *verbosity) Type() string { return "count" }
 // subcommands are every top-level command, one file each: the list is here, in one place,
 // rather than in each file's init.
 var subcommands = []func(*globalOptions) *cobra.Command{
-	newPlanCmd, newApplyCmd, newUndoCmd, newStatusCmd, newInventoryCmd, newNodesCmd, newCertsCmd,
+	newPlanCmd, newApplyCmd, newUndoCmd, newStatusCmd, newInventoryCmd, newNodesCmd, newCertsCmd, newManCmd,
 }
 
 // nestedCommands are added under the top-level command of that name ("inventory").

@@ -134,7 +134,7 @@ func (r *run) lbPhase(ctx context.Context, items []phaseItem, sum *Summary) erro
 		counts     = phaseCounts{remaining: len(items)}
 		journalErr error
 	)
-	stopBeat := heartbeatf(r.prog, func() string {
+	stopBeat := r.prog.heartbeatf(func() string {
 		mu.Lock()
 		defer mu.Unlock()
 		return "updating node proxies: " + counts.String()
@@ -150,7 +150,7 @@ func (r *run) lbPhase(ctx context.Context, items []phaseItem, sum *Summary) erro
 		func(id string) bool { return ended[id] },
 		r.lock.Verify,
 		func(ctx context.Context, it phaseItem) (StepResult, error) {
-			return r.phaseStep(ctx, &mu, it)
+			return r.step(ctx, it.n, it.st, &mu)
 		},
 		func(it phaseItem, res StepResult, err error, c phaseCounts) {
 			mu.Lock()
@@ -163,6 +163,9 @@ func (r *run) lbPhase(ctx context.Context, items []phaseItem, sum *Summary) erro
 					journalErr = errors.Join(journalErr, jerr)
 					mu.Unlock()
 				}
+				// As for a step found done by its check: a crash test asking to stop after
+				// this step stops here, whichever run ended it.
+				crashAfter(it.st.ID)
 			}
 		})
 	stopBeat()
@@ -199,102 +202,4 @@ func (r *run) lbPhase(ctx context.Context, items []phaseItem, sum *Summary) erro
 			len(failed), len(items), strings.Join(failed, ", "), errors.Join(errs...))
 	}
 	return errors.Join(errs...)
-}
-
-// phaseStep is step for one step of a concurrent phase: the same journal, audit and
-// progress records, with the run's shared state (history, warnings) under mu and the phase's
-// own heartbeat instead of one per step.
-func (r *run) phaseStep(ctx context.Context, mu *sync.Mutex, it phaseItem) (StepResult, error) {
-	st, n := it.st, it.n
-	res := StepResult{ID: st.ID}
-	start := time.Now()
-	ex, err := r.executor(st)
-	if err == nil && st.Risk == plan.Irreversible {
-		// Not an LB step's risk; kept so that no step ever escapes the snapshot gate.
-		err = r.checkSnapshot()
-	}
-	if err != nil {
-		return r.fail(n, st, res, start, err)
-	}
-	if ex.done != nil {
-		done, note, err := ex.done(ctx)
-		if err != nil {
-			return r.fail(n, st, res, start, fmt.Errorf("check whether done: %w", err))
-		}
-		if done {
-			res.Status, res.Note, res.Duration = StatusAlready, note, time.Since(start)
-			r.prog.step(n, st.ID, statusAlready, 0, note)
-			if err := r.journal.Write(Entry{Step: st.ID, Event: EventSkip, Seconds: res.Duration.Seconds(), Result: "already done"}); err != nil {
-				return res, err
-			}
-			crashAfter(st.ID)
-			return res, nil
-		}
-	}
-	if err := r.journal.Write(Entry{Step: st.ID, Event: EventStart}); err != nil {
-		return res, err
-	}
-	stopCrash := crashIn(st.ID)
-	out, err := ex.apply(ctx)
-	stopCrash()
-	res.Duration = time.Since(start)
-	if err != nil {
-		return r.fail(n, st, res, start, err)
-	}
-	for _, c := range out.changes {
-		c.Step = st.ID
-		if err := r.audit.Record(c); err != nil {
-			return res, err
-		}
-	}
-	status := statusDone
-	switch {
-	case out.already:
-		status = statusAlready
-	case len(out.warnings) > 0:
-		status = statusDegraded
-	}
-	res.Status, res.Note = status, out.note
-	if res.Status == statusDegraded {
-		res.Status = StatusDone
-	}
-	mu.Lock()
-	for _, w := range out.warnings {
-		r.warnings = append(r.warnings, st.ID+": "+firstLine(w))
-	}
-	r.history.Ended[st.ID] = true
-	mu.Unlock()
-	if err := r.journal.Write(Entry{Step: st.ID, Event: EventEnd, Seconds: res.Duration.Seconds(), Result: status + optional(out.note),
-		Backups: out.backups}); err != nil {
-		return res, err
-	}
-	r.prog.step(n, st.ID, status, res.Duration, out.note)
-	crashAfter(st.ID)
-	pauseAfter(st.ID)
-	return res, nil
-}
-
-// heartbeatf prints "still TEXT [00m20s elapsed]" every heartbeatEvery until stopped, TEXT
-// asked of text each time: a phase's counts change while it runs.
-func heartbeatf(p *progress, text func() string) (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	start := time.Now()
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(heartbeatEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				p.printf("        still %s [%s elapsed]\n", text(), formatElapsed(time.Since(start)))
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-finished
-	}
 }

@@ -81,6 +81,12 @@ func (p *progress) step(n int, id, status string, d time.Duration, note string) 
 
 // heartbeat prints "still PHASE [00m20s elapsed]" every heartbeatEvery until stopped.
 func (p *progress) heartbeat(phase string) (stop func()) {
+	return p.heartbeatf(func() string { return phase })
+}
+
+// heartbeatf is heartbeat with the text asked of text each time: a concurrent phase's
+// counts change while it runs.
+func (p *progress) heartbeatf(text func() string) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	start := time.Now()
@@ -93,7 +99,7 @@ func (p *progress) heartbeat(phase string) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				p.printf("        still %s [%s elapsed]\n", phase, formatElapsed(time.Since(start)))
+				p.printf("        still %s [%s elapsed]\n", text(), formatElapsed(time.Since(start)))
 			}
 		}
 	}()

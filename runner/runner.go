@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mastershrink/mastershrink/observe"
@@ -308,7 +309,7 @@ func (r *run) steps(ctx context.Context, sel Selection, sum *Summary) error {
 			}
 			continue
 		}
-		res, err := r.step(ctx, n, st)
+		res, err := r.step(ctx, n, st, nil)
 		sum.Steps = append(sum.Steps, res)
 		if err != nil {
 			return err
@@ -320,18 +321,25 @@ func (r *run) steps(ctx context.Context, sel Selection, sum *Summary) error {
 	return nil
 }
 
-// step runs one step: postcondition, apply, journal, audit, progress.
-func (r *run) step(ctx context.Context, n int, st plan.Step) (StepResult, error) {
-	res := StepResult{ID: st.ID}
-	ex, err := r.executor(st)
-	if err != nil {
-		return r.fail(n, st, res, time.Now(), err)
-	}
-	start := time.Now()
-	if st.Risk == plan.Irreversible {
-		if err := r.checkSnapshot(); err != nil {
-			return r.fail(n, st, res, start, err)
+// step runs one step: postcondition, apply, journal, audit, progress. shared is nil for a
+// step run alone; in a concurrent phase (lbPhase) it guards the run's history and warnings,
+// and the phase prints one heartbeat for all its steps instead of one per step.
+func (r *run) step(ctx context.Context, n int, st plan.Step, shared *sync.Mutex) (StepResult, error) {
+	locked := func(f func()) {
+		if shared != nil {
+			shared.Lock()
+			defer shared.Unlock()
 		}
+		f()
+	}
+	res := StepResult{ID: st.ID}
+	start := time.Now()
+	ex, err := r.executor(st)
+	if err == nil && st.Risk == plan.Irreversible {
+		err = r.checkSnapshot()
+	}
+	if err != nil {
+		return r.fail(n, st, res, start, err)
 	}
 	if ex.done != nil {
 		done, note, err := ex.done(ctx)
@@ -341,7 +349,9 @@ func (r *run) step(ctx context.Context, n int, st plan.Step) (StepResult, error)
 		if done {
 			res.Status, res.Note, res.Duration = StatusAlready, note, time.Since(start)
 			r.prog.step(n, st.ID, statusAlready, 0, note)
-			if err := r.journal.Write(Entry{Step: st.ID, Event: EventSkip, Seconds: res.Duration.Seconds(), Result: "already done", Snapshot: r.snapshotFor(st)}); err != nil {
+			var snap *Snapshot
+			locked(func() { snap = r.snapshotFor(st) })
+			if err := r.journal.Write(Entry{Step: st.ID, Event: EventSkip, Seconds: res.Duration.Seconds(), Result: "already done", Snapshot: snap}); err != nil {
 				return res, err
 			}
 			crashAfter(st.ID)
@@ -353,7 +363,10 @@ func (r *run) step(ctx context.Context, n int, st plan.Step) (StepResult, error)
 		return res, err
 	}
 	stopCrash := crashIn(st.ID)
-	stopBeat := r.prog.heartbeat(ex.phase)
+	stopBeat := func() {}
+	if shared == nil {
+		stopBeat = r.prog.heartbeat(ex.phase)
+	}
 	out, err := ex.apply(ctx)
 	stopBeat()
 	stopCrash()
@@ -367,24 +380,26 @@ func (r *run) step(ctx context.Context, n int, st plan.Step) (StepResult, error)
 			return res, err
 		}
 	}
-	if out.snapshot != nil {
-		r.history.Snapshot = out.snapshot
-	}
 	status := statusDone
 	switch {
 	case out.already:
 		status = statusAlready
 	case len(out.warnings) > 0:
 		status = statusDegraded
-		for _, w := range out.warnings {
-			r.warnings = append(r.warnings, st.ID+": "+firstLine(w))
-		}
 	}
 	res.Status, res.Note = status, out.note
 	if res.Status == statusDegraded {
 		res.Status = StatusDone
 	}
-	r.history.Ended[st.ID] = true
+	locked(func() {
+		if out.snapshot != nil {
+			r.history.Snapshot = out.snapshot
+		}
+		for _, w := range out.warnings {
+			r.warnings = append(r.warnings, st.ID+": "+firstLine(w))
+		}
+		r.history.Ended[st.ID] = true
+	})
 	if err := r.journal.Write(Entry{Step: st.ID, Event: EventEnd, Seconds: res.Duration.Seconds(), Result: status + optional(out.note),
 		Backups: out.backups, Snapshot: out.snapshot}); err != nil {
 		return res, err

@@ -174,8 +174,10 @@ func TestProgressLines(t *testing.T) {
 	defer func() { heartbeatEvery = 10 * time.Second }()
 	b.Reset()
 	stop := p.heartbeat("removing etcd member m2")
+	// The heartbeat writes from its own goroutine under the progress lock: read under it too.
+	written := func() string { p.mu.Lock(); defer p.mu.Unlock(); return b.String() }
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(b.String(), "still removing etcd member m2 [00m00s elapsed]") && time.Now().Before(deadline) {
+	for !strings.Contains(written(), "still removing etcd member m2 [00m00s elapsed]") && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	stop()

@@ -262,9 +262,9 @@ func (b *builder) warnings() {
 		for _, f := range s.Files {
 			planned[f.Host+":"+f.Path] = true
 		}
-		if s.Kind == KindCertResign {
-			for _, h := range strings.Split(s.Params["hosts"], ",") {
-				planned[h+":"+s.Params["path"]] = true
+		if cp, err := DecodeParams[CertResignParams](s); err == nil {
+			for _, h := range cp.Hosts {
+				planned[h+":"+cp.Path] = true
 			}
 		}
 	}

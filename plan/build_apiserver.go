@@ -62,7 +62,7 @@ func (b *builder) apiservers() {
 		}
 		b.add(Step{ID: "apiserver/update/" + name, Kind: KindAPIServerRewrite, Host: name, Risk: Disruptive,
 			Summary: "rewrite " + strings.Join(r.Restart, ", ") + " for the surviving etcd members and masters; restart one at a time, each gated on readiness",
-			Details: details, Files: r.Changes, Params: map[string]string{"restart": strings.Join(r.Restart, ",")},
+			Details: details, Files: r.Changes, Params: EncodeParams(APIServerUpdateParams{Restart: r.Restart}),
 			Relies: []string{"units." + name}})
 	}
 }
@@ -87,9 +87,8 @@ func (b *builder) retire() {
 		}
 		s := Step{ID: "components/retire/" + name, Kind: KindRetire, Host: name, Risk: Disruptive,
 			Summary: "stop and disable " + strings.Join(units, ", "),
-			Params:  map[string]string{"units": strings.Join(units, ",")}}
+			Params:  EncodeParams(RetireParams{Units: units, Offline: b.offline[name]})}
 		if b.offline[name] {
-			s.Params["offline"] = "true"
 			s.Summary = "host offline: confirm the leases moved; stop " + strings.Join(units, ", ") + " by hand if it returns"
 		}
 		b.add(s)

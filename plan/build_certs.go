@@ -109,11 +109,14 @@ func (b *builder) certificates() {
 			}
 		}
 		id := ids[key]
-		params := map[string]string{"path": g.cert.Path, "key_path": g.cert.KeyPath, "hosts": strings.Join(g.hosts, ","),
-			"serial": serial, "remove": strings.Join(intersect(before, b.leaveIPs), ","), "used_by": strings.Join(g.cert.UsedBy, ",")}
+		params := CertResignParams{Path: g.cert.Path, KeyPath: g.cert.KeyPath, Hosts: g.hosts,
+			Serial: serial, Remove: intersect(before, b.leaveIPs), UsedBy: g.cert.UsedBy}
 		for _, h := range g.hosts[1:] {
-			if u := strings.Join(g.users[h], ","); u != params["used_by"] {
-				params["used_by@"+h] = u
+			if !slices.Equal(g.users[h], g.cert.UsedBy) {
+				if params.UsedByOn == nil {
+					params.UsedByOn = map[string][]string{}
+				}
+				params.UsedByOn[h] = g.users[h]
 			}
 		}
 		b.add(Step{ID: id, Kind: KindCertResign, Host: g.hosts[0], Risk: Disruptive,
@@ -121,7 +124,7 @@ func (b *builder) certificates() {
 				path.Base(g.cert.Path), info.Subject.CommonName, strings.Join(intersect(before, b.leaveIPs), ", "), strings.Join(g.hosts, ", ")),
 			Details: []string{"SANs before: " + strings.Join(before, ", "), "SANs after:  " + strings.Join(after, ", "),
 				"used by: " + strings.Join(g.cert.UsedBy, ", "), "files: " + strings.Join(g.paths, ", ")},
-			Params: params,
+			Params: EncodeParams(params),
 			Relies: []string{"certs." + serial}})
 	}
 }

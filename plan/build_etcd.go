@@ -144,7 +144,7 @@ func (b *builder) etcdMembership(removals []etcd.Member) {
 			Summary: "rewrite --initial-cluster to the survivors and daemon-reload, no restart",
 			Details: []string{"--initial-cluster=" + initial, "--initial-cluster-state=existing",
 				"etcd ignores both once its data dir exists: this only keeps a later rebuild of the member correct"},
-			Files: files, Params: map[string]string{"unit": u.Name}})
+			Files: files, Params: EncodeParams(InitialClusterParams{Unit: u.Name})})
 	}
 }
 
@@ -172,7 +172,7 @@ func (b *builder) removals(removals []etcd.Member) {
 		moveSummary += " (now " + b.memberName(b.f.Etcd.LeaderID) + ": nothing to move)"
 	}
 	b.add(Step{ID: KindMoveLeader, Kind: KindMoveLeader, Risk: Disruptive, Summary: moveSummary,
-		Params: map[string]string{"leaving": hexIDs(leavingIDs)}})
+		Params: EncodeParams(MoveLeaderParams{Leaving: hexIDs(leavingIDs)})})
 
 	n := len(b.f.Etcd.Members)
 	healthyAfter := 0
@@ -187,10 +187,7 @@ func (b *builder) removals(removals []etcd.Member) {
 		n--
 		// The executor re-reads the member list and acts only on the member with this ID at
 		// these peer URLs: a member replaced since (new ID, same address) is refused.
-		params := map[string]string{"member_id": etcd.FormatID(m.ID), "member": m.Name, "peer_urls": strings.Join(m.PeerURLs, ",")}
-		if b.offline[host] {
-			params["offline"] = "true"
-		}
+		params := EncodeParams(RemoveMemberParams{MemberID: etcd.FormatID(m.ID), Member: m.Name, PeerURLs: m.PeerURLs, Offline: b.offline[host]})
 		b.add(Step{ID: KindRemoveMember + "/" + orName(host, m.Name), Kind: KindRemoveMember, Host: host, Risk: Irreversible,
 			Summary: fmt.Sprintf("remove etcd member %s (%x) at %s, wait until it is gone and a leader exists", m.Name, m.ID, strings.Join(m.PeerURLs, ",")),
 			Quorum:  q, Params: params, Relies: []string{"etcd.members"}})
@@ -219,7 +216,7 @@ func (b *builder) stopStep(host, summary string) (Step, bool) {
 	h, _ := b.f.Host(host)
 	return Step{ID: KindStopEtcd + "/" + host, Kind: KindStopEtcd, Host: host, Risk: Disruptive,
 		Summary: strings.ReplaceAll(summary, "UNIT", unit),
-		Params:  map[string]string{"unit": unit, "endpoint": b.etcdEndpoint(host), "address": h.Address}}, true
+		Params:  EncodeParams(StopEtcdParams{Unit: unit, Endpoint: b.etcdEndpoint(host), Address: h.Address})}, true
 }
 
 // etcdEndpoint is where the host's own etcd answers, as observe asked it.
@@ -290,10 +287,10 @@ func (b *builder) memberName(id uint64) string {
 	return fmt.Sprintf("%x", id)
 }
 
-func hexIDs(ids []uint64) string {
+func hexIDs(ids []uint64) []string {
 	var s []string
 	for _, id := range ids {
 		s = append(s, fmt.Sprintf("%x", id))
 	}
-	return strings.Join(s, ",")
+	return s
 }

@@ -70,7 +70,7 @@ func (b *builder) loadBalancers() {
 			summary = "remove " + strings.Join(leaving, ", ") + " from the node's nginx, nginx -t, reload, probe"
 		}
 		b.add(Step{ID: "lb/update/" + name, Kind: KindLBUpdate, Host: name, Risk: Disruptive, Summary: summary,
-			Files: files, Params: map[string]string{"leaving": strings.Join(leaving, ","), "mode": b.t.LBMode},
+			Files: files, Params: EncodeParams(LBUpdateParams{Leaving: leaving, Mode: b.t.LBMode}),
 			Relies: []string{"lb." + name}})
 	}
 }
@@ -90,6 +90,6 @@ func (b *builder) leavingProxies() {
 		}
 		b.add(Step{ID: KindLBStop + "/" + name, Kind: KindLBStop, Host: name, Risk: Disruptive,
 			Summary: "stop and disable " + unit + " on the leaving host: it would keep routing to the old apiservers",
-			Params:  map[string]string{"unit": unit}})
+			Params:  EncodeParams(LBStopParams{Unit: unit})})
 	}
 }

@@ -40,16 +40,16 @@ func (b *builder) workers() {
 					}
 				}
 			}
-			params := map[string]string{"node": node}
+			down := !ready || b.offline[name]
+			params := EncodeParams(DrainParams{Node: node, NodeDown: down})
 			summary := "cordon, guard PDBs, evict pods, wait for them to go"
-			if !ready || b.offline[name] {
-				params["node_down"] = "true"
+			if down {
 				summary = "node is NotReady: cordon, delete its pods so controllers reschedule them (consent recorded here)"
 			}
 			b.add(Step{ID: "nodes/drain/" + node, Kind: KindDrain, Host: name, Risk: Disruptive, Summary: summary,
 				Details: details, Params: params, Relies: []string{"nodes." + node}})
 			b.add(Step{ID: "nodes/delete/" + node, Kind: KindDeleteNode, Host: name, Risk: Disruptive,
-				Summary: "delete the Node object", Params: map[string]string{"node": node}})
+				Summary: "delete the Node object", Params: EncodeParams(DeleteNodeParams{Node: node})})
 		}
 		if b.offline[name] {
 			continue
@@ -98,6 +98,6 @@ func (b *builder) wipeLeaving() {
 		}
 		b.add(Step{ID: KindWipe + "/" + name, Kind: KindWipe, Host: name, Risk: Irreversible,
 			Summary: what + " (after proving the host serves nothing)",
-			Params:  map[string]string{"mode": b.t.WipeLeaving, "data_dirs": strings.Join(dataDirs, ",")}})
+			Params:  EncodeParams(WipeParams{Mode: b.t.WipeLeaving, DataDirs: dataDirs})})
 	}
 }

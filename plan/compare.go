@@ -25,9 +25,11 @@ func StepDiffs(reviewed, now Step) []string {
 	if reviewed.Risk != now.Risk {
 		out = append(out, fmt.Sprintf("step %s is now %s, the reviewed plan says %s", now.ID, now.Risk, reviewed.Risk))
 	}
-	if reviewed.Kind == KindRemoveMember && now.Kind == KindRemoveMember && reviewed.Params["member_id"] != now.Params["member_id"] {
+	was, err1 := DecodeParams[RemoveMemberParams](reviewed)
+	is, err2 := DecodeParams[RemoveMemberParams](now)
+	if err1 == nil && err2 == nil && was.MemberID != is.MemberID {
 		out = append(out, fmt.Sprintf("the etcd member at %s is now %s (%s), the plan removes %s (%s): it was replaced since the plan was made",
-			now.Params["peer_urls"], now.Params["member"], now.Params["member_id"], reviewed.Params["member"], reviewed.Params["member_id"]))
+			strings.Join(is.PeerURLs, ","), is.Member, is.MemberID, was.Member, was.MemberID))
 	} else if !Equal(reviewed.Params, now.Params) {
 		out = append(out, fmt.Sprintf("step %s would now act differently (%s, was %s)", now.ID, formatParams(now.Params), formatParams(reviewed.Params)))
 	}

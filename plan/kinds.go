@@ -3,6 +3,7 @@ package plan
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 )
 
@@ -60,25 +61,28 @@ type KindInfo struct {
 	// Phase names the kind's part of an apply in the benchmarks' breakdown.
 	Phase    string
 	Requires []Prerequisite
+	// Params is the zero value of the kind's params struct (params.go); nil when the kind's
+	// steps take none.
+	Params Params
 }
 
 // Kinds lists every kind in the order the plan runs them.
 var Kinds = []KindInfo{
 	{Kind: KindPreflight, ReadOnly: true, AlwaysRuns: true, Phase: "preflight"},
 	{Kind: KindSnapshot, One: "snapshot", Many: "snapshots", ReadOnly: true, Phase: "snapshot"},
-	{Kind: KindAPIServerRewrite, One: "apiserver to update", Many: "apiservers to update", Phase: "survivor restarts"},
-	{Kind: KindLBUpdate, One: "load balancer to update", Many: "load balancers to update", Phase: "node proxies"},
-	{Kind: KindRetire, One: "master to retire", Many: "masters to retire", Phase: "retire control plane",
+	{Kind: KindAPIServerRewrite, Params: APIServerUpdateParams{}, One: "apiserver to update", Many: "apiservers to update", Phase: "survivor restarts"},
+	{Kind: KindLBUpdate, Params: LBUpdateParams{}, One: "load balancer to update", Many: "load balancers to update", Phase: "node proxies"},
+	{Kind: KindRetire, Params: RetireParams{}, One: "master to retire", Many: "masters to retire", Phase: "retire control plane",
 		Requires: []Prerequisite{{KindLBUpdate, AnyHost, "the proxies would still send requests to the apiserver it stops"}}},
-	{Kind: KindMoveLeader, Phase: "etcd membership"},
-	{Kind: KindRemoveMember, One: "etcd member to remove", Many: "etcd members to remove", Phase: "etcd membership",
+	{Kind: KindMoveLeader, Params: MoveLeaderParams{}, Phase: "etcd membership"},
+	{Kind: KindRemoveMember, Params: RemoveMemberParams{}, One: "etcd member to remove", Many: "etcd members to remove", Phase: "etcd membership",
 		Requires: []Prerequisite{{KindSnapshot, AnyHost, "no member is removed without a verified snapshot of this run"}}},
-	{Kind: KindStopEtcd, Phase: "etcd membership",
+	{Kind: KindStopEtcd, Params: StopEtcdParams{}, Phase: "etcd membership",
 		Requires: []Prerequisite{{KindRemoveMember, SameHost, "stopping a member that was not removed costs the cluster a voter and can lose quorum"}}},
-	{Kind: KindInitialCluster, One: "etcd unit to rewrite", Many: "etcd units to rewrite", Phase: "etcd membership"},
-	{Kind: KindCertResign, One: "certificate to re-sign", Many: "certificates to re-sign", Phase: "certificates"},
-	{Kind: KindDrain, One: "node to drain", Many: "nodes to drain", Phase: "nodes"},
-	{Kind: KindDeleteNode, Phase: "nodes",
+	{Kind: KindInitialCluster, Params: InitialClusterParams{}, One: "etcd unit to rewrite", Many: "etcd units to rewrite", Phase: "etcd membership"},
+	{Kind: KindCertResign, Params: CertResignParams{}, One: "certificate to re-sign", Many: "certificates to re-sign", Phase: "certificates"},
+	{Kind: KindDrain, Params: DrainParams{}, One: "node to drain", Many: "nodes to drain", Phase: "nodes"},
+	{Kind: KindDeleteNode, Params: DeleteNodeParams{}, Phase: "nodes",
 		Requires: []Prerequisite{{KindDrain, SameHost, "deleting a Node that was not drained orphans its pods"}}},
 	{Kind: KindCleanup, One: "host to clean", Many: "hosts to clean", Phase: "nodes",
 		Requires: []Prerequisite{
@@ -87,8 +91,8 @@ var Kinds = []KindInfo{
 			{KindRetire, SameHost, "cleaning removes the PKI of control-plane units still running there"},
 			{KindStopEtcd, SameHost, "cleaning removes the PKI of an etcd still running there"},
 		}},
-	{Kind: KindLBStop, One: "leaving proxy to stop", Many: "leaving proxies to stop", Phase: "node proxies"},
-	{Kind: KindWipe, One: "leaving host to wipe of its secrets", Many: "leaving hosts to wipe of their secrets", Phase: "nodes",
+	{Kind: KindLBStop, Params: LBStopParams{}, One: "leaving proxy to stop", Many: "leaving proxies to stop", Phase: "node proxies"},
+	{Kind: KindWipe, Params: WipeParams{}, One: "leaving host to wipe of its secrets", Many: "leaving hosts to wipe of their secrets", Phase: "nodes",
 		Requires: []Prerequisite{
 			{KindSnapshot, AnyHost, "the last copies of the cluster's data go only once a verified snapshot of this run exists"},
 			{KindStopEtcd, SameHost, "etcd's data is never taken from under a running etcd"},
@@ -132,12 +136,20 @@ func (e *ErrUnknownKind) Error() string {
 
 func (e *ErrUnknownKind) Unwrap() error { return ErrStepKind }
 
-// CheckKinds refuses a plan with a step whose kind is not in the table, or whose ID does not
-// start with its kind.
+// CheckKinds refuses a plan with a step whose kind is not in the table, whose ID does not
+// start with its kind, or whose params its kind does not declare.
 func CheckKinds(p *Plan) error {
 	for _, s := range p.Steps {
-		if _, ok := Kind(s.Kind); !ok {
+		k, ok := Kind(s.Kind)
+		if !ok {
 			return &ErrUnknownKind{Step: s.ID, Kind: s.Kind}
+		}
+		var t reflect.Type
+		if k.Params != nil {
+			t = reflect.TypeOf(k.Params)
+		}
+		if err := checkParamKeys(s, t); err != nil {
+			return err
 		}
 		if s.ID != s.Kind && !strings.HasPrefix(s.ID, s.Kind+"/") {
 			return fmt.Errorf("%w: step %s has kind %s, and a step's ID starts with its kind; make the plan again", ErrStepKind, s.ID, s.Kind)

@@ -16,7 +16,7 @@ import (
 
 // componentRestarts are the restarts of an apiserver step, in the plan's order, each with
 // the planned files its component reads.
-func (r *run) componentRestarts(ctx context.Context, st plan.Step) (host.Host, []apiserver.RestartStep, error) {
+func (r *run) componentRestarts(ctx context.Context, st plan.Step, restart []string) (host.Host, []apiserver.RestartStep, error) {
 	h, ih, err := r.host(ctx, st.Host)
 	if err != nil {
 		return nil, nil, err
@@ -26,7 +26,7 @@ func (r *run) componentRestarts(ctx context.Context, st plan.Step) (host.Host, [
 		return nil, nil, err
 	}
 	var steps []apiserver.RestartStep
-	for _, name := range strings.Split(st.Params["restart"], ",") {
+	for _, name := range restart {
 		if name = strings.TrimSpace(name); name == "" {
 			continue
 		}
@@ -74,12 +74,12 @@ func paths(cs []host.FileChange) []string {
 	return out
 }
 
-func (r *run) apiserverStep(st plan.Step) executor {
-	restartsAPIServer := st.Params["restart"] == "" || slices.Contains(strings.Split(st.Params["restart"], ","), apiserver.KubeAPIServer)
+func (r *run) apiserverStep(st plan.Step, p plan.APIServerUpdateParams) executor {
+	restartsAPIServer := len(p.Restart) == 0 || slices.Contains(p.Restart, apiserver.KubeAPIServer)
 	return executor{
 		phase: "restarting the control plane on " + st.Host,
 		done: func(ctx context.Context) (bool, string, error) {
-			h, steps, err := r.componentRestarts(ctx, st)
+			h, steps, err := r.componentRestarts(ctx, st, p.Restart)
 			if err != nil {
 				return false, "", err
 			}
@@ -107,7 +107,7 @@ func (r *run) apiserverStep(st plan.Step) executor {
 			return true, "runs the new files and is ready", nil
 		},
 		apply: func(ctx context.Context) (outcome, error) {
-			_, steps, err := r.componentRestarts(ctx, st)
+			_, steps, err := r.componentRestarts(ctx, st, p.Restart)
 			if err != nil {
 				return outcome{}, err
 			}
@@ -171,9 +171,9 @@ func probeReady(ctx context.Context, r *run, name string) bool {
 
 // ---- retire
 
-func (r *run) retireStep(st plan.Step) executor {
-	units := strings.Split(st.Params["units"], ",")
-	if st.Params["offline"] == "true" {
+func (r *run) retireStep(st plan.Step, p plan.RetireParams) executor {
+	units := p.Units
+	if p.Offline {
 		return executor{phase: "noting the offline master " + st.Host, apply: func(ctx context.Context) (outcome, error) {
 			return outcome{warnings: []string{fmt.Sprintf("%s is offline: stop and disable %s there by hand if it comes back", st.Host, strings.Join(units, ", "))}}, nil
 		}}

@@ -28,9 +28,9 @@ type certTarget struct {
 // servedBy picks, from the plan's "unit --flag" uses, the endpoint that serves the
 // certificate. kube-apiserver reloads its serving certificate by itself and is never
 // restarted here: it may be the only one left.
-func (r *run) servedBy(ih *inventory.Host, usedBy string) certTarget {
+func (r *run) servedBy(ih *inventory.Host, usedBy []string) certTarget {
 	var peer certTarget
-	for _, u := range strings.Split(usedBy, ",") {
+	for _, u := range usedBy {
 		unit, flag, _ := strings.Cut(strings.TrimSpace(u), " ")
 		switch flag {
 		case "--cert-file":
@@ -44,10 +44,8 @@ func (r *run) servedBy(ih *inventory.Host, usedBy string) certTarget {
 	return peer
 }
 
-func (r *run) certStep(st plan.Step) executor {
-	path, keyPath := st.Params["path"], st.Params["key_path"]
-	hosts := strings.Split(st.Params["hosts"], ",")
-	remove := strings.Split(st.Params["remove"], ",")
+func (r *run) certStep(st plan.Step, p plan.CertResignParams) executor {
+	path, keyPath, hosts, remove := p.Path, p.KeyPath, p.Hosts, p.Remove
 	lacksRemoved := func(data []byte) (bool, *certs.Info, error) {
 		infos, _, err := certs.ParsePEM(data, path)
 		if err != nil {
@@ -74,7 +72,7 @@ func (r *run) certStep(st plan.Step) executor {
 		if err != nil || !ok {
 			return false, err
 		}
-		t := r.servedBy(ih, usedBy(st, name))
+		t := r.servedBy(ih, usedBy(p, name))
 		if t.probe == "" {
 			return true, nil
 		}
@@ -147,7 +145,7 @@ func (r *run) certStep(st plan.Step) executor {
 					return outcome{}, err
 				}
 				cur, _ := h.ReadFile(ctx, path)
-				t := r.servedBy(ih, usedBy(st, name))
+				t := r.servedBy(ih, usedBy(p, name))
 				res, err := certs.Install(ctx, h, certs.InstallPlan{CertPath: path, KeyPath: keyPath, CertPEM: newPEM, KeyPEM: keyPEM,
 					Probe: t.probe, Unit: t.unit, ReloadWait: t.wait, Timeout: 3 * time.Minute, BeforeRestart: r.quorumWithout})
 				if err != nil {
@@ -199,10 +197,10 @@ func (r *run) quorumWithout(ctx context.Context) error {
 }
 
 // usedBy is how the certificate is used on one host: hosts that use it otherwise than the
-// step's first host have their own "used_by@HOST" param.
-func usedBy(st plan.Step, hostName string) string {
-	if u, ok := st.Params["used_by@"+hostName]; ok {
+// step's first host have their own entry.
+func usedBy(p plan.CertResignParams, hostName string) []string {
+	if u, ok := p.UsedByOn[hostName]; ok {
 		return u
 	}
-	return st.Params["used_by"]
+	return p.UsedBy
 }

@@ -46,9 +46,9 @@ func (r *run) snapshotStep(st plan.Step) executor {
 
 // ---- etcd membership
 
-func parseIDs(s string) ([]uint64, error) {
+func parseIDs(ids []string) ([]uint64, error) {
 	var out []uint64
-	for _, x := range strings.Split(s, ",") {
+	for _, x := range ids {
 		if x = strings.TrimSpace(x); x == "" {
 			continue
 		}
@@ -61,8 +61,8 @@ func parseIDs(s string) ([]uint64, error) {
 	return out, nil
 }
 
-func (r *run) moveLeaderStep(st plan.Step) (executor, error) {
-	leaving, err := parseIDs(st.Params["leaving"])
+func (r *run) moveLeaderStep(st plan.Step, p plan.MoveLeaderParams) (executor, error) {
+	leaving, err := parseIDs(p.Leaving)
 	if err != nil {
 		return executor{}, fmt.Errorf("plan param leaving: %w", err)
 	}
@@ -144,24 +144,12 @@ func sortedCopy(xs []string) []string {
 	return out
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, x := range strings.Split(s, ",") {
-		if x = strings.TrimSpace(x); x != "" {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-func (r *run) removeMemberStep(st plan.Step) (executor, error) {
-	id, err := etcd.ParseID(st.Params["member_id"])
+func (r *run) removeMemberStep(st plan.Step, p plan.RemoveMemberParams) (executor, error) {
+	id, err := etcd.ParseID(p.MemberID)
 	if err != nil {
 		return executor{}, fmt.Errorf("plan param member_id: %w", err)
 	}
-	offline := st.Params["offline"] == "true"
-	name := st.Params["member"]
-	peers := splitList(st.Params["peer_urls"])
+	offline, name, peers := p.Offline, p.Member, p.PeerURLs
 	// present re-reads the committed membership and proves the planned member is the one there.
 	present := func(ctx context.Context) (bool, error) {
 		cli, err := r.c.Etcd(ctx)
@@ -242,8 +230,8 @@ func orHost(h, name string) string {
 func (r *run) leavingIDs() []uint64 {
 	var ids []uint64
 	for _, s := range r.p.Steps {
-		if s.Kind == plan.KindRemoveMember {
-			if id, err := etcd.ParseID(s.Params["member_id"]); err == nil {
+		if rp, err := plan.DecodeParams[plan.RemoveMemberParams](s); err == nil {
+			if id, err := etcd.ParseID(rp.MemberID); err == nil {
 				ids = append(ids, id)
 			}
 		}
@@ -254,8 +242,8 @@ func (r *run) leavingIDs() []uint64 {
 // stopEtcdStep stops and disables etcd on a removed member's host. Whatever the plan and the
 // journal say, it first proves on the live cluster that the etcd there is no member: a stop
 // of a voting member is how a shrink loses quorum.
-func (r *run) stopEtcdStep(st plan.Step) executor {
-	unit := st.Params["unit"]
+func (r *run) stopEtcdStep(st plan.Step, p plan.StopEtcdParams) executor {
+	unit := p.Unit
 	status := func(ctx context.Context) (host.UnitStatus, error) {
 		h, _, err := r.host(ctx, st.Host)
 		if err != nil {
@@ -288,7 +276,7 @@ func (r *run) stopEtcdStep(st plan.Step) executor {
 			if err != nil {
 				return outcome{}, err
 			}
-			proof, err := r.proveNotMember(ctx, st, h, s)
+			proof, err := r.proveNotMember(ctx, st, p, h, s)
 			if err != nil {
 				return outcome{}, err
 			}
@@ -306,7 +294,7 @@ var ErrStillMember = errors.New("refusing to stop a voting etcd member")
 // proveNotMember proves that the etcd on st.Host is not a member: the committed (linearizable)
 // member list has neither the member the plan removed, nor any member at the host's address,
 // nor the member the host's own etcd says it is (asked through the host).
-func (r *run) proveNotMember(ctx context.Context, st plan.Step, h host.Host, s host.UnitStatus) (string, error) {
+func (r *run) proveNotMember(ctx context.Context, st plan.Step, p plan.StopEtcdParams, h host.Host, s host.UnitStatus) (string, error) {
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s; run etcd/remove-member for it first (or make a new plan), nothing was stopped", ErrStillMember, fmt.Sprintf(format, args...))
 	}
@@ -319,10 +307,11 @@ func (r *run) proveNotMember(ctx context.Context, st plan.Step, h host.Host, s h
 		return "", fmt.Errorf("cannot prove the etcd on %s is no member: %w", st.Host, err)
 	}
 	for _, rm := range r.p.Steps {
-		if rm.Kind != plan.KindRemoveMember || rm.Host != st.Host {
+		rp, err := plan.DecodeParams[plan.RemoveMemberParams](rm)
+		if err != nil || rm.Host != st.Host {
 			continue
 		}
-		if id, err := etcd.ParseID(rm.Params["member_id"]); err == nil {
+		if id, err := etcd.ParseID(rp.MemberID); err == nil {
 			for _, m := range members {
 				if m.ID == id {
 					return "", refuse("member %s (%x) of %s is still in the member list", m.Name, m.ID, st.Host)
@@ -330,7 +319,7 @@ func (r *run) proveNotMember(ctx context.Context, st plan.Step, h host.Host, s h
 			}
 		}
 	}
-	addrs := append([]string{st.Params["address"]}, r.p.Facts.Resolved[st.Params["address"]]...)
+	addrs := append([]string{p.Address}, r.p.Facts.Resolved[p.Address]...)
 	for _, m := range members {
 		for _, u := range m.PeerURLs {
 			ph := plan.PeerHost(u)
@@ -339,7 +328,7 @@ func (r *run) proveNotMember(ctx context.Context, st plan.Step, h host.Host, s h
 			}
 		}
 	}
-	ep := st.Params["endpoint"]
+	ep := p.Endpoint
 	self, err := cli.AskSelf(ctx, ep, h.DialContext)
 	// A member just removed shuts itself down: while its unit still says running and its
 	// endpoint does not answer, wait a little for one or the other to settle.
@@ -350,7 +339,7 @@ func (r *run) proveNotMember(ctx context.Context, st plan.Step, h host.Host, s h
 		case <-time.After(time.Second):
 		}
 		if sd, serr := h.Systemd(ctx); serr == nil {
-			if ns, serr := sd.Status(ctx, st.Params["unit"]); serr == nil {
+			if ns, serr := sd.Status(ctx, p.Unit); serr == nil {
 				s = ns
 			}
 			sd.Close()
@@ -360,7 +349,7 @@ func (r *run) proveNotMember(ctx context.Context, st plan.Step, h host.Host, s h
 	if err != nil {
 		if running(s) {
 			return "", fmt.Errorf("%w: %s runs on %s but its endpoint %s does not say which member it is (%v); check it by hand, nothing was stopped",
-				ErrStillMember, st.Params["unit"], st.Host, ep, err)
+				ErrStillMember, p.Unit, st.Host, ep, err)
 		}
 		return fmt.Sprintf("no member at %s's address; its etcd does not answer (%s)", st.Host, s.ActiveState), nil
 	}
@@ -383,7 +372,7 @@ func overlaps(a, b []string) bool {
 	return false
 }
 
-func (r *run) initialClusterStep(st plan.Step) executor {
+func (r *run) initialClusterStep(st plan.Step, _ plan.InitialClusterParams) executor {
 	return executor{
 		phase: "rewriting etcd's --initial-cluster on " + st.Host,
 		done: func(ctx context.Context) (bool, string, error) {

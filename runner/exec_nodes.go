@@ -30,8 +30,8 @@ func (r *run) nodeGone(ctx context.Context, node string) (bool, string, error) {
 	return false, "", err
 }
 
-func (r *run) drainStep(st plan.Step) executor {
-	node := st.Params["node"]
+func (r *run) drainStep(st plan.Step, p plan.DrainParams) executor {
+	node := p.Node
 	return executor{
 		phase: "draining node " + node,
 		done:  func(ctx context.Context) (bool, string, error) { return r.nodeGone(ctx, node) },
@@ -42,7 +42,7 @@ func (r *run) drainStep(st plan.Step) executor {
 			}
 			opts := nodes.DefaultDrainOptions()
 			opts.Progress = r.detail()
-			opts.DeletePodsOfDownNode = st.Params["node_down"] == "true"
+			opts.DeletePodsOfDownNode = p.NodeDown
 			sum, err := nodes.Drain(ctx, kube, []string{node}, opts)
 			if err != nil {
 				return outcome{}, err
@@ -63,8 +63,8 @@ func (r *run) drainStep(st plan.Step) executor {
 	}
 }
 
-func (r *run) deleteNodeStep(st plan.Step) executor {
-	node := st.Params["node"]
+func (r *run) deleteNodeStep(st plan.Step, p plan.DeleteNodeParams) executor {
+	node := p.Node
 	return executor{
 		phase: "deleting node " + node,
 		done:  func(ctx context.Context) (bool, string, error) { return r.nodeGone(ctx, node) },
@@ -190,8 +190,8 @@ func (r *run) proveLeft(ctx context.Context, name string, h host.Host, ih *inven
 
 // wipeStep removes the secrets a leaving host still holds (see plan's wipeLeaving), after
 // proving again that the host is no etcd member, runs no apiserver and no etcd.
-func (r *run) wipeStep(st plan.Step) executor {
-	dataDirs := splitList(st.Params["data_dirs"])
+func (r *run) wipeStep(st plan.Step, p plan.WipeParams) executor {
+	dataDirs := p.DataDirs
 	find := func(ctx context.Context, h host.Host) (nodes.LeftSecrets, error) {
 		return nodes.FindLeftSecrets(ctx, h, nil, dataDirs, 0)
 	}
@@ -232,7 +232,7 @@ func (r *run) wipeStep(st plan.Step) executor {
 				return outcome{}, err
 			}
 			aside := ""
-			if st.Params["mode"] == "move" {
+			if p.Mode == "move" {
 				aside = "/var/backups/mastershrink/left-" + time.Now().UTC().Format("20060102T150405Z")
 			}
 			did, err := nodes.WipeLeftSecrets(ctx, h, left, aside, 0)

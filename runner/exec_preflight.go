@@ -90,24 +90,25 @@ func (r *run) canResign(ctx context.Context) []string {
 	}
 	var problems []string
 	for _, st := range r.p.Steps {
-		if st.Kind != plan.KindCertResign {
+		cp, err := plan.DecodeParams[plan.CertResignParams](st)
+		if err != nil || len(cp.Hosts) == 0 {
 			continue
 		}
-		first := strings.Split(st.Params["hosts"], ",")[0]
+		first := cp.Hosts[0]
 		ch, _, err := r.host(ctx, first)
 		if err != nil {
 			problems = append(problems, err.Error())
 			continue
 		}
-		data, err := ch.ReadFile(ctx, st.Params["path"])
+		data, err := ch.ReadFile(ctx, cp.Path)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("read %s:%s: %v", first, st.Params["path"], err))
+			problems = append(problems, fmt.Sprintf("read %s:%s: %v", first, cp.Path, err))
 			continue
 		}
-		if ok, _ := lacksAll(data, st.Params["path"], strings.Split(st.Params["remove"], ",")); ok {
+		if ok, _ := lacksAll(data, cp.Path, cp.Remove); ok {
 			continue // re-signed by an earlier run of this plan
 		}
-		if err := resignInMemory(ctx, ch, st, data, loaded); err != nil {
+		if err := resignInMemory(ctx, ch, cp, data, loaded); err != nil {
 			problems = append(problems, fmt.Sprintf("step %s: %v", st.ID, err))
 		}
 	}
@@ -117,16 +118,16 @@ func (r *run) canResign(ctx context.Context) []string {
 // resignInMemory signs the step's new certificate exactly as the step will, and throws it
 // away: whatever would stop the step past the point of no return (issuer, key, profile,
 // usages, validity, the key file) stops the run here, before anything irreversible.
-func resignInMemory(ctx context.Context, h host.Host, st plan.Step, certPEM []byte, ca certs.CA) error {
-	keyPEM, err := h.ReadFile(ctx, st.Params["key_path"])
+func resignInMemory(ctx context.Context, h host.Host, p plan.CertResignParams, certPEM []byte, ca certs.CA) error {
+	keyPEM, err := h.ReadFile(ctx, p.KeyPath)
 	if err != nil {
-		return fmt.Errorf("read %s:%s: %w", h.Name(), st.Params["key_path"], err)
+		return fmt.Errorf("read %s:%s: %w", h.Name(), p.KeyPath, err)
 	}
-	_, parsed, err := certs.ParsePEM(certPEM, st.Params["path"])
+	_, parsed, err := certs.ParsePEM(certPEM, p.Path)
 	if err != nil {
 		return err
 	}
-	_, err = certs.Resign(parsed[0], ca, certs.ResignOptions{RemoveHosts: strings.Split(st.Params["remove"], ","), ReuseKey: true, ExistingKeyPEM: keyPEM})
+	_, err = certs.Resign(parsed[0], ca, certs.ResignOptions{RemoveHosts: p.Remove, ReuseKey: true, ExistingKeyPEM: keyPEM})
 	return err
 }
 

@@ -64,8 +64,9 @@ func (r *run) verify(ctx context.Context) (outcome, error) {
 	}
 	for _, s := range r.p.Steps {
 		if s.Kind == plan.KindDeleteNode {
-			if gone, _, err := r.nodeGone(ctx, s.Params["node"]); err != nil || !gone {
-				problems = append(problems, fmt.Sprintf("Node %s still exists (%v)", s.Params["node"], err))
+			dp, _ := plan.DecodeParams[plan.DeleteNodeParams](s)
+			if gone, _, err := r.nodeGone(ctx, dp.Node); err != nil || !gone {
+				problems = append(problems, fmt.Sprintf("Node %s still exists (%v)", dp.Node, err))
 			}
 		}
 	}

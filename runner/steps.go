@@ -40,35 +40,50 @@ func (r *run) executor(st plan.Step) (executor, error) {
 	case plan.KindSnapshot:
 		return r.snapshotStep(st), nil
 	case plan.KindAPIServerRewrite:
-		return r.apiserverStep(st), nil
+		return typed(st, r.apiserverStep)
 	case plan.KindLBUpdate:
-		return r.lbStep(st), nil
+		return typed(st, r.lbStep)
 	case plan.KindRetire:
-		return r.retireStep(st), nil
+		return typed(st, r.retireStep)
 	case plan.KindMoveLeader:
-		return r.moveLeaderStep(st)
+		return typedOrErr(st, r.moveLeaderStep)
 	case plan.KindRemoveMember:
-		return r.removeMemberStep(st)
+		return typedOrErr(st, r.removeMemberStep)
 	case plan.KindStopEtcd:
-		return r.stopEtcdStep(st), nil
+		return typed(st, r.stopEtcdStep)
 	case plan.KindInitialCluster:
-		return r.initialClusterStep(st), nil
+		return typed(st, r.initialClusterStep)
 	case plan.KindCertResign:
-		return r.certStep(st), nil
+		return typed(st, r.certStep)
 	case plan.KindDrain:
-		return r.drainStep(st), nil
+		return typed(st, r.drainStep)
 	case plan.KindDeleteNode:
-		return r.deleteNodeStep(st), nil
+		return typed(st, r.deleteNodeStep)
 	case plan.KindCleanup:
 		return r.cleanupStep(st), nil
 	case plan.KindWipe:
-		return r.wipeStep(st), nil
+		return typed(st, r.wipeStep)
 	case plan.KindLBStop:
-		return r.lbStopStep(st), nil
+		return typed(st, r.lbStopStep)
 	case plan.KindVerify:
 		return executor{phase: "verifying the result", apply: r.verify}, nil
 	}
 	return executor{}, fmt.Errorf("unknown step kind %q: this mastershrink cannot apply it", st.Kind)
+}
+
+// typed builds the executor of st from its params, decoded into the kind's struct (plan's
+// params.go): planner and executor name the same fields, which the compiler checks.
+func typed[T plan.Params](st plan.Step, build func(plan.Step, T) executor) (executor, error) {
+	return typedOrErr(st, func(st plan.Step, p T) (executor, error) { return build(st, p), nil })
+}
+
+// typedOrErr is typed for executors whose params can still be malformed (IDs to parse).
+func typedOrErr[T plan.Params](st plan.Step, build func(plan.Step, T) (executor, error)) (executor, error) {
+	p, err := plan.DecodeParams[T](st)
+	if err != nil {
+		return executor{}, err
+	}
+	return build(st, p)
 }
 
 // detail is where executors write their own progress: the step lines only, unless verbose.
@@ -217,7 +232,7 @@ func restartedSince(ctx context.Context, h host.Host, unit string, paths []strin
 
 // ---- load balancers
 
-func (r *run) lbStep(st plan.Step) executor {
+func (r *run) lbStep(st plan.Step, _ plan.LBUpdateParams) executor {
 	return executor{
 		phase: "updating the apiserver proxy on " + st.Host,
 		apply: func(ctx context.Context) (outcome, error) {
@@ -246,8 +261,8 @@ func (r *run) lbStep(st plan.Step) executor {
 }
 
 // lbStopStep stops and disables the proxy of a host that left the cluster.
-func (r *run) lbStopStep(st plan.Step) executor {
-	unit := st.Params["unit"]
+func (r *run) lbStopStep(st plan.Step, p plan.LBStopParams) executor {
+	unit := p.Unit
 	return executor{
 		phase: "stopping the proxy on the leaving " + st.Host,
 		done: func(ctx context.Context) (bool, string, error) {

@@ -245,11 +245,15 @@ func PlanUndo(p *plan.Plan, rec Records, planPath, invPath string) (UndoPlan, er
 				continue
 			}
 		case plan.KindRetire:
-			if st.Params["offline"] == "true" {
+			rp, err := plan.DecodeParams[plan.RetireParams](st)
+			if err != nil {
+				return UndoPlan{}, err
+			}
+			if rp.Offline {
 				u.Notes = append(u.Notes, st.ID+": the host was offline, nothing was stopped")
 				continue
 			}
-			for _, unit := range strings.Split(st.Params["units"], ",") {
+			for _, unit := range rp.Units {
 				if unit != "" {
 					a.Units = append(a.Units, unit)
 				}

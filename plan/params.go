@@ -1,0 +1,219 @@
+package plan
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+)
+
+// Params is the typed parameters of one kind: the planner fills the struct and EncodeParams
+// writes it into Step.Params; the executor reads it back with DecodeParams. Both sides name
+// the same Go fields, so the compiler checks what passes between plan and apply, while the
+// plan file keeps plain strings a reviewer can read.
+//
+// Fields carry a `param:"key"` tag. A string is written as is, a []string joined with
+// commas, a bool only when true ("true"), and a map[string][]string with a tag ending in
+// "@" one key per entry ("used_by@m2").
+type Params interface {
+	// ParamsKind is the kind whose steps carry these params.
+	ParamsKind() string
+}
+
+// APIServerUpdateParams: apiserver/update.
+type APIServerUpdateParams struct {
+	// Restart names the units the rewrite restarts; empty restarts kube-apiserver alone.
+	Restart []string `param:"restart"`
+}
+
+// RetireParams: components/retire.
+type RetireParams struct {
+	Units []string `param:"units"`
+	// Offline: the host is down; the step only confirms the leases moved.
+	Offline bool `param:"offline"`
+}
+
+// MoveLeaderParams: etcd/move-leader.
+type MoveLeaderParams struct {
+	// Leaving are the hex IDs of the members the shrink removes.
+	Leaving []string `param:"leaving"`
+}
+
+// RemoveMemberParams: etcd/remove-member. The executor acts only on the member with this ID
+// at these peer URLs.
+type RemoveMemberParams struct {
+	MemberID string   `param:"member_id"`
+	Member   string   `param:"member"`
+	PeerURLs []string `param:"peer_urls"`
+	Offline  bool     `param:"offline"`
+}
+
+// StopEtcdParams: etcd/stop.
+type StopEtcdParams struct {
+	Unit string `param:"unit"`
+	// Endpoint is where the host's own etcd answers; Address the host's inventory address.
+	Endpoint string `param:"endpoint"`
+	Address  string `param:"address"`
+}
+
+// InitialClusterParams: etcd/initial-cluster.
+type InitialClusterParams struct {
+	Unit string `param:"unit"`
+}
+
+// LBUpdateParams: lb/update.
+type LBUpdateParams struct {
+	// Leaving are the apiserver addresses taken out of the proxy.
+	Leaving []string `param:"leaving"`
+	Mode    string   `param:"mode"`
+}
+
+// LBStopParams: lb/stop.
+type LBStopParams struct {
+	Unit string `param:"unit"`
+}
+
+// CertResignParams: certs/resign, one certificate (serial) at one path on one or more hosts.
+type CertResignParams struct {
+	Path    string   `param:"path"`
+	KeyPath string   `param:"key_path"`
+	Hosts   []string `param:"hosts"`
+	Serial  string   `param:"serial"`
+	// Remove are the SANs taken out.
+	Remove []string `param:"remove"`
+	// UsedBy are the units that read the file on the first host; UsedByOn the others', where
+	// they differ.
+	UsedBy   []string            `param:"used_by"`
+	UsedByOn map[string][]string `param:"used_by@"`
+}
+
+// DrainParams: nodes/drain.
+type DrainParams struct {
+	Node string `param:"node"`
+	// NodeDown: the Node is NotReady; its pods are deleted rather than evicted.
+	NodeDown bool `param:"node_down"`
+}
+
+// DeleteNodeParams: nodes/delete.
+type DeleteNodeParams struct {
+	Node string `param:"node"`
+}
+
+// WipeParams: nodes/wipe.
+type WipeParams struct {
+	// Mode is "move" or "remove" (Target.WipeLeaving).
+	Mode     string   `param:"mode"`
+	DataDirs []string `param:"data_dirs"`
+}
+
+func (APIServerUpdateParams) ParamsKind() string { return KindAPIServerRewrite }
+func (RetireParams) ParamsKind() string          { return KindRetire }
+func (MoveLeaderParams) ParamsKind() string      { return KindMoveLeader }
+func (RemoveMemberParams) ParamsKind() string    { return KindRemoveMember }
+func (StopEtcdParams) ParamsKind() string        { return KindStopEtcd }
+func (InitialClusterParams) ParamsKind() string  { return KindInitialCluster }
+func (LBUpdateParams) ParamsKind() string        { return KindLBUpdate }
+func (LBStopParams) ParamsKind() string          { return KindLBStop }
+func (CertResignParams) ParamsKind() string      { return KindCertResign }
+func (DrainParams) ParamsKind() string           { return KindDrain }
+func (DeleteNodeParams) ParamsKind() string      { return KindDeleteNode }
+func (WipeParams) ParamsKind() string            { return KindWipe }
+
+// EncodeParams writes p as a step's Params.
+func EncodeParams(p Params) map[string]string {
+	out := map[string]string{}
+	v := reflect.ValueOf(p)
+	for i, f := range reflect.VisibleFields(v.Type()) {
+		key := f.Tag.Get("param")
+		fv := v.Field(i)
+		switch x := fv.Interface().(type) {
+		case string:
+			out[key] = x
+		case []string:
+			out[key] = strings.Join(x, ",")
+		case bool:
+			if x {
+				out[key] = "true"
+			}
+		case map[string][]string:
+			for k, vs := range x {
+				out[key+k] = strings.Join(vs, ",")
+			}
+		}
+	}
+	return out
+}
+
+// DecodeParams reads the params of st, which must be a step of T's kind. A key T does not
+// know is an error: the plan was made by another version, or edited.
+func DecodeParams[T Params](st Step) (T, error) {
+	var p T
+	if st.Kind != p.ParamsKind() {
+		return p, fmt.Errorf("step %s is a %s step, not %s", st.ID, st.Kind, p.ParamsKind())
+	}
+	if err := checkParamKeys(st, reflect.TypeOf(p)); err != nil {
+		return p, err
+	}
+	v := reflect.ValueOf(&p).Elem()
+	for i, f := range reflect.VisibleFields(v.Type()) {
+		key := f.Tag.Get("param")
+		fv := v.Field(i)
+		switch fv.Interface().(type) {
+		case string:
+			fv.SetString(st.Params[key])
+		case []string:
+			fv.Set(reflect.ValueOf(splitList(st.Params[key])))
+		case bool:
+			fv.SetBool(st.Params[key] == "true")
+		case map[string][]string:
+			m := map[string][]string{}
+			for k, val := range st.Params {
+				if host, ok := strings.CutPrefix(k, key); ok && host != "" {
+					m[host] = splitList(val)
+				}
+			}
+			if len(m) > 0 {
+				fv.Set(reflect.ValueOf(m))
+			}
+		}
+	}
+	return p, nil
+}
+
+// checkParamKeys refuses a key that t (a params struct, or nil for a kind without params)
+// does not declare.
+func checkParamKeys(st Step, t reflect.Type) error {
+	var unknown []string
+	for k := range st.Params {
+		if !declares(t, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	return fmt.Errorf("%w: step %s has params this mastershrink does not know (%s); make the plan again with this version",
+		ErrStepKind, st.ID, strings.Join(unknown, ", "))
+}
+
+func declares(t reflect.Type, key string) bool {
+	if t == nil {
+		return false
+	}
+	for _, f := range reflect.VisibleFields(t) {
+		tag := f.Tag.Get("param")
+		if tag == key || (strings.HasSuffix(tag, "@") && strings.HasPrefix(key, tag) && len(key) > len(tag)) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitList is the inverse of a comma join; "" is no element.
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}

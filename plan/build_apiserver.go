@@ -94,3 +94,20 @@ func (b *builder) retire() {
 		b.add(s)
 	}
 }
+
+// APIServerUpdateParams: apiserver/update.
+type APIServerUpdateParams struct {
+	// Restart names the units the rewrite restarts; empty restarts kube-apiserver alone.
+	Restart []string `param:"restart"`
+}
+
+func (APIServerUpdateParams) ParamsKind() string { return KindAPIServerRewrite }
+
+// RetireParams: components/retire.
+type RetireParams struct {
+	Units []string `param:"units"`
+	// Offline: the host is down; the step only confirms the leases moved.
+	Offline bool `param:"offline"`
+}
+
+func (RetireParams) ParamsKind() string { return KindRetire }

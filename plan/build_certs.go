@@ -140,3 +140,19 @@ func intersect(a, b []string) []string {
 	}
 	return out
 }
+
+// CertResignParams: certs/resign, one certificate (serial) at one path on one or more hosts.
+type CertResignParams struct {
+	Path    string   `param:"path"`
+	KeyPath string   `param:"key_path"`
+	Hosts   []string `param:"hosts"`
+	Serial  string   `param:"serial"`
+	// Remove are the SANs taken out.
+	Remove []string `param:"remove"`
+	// UsedBy are the units that read the file on the first host; UsedByOn the others', where
+	// they differ.
+	UsedBy   []string            `param:"used_by"`
+	UsedByOn map[string][]string `param:"used_by@"`
+}
+
+func (CertResignParams) ParamsKind() string { return KindCertResign }

@@ -294,3 +294,39 @@ func hexIDs(ids []uint64) []string {
 	}
 	return s
 }
+
+// MoveLeaderParams: etcd/move-leader.
+type MoveLeaderParams struct {
+	// Leaving are the hex IDs of the members the shrink removes.
+	Leaving []string `param:"leaving"`
+}
+
+func (MoveLeaderParams) ParamsKind() string { return KindMoveLeader }
+
+// RemoveMemberParams: etcd/remove-member. The executor acts only on the member with this ID
+// at these peer URLs.
+type RemoveMemberParams struct {
+	MemberID string   `param:"member_id"`
+	Member   string   `param:"member"`
+	PeerURLs []string `param:"peer_urls"`
+	Offline  bool     `param:"offline"`
+}
+
+func (RemoveMemberParams) ParamsKind() string { return KindRemoveMember }
+
+// StopEtcdParams: etcd/stop.
+type StopEtcdParams struct {
+	Unit string `param:"unit"`
+	// Endpoint is where the host's own etcd answers; Address the host's inventory address.
+	Endpoint string `param:"endpoint"`
+	Address  string `param:"address"`
+}
+
+func (StopEtcdParams) ParamsKind() string { return KindStopEtcd }
+
+// InitialClusterParams: etcd/initial-cluster.
+type InitialClusterParams struct {
+	Unit string `param:"unit"`
+}
+
+func (InitialClusterParams) ParamsKind() string { return KindInitialCluster }

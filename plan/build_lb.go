@@ -93,3 +93,19 @@ func (b *builder) leavingProxies() {
 			Params:  EncodeParams(LBStopParams{Unit: unit})})
 	}
 }
+
+// LBUpdateParams: lb/update.
+type LBUpdateParams struct {
+	// Leaving are the apiserver addresses taken out of the proxy.
+	Leaving []string `param:"leaving"`
+	Mode    string   `param:"mode"`
+}
+
+func (LBUpdateParams) ParamsKind() string { return KindLBUpdate }
+
+// LBStopParams: lb/stop.
+type LBStopParams struct {
+	Unit string `param:"unit"`
+}
+
+func (LBStopParams) ParamsKind() string { return KindLBStop }

@@ -101,3 +101,28 @@ func (b *builder) wipeLeaving() {
 			Params:  EncodeParams(WipeParams{Mode: b.t.WipeLeaving, DataDirs: dataDirs})})
 	}
 }
+
+// DrainParams: nodes/drain.
+type DrainParams struct {
+	Node string `param:"node"`
+	// NodeDown: the Node is NotReady; its pods are deleted rather than evicted.
+	NodeDown bool `param:"node_down"`
+}
+
+func (DrainParams) ParamsKind() string { return KindDrain }
+
+// DeleteNodeParams: nodes/delete.
+type DeleteNodeParams struct {
+	Node string `param:"node"`
+}
+
+func (DeleteNodeParams) ParamsKind() string { return KindDeleteNode }
+
+// WipeParams: nodes/wipe.
+type WipeParams struct {
+	// Mode is "move" or "remove" (Target.WipeLeaving).
+	Mode     string   `param:"mode"`
+	DataDirs []string `param:"data_dirs"`
+}
+
+func (WipeParams) ParamsKind() string { return KindWipe }

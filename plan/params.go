@@ -7,7 +7,8 @@ import (
 	"strings"
 )
 
-// Params is the typed parameters of one kind: the planner fills the struct and EncodeParams
+// Params is the typed parameters of one kind, declared next to the kind's planner
+// (build_*.go): the planner fills the struct and EncodeParams
 // writes it into Step.Params; the executor reads it back with DecodeParams. Both sides name
 // the same Go fields, so the compiler checks what passes between plan and apply, while the
 // plan file keeps plain strings a reviewer can read.
@@ -19,105 +20,6 @@ type Params interface {
 	// ParamsKind is the kind whose steps carry these params.
 	ParamsKind() string
 }
-
-// APIServerUpdateParams: apiserver/update.
-type APIServerUpdateParams struct {
-	// Restart names the units the rewrite restarts; empty restarts kube-apiserver alone.
-	Restart []string `param:"restart"`
-}
-
-// RetireParams: components/retire.
-type RetireParams struct {
-	Units []string `param:"units"`
-	// Offline: the host is down; the step only confirms the leases moved.
-	Offline bool `param:"offline"`
-}
-
-// MoveLeaderParams: etcd/move-leader.
-type MoveLeaderParams struct {
-	// Leaving are the hex IDs of the members the shrink removes.
-	Leaving []string `param:"leaving"`
-}
-
-// RemoveMemberParams: etcd/remove-member. The executor acts only on the member with this ID
-// at these peer URLs.
-type RemoveMemberParams struct {
-	MemberID string   `param:"member_id"`
-	Member   string   `param:"member"`
-	PeerURLs []string `param:"peer_urls"`
-	Offline  bool     `param:"offline"`
-}
-
-// StopEtcdParams: etcd/stop.
-type StopEtcdParams struct {
-	Unit string `param:"unit"`
-	// Endpoint is where the host's own etcd answers; Address the host's inventory address.
-	Endpoint string `param:"endpoint"`
-	Address  string `param:"address"`
-}
-
-// InitialClusterParams: etcd/initial-cluster.
-type InitialClusterParams struct {
-	Unit string `param:"unit"`
-}
-
-// LBUpdateParams: lb/update.
-type LBUpdateParams struct {
-	// Leaving are the apiserver addresses taken out of the proxy.
-	Leaving []string `param:"leaving"`
-	Mode    string   `param:"mode"`
-}
-
-// LBStopParams: lb/stop.
-type LBStopParams struct {
-	Unit string `param:"unit"`
-}
-
-// CertResignParams: certs/resign, one certificate (serial) at one path on one or more hosts.
-type CertResignParams struct {
-	Path    string   `param:"path"`
-	KeyPath string   `param:"key_path"`
-	Hosts   []string `param:"hosts"`
-	Serial  string   `param:"serial"`
-	// Remove are the SANs taken out.
-	Remove []string `param:"remove"`
-	// UsedBy are the units that read the file on the first host; UsedByOn the others', where
-	// they differ.
-	UsedBy   []string            `param:"used_by"`
-	UsedByOn map[string][]string `param:"used_by@"`
-}
-
-// DrainParams: nodes/drain.
-type DrainParams struct {
-	Node string `param:"node"`
-	// NodeDown: the Node is NotReady; its pods are deleted rather than evicted.
-	NodeDown bool `param:"node_down"`
-}
-
-// DeleteNodeParams: nodes/delete.
-type DeleteNodeParams struct {
-	Node string `param:"node"`
-}
-
-// WipeParams: nodes/wipe.
-type WipeParams struct {
-	// Mode is "move" or "remove" (Target.WipeLeaving).
-	Mode     string   `param:"mode"`
-	DataDirs []string `param:"data_dirs"`
-}
-
-func (APIServerUpdateParams) ParamsKind() string { return KindAPIServerRewrite }
-func (RetireParams) ParamsKind() string          { return KindRetire }
-func (MoveLeaderParams) ParamsKind() string      { return KindMoveLeader }
-func (RemoveMemberParams) ParamsKind() string    { return KindRemoveMember }
-func (StopEtcdParams) ParamsKind() string        { return KindStopEtcd }
-func (InitialClusterParams) ParamsKind() string  { return KindInitialCluster }
-func (LBUpdateParams) ParamsKind() string        { return KindLBUpdate }
-func (LBStopParams) ParamsKind() string          { return KindLBStop }
-func (CertResignParams) ParamsKind() string      { return KindCertResign }
-func (DrainParams) ParamsKind() string           { return KindDrain }
-func (DeleteNodeParams) ParamsKind() string      { return KindDeleteNode }
-func (WipeParams) ParamsKind() string            { return KindWipe }
 
 // EncodeParams writes p as a step's Params.
 func EncodeParams(p Params) map[string]string {

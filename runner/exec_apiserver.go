@@ -12,6 +12,11 @@ import (
 	"github.com/mastershrink/mastershrink/plan"
 )
 
+var (
+	_ = register(plan.KindAPIServerRewrite, typed((*run).apiserverStep))
+	_ = register(plan.KindRetire, typed((*run).retireStep))
+)
+
 // ---- apiserver
 
 // componentRestarts are the restarts of an apiserver step, in the plan's order, each with

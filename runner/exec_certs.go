@@ -16,6 +16,10 @@ import (
 	"github.com/mastershrink/mastershrink/plan"
 )
 
+var (
+	_ = register(plan.KindCertResign, typed((*run).certStep))
+)
+
 // ---- certificates
 
 // certTarget is where a certificate is served, and which unit may be restarted to serve it.

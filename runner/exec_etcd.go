@@ -14,6 +14,14 @@ import (
 	"github.com/mastershrink/mastershrink/plan"
 )
 
+var (
+	_ = register(plan.KindSnapshot, untyped((*run).snapshotStep))
+	_ = register(plan.KindMoveLeader, typedOrErr((*run).moveLeaderStep))
+	_ = register(plan.KindRemoveMember, typedOrErr((*run).removeMemberStep))
+	_ = register(plan.KindStopEtcd, typed((*run).stopEtcdStep))
+	_ = register(plan.KindInitialCluster, typed((*run).initialClusterStep))
+)
+
 // ---- etcd snapshot
 
 func (r *run) snapshotStep(st plan.Step) executor {

@@ -16,6 +16,13 @@ import (
 	"github.com/mastershrink/mastershrink/plan"
 )
 
+var (
+	_ = register(plan.KindDrain, typed((*run).drainStep))
+	_ = register(plan.KindDeleteNode, typed((*run).deleteNodeStep))
+	_ = register(plan.KindCleanup, untyped((*run).cleanupStep))
+	_ = register(plan.KindWipe, typed((*run).wipeStep))
+)
+
 // ---- nodes
 
 func (r *run) nodeGone(ctx context.Context, node string) (bool, string, error) {

@@ -18,6 +18,12 @@ import (
 	"github.com/mastershrink/mastershrink/plan"
 )
 
+var (
+	_ = register(plan.KindPreflight, untyped(func(r *run, _ plan.Step) executor {
+		return executor{phase: "checking the cluster", apply: r.preflight}
+	}))
+)
+
 // ---- preflight
 
 func (r *run) preflight(ctx context.Context) (outcome, error) {

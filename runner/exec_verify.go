@@ -14,6 +14,12 @@ import (
 	"github.com/mastershrink/mastershrink/plan"
 )
 
+var (
+	_ = register(plan.KindVerify, untyped(func(r *run, _ plan.Step) executor {
+		return executor{phase: "verifying the result", apply: r.verify}
+	}))
+)
+
 // ---- final verification
 
 func (r *run) verify(ctx context.Context) (outcome, error) {

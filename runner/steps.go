@@ -8,10 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mastershrink/mastershrink/etcd"
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/inventory"
-	"github.com/mastershrink/mastershrink/lb"
 	"github.com/mastershrink/mastershrink/plan"
 )
 
@@ -33,57 +31,51 @@ type executor struct {
 	apply func(ctx context.Context) (outcome, error)
 }
 
-func (r *run) executor(st plan.Step) (executor, error) {
-	switch st.Kind {
-	case plan.KindPreflight:
-		return executor{phase: "checking the cluster", apply: r.preflight}, nil
-	case plan.KindSnapshot:
-		return r.snapshotStep(st), nil
-	case plan.KindAPIServerRewrite:
-		return typed(st, r.apiserverStep)
-	case plan.KindLBUpdate:
-		return typed(st, r.lbStep)
-	case plan.KindRetire:
-		return typed(st, r.retireStep)
-	case plan.KindMoveLeader:
-		return typedOrErr(st, r.moveLeaderStep)
-	case plan.KindRemoveMember:
-		return typedOrErr(st, r.removeMemberStep)
-	case plan.KindStopEtcd:
-		return typed(st, r.stopEtcdStep)
-	case plan.KindInitialCluster:
-		return typed(st, r.initialClusterStep)
-	case plan.KindCertResign:
-		return typed(st, r.certStep)
-	case plan.KindDrain:
-		return typed(st, r.drainStep)
-	case plan.KindDeleteNode:
-		return typed(st, r.deleteNodeStep)
-	case plan.KindCleanup:
-		return r.cleanupStep(st), nil
-	case plan.KindWipe:
-		return typed(st, r.wipeStep)
-	case plan.KindLBStop:
-		return typed(st, r.lbStopStep)
-	case plan.KindVerify:
-		return executor{phase: "verifying the result", apply: r.verify}, nil
+// builder makes the executor of one step.
+type builder func(r *run, st plan.Step) (executor, error)
+
+// builders is the registry of executors, one per kind. Each family's file (exec_*.go)
+// registers its kinds next to their executors, so a new kind touches three files: plan's
+// kinds.go (the table), its planner (build_*.go, with its params struct) and its executor.
+// TestEveryKindHasAnExecutor holds the registry to the table.
+var builders = map[string]builder{}
+
+func register(kind string, b builder) bool {
+	if _, dup := builders[kind]; dup {
+		panic("runner: two executors for kind " + kind)
 	}
-	return executor{}, fmt.Errorf("unknown step kind %q: this mastershrink cannot apply it", st.Kind)
+	builders[kind] = b
+	return true
+}
+
+func (r *run) executor(st plan.Step) (executor, error) {
+	b, ok := builders[st.Kind]
+	if !ok {
+		return executor{}, fmt.Errorf("unknown step kind %q: this mastershrink cannot apply it", st.Kind)
+	}
+	return b(r, st)
+}
+
+// untyped registers an executor of a kind without params.
+func untyped(build func(r *run, st plan.Step) executor) builder {
+	return func(r *run, st plan.Step) (executor, error) { return build(r, st), nil }
 }
 
 // typed builds the executor of st from its params, decoded into the kind's struct (plan's
-// params.go): planner and executor name the same fields, which the compiler checks.
-func typed[T plan.Params](st plan.Step, build func(plan.Step, T) executor) (executor, error) {
-	return typedOrErr(st, func(st plan.Step, p T) (executor, error) { return build(st, p), nil })
+// build_*.go): planner and executor name the same fields, which the compiler checks.
+func typed[T plan.Params](build func(r *run, st plan.Step, p T) executor) builder {
+	return typedOrErr(func(r *run, st plan.Step, p T) (executor, error) { return build(r, st, p), nil })
 }
 
 // typedOrErr is typed for executors whose params can still be malformed (IDs to parse).
-func typedOrErr[T plan.Params](st plan.Step, build func(plan.Step, T) (executor, error)) (executor, error) {
-	p, err := plan.DecodeParams[T](st)
-	if err != nil {
-		return executor{}, err
+func typedOrErr[T plan.Params](build func(r *run, st plan.Step, p T) (executor, error)) builder {
+	return func(r *run, st plan.Step) (executor, error) {
+		p, err := plan.DecodeParams[T](st)
+		if err != nil {
+			return executor{}, err
+		}
+		return build(r, st, p)
 	}
-	return build(st, p)
 }
 
 // detail is where executors write their own progress: the step lines only, unless verbose.
@@ -228,70 +220,4 @@ func restartedSince(ctx context.Context, h host.Host, unit string, paths []strin
 		}
 	}
 	return v[0]-v[2] >= v[1], nil
-}
-
-// ---- load balancers
-
-func (r *run) lbStep(st plan.Step, _ plan.LBUpdateParams) executor {
-	return executor{
-		phase: "updating the apiserver proxy on " + st.Host,
-		apply: func(ctx context.Context) (outcome, error) {
-			h, ih, err := r.host(ctx, st.Host)
-			if err != nil {
-				return outcome{}, err
-			}
-			ex := lbExecutor(ih)
-			res, err := ex.Apply(ctx, lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: st.Files})
-			if err != nil {
-				return outcome{}, err
-			}
-			if res.Skipped {
-				return outcome{already: true, note: "nginx runs the new config; probe through it answers"}, nil
-			}
-			if r.cutsOldWorkers(st.Host) {
-				if err := ex.CutOldWorkers(ctx, h, ih.Paths); err != nil {
-					return outcome{}, err
-				}
-			}
-			changes := fileChanges(st.Host, st.Files, res.Backups, func(p string) bool { _, ok := res.Backups[p]; return ok })
-			changes = append(changes, Change{Host: st.Host, Unit: ih.Paths.NginxUnit, Action: "reload"})
-			return outcome{backups: hostBackups(st.Host, res.Backups), changes: changes, note: "nginx -t passed, reloaded, probe through it answers"}, nil
-		},
-	}
-}
-
-// lbStopStep stops and disables the proxy of a host that left the cluster.
-func (r *run) lbStopStep(st plan.Step, p plan.LBStopParams) executor {
-	unit := p.Unit
-	return executor{
-		phase: "stopping the proxy on the leaving " + st.Host,
-		done: func(ctx context.Context) (bool, string, error) {
-			h, _, err := r.host(ctx, st.Host)
-			if err != nil {
-				return false, "", err
-			}
-			sd, err := h.Systemd(ctx)
-			if err != nil {
-				return false, "", err
-			}
-			defer sd.Close()
-			s, err := sd.Status(ctx, unit)
-			if err != nil {
-				return false, "", err
-			}
-			gone := s.LoadState == "not-found" || ((s.ActiveState == "inactive" || s.ActiveState == "failed") &&
-				(s.UnitFileState == "disabled" || s.UnitFileState == "masked" || s.UnitFileState == "static"))
-			return gone, unit + " inactive and disabled", nil
-		},
-		apply: func(ctx context.Context) (outcome, error) {
-			h, _, err := r.host(ctx, st.Host)
-			if err != nil {
-				return outcome{}, err
-			}
-			if err := etcd.StopAndDisable(ctx, h, unit); err != nil {
-				return outcome{}, err
-			}
-			return outcome{changes: []Change{{Host: st.Host, Unit: unit, Action: "stop+disable"}}, note: "stopped and disabled " + unit}, nil
-		},
-	}
 }

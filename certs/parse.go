@@ -59,8 +59,11 @@ type Info struct {
 	NotAfter           time.Time `json:"not_after"`
 	DaysLeft           int       `json:"days_left"`
 	IsCA               bool      `json:"is_ca"`
-	SubjectKeyID       string    `json:"subject_key_id"`
-	AuthorityKeyID     string    `json:"authority_key_id"`
+	// PathLen is a CA's path length constraint (0 with CA:TRUE, pathlen:0); nil when it has
+	// none or is no CA.
+	PathLen        *int   `json:"path_len,omitempty"`
+	SubjectKeyID   string `json:"subject_key_id"`
+	AuthorityKeyID string `json:"authority_key_id"`
 }
 
 // ParsePEM reads every certificate of a PEM file (one certificate, a chain or a bundle; DER is
@@ -170,6 +173,10 @@ func infoAt(c *x509.Certificate, now time.Time) Info {
 		IsCA:               c.IsCA,
 		SubjectKeyID:       hex.EncodeToString(c.SubjectKeyId),
 		AuthorityKeyID:     hex.EncodeToString(c.AuthorityKeyId),
+	}
+	if c.IsCA && (c.MaxPathLen > 0 || c.MaxPathLenZero) {
+		n := max(c.MaxPathLen, 0)
+		info.PathLen = &n
 	}
 	for _, ip := range c.IPAddresses {
 		info.IPAddresses = append(info.IPAddresses, ip.String())

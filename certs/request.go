@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/cloudflare/cfssl/csr"
 )
@@ -16,6 +17,8 @@ var ErrHostNotInCert = errors.New("not among the certificate's SANs")
 // Request is the cfssl CSR request that regenerates a certificate equivalent to info: CN,
 // names, hosts (DNS names, then IPs, then emails and URIs, each in the original order) and
 // the key algorithm and size, which csr.ExtractCertificateRequest leaves at its defaults.
+// A CA certificate gives a CA request (cfssl gencert -initca): its "ca" block carries the
+// validity as the expiry and the path length constraint.
 func Request(info Info) *csr.CertificateRequest {
 	req := &csr.CertificateRequest{
 		CN:           info.Subject.CommonName,
@@ -27,7 +30,22 @@ func Request(info Info) *csr.CertificateRequest {
 	if info.KeyAlgorithm == "ed25519" {
 		req.KeyRequest.S = 0
 	}
+	if info.IsCA {
+		req.CA = &csr.CAConfig{Expiry: expiryOf(info.NotAfter.Sub(info.NotBefore))}
+		if info.PathLen != nil {
+			req.CA.PathLength = *info.PathLen
+			req.CA.PathLenZero = *info.PathLen == 0
+		}
+	}
 	return req
+}
+
+// expiryOf writes a validity as cfssl's expiry strings are written: whole hours as "43800h".
+func expiryOf(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	return d.String()
 }
 
 // names pairs the subject's attribute lists into cfssl Names the way cfssl itself does

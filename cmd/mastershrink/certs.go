@@ -50,6 +50,10 @@ type certsInspectOptions struct {
 	Output   string
 	WarnDays int
 	Files    []string
+	// CA is --ca: the CA file every certificate must chain to.
+	CA string
+	// FailWithin is --fail-within as given: a duration or a number of days ("30d").
+	FailWithin string
 	// now is the clock of the EXPIRED flags; tests set it.
 	now func() time.Time
 }
@@ -70,29 +74,62 @@ A key given without its certificate is reported as such.
 
 HOST:PATH reads the file on a host of the inventory (-i).
 
+--ca FILE verifies that each certificate chains to that CA (crypto/x509 verification with
+the CA as the root, the other CA certificates given as intermediates, any key usage): a
+CHAIN column (ok or FAILED) in the table, a "chain" field in -o json|yaml, and one error
+line with the reason for each certificate that does not chain. The chain is checked, not the
+certificate's own expiry: that is --fail-within's.
+
+--fail-within DURATION (30d, 720h) is for cron jobs: each certificate that has expired or
+expires within that window gets an error line with its expiry. Without it, expiry is only
+flagged in the table and does not change the exit code.
+
 -o csr prints, per certificate, the cfssl CSR JSON that regenerates it (CN, names, hosts,
-key algo and size), ready for 'cfssl gencert'; several certificates give one JSON object
-each, one after the other.`,
+key algo and size), ready for 'cfssl gencert'; a CA certificate gives a CA request with
+its "ca" block (expiry, pathlen, pathlenzero), ready for 'cfssl gencert -initca'. Several
+certificates (a bundle, a folder) print as one JSON array.
+
+Exit codes: 0 all good; 1 a file could not be read or parsed, or a key does not match its
+certificate; 4 bad flags or arguments (a --ca that holds no CA certificate among them); 5 a
+check failed: a certificate expires within --fail-within (or has expired), or does not
+chain to --ca. 1 wins over 5 when both happen: every problem is still listed.`,
 		Example: `  mastershrink certs inspect /etc/kubernetes/ssl/*.pem
   mastershrink certs inspect /etc/kubernetes/ssl
   mastershrink certs inspect -i inventory.yaml master-1:/etc/kubernetes/ssl/etcd.pem -o json
-  mastershrink certs inspect kubernetes.pem -o csr > kubernetes-csr.json`,
+  mastershrink certs inspect kubernetes.pem -o csr > kubernetes-csr.json
+  mastershrink certs inspect /etc/kubernetes/ssl --ca /etc/kubernetes/ssl/ca.pem --fail-within 30d`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Files = args
 			return runCertsInspect(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "table, wide (adds O, OU and usages), json, or csr (cfssl CSR JSON)")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "table, wide (adds O, OU and usages), json, yaml, or csr (cfssl CSR JSON)")
 	cmd.Flags().IntVar(&o.WarnDays, "warn-days", 30, "flag certificates expiring within this many days")
+	cmd.Flags().StringVar(&o.CA, "ca", "", "verify that each certificate chains to this CA certificate (FILE or HOST:PATH)")
+	cmd.Flags().StringVar(&o.FailWithin, "fail-within", "", "exit 5 when a certificate expires within this window or has expired (30d, 720h)")
+	completeOutput(cmd, "table", "wide", "json", "yaml", "csr")
 	return cmd
 }
 
-// inspectJSON is the -o json document.
+// inspectJSON is the -o json|yaml document.
 type inspectJSON struct {
-	FormatVersion int          `json:"format_version"`
-	Certificates  []certs.Info `json:"certificates"`
-	Errors        []fileError  `json:"errors"`
+	FormatVersion int             `json:"format_version"`
+	Certificates  []inspectedCert `json:"certificates"`
+	Errors        []fileError     `json:"errors"`
+}
+
+// inspectedCert is a certificate's facts with the result of --ca.
+type inspectedCert struct {
+	certs.Info
+	Chain *chainCheck `json:"chain,omitempty"`
+}
+
+// chainCheck is whether a certificate chains to the --ca file, and why not.
+type chainCheck struct {
+	CA     string `json:"ca"`
+	OK     bool   `json:"ok"`
+	Reason string `json:"reason,omitempty"`
 }
 
 type fileError struct {
@@ -104,18 +141,31 @@ type fileError struct {
 var errSomeFiles = errors.New("some files could not be inspected")
 
 func runCertsInspect(ctx context.Context, o *certsInspectOptions) error {
-	switch o.Output {
-	case "table", "wide", "json", "csr":
-	default:
-		return usageError{fmt.Errorf("-o %q: want table, wide, json or csr", o.Output)}
+	if err := validOutput(o.Output, "table", "wide", "json", "yaml", "csr"); err != nil {
+		return err
 	}
 	if o.WarnDays < 0 {
 		return usageError{fmt.Errorf("--warn-days %d: want 0 or more", o.WarnDays)}
 	}
+	var window time.Duration
+	if o.FailWithin != "" {
+		var err error
+		if window, err = certs.ParseWindow(o.FailWithin); err != nil {
+			return usageError{fmt.Errorf("--fail-within %w", err)}
+		}
+	}
 	r := newInputReader(o.globalOptions)
 	defer r.Close()
+	var roots []*x509.Certificate
+	if o.CA != "" {
+		var err error
+		if roots, err = readCA(ctx, r, o.CA); err != nil {
+			return err
+		}
+	}
 
 	var infos []certs.Info
+	var parsedCerts []*x509.Certificate // parsedCerts[i] is the certificate of infos[i]
 	var failed []fileError
 	var firstErr error
 	fail := func(file string, err error) {
@@ -145,6 +195,7 @@ func runCertsInspect(ctx context.Context, o *certsInspectOptions) error {
 			var cs []*x509.Certificate
 			got, cs, err = certs.ParsePEM(data, arg)
 			infos = append(infos, got...)
+			parsedCerts = append(parsedCerts, cs...)
 			parsed[arg] = cs
 		}
 		if err != nil {
@@ -165,26 +216,40 @@ func runCertsInspect(ctx context.Context, o *certsInspectOptions) error {
 		}
 	}
 
+	now := o.now()
+	checked := make([]inspectedCert, len(infos))
+	var notChained, expiring int
+	for i, info := range infos {
+		checked[i].Info = info
+		if roots != nil {
+			check := &chainCheck{CA: o.CA, OK: true}
+			if err := certs.VerifyChain(parsedCerts[i], roots, caCerts(parsedCerts), now); err != nil {
+				check.OK, check.Reason = false, strings.TrimPrefix(err.Error(), certs.ErrNotChained.Error()+": ")
+				notChained++
+				fmt.Fprintf(o.ErrOut, "error: %s: does not chain to the CA %s: %s; re-sign it with that CA (mastershrink certs regen), or give the CA that issued it with --ca\n",
+					inspectLabel(infos, i), o.CA, check.Reason)
+			}
+			checked[i].Chain = check
+		}
+		if o.FailWithin != "" && certs.ExpiresWithin(info.NotAfter, now, window) {
+			expiring++
+			fmt.Fprintf(o.ErrOut, "error: %s: %s; renew it: %s\n", inspectLabel(infos, i), expiryPhrase(info.NotAfter, now, o.FailWithin), renewHint(info, o.CA))
+		}
+	}
+
 	switch o.Output {
 	case "table", "wide":
 		if len(infos) > 0 {
-			err = writeCertTable(o.Out, infos, o.now(), o.WarnDays, o.Output == "wide")
+			err = writeCertTable(o.Out, checked, now, o.WarnDays, o.Output == "wide")
 		}
-	case "json":
-		doc := inspectJSON{FormatVersion: 1, Certificates: infos, Errors: failed}
-		if doc.Certificates == nil {
-			doc.Certificates = []certs.Info{}
-		}
+	case "json", "yaml":
+		doc := inspectJSON{FormatVersion: 1, Certificates: checked, Errors: failed}
 		if doc.Errors == nil {
 			doc.Errors = []fileError{}
 		}
-		err = writeJSON(o.Out, doc)
+		err = writeData(o.Out, doc, o.Output)
 	case "csr":
-		for _, info := range infos {
-			if err = writeJSON(o.Out, certs.Request(info)); err != nil {
-				break
-			}
-		}
+		err = writeRequests(o.Out, infos)
 	}
 	if err != nil {
 		return err
@@ -196,7 +261,96 @@ func runCertsInspect(ctx context.Context, o *certsInspectOptions) error {
 	if len(failed) > 0 {
 		return fmt.Errorf("%d of %d files: %w (see above)", len(failed), len(files), errSomeFiles)
 	}
+	if notChained+expiring > 0 {
+		return checkFailedError{checkSummary(notChained, expiring, len(infos), o.CA, o.FailWithin)}
+	}
 	return nil
+}
+
+// readCA reads the --ca file: its CA certificates are the roots. A file without one is the
+// operator's mistake (exit 4), named with the fix.
+func readCA(ctx context.Context, r *inputReader, path string) ([]*x509.Certificate, error) {
+	data, err := r.read(ctx, path)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--ca: %w; give the cluster CA's certificate (ca.pem)", err)}
+	}
+	_, cs, err := certs.ParsePEM(data, path)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--ca: %w", err)}
+	}
+	roots := caCerts(cs)
+	if len(roots) == 0 {
+		return nil, usageError{fmt.Errorf("--ca %s: %q is no CA certificate (no CA:TRUE); give the CA that signs the cluster's certificates (ca.pem)", path, cs[0].Subject.CommonName)}
+	}
+	return roots, nil
+}
+
+// caCerts are the CA certificates among cs.
+func caCerts(cs []*x509.Certificate) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, c := range cs {
+		if c.IsCA {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// inspectLabel names a certificate in a message: FILE (CN), or FILE[i] (CN) in a bundle.
+func inspectLabel(infos []certs.Info, i int) string {
+	in := infos[i]
+	file := in.Path
+	if in.Index > 0 || (i+1 < len(infos) && infos[i+1].Path == in.Path) {
+		file = fmt.Sprintf("%s[%d]", in.Path, in.Index)
+	}
+	return fmt.Sprintf("%s (%s)", file, orDash(in.Subject.CommonName))
+}
+
+// renewHint is the command that makes a new certificate: a CA is made again from its
+// request, a leaf re-signed by the CA (--ca when given).
+func renewHint(info certs.Info, ca string) string {
+	if info.IsCA {
+		return "make a new CA from its cfssl request (mastershrink certs inspect " + info.Path + " -o csr) and re-sign every certificate it issued"
+	}
+	if ca == "" {
+		ca = "ca.pem"
+	}
+	return fmt.Sprintf("mastershrink certs regen %s --ca %s --ca-key %s", info.Path, ca, strings.TrimSuffix(ca, ".pem")+"-key.pem")
+}
+
+// expiryPhrase says when a certificate expired or expires, against the window.
+func expiryPhrase(notAfter, now time.Time, window string) string {
+	at := notAfter.UTC().Format(time.RFC3339)
+	days := certsDaysLeft(notAfter, now)
+	if !now.Before(notAfter) {
+		return fmt.Sprintf("expired %s (%d days ago)", at, -days)
+	}
+	return fmt.Sprintf("expires %s (%d days left), within --fail-within %s", at, days, window)
+}
+
+// checkSummary is the last error line of a failed check, pointing up to the lines above.
+func checkSummary(notChained, expiring, total int, ca, window string) error {
+	var parts []string
+	if expiring > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d certificates expire within %s or have expired", expiring, total, window))
+	}
+	if notChained > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d certificates do not chain to %s", notChained, total, ca))
+	}
+	return fmt.Errorf("%s (see above)", strings.Join(parts, "; "))
+}
+
+// writeRequests prints the cfssl CSR requests: one object for one certificate, one JSON
+// array for several, so the output is always one JSON document.
+func writeRequests(w io.Writer, infos []certs.Info) error {
+	if len(infos) == 1 {
+		return writeJSON(w, certs.Request(infos[0]))
+	}
+	reqs := make([]any, len(infos))
+	for i, in := range infos {
+		reqs[i] = certs.Request(in)
+	}
+	return writeJSON(w, reqs)
 }
 
 // expandInspectArgs replaces a local folder by its .pem, .crt and .cer files, sorted; other
@@ -310,12 +464,33 @@ func wideRows(infos []certs.Info, rows [][]string) [][]string {
 	return rows
 }
 
-func writeCertTable(w io.Writer, infos []certs.Info, now time.Time, warnDays int, wide bool) error {
+// chainRows adds the CHAIN column (ok or FAILED) when --ca was given.
+func chainRows(checked []inspectedCert, rows [][]string) [][]string {
+	if len(checked) == 0 || checked[0].Chain == nil {
+		return rows
+	}
+	rows[0] = append(rows[0], "CHAIN")
+	for i, c := range checked {
+		verdict := "ok"
+		if !c.Chain.OK {
+			verdict = "FAILED"
+		}
+		rows[i+1] = append(rows[i+1], verdict)
+	}
+	return rows
+}
+
+func writeCertTable(w io.Writer, checked []inspectedCert, now time.Time, warnDays int, wide bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	infos := make([]certs.Info, len(checked))
+	for i, c := range checked {
+		infos[i] = c.Info
+	}
 	rows := certRows(infos, now, warnDays)
 	if wide {
 		rows = wideRows(infos, rows)
 	}
+	rows = chainRows(checked, rows)
 	for _, row := range rows {
 		fmt.Fprintln(tw, strings.TrimRight(strings.Join(row, "\t"), "\t"))
 	}

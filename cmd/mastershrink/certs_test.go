@@ -164,8 +164,8 @@ func TestCertsInspectBadFiles(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
 	}
-	if _, _, code := runCmd(t, "certs", "inspect", "-o", "yaml", k.etcd); code != exitUsage {
-		t.Errorf("-o yaml: exit %d", code)
+	if _, _, code := runCmd(t, "certs", "inspect", "-o", "xml", k.etcd); code != exitUsage {
+		t.Errorf("-o xml: exit %d", code)
 	}
 	if _, errOut, code := runCmd(t, "certs", "inspect", "master-1:/etc/kubernetes/ssl/etcd.pem"); code != exitUsage || !strings.Contains(errOut, "-i inventory.yaml") {
 		t.Errorf("HOST:PATH without inventory: exit %d, %s", code, errOut)

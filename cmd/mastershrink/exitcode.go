@@ -20,6 +20,10 @@ const (
 	exitChanges = 2 // plan has changes, with --detailed-exitcode
 	exitRefused = 3 // stale plan, preflight refusal, quorum at risk
 	exitUsage   = 4 // bad flags or arguments, or an inventory file that does not validate
+	// exitCheck is a check that ran and found a problem in what it looked at, for cron jobs
+	// and monitoring: status saw the cluster unhealthy, certs inspect a certificate expiring
+	// within --fail-within or not chaining to --ca. The input was fine; the cluster is not.
+	exitCheck = 5
 )
 
 // usageError marks bad flags or arguments.
@@ -33,6 +37,12 @@ type refusedError struct{ err error }
 
 func (e refusedError) Error() string { return e.err.Error() }
 func (e refusedError) Unwrap() error { return e.err }
+
+// checkFailedError marks a check that ran and found a problem (exit 5).
+type checkFailedError struct{ err error }
+
+func (e checkFailedError) Error() string { return e.err.Error() }
+func (e checkFailedError) Unwrap() error { return e.err }
 
 // errChanges is returned by `plan --detailed-exitcode` when the plan has steps.
 var errChanges = errors.New("plan has changes")
@@ -61,6 +71,7 @@ func exitCode(err error) int {
 	}
 	var u usageError
 	var r refusedError
+	var c checkFailedError
 	var ve *inventory.ValidationError
 	switch {
 	case errors.Is(err, errChanges):
@@ -71,6 +82,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &r):
 		return exitRefused
+	case errors.As(err, &c):
+		return exitCheck
 	}
 	for _, s := range refusals {
 		if errors.Is(err, s) {

@@ -5,6 +5,7 @@
 #   make bench   benchmarks: one table of medians and spreads (BENCH_RUNS runs), bench/results.json
 #   make faults  the fault suite: crashes, failures injected mid-apply, bad inputs
 #   make build   bin/mastershrink
+#   make man     the man pages, one per command, into bin/man (man -l bin/man/mastershrink-plan.1)
 #   make verify  gofmt and go vet
 #
 # Builds are cached outside the repo: Go's in ~/.cache/go-build, the lab's binaries and
@@ -30,12 +31,18 @@ CFSSL_VERSION ?= v1.6.5
 DEB_PACKAGES := systemd-container debootstrap nginx libnginx-mod-stream iproute2 iptables \
 	ipvsadm openssl openssh-client openssh-server bridge-utils kmod procps util-linux dbus patch
 
-.PHONY: all build test test-unit test-lab bench faults demo verify lint deps lab-binaries clean
+.PHONY: all build man test test-unit test-lab bench faults demo verify lint deps lab-binaries clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -ldflags '$(LDFLAGS)' -o bin/mastershrink ./cmd/mastershrink
+
+# man writes a man page per command, from the same help text as --help, with the binary
+# make build makes (so the pages name its version).
+MAN_DIR ?= bin/man
+man: build
+	bin/mastershrink man $(MAN_DIR)
 
 # deps installs the Debian packages that are missing (apt-get update only when needed).
 deps:

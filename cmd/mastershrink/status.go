@@ -31,7 +31,14 @@ with the leader, health, raft lag and versions; each master's apiserver unit and
 each node's proxy upstreams (which apiservers, which marked down); the certificates the
 components use, with SANs and expiry; leftovers of an earlier shrink; and every disagreement
 with the inventory (a member on no inventory host, an etcd host without a member, names that
-disagree, a master no proxy sends to).`,
+disagree, a master no proxy sends to).
+
+For cron jobs and monitoring, the exit code says whether the cluster is healthy: 0 when it
+is, 5 when status shows a problem (an etcd member unhealthy or unreachable, no etcd leader,
+an apiserver not ready or its unit not active, a host unreachable, an expired certificate,
+a leftover, a disagreement with the inventory), each listed at the end of the output and
+in "problems" (-o json|yaml). 1 is an error that kept status from looking (the inventory's
+files, no etcd endpoint answering), 4 bad flags or a bad inventory.`,
 		Example: `  mastershrink status -i inventory.yaml
   mastershrink status -i inventory.yaml -o yaml`,
 		Args: cobra.NoArgs,
@@ -66,15 +73,93 @@ func runStatus(ctx context.Context, o *statusOptions) error {
 		return err
 	}
 	o.Logger.Info("observed", "seconds", time.Since(start).Seconds())
-	s := observe.BuildStatus(facts, c.KubeconfigSource())
-	if o.Output != "table" {
-		return writeData(o.Out, s, o.Output)
+	return writeStatus(o.Out, observe.BuildStatus(facts, c.KubeconfigSource()), o.Output, time.Now())
+}
+
+// writeStatus prints the status in the output format and returns the verdict: nil for a
+// healthy cluster, a checkFailedError (exit 5) when it shows a problem.
+func writeStatus(w io.Writer, s observe.Status, output string, now time.Time) error {
+	problems := statusProblems(s, now)
+	var err error
+	if output != "table" {
+		err = writeData(w, statusDoc{Status: s, Problems: problems}, output)
+	} else {
+		err = renderStatus(w, s, problems)
 	}
-	return renderStatus(o.Out, s)
+	if err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return checkFailedError{fmt.Errorf("status shows %d %s (listed above): the cluster is not healthy", len(problems), plural(len(problems), "problem", "problems"))}
+	}
+	return nil
+}
+
+// statusDoc is the -o json|yaml document: the status and the problems that make the exit
+// code 5.
+type statusDoc struct {
+	observe.Status
+	Problems []string `json:"problems"`
+}
+
+// statusProblems classifies a status: each thing it shows that is unhealthy, one line each,
+// in the order of the sections. None means a healthy cluster (exit 0). A pure function of the
+// status and the clock, so cron's verdict is tested without a cluster.
+func statusProblems(s observe.Status, now time.Time) []string {
+	out := []string{}
+	if len(s.Members) == 0 {
+		out = append(out, "etcd: no member answered")
+	} else if s.Leader == "" {
+		out = append(out, "etcd: no leader")
+	}
+	for _, m := range s.Members {
+		if m.Healthy {
+			continue
+		}
+		p := fmt.Sprintf("etcd member %s (%s", dash(m.Name), m.ID)
+		if m.Host != "" {
+			p += " on " + m.Host
+		}
+		p += ") is unhealthy"
+		if m.Error != "" {
+			p += ": " + firstLineOf(m.Error, 120)
+		}
+		out = append(out, p)
+	}
+	for _, a := range s.APIServers {
+		switch {
+		case a.Unit != "active":
+			out = append(out, fmt.Sprintf("apiserver on %s (%s): unit %s", a.Host, a.Address, a.Unit))
+		case !a.Ready:
+			out = append(out, fmt.Sprintf("apiserver on %s (%s): not ready", a.Host, a.Address))
+		}
+	}
+	for _, u := range s.Unreachable {
+		out = append(out, fmt.Sprintf("host %s unreachable: %s", u.Host, firstLineOf(u.Error, 120)))
+	}
+	for _, c := range s.Certs {
+		if !now.Before(c.NotAfter) {
+			out = append(out, fmt.Sprintf("certificate %s:%s (%s) expired %s", c.Host, c.Path, c.CN, c.NotAfter.UTC().Format(time.RFC3339)))
+		}
+	}
+	for _, l := range s.Leftovers {
+		out = append(out, "leftover: "+l)
+	}
+	for _, d := range s.Disagreements {
+		out = append(out, "disagreement with the inventory: "+d)
+	}
+	return out
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // renderStatus prints the status as tables, one section each, rows from observe's builders.
-func renderStatus(w io.Writer, s observe.Status) error {
+func renderStatus(w io.Writer, s observe.Status, problems []string) error {
 	fmt.Fprintf(w, "Cluster %q, observed %s\n", s.Cluster, s.ObservedAt.Format(time.RFC3339))
 	if s.KubeServer != "" {
 		fmt.Fprintf(w, "Kubernetes API %s (kubeconfig %s)\n", s.KubeServer, s.Kubeconfig)
@@ -175,6 +260,7 @@ func renderStatus(w io.Writer, s observe.Status) error {
 	}
 	list("leftovers", s.Leftovers)
 	list("disagreements with the inventory", s.Disagreements)
+	list("problems", problems)
 	return nil
 }
 

@@ -98,4 +98,22 @@ func TestLabStatus(t *testing.T) {
 			t.Errorf("status changed %s:\nbefore:\n%s\nafter:\n%s", name, b, after[name])
 		}
 	}
+	if !strings.Contains(out0, "problems: none") {
+		t.Errorf("healthy cluster: the table does not end with problems: none")
+	}
+
+	// For cron: a stopped etcd member and apiserver make status exit 5, naming both.
+	if out, err := lab.Exec(t.Context(), "m3", "systemctl", "stop", "kube-apiserver", "kube-etcd"); err != nil {
+		t.Fatalf("stop m3's etcd and apiserver: %v\n%s", err, out)
+	}
+	out, errOut, code = cli(t, lab, "status", "-i", lab.Inventory)
+	t.Logf("mastershrink status, m3 stopped\n%s\n%s", errOut, out)
+	if code != exitCheck || !strings.Contains(errOut, "the cluster is not healthy") {
+		t.Errorf("status with m3 stopped: exit %d, want %d", code, exitCheck)
+	}
+	for _, want := range []string{"apiserver on m3 (10.88.0.13:6443): unit inactive", "etcd member 10.88.0.13 ("} {
+		if !strings.Contains(out, "  - "+want) {
+			t.Errorf("the problems do not list %q", want)
+		}
+	}
 }

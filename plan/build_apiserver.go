@@ -2,13 +2,68 @@ package plan
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
-	"github.com/mastershrink/mastershrink/apiserver"
+	apiserver "github.com/mastershrink/mastershrink/apiserver/apiserverfacts"
+	host "github.com/mastershrink/mastershrink/host/machine"
 	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/lb"
 )
+
+// aside is what takes master's apiserver out of every staying node proxy for the time of its
+// restart: a TCP proxy without health checks would keep sending requests to it while it
+// shuts down. Computed from the configs as observed, which the plan's own lb/update steps
+// start from, so putting them back exactly keeps those steps valid.
+func (b *builder) aside(master string) []host.FileChange {
+	addr := b.apiserverAddr(master)
+	var out []host.FileChange
+	for _, node := range sortedKeys(b.f.LB) {
+		if b.leaving[node] || b.offline[node] {
+			continue
+		}
+		cs, err := lb.Rewrite(b.f.LB[node], []string{addr}, lb.MarkDown)
+		if err != nil {
+			b.refuse("proxy-aside", fmt.Sprintf("the proxy on %s cannot take %s out for its restart: %v", node, addr, err),
+				"give that proxy another live apiserver in its upstream, or leave "+node+" out of the shrink, and plan again")
+			continue
+		}
+		out = append(out, cs...)
+	}
+	return out
+}
+
+// apiserverAddr is the address the proxies know a master's apiserver by.
+func (b *builder) apiserverAddr(master string) string {
+	h, _ := b.f.Host(master)
+	port := h.Paths.APIServerPort
+	if port == 0 {
+		port = 6443
+	}
+	return net.JoinHostPort(h.Address, strconv.Itoa(port))
+}
+
+func hostsOf(cs []host.FileChange) []string {
+	var out []string
+	for _, c := range cs {
+		if !slices.Contains(out, c.Host) {
+			out = append(out, c.Host)
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
 
 func (b *builder) sortedUnitHosts() []string {
 	var names []string
@@ -60,10 +115,18 @@ func (b *builder) apiservers() {
 				details = append(details, fmt.Sprintf("%s %s: %s", f.Component, f.Flag, f.Note))
 			}
 		}
-		b.add(Step{ID: "apiserver/update/" + name, Kind: KindAPIServerRewrite, Host: name, Risk: Disruptive,
+		s := Step{ID: "apiserver/update/" + name, Kind: KindAPIServerRewrite, Host: name, Risk: Disruptive,
 			Summary: "rewrite " + strings.Join(r.Restart, ", ") + " for the surviving etcd members and masters; restart one at a time, each gated on readiness",
 			Details: details, Files: r.Changes, Params: EncodeParams(APIServerUpdateParams{Restart: r.Restart}),
-			Relies: []string{"units." + name}})
+			Relies: []string{"units." + name}}
+		if len(r.Restart) == 0 || slices.Contains(r.Restart, apiserver.KubeAPIServer) {
+			s.Aside = b.aside(name)
+			if len(s.Aside) > 0 {
+				s.Details = append(s.Details, fmt.Sprintf("for its restart, %s is marked down in %d node proxies and put back once ready (diffs below)",
+					b.apiserverAddr(name), len(hostsOf(s.Aside))))
+			}
+		}
+		b.add(s)
 	}
 }
 

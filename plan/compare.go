@@ -34,6 +34,7 @@ func StepDiffs(reviewed, now Step) []string {
 		out = append(out, fmt.Sprintf("step %s would now act differently (%s, was %s)", now.ID, formatParams(now.Params), formatParams(reviewed.Params)))
 	}
 	out = append(out, FileDiffs(reviewed, now, false)...)
+	out = append(out, FileDiffs(Step{ID: reviewed.ID, Files: reviewed.Aside}, Step{ID: now.ID + " (set aside for its restart)", Files: now.Aside}, false)...)
 	return out
 }
 

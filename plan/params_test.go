@@ -111,3 +111,12 @@ func TestParamsRefused(t *testing.T) {
 		t.Errorf("params on a kind that takes none: %v", err)
 	}
 }
+
+// A plan made by the version before typed params and planned set-asides is refused, with
+// the way out.
+func TestOlderFormatRefused(t *testing.T) {
+	_, err := Decode([]byte(`{"format_version": 2, "cluster": "c", "checksum": "sha256:00", "steps": []}`), "")
+	if !errors.Is(err, ErrFormatVersion) || !strings.Contains(err.Error(), "2, this mastershrink reads 3: make the plan again") {
+		t.Errorf("version-2 plan: %v", err)
+	}
+}

@@ -3,12 +3,14 @@ package plan
 import (
 	"time"
 
-	"github.com/mastershrink/mastershrink/host"
+	host "github.com/mastershrink/mastershrink/host/machine"
 )
 
 // FormatVersion is the version of the plan file's JSON; a plan of another version is refused.
 // Version 2: kinds named as their steps' IDs, member identity (peer URLs) in the steps.
-const FormatVersion = 2
+// Version 3: each apiserver/update step carries the proxy rewrites of its restart (Aside);
+// a version-2 plan has none, and apply would compute them itself.
+const FormatVersion = 3
 
 // Risk says what a step can do to the cluster.
 type Risk string
@@ -71,6 +73,10 @@ type Step struct {
 	Details []string `json:"details,omitempty"`
 	// Files are the exact rewrites the step makes.
 	Files []host.FileChange `json:"files,omitempty"`
+	// Aside are the node-proxy rewrites an apiserver/update step makes for the time of its
+	// restart: each marks the restarting apiserver down, and is reversed (After back to
+	// Before) once it is ready again.
+	Aside []host.FileChange `json:"aside,omitempty"`
 	// Params are what the executor needs beyond Files, as plain strings.
 	Params map[string]string `json:"params,omitempty"`
 	// Quorum is set on etcd membership steps.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	host "github.com/mastershrink/mastershrink/host/machine"
 	"github.com/mastershrink/mastershrink/internal/diff"
 )
 
@@ -101,17 +102,23 @@ func writeDiffs(ew *errWriter, p *Plan) {
 	}
 	var order []string
 	groups := map[string]*group{}
+	add := func(kind, label string, f host.FileChange) {
+		text := diff.Unified("a"+f.Path, "b"+f.Path, f.Before, f.After)
+		key := kind + "\x00" + text
+		g, ok := groups[key]
+		if !ok {
+			g = &group{text: text, step: label}
+			groups[key] = g
+			order = append(order, key)
+		}
+		g.hosts = append(g.hosts, f.Host)
+	}
 	for _, s := range p.Steps {
 		for _, f := range s.Files {
-			text := diff.Unified("a"+f.Path, "b"+f.Path, f.Before, f.After)
-			key := s.Kind + "\x00" + text
-			g, ok := groups[key]
-			if !ok {
-				g = &group{text: text, step: s.ID}
-				groups[key] = g
-				order = append(order, key)
-			}
-			g.hosts = append(g.hosts, f.Host)
+			add(s.Kind, s.ID, f)
+		}
+		for _, f := range s.Aside {
+			add(s.ID+" aside", s.ID+" while it restarts (put back once it is ready)", f)
 		}
 	}
 	if len(order) == 0 {

@@ -105,7 +105,7 @@ func (r *run) apiserverStep(st plan.Step, p plan.APIServerUpdateParams) executor
 			}
 			// A run stopped in the middle of the restart may have left it out of the proxies.
 			if restartsAPIServer {
-				if err := r.setAside(ctx, r.apiserverAddr(st.Host), false); err != nil {
+				if err := r.setAside(ctx, st, false); err != nil {
 					return false, "", err
 				}
 			}
@@ -119,14 +119,14 @@ func (r *run) apiserverStep(st plan.Step, p plan.APIServerUpdateParams) executor
 			addr := r.apiserverAddr(st.Host)
 			aside := restartsAPIServer && r.othersReady(ctx, st.Host)
 			if aside {
-				if err := r.setAside(ctx, addr, true); err != nil {
+				if err := r.setAside(ctx, st, true); err != nil {
 					return outcome{}, fmt.Errorf("take %s out of the proxies before its restart: %w", addr, err)
 				}
 			}
 			results, err := apiserver.RollingRestart(ctx, steps, r.detail())
 			if aside {
 				// Back in either way: a failed restart was rolled back to the old files.
-				if perr := r.setAside(context.WithoutCancel(ctx), addr, false); perr != nil {
+				if perr := r.setAside(context.WithoutCancel(ctx), st, false); perr != nil {
 					if err == nil {
 						err = fmt.Errorf("put %s back into the proxies: %w", addr, perr)
 					} else {

@@ -165,8 +165,8 @@ func (r *run) unsetAside(facts *plan.Facts) {
 			continue
 		}
 		for node, cfg := range facts.LB {
-			changes, err := r.asideChanges(node, r.apiserverAddr(st.Host))
-			if err != nil || len(changes) == 0 {
+			changes := asideOn(st, node)
+			if len(changes) == 0 {
 				continue
 			}
 			aside := true

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/lb"
+	"github.com/mastershrink/mastershrink/plan"
 )
 
 // A TCP proxy without health checks keeps sending requests to an apiserver that is shutting
@@ -23,6 +25,29 @@ import (
 // is taken out of every node's proxy, and put back once ready; and after a reload on a worker
 // the old nginx workers are told to close, so its clients reconnect through the new
 // configuration.
+
+// asideOn are the step's planned set-aside rewrites on one node.
+func asideOn(st plan.Step, node string) []host.FileChange {
+	var out []host.FileChange
+	for _, c := range st.Aside {
+		if c.Host == node {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// asideHosts are the nodes a step sets its apiserver aside on, sorted.
+func asideHosts(st plan.Step) []string {
+	var out []string
+	for _, c := range st.Aside {
+		if !slices.Contains(out, c.Host) {
+			out = append(out, c.Host)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
 
 // proxyHosts are the nodes whose proxy stays, sorted.
 func (r *run) proxyHosts() []string {
@@ -34,13 +59,6 @@ func (r *run) proxyHosts() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// asideChanges are the rewrites that mark addr down in a node's proxy, computed from the
-// config as planned (the plan's own LB steps start from that content, so putting it back
-// exactly keeps them valid).
-func (r *run) asideChanges(node, addr string) ([]host.FileChange, error) {
-	return lb.Rewrite(r.p.Facts.LB[node], []string{addr}, lb.MarkDown)
 }
 
 func reversed(cs []host.FileChange) []host.FileChange {
@@ -63,21 +81,22 @@ const (
 	asideCutPause = apiserver.DefaultAsideStagger
 )
 
-// setAside marks the apiserver at addr down on every node's proxy (aside true) or puts the
-// planned config back (aside false), on up to lbConcurrency nodes at once. Nodes already in
+// setAside makes the step's planned set-aside rewrites (st.Aside: its apiserver marked down
+// on every node's proxy) when aside is true, or puts the planned configs back, on up to
+// lbConcurrency nodes at once. Nodes already in
 // the wanted state are left alone, so it also repairs what a crash in the middle of a restart
 // left. Aside, the old workers of the workers' proxies are then ended, batch by batch (see
 // asideCutBatch). A failed aside puts back every proxy it set aside, whatever ctx says, so
 // an apiserver that is not restarted is not left out of some proxies; the error names every
 // node that failed.
-func (r *run) setAside(ctx context.Context, addr string, aside bool) error {
-	nodes := r.proxyHosts()
+func (r *run) setAside(ctx context.Context, st plan.Step, aside bool) error {
+	nodes := asideHosts(st)
 	var (
 		mu  sync.Mutex
 		cut []string
 	)
 	errs := host.ForEach(ctx, nodes, r.lbConcurrency(), func(ctx context.Context, node string) error {
-		changed, err := r.setAsideOn(ctx, node, addr, aside)
+		changed, err := r.setAsideOn(ctx, st, node, aside)
 		if err == nil && changed && aside && r.cutsOldWorkers(node) {
 			mu.Lock()
 			cut = append(cut, node)
@@ -93,8 +112,9 @@ func (r *run) setAside(ctx context.Context, addr string, aside bool) error {
 		return nil
 	}
 	err := nodeErrors(errs)
+	addr := r.apiserverAddr(st.Host)
 	if aside {
-		if perr := r.setAside(context.WithoutCancel(ctx), addr, false); perr != nil {
+		if perr := r.setAside(context.WithoutCancel(ctx), st, false); perr != nil {
 			return fmt.Errorf("%w; and putting %s back into the proxies failed too (a rerun does): %v", err, addr, perr)
 		}
 		return fmt.Errorf("%w; %s was put back into every proxy", err, addr)
@@ -103,11 +123,8 @@ func (r *run) setAside(ctx context.Context, addr string, aside bool) error {
 }
 
 // setAsideOn is setAside on one node; changed says whether it rewrote and reloaded the proxy.
-func (r *run) setAsideOn(ctx context.Context, node, addr string, aside bool) (bool, error) {
-	changes, err := r.asideChanges(node, addr)
-	if err != nil {
-		return false, fmt.Errorf("proxy on %s: %w", node, err)
-	}
+func (r *run) setAsideOn(ctx context.Context, st plan.Step, node string, aside bool) (bool, error) {
+	changes := asideOn(st, node)
 	if !aside {
 		changes = reversed(changes)
 	}

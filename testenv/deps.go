@@ -157,8 +157,12 @@ var inotifyLimits = map[string]int{
 }
 
 // raiseInotifyLimits raises the host's inotify limits where they are lower; it never lowers them.
-func raiseInotifyLimits() error {
-	for path, want := range inotifyLimits {
+func raiseInotifyLimits() error { return raiseLimits(inotifyLimits) }
+
+// raiseLimits raises each kernel setting (a /proc/sys path) to its value where it is lower;
+// it never lowers one.
+func raiseLimits(limits map[string]int) error {
+	for path, want := range limits {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", path, err)

@@ -20,11 +20,40 @@ import (
 )
 
 // firstScaleNode is the last byte of the first scale node's address: after the lab's masters
-// (11-15) and workers (21-24), up to .254 on the lab's /24 bridge.
+// (11-15) and workers (21-24), up to .254 on the lab's /24.
 const firstScaleNode = 31
 
-// MaxScaleNodes is how many scale nodes fit on the lab's bridge.
-const MaxScaleNodes = 254 - firstScaleNode + 1
+// onLabNet is how many scale nodes fit on the lab's own /24 (10.88.0.31-254). Further nodes
+// take 10.88.1.1-254, 10.88.2.1-254 and so on, inside scaleNet, which the lab namespace and
+// the machines are then given a route to (see AddScaleNodes); a lab without such nodes keeps
+// its /24 and routes exactly as Up made them.
+const onLabNet = 254 - firstScaleNode + 1
+
+// scaleNet is the prefix every scale node's address lies in, and its length.
+const (
+	scaleNet     = "10.88.0.0/16"
+	scaleNetBits = 16
+)
+
+// MaxScaleNodes is how many scale nodes a lab takes: a Linux bridge has at most 1,023 ports
+// (port numbers are 10 bits, 0 unused), and the lab's masters and workers hold up to 9.
+const MaxScaleNodes = 1023 - 9
+
+// neighLimits are the ARP table sizes a lab with up to MaxScaleNodes scale nodes needs.
+var neighLimits = map[string]int{
+	"/proc/sys/net/ipv4/neigh/default/gc_thresh1": 2048,
+	"/proc/sys/net/ipv4/neigh/default/gc_thresh2": 8192,
+	"/proc/sys/net/ipv4/neigh/default/gc_thresh3": 16384,
+}
+
+// scaleAddress is the address of the i-th scale node (from 0).
+func scaleAddress(i int) string {
+	if i < onLabNet {
+		return fmt.Sprintf("10.88.0.%d", firstScaleNode+i)
+	}
+	j := i - onLabNet
+	return fmt.Sprintf("10.88.%d.%d", 1+j/254, 1+j%254)
+}
 
 // ScaleNodes are lightweight node hosts added to a running lab: each is a network namespace
 // on the lab's bridge running its own sshd and its own nginx with the lab's proxy config (as
@@ -44,6 +73,26 @@ type ScaleNodes struct {
 	mu    sync.Mutex
 	procs []*exec.Cmd
 	done  []chan struct{}
+	// routed is set once the lab namespace and the machines have their route to scaleNet.
+	routed bool
+}
+
+// routeScaleNet adds (op "add") or deletes ("del") the route to scaleNet on the link of the
+// lab namespace (br0) and of every machine (eth0).
+func (s *ScaleNodes) routeScaleNet(ctx context.Context, op string) error {
+	if op == "add" {
+		s.routed = true
+	}
+	var errs []error
+	if err := ipBatch(ctx, filepath.Base(s.lab.NetNS), fmt.Sprintf("route %s %s dev br0\n", op, scaleNet)); err != nil {
+		errs = append(errs, err)
+	}
+	for _, m := range s.lab.Machines {
+		if err := ipBatch(ctx, filepath.Base(m.NetNS), fmt.Sprintf("route %s %s dev eth0\n", op, scaleNet)); err != nil {
+			errs = append(errs, fmt.Errorf("machine %s: %w", m.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (s *ScaleNodes) netns(name string) string { return s.lab.Name + "-" + name }
@@ -73,7 +122,7 @@ func (l *Lab) AddScaleNodes(ctx context.Context, n int) (*ScaleNodes, error) {
 	for i := range n {
 		name := fmt.Sprintf("n%03d", i+1)
 		s.Names = append(s.Names, name)
-		s.Addresses[name] = fmt.Sprintf("10.88.0.%d", firstScaleNode+i)
+		s.Addresses[name] = scaleAddress(i)
 	}
 	fail := func(err error) (*ScaleNodes, error) {
 		s.Stop()
@@ -81,6 +130,16 @@ func (l *Lab) AddScaleNodes(ctx context.Context, n int) (*ScaleNodes, error) {
 	}
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return fail(err)
+	}
+
+	// The kernel's ARP table is one for every namespace, 1,024 entries by default: each node
+	// takes one in the lab namespace, one of its own and one in each master it reaches, so
+	// past a few hundred nodes connections fail with "No route to host" (dmesg: "neighbor
+	// table overflow"). Raised like the inotify limits, never lowered.
+	if n > onLabNet {
+		if err := raiseLimits(neighLimits); err != nil {
+			return fail(err)
+		}
 	}
 
 	// Network: a namespace per node, a veth pair from the lab's bridge into it. `ip -batch`
@@ -99,8 +158,21 @@ func (l *Lab) AddScaleNodes(ctx context.Context, n int) (*ScaleNodes, error) {
 	if err := ipBatch(ctx, filepath.Base(l.NetNS), batch.String()); err != nil {
 		return fail(err)
 	}
+	// Nodes on the lab's /24 get a /24 as a machine does; the others a /16 (scaleNet), and
+	// the lab namespace and every machine a route to scaleNet on their link, so that the
+	// masters answer them directly rather than through the lab namespace.
+	wide := n > onLabNet
 	for _, name := range s.Names {
-		if err := ipBatch(ctx, s.netns(name), fmt.Sprintf("link set lo up\naddr add %s/24 dev eth0\nlink set eth0 up\n", s.Addresses[name])); err != nil {
+		bits := 24
+		if wide {
+			bits = scaleNetBits
+		}
+		if err := ipBatch(ctx, s.netns(name), fmt.Sprintf("link set lo up\naddr add %s/%d dev eth0\nlink set eth0 up\n", s.Addresses[name], bits)); err != nil {
+			return fail(err)
+		}
+	}
+	if wide {
+		if err := s.routeScaleNet(ctx, "add"); err != nil {
 			return fail(err)
 		}
 	}
@@ -251,7 +323,8 @@ func (s *ScaleNodes) start(logf *os.File, name string, args ...string) error {
 }
 
 // Stop ends the nodes' processes (by the PIDs started here: SIGTERM, then SIGKILL after 20 s)
-// and deletes their namespaces, which takes their veths with them. Their lines stay in the
+// and deletes their namespaces, which takes their veths with them, and the routes to
+// scaleNet that more than onLabNet nodes needed. Their lines stay in the
 // lab's inventory and known_hosts, which the lab's teardown removes.
 func (s *ScaleNodes) Stop() error {
 	s.mu.Lock()
@@ -275,6 +348,12 @@ func (s *ScaleNodes) Stop() error {
 	for _, name := range s.Names {
 		if err := deleteNetns(s.netns(name)); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if s.routed {
+		s.routed = false
+		if err := s.routeScaleNet(context.Background(), "del"); err != nil {
+			errs = append(errs, fmt.Errorf("route to the scale nodes: %w", err))
 		}
 	}
 	return errors.Join(errs...)

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -198,6 +199,9 @@ func (r *run) retireStep(st plan.Step, p plan.RetireParams) executor {
 			if err != nil {
 				return outcome{}, err
 			}
+			if err := r.proxiesRouteAround(ctx, st.Host); err != nil {
+				return outcome{}, err
+			}
 			if err := apiserver.RetireComponents(ctx, h, ih.Paths); err != nil {
 				return outcome{}, err
 			}
@@ -208,4 +212,41 @@ func (r *run) retireStep(st plan.Step, p plan.RetireParams) executor {
 			return outcome{changes: changes, note: "stopped and disabled " + strings.Join(units, ", ")}, nil
 		},
 	}
+}
+
+// ErrStillRouted means a node proxy would still send requests to an apiserver a step stops.
+var ErrStillRouted = errors.New("a node proxy still routes to the apiserver")
+
+// proxiesRouteAround proves, on the hosts, that no staying node proxy still sends requests to
+// the leaving master's apiserver: every lb/update step of the plan has its rewrite in place
+// now, whatever the journal says. A proxy that is not would send a share of its node's
+// requests to a stopped apiserver.
+func (r *run) proxiesRouteAround(ctx context.Context, leaving string) error {
+	steps := map[string]plan.Step{}
+	var nodes []string
+	for _, s := range r.p.Steps {
+		if s.Kind == plan.KindLBUpdate && len(s.Files) > 0 && !r.offline(s.Host) {
+			steps[s.Host] = s
+			nodes = append(nodes, s.Host)
+		}
+	}
+	errs := host.ForEach(ctx, nodes, r.lbConcurrency(), func(ctx context.Context, node string) error {
+		h, _, err := r.host(ctx, node)
+		if err != nil {
+			return err
+		}
+		state, err := fileState(ctx, h, steps[node].Files)
+		if err != nil {
+			return err
+		}
+		if state != "after" {
+			return fmt.Errorf("%w: its config is not as %s writes it (%s); run that step first, nothing on %s was stopped",
+				ErrStillRouted, steps[node].ID, state, leaving)
+		}
+		return nil
+	})
+	if len(errs) > 0 {
+		return fmt.Errorf("before stopping the apiserver on %s: %w", leaving, nodeErrors(errs))
+	}
+	return nil
 }

@@ -91,7 +91,11 @@ var Kinds = []KindInfo{
 			{KindRetire, SameHost, "cleaning removes the PKI of control-plane units still running there"},
 			{KindStopEtcd, SameHost, "cleaning removes the PKI of an etcd still running there"},
 		}},
-	{Kind: KindLBStop, Params: LBStopParams{}, One: "leaving proxy to stop", Many: "leaving proxies to stop", Phase: "node proxies"},
+	{Kind: KindLBStop, Params: LBStopParams{}, One: "leaving proxy to stop", Many: "leaving proxies to stop", Phase: "node proxies",
+		Requires: []Prerequisite{
+			{KindRetire, SameHost, "the control plane there reaches the apiservers through this proxy until it is stopped"},
+			{KindDrain, SameHost, "the kubelet and pods there reach the apiservers through this proxy until they are drained"},
+		}},
 	{Kind: KindWipe, Params: WipeParams{}, One: "leaving host to wipe of its secrets", Many: "leaving hosts to wipe of their secrets", Phase: "nodes",
 		Requires: []Prerequisite{
 			{KindSnapshot, AnyHost, "the last copies of the cluster's data go only once a verified snapshot of this run exists"},

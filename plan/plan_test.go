@@ -226,6 +226,7 @@ func TestBuildGolden(t *testing.T) {
 			if len(tc.refuse) > 0 && len(p.Steps) != 0 {
 				t.Errorf("a refused plan has %d steps, want none", len(p.Steps))
 			}
+			checkOrder(t, p)
 			var text bytes.Buffer
 			if err := Render(&text, p); err != nil {
 				t.Fatal(err)
@@ -354,5 +355,22 @@ func TestEncodeDecode(t *testing.T) {
 	}
 	if _, err := Decode([]byte("garbage"), ""); err == nil {
 		t.Errorf("garbage decoded")
+	}
+}
+
+// checkOrder: every step a kind requires (plan/kinds.go) comes before the steps that need
+// it. Prerequisites looks only behind a step, so a planner putting one after would go
+// unnoticed by apply's selection check.
+func checkOrder(t *testing.T, p *Plan) {
+	t.Helper()
+	for i, st := range p.Steps {
+		k, _ := Kind(st.Kind)
+		for _, later := range p.Steps[i+1:] {
+			for _, r := range k.Requires {
+				if later.Kind == r.Kind && (r.Scope == AnyHost || (later.Host != "" && later.Host == st.Host)) {
+					t.Errorf("step %s needs %s (%s), which the plan puts after it", st.ID, later.ID, r.Why)
+				}
+			}
+		}
 	}
 }

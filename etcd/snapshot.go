@@ -90,9 +90,10 @@ func (s SnapshotInfo) MarshalJSON() ([]byte, error) {
 }
 
 // Snapshot streams a snapshot from the leader into dir, which EnsureSnapshotDir makes or
-// checks first (0700, ours, not a link). The stream is written to NAME.part (0600), checked
-// (etcd's trailing sha256 of the content, then the bbolt file itself: structure, revision,
-// keys), fsynced and renamed; a file that fails any check is removed. Progress lines go to
+// checks first (0700, ours, not a link). The stream is written to NAME.part (0600) and
+// checked as it is written (etcd's trailing sha256 of the content, and the bbolt pages as they
+// pass), then the bbolt file itself (bbolt's check, revision, keys) while it is fsynced, and
+// renamed (saveSnapshot); a file that fails any check is removed. Progress lines go to
 // progress (may be nil) about every 10 s.
 func (c *Client) Snapshot(ctx context.Context, dir string, progress io.Writer) (SnapshotInfo, error) {
 	if err := EnsureSnapshotDir(dir); err != nil {
@@ -132,55 +133,22 @@ func (c *Client) Snapshot(ctx context.Context, dir string, progress io.Writer) (
 	defer resp.Snapshot.Close()
 	info.Version = resp.Version
 
-	out, err := os.OpenFile(part, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return SnapshotInfo{}, fmt.Errorf("snapshot file: %w", err)
-	}
-	// The umask can only take bits away, but a file left by an earlier crash cannot be here
-	// (O_EXCL): the mode is the one asked, and set again in case of an odd umask.
-	if err := out.Chmod(0o600); err != nil {
-		out.Close()
-		os.Remove(part)
-		return SnapshotInfo{}, fmt.Errorf("snapshot file: %w", err)
-	}
-	keep := false
-	defer func() {
-		if !keep {
-			out.Close()
-			os.Remove(part)
-		}
-	}()
-
 	var received atomic.Int64
 	stop := watch(sctx, cancel, &received, start, progress, leader.Name)
-	content := newTrailerHash()
-	n, err := io.Copy(io.MultiWriter(out, content, counter{&received}), resp.Snapshot)
+	n, sum, st, err := saveSnapshot(resp.Snapshot, part, info.Path, counter{&received})
 	stop()
-	if err != nil {
+	if se := (*streamError)(nil); errors.As(err, &se) {
+		err = se.err
 		if cause := context.Cause(sctx); cause != nil && !errors.Is(cause, ctx.Err()) {
 			err = cause
 		}
 		return SnapshotInfo{}, fmt.Errorf("snapshot from leader %s at %s after %d bytes: %w", leader.Name, ep, n, err)
 	}
-	if err := content.check(); err != nil {
+	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("snapshot from leader %s: %w", leader.Name, err)
 	}
-	if err := out.Sync(); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("fsync %s: %w", part, err)
-	}
-	if err := out.Close(); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("close %s: %w", part, err)
-	}
-	st, err := inspectBolt(part)
-	if err != nil {
-		return SnapshotInfo{}, err
-	}
-	info.Size, info.SHA256 = n, content.fileSum()
+	info.Size, info.SHA256 = n, sum
 	info.Revision, info.Keys, info.TotalKeys = st.revision, st.keys, st.totalKeys
-	if err := os.Rename(part, info.Path); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("snapshot %s: %w", info.Path, err)
-	}
-	keep = true
 	if err := syncDir(dir); err != nil {
 		return SnapshotInfo{}, err
 	}
@@ -231,6 +199,134 @@ func watch(ctx context.Context, cancel context.CancelCauseFunc, received *atomic
 		close(done)
 		<-finished
 	}
+}
+
+// streamError is a failure to read the snapshot stream, as opposed to a failure of the file
+// or of a check.
+type streamError struct{ err error }
+
+func (e *streamError) Error() string { return e.err.Error() }
+func (e *streamError) Unwrap() error { return e.err }
+
+// saveSnapshot writes the snapshot stream src to part (made 0600; never a file that is there
+// already, nor through a link), checks it as the bytes pass, fsyncs it while bbolt checks its
+// pages, and renames it to path. On any failure part is removed and nothing is at path. A
+// failure to read src is a *streamError, n the bytes written before it; count sees every
+// chunk once written.
+func saveSnapshot(src io.Reader, part, path string, count io.Writer) (n int64, sum string, st boltStats, err error) {
+	out, err := os.OpenFile(part, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return 0, "", st, fmt.Errorf("snapshot file: %w", err)
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			out.Close()
+			os.Remove(part)
+		}
+	}()
+	// The umask can only take bits away, but a file left by an earlier crash cannot be here
+	// (O_EXCL): the mode is the one asked, and set again in case of an odd umask.
+	if err := out.Chmod(0o600); err != nil {
+		return 0, "", st, fmt.Errorf("snapshot file: %w", err)
+	}
+	// The checks run alongside the write: every chunk written to the file goes on to a
+	// goroutine that hashes it and reads the bbolt pages in it as they pass (snapshotCheck),
+	// so when the last byte is written, the trailer is checked and the page tree is known.
+	check := newSnapshotCheck()
+	n, err = teeCopy(out, check, count, src)
+	if err != nil {
+		return n, "", st, err
+	}
+	if err := check.content.check(); err != nil {
+		return n, "", st, err
+	}
+	// What is left of the check reads the file's page tree from the page cache (bbolt's own
+	// check and the key count); it runs while the file is fsynced, and both must pass.
+	synced := make(chan error, 1)
+	go func() { synced <- out.Sync() }()
+	st, err = inspectBolt(part, check.pages)
+	if serr := <-synced; serr != nil {
+		return n, "", st, fmt.Errorf("fsync %s: %w", part, serr)
+	}
+	if err != nil {
+		return n, "", st, err
+	}
+	if err := out.Close(); err != nil {
+		return n, "", st, fmt.Errorf("close %s: %w", part, err)
+	}
+	if err := os.Rename(part, path); err != nil {
+		return n, "", st, fmt.Errorf("snapshot %s: %w", path, err)
+	}
+	keep = true
+	return n, check.content.fileSum(), st, nil
+}
+
+// snapshotCheck is what Snapshot and VerifySnapshot check as the bytes pass: etcd's sha256
+// trailer and the bbolt pages.
+type snapshotCheck struct {
+	content *trailerHash
+	pages   *pageScan
+}
+
+func newSnapshotCheck() *snapshotCheck {
+	return &snapshotCheck{content: newTrailerHash(), pages: newPageScan()}
+}
+
+func (c *snapshotCheck) Write(p []byte) (int, error) {
+	c.content.Write(p)
+	c.pages.Write(p)
+	return len(p), nil
+}
+
+// teeChunk is the size of the chunks teeCopy hands from the writer to the checker.
+const teeChunk = 1 << 20
+
+// teeCopy copies src to dst and gives every chunk, once written, to check on a goroutine of
+// its own (and to count), so the file's writes and the checks run side by side; it returns
+// when both are done with the last byte. Neither writer can fail but dst; a failure to read
+// src is a *streamError.
+func teeCopy(dst io.Writer, check, count io.Writer, src io.Reader) (int64, error) {
+	const depth = 8
+	free := make(chan []byte, depth)
+	for range depth {
+		free <- make([]byte, teeChunk)
+	}
+	full := make(chan []byte, depth)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range full {
+			check.Write(b)
+			free <- b[:cap(b)]
+		}
+	}()
+	var n int64
+	var err error
+	for {
+		buf := <-free
+		// Fill the chunk (a gRPC stream hands over its messages' bytes a piece at a time).
+		k, rerr := io.ReadAtLeast(src, buf, len(buf))
+		if k > 0 {
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				err = werr
+				break
+			}
+			n += int64(k)
+			count.Write(buf[:k])
+			full <- buf[:k]
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			err = &streamError{rerr}
+			break
+		}
+	}
+	close(full)
+	<-done
+	return n, err
 }
 
 type counter struct{ n *atomic.Int64 }
@@ -294,8 +390,9 @@ func (t *trailerHash) fileSum() string {
 	return "" // unreachable: crypto/sha256 digests marshal their state
 }
 
-// VerifySnapshot checks a snapshot file at rest the way Snapshot checked it while streaming:
-// the trailing sha256 of the content, then the bbolt structure, revision and keys. Path, Size,
+// VerifySnapshot checks a snapshot file at rest the way Snapshot checks it while streaming, in
+// one read of the file: the trailing sha256 of the content and the bbolt pages as they pass,
+// then the bbolt structure, revision and keys. Path, Size,
 // SHA256, Revision, Keys and TotalKeys are filled.
 func VerifySnapshot(path string) (SnapshotInfo, error) {
 	f, err := os.Open(path)
@@ -311,19 +408,19 @@ func VerifySnapshot(path string) (SnapshotInfo, error) {
 	if fi.Size()%512 != sha256.Size {
 		return SnapshotInfo{}, fmt.Errorf("verify snapshot %s: %w: size %d has no sha256 trailer", path, ErrSnapshotCorrupt, fi.Size())
 	}
-	content := newTrailerHash()
-	if _, err := io.Copy(content, f); err != nil {
+	check := newSnapshotCheck()
+	if _, err := io.CopyBuffer(check, f, make([]byte, teeChunk)); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("verify snapshot %s: %w", path, err)
 	}
-	if err := content.check(); err != nil {
+	if err := check.content.check(); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("verify snapshot %s: %w", path, err)
 	}
-	st, err := inspectBolt(path)
+	st, err := inspectBolt(path, check.pages)
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
 	return SnapshotInfo{
-		Path: path, Size: fi.Size(), SHA256: content.fileSum(),
+		Path: path, Size: fi.Size(), SHA256: check.content.fileSum(),
 		Revision: st.revision, Keys: st.keys, TotalKeys: st.totalKeys,
 	}, nil
 }
@@ -337,9 +434,11 @@ type boltStats struct {
 // inspectBolt opens a snapshot read-only, checks bbolt's structure and counts what it holds.
 // boltBounds runs first: bbolt follows page numbers into its memory map unchecked, so a
 // damaged file with a valid checksum trailer would crash the process, not return an error.
-func inspectBolt(path string) (boltStats, error) {
+// scan, when not nil, is the file's pages as they were streamed: the bounds walk then reads
+// from it rather than from the file.
+func inspectBolt(path string, scan *pageScan) (boltStats, error) {
 	var st boltStats
-	if err := boltBounds(path); err != nil {
+	if err := boltBoundsScan(path, scan); err != nil {
 		return st, fmt.Errorf("inspect snapshot %s: %w", path, err)
 	}
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
@@ -424,7 +523,14 @@ type boltMeta struct {
 // boltBounds walks the page tree of a bbolt file as bbolt would, with every page number,
 // element and key checked against the page and the file, so bbolt itself is only let at a
 // file whose references all land inside it. It reads page by page (a snapshot can be GBs).
-func boltBounds(path string) error {
+func boltBounds(path string) error { return boltBoundsScan(path, nil) }
+
+// boltBoundsScan is boltBounds with the pages summarised as the file was streamed (scan may
+// be nil): the walk, its order and every check are the same, but a page summarised in the
+// stream is not read again. The meta pages, the freelist, and pages the stream could not
+// summarise from their first page alone are read from the file; if the stream was unusual
+// (see pageScan.fallback) or its meta is not the file's, every page is.
+func boltBoundsScan(path string, scan *pageScan) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -434,7 +540,7 @@ func boltBounds(path string) error {
 	if err != nil {
 		return err
 	}
-	w := &boltWalker{f: f, size: fi.Size(), seen: map[uint64]bool{}}
+	w := &boltWalker{f: f, size: fi.Size(), seen: map[uint64]bool{}, scan: scan}
 	return w.check()
 }
 
@@ -443,6 +549,8 @@ type boltWalker struct {
 	size int64
 	meta boltMeta
 	seen map[uint64]bool
+	// scan holds the pages summarised while streaming; nil or unusable: read them all.
+	scan *pageScan
 }
 
 func corrupt(format string, args ...any) error {
@@ -466,6 +574,11 @@ func (w *boltWalker) readMeta(off int64) (boltMeta, bool) {
 	if err != nil {
 		return boltMeta{}, false
 	}
+	return parseMeta(b)
+}
+
+// parseMeta reads a meta page from its first boltPageHeader+64 bytes.
+func parseMeta(b []byte) (boltMeta, bool) {
 	m := b[boltPageHeader:]
 	le := binary.LittleEndian
 	h := fnv.New64a()
@@ -503,6 +616,9 @@ func (w *boltWalker) check() error {
 		if err := w.freelist(m.freelist); err != nil {
 			return err
 		}
+	}
+	if w.scan != nil && (w.scan.fallback || !w.scan.ready || w.scan.meta != m) {
+		w.scan = nil
 	}
 	return w.tree(m.root, 0)
 }
@@ -562,11 +678,38 @@ func (w *boltWalker) tree(id uint64, depth int) error {
 		return corrupt("page %d is reached twice", id)
 	}
 	w.seen[id] = true
+	if w.scan != nil {
+		// The checks of page, on the summary (which exists only for 2 <= id < highWater
+		// and a page that says it is page id).
+		if s, ok := w.scan.pages[id]; ok && !s.deferred {
+			if id+s.overflow >= w.meta.highWater {
+				return corrupt("page %d with %d overflow pages runs past the database's %d pages", id, s.overflow, w.meta.highWater)
+			}
+			return w.walkNode(&s.node, depth)
+		}
+	}
 	p, err := w.page(id)
 	if err != nil {
 		return err
 	}
 	return w.nodePage(p, id, depth)
+}
+
+// walkNode follows a page summary's references in element order, as nodePage would, then
+// returns the error nodePage would have met after them.
+func (w *boltWalker) walkNode(n *nodeSum, depth int) error {
+	for _, r := range n.refs {
+		var err error
+		if r.inline != nil {
+			err = w.walkNode(r.inline, depth+1)
+		} else {
+			err = w.tree(r.child, depth+1)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return n.err
 }
 
 // nodePage checks a branch or leaf page (p), from the file (id) or inline in a bucket value
@@ -616,6 +759,207 @@ func (w *boltWalker) nodePage(p []byte, id uint64, depth int) error {
 		}
 	}
 	return nil
+}
+
+// pageScan reads a bbolt file's pages as the file streams past, in order, and keeps for each
+// page what boltBoundsScan's walk needs of it (nodeSum): the pages it refers to, in element
+// order, and the first bounds error nodePage would meet. Memory is a few words per page,
+// never the page. A page whose elements or bucket values do not all lie in its first
+// page is marked deferred: the walk reads it from the file. Pages are summarised whether or
+// not the tree reaches them (free pages, overflow pages that happen to start with their own
+// number): only those the walk reaches count.
+type pageScan struct {
+	// head gathers the stream's first bytes until both meta pages are in.
+	head []byte
+	// ready: meta is chosen, as boltWalker.check chooses it, and pages are summarised with
+	// its page size.
+	ready bool
+	meta  boltMeta
+	// fallback: the stream is not what a sound snapshot looks like at its start (no valid
+	// meta, an odd page size): boltBoundsScan reads the file instead, and fails as it would.
+	fallback bool
+	off      int64  // stream offset of the next byte after cur
+	cur      []byte // the start of a page not complete yet
+	pages    map[uint64]*pageSum
+}
+
+// pageSum is one page as the scan saw it.
+type pageSum struct {
+	overflow uint64
+	deferred bool
+	node     nodeSum
+}
+
+// nodeSum is a branch or leaf page (or an inline bucket's page) for the walk.
+type nodeSum struct {
+	refs []nodeRef
+	err  error
+}
+
+// nodeRef is a child page or, for an inline bucket, its page.
+type nodeRef struct {
+	child  uint64
+	inline *nodeSum
+}
+
+// scanHeadMax bounds what the scan gathers before it knows the page size (meta 1 lies one
+// page in, and a page is at most 1 MiB).
+const scanHeadMax = 1<<20 + boltPageHeader + 64
+
+func newPageScan() *pageScan { return &pageScan{pages: map[uint64]*pageSum{}} }
+
+func (s *pageScan) Write(p []byte) (int, error) {
+	n := len(p)
+	if s.fallback {
+		return n, nil
+	}
+	if !s.ready {
+		s.head = append(s.head, p...)
+		if !s.chooseMeta() {
+			if s.fallback || len(s.head) > scanHeadMax {
+				s.fallback, s.head = true, nil
+			}
+			return n, nil
+		}
+		p, s.head = s.head, nil
+	}
+	ps := int(s.meta.pageSize)
+	for len(p) > 0 {
+		if len(s.cur) == 0 && len(p) >= ps {
+			s.page(p[:ps])
+			p = p[ps:]
+			s.off += int64(ps)
+			continue
+		}
+		k := min(ps-len(s.cur), len(p))
+		s.cur = append(s.cur, p[:k]...)
+		p = p[k:]
+		if len(s.cur) == ps {
+			s.page(s.cur)
+			s.off += int64(ps)
+			s.cur = s.cur[:0]
+		}
+	}
+	return n, nil
+}
+
+// chooseMeta picks the meta page from the stream's head as boltWalker.check does: false while
+// more bytes are needed, or when the scan falls back.
+func (s *pageScan) chooseMeta() bool {
+	if len(s.head) < boltPageHeader+64 {
+		return false
+	}
+	m0, ok0 := parseMeta(s.head)
+	ps := int64(os.Getpagesize())
+	if ok0 {
+		ps = int64(m0.pageSize)
+	}
+	if ps > 1<<20 {
+		s.fallback = true
+		return false
+	}
+	if int64(len(s.head)) < ps+boltPageHeader+64 {
+		return false
+	}
+	m1, ok1 := parseMeta(s.head[ps:])
+	switch {
+	case ok0 && ok1 && m1.txid > m0.txid, !ok0 && ok1:
+		s.meta = m1
+	case ok0:
+		s.meta = m0
+	default:
+		s.fallback = true
+		return false
+	}
+	if m := s.meta; m.pageSize < 512 || m.pageSize > 1<<20 || m.pageSize&(m.pageSize-1) != 0 || m.highWater < 2 {
+		s.fallback = true
+		return false
+	}
+	s.ready = true
+	return true
+}
+
+// page summarises the page at s.off, p being its first (page size) bytes.
+func (s *pageScan) page(p []byte) {
+	id := uint64(s.off) / s.meta.pageSize
+	if id < 2 || id >= s.meta.highWater || binary.LittleEndian.Uint64(p) != id {
+		return
+	}
+	overflow := uint64(binary.LittleEndian.Uint32(p[12:]))
+	sum := &pageSum{overflow: overflow}
+	if id+overflow >= s.meta.highWater {
+		// The walk refuses it before looking inside.
+		s.pages[id] = sum
+		return
+	}
+	node, ok := summarize(p, int((1+overflow)*s.meta.pageSize), id)
+	sum.node, sum.deferred = node, !ok
+	s.pages[id] = sum
+}
+
+// summarize is nodePage on a page of size bytes of which p holds the first: it records the
+// references nodePage would follow and the error it would return; ok is false when that
+// needs a byte past p.
+func summarize(p []byte, size int, id uint64) (n nodeSum, ok bool) {
+	if size < boltPageHeader {
+		n.err = corrupt("page %d shorter than its header", id)
+		return n, true
+	}
+	if len(p) < boltPageHeader {
+		return n, false
+	}
+	le := binary.LittleEndian
+	flags, count := le.Uint16(p[8:]), int(le.Uint16(p[10:]))
+	if boltPageHeader+count*boltElementSize > size {
+		n.err = corrupt("page %d has %d elements, more than it holds", id, count)
+		return n, true
+	}
+	if boltPageHeader+count*boltElementSize > len(p) {
+		return n, false
+	}
+	for i := 0; i < count; i++ {
+		e := boltPageHeader + i*boltElementSize
+		switch flags {
+		case boltBranchPage:
+			pos, ksize, child := int(le.Uint32(p[e:])), int(le.Uint32(p[e+4:])), le.Uint64(p[e+8:])
+			if e+pos+ksize > size || e+pos < e {
+				n.err = corrupt("page %d element %d: key past the page", id, i)
+				return n, true
+			}
+			n.refs = append(n.refs, nodeRef{child: child})
+		case boltLeafPage:
+			eflags, pos, ksize, vsize := le.Uint32(p[e:]), int(le.Uint32(p[e+4:])), int(le.Uint32(p[e+8:])), int(le.Uint32(p[e+12:]))
+			start := e + pos
+			if pos < 0 || ksize < 0 || vsize < 0 || start+ksize+vsize > size || start < e {
+				n.err = corrupt("page %d element %d: key or value past the page", id, i)
+				return n, true
+			}
+			if eflags&boltBucketLeaf == 0 {
+				continue
+			}
+			if start+ksize+vsize > len(p) {
+				return n, false
+			}
+			v := p[start+ksize : start+ksize+vsize]
+			if len(v) < 16 {
+				n.err = corrupt("page %d element %d: bucket header of %d bytes", id, i, len(v))
+				return n, true
+			}
+			if root := le.Uint64(v); root != 0 {
+				n.refs = append(n.refs, nodeRef{child: root})
+				continue
+			}
+			inner, ok := summarize(v[16:], len(v)-16, 0) // an inline bucket
+			if !ok {
+				return n, false
+			}
+			n.refs = append(n.refs, nodeRef{inline: &inner})
+		default:
+			n.err = corrupt("page %d has flags %#x, neither branch nor leaf", id, flags)
+			return n, true
+		}
+	}
+	return n, true
 }
 
 // kvKey reads the key of an mvccpb.KeyValue; field 1 comes first as protobuf writes it, so

@@ -19,7 +19,7 @@ func checkAddress(a string) error {
 	}
 	if strings.Trim(a, "0123456789.") == "" {
 		if _, err := netip.ParseAddr(a); err != nil {
-			return fmt.Errorf("invalid IPv4 address %q", a)
+			return fmt.Errorf("invalid IPv4 address %q (want four numbers from 0 to 255, e.g. 10.88.0.11)", a)
 		}
 		return nil
 	}

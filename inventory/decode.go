@@ -107,7 +107,7 @@ func (d *decoder) decodeDuration(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	if t <= 0 {
-		d.problem(n.Line, path, "duration %q must be positive", n.Value)
+		d.problem(n.Line, path, "duration %q must be positive (want e.g. 10s)", n.Value)
 		return
 	}
 	v.SetInt(int64(t))

@@ -200,19 +200,19 @@ func TestLoadBad(t *testing.T) {
 		want []string // every problem, in order, exactly
 	}{
 		{"malformed YAML", goodHead + "  - name: m1\n    address 10.0.0.1\n    roles: [etcd]\n",
-			[]string{"inventory.yaml:7: invalid YAML: could not find expected ':'"}},
+			[]string{"inventory.yaml:7: invalid YAML: could not find expected ':' (fix the YAML at this line or the one before: indent with spaces, not tabs; close every bracket and quote)"}},
 		{"tab indentation", "format_version: 1\n\tlayout: seed003\n",
-			[]string{"inventory.yaml:2: invalid YAML: found a tab character that violates indentation"}},
+			[]string{"inventory.yaml:2: invalid YAML: found a tab character that violates indentation (fix the YAML at this line or the one before: indent with spaces, not tabs; close every bracket and quote)"}},
 		{"role typo", goodHead + "  - name: m1\n    address: 10.0.0.1\n    roles: [etcd]\n  - name: m2\n    address: 10.0.0.2\n    roles: [etcd]\n  - name: m3\n    address: 10.0.0.3\n    roles:\n      - mastr\n",
 			[]string{`inventory.yaml:15: hosts[2].roles[0]: unknown role "mastr" (want etcd, master or worker)`}},
 		{"duplicate name", goodHead + "  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n  - {name: m1, address: 10.0.0.2, roles: [etcd]}\n",
-			[]string{`inventory.yaml:7: hosts[1].name: duplicate host name "m1" (first at line 6)`}},
+			[]string{`inventory.yaml:7: hosts[1].name: duplicate host name "m1" (first at line 6): give each host its own name`}},
 		{"duplicate address", goodHead + "  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n  - {name: m2, address: 10.0.0.1, roles: [etcd]}\n",
-			[]string{`inventory.yaml:7: hosts[1].address: address 10.0.0.1 already used by another host (line 6)`}},
+			[]string{`inventory.yaml:7: hosts[1].address: address 10.0.0.1 already used by another host (line 6): give each host its own address`}},
 		{"duplicate IPv6 address written differently", goodHead + "  - {name: m1, address: 'fd00::1', roles: [etcd]}\n  - {name: m2, address: 'fd00:0::1', roles: [etcd]}\n",
-			[]string{`inventory.yaml:7: hosts[1].address: address fd00:0::1 already used by another host (line 6)`}},
+			[]string{`inventory.yaml:7: hosts[1].address: address fd00:0::1 already used by another host (line 6): give each host its own address`}},
 		{"bad IPv4", goodHead + "  - {name: m1, address: 10.0.0.300, roles: [etcd]}\n",
-			[]string{`inventory.yaml:6: hosts[0].address: invalid IPv4 address "10.0.0.300"`}},
+			[]string{`inventory.yaml:6: hosts[0].address: invalid IPv4 address "10.0.0.300" (want four numbers from 0 to 255, e.g. 10.88.0.11)`}},
 		{"address with a port", goodHead + "  - {name: m1, address: '10.0.0.1:22', roles: [etcd]}\n",
 			[]string{`inventory.yaml:6: hosts[0].address: invalid address "10.0.0.1:22": not an IPv6 address (and a port goes in ssh.port)`}},
 		{"bad DNS name", goodHead + "  - {name: m1, address: 'bad_host.example', roles: [etcd]}\n",
@@ -233,7 +233,7 @@ func TestLoadBad(t *testing.T) {
 		{"typo beside the real key", goodHead + "  - {name: m1, address: 10.0.0.300, adress: 10.0.0.1, roles: [etcd]}\n",
 			[]string{
 				`inventory.yaml:6: hosts[0].adress: unknown field "adress" (did you mean "address"?)`,
-				`inventory.yaml:6: hosts[0].address: invalid IPv4 address "10.0.0.300"`,
+				`inventory.yaml:6: hosts[0].address: invalid IPv4 address "10.0.0.300" (want four numbers from 0 to 255, e.g. 10.88.0.11)`,
 			}},
 		{"bad duration", "format_version: 1\nlayout: seed003\nssh:\n  connect_timeout: 10\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd], ssh: {connect_timeout: 3 seconds}}\n" + tail,
 			[]string{
@@ -252,7 +252,7 @@ func TestLoadBad(t *testing.T) {
 			}},
 		{"unknown layout and version", "format_version: 2\nlayout: kubespray\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n" + tail,
 			[]string{
-				`inventory.yaml:1: format_version: unsupported format_version 2 (this mastershrink reads 1)`,
+				`inventory.yaml:1: format_version: unsupported format_version 2 (this mastershrink reads 1: use the mastershrink the file was written for, or write it as format_version: 1)`,
 				`inventory.yaml:2: layout: unknown layout "kubespray" (want envfile, hardway, kubeasz or seed003)`,
 			}},
 		{"missing version and layout", "hosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n",
@@ -448,7 +448,7 @@ func TestLoadReferencedFiles(t *testing.T) {
 	check("with other problems", load(src), []string{
 		`inventory.yaml:2: cluster: invalid cluster name "prod/sh" (letters, digits, '.', '_' and '-')`,
 		"inventory.yaml:4: kubeconfig: " + p("missing.kubeconfig") + " does not exist: fix kubeconfig: in the inventory (relative paths start at the inventory's folder), or copy the cluster's admin kubeconfig there",
-		`inventory.yaml:6: hosts[0].address: invalid IPv4 address "10.0.0.300"`,
+		`inventory.yaml:6: hosts[0].address: invalid IPv4 address "10.0.0.300" (want four numbers from 0 to 255, e.g. 10.88.0.11)`,
 	})
 
 	if os.Geteuid() != 0 { // root reads any file

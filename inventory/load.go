@@ -39,6 +39,10 @@ func Load(file string) (*Inventory, error) {
 		return nil, fmt.Errorf("read inventory %s: %w", file, err)
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return nil, &ValidationError{File: file, Problems: []Problem{{File: file, Line: 0,
+			Msg: fmt.Sprintf("a folder, not an inventory file: give the file with -i (e.g. -i %s)", filepath.Join(file, "inventory.yaml"))}}}
+	}
 	// An inventory of thousands of hosts is a few hundred KiB; a larger file is not one (a
 	// log, a binary, /dev/zero) and is refused before it is read whole.
 	data, err := io.ReadAll(io.LimitReader(f, MaxInventoryBytes+1))
@@ -50,6 +54,15 @@ func Load(file string) (*Inventory, error) {
 			Msg: fmt.Sprintf("the file is larger than %d MiB: not an inventory (give the cluster's inventory.yaml with -i)", MaxInventoryBytes>>20)}}}
 	}
 	return parse(file, data)
+}
+
+// yamlHint is the way out of a YAML syntax error: a file that is not text is not an
+// inventory; otherwise the usual slips.
+func yamlHint(msg string) string {
+	if strings.Contains(msg, "control characters") {
+		return " (not a text file: give the cluster's inventory.yaml)"
+	}
+	return " (fix the YAML at this line or the one before: indent with spaces, not tabs; close every bracket and quote)"
 }
 
 // MaxInventoryBytes bounds the inventory file mastershrink reads.
@@ -65,7 +78,7 @@ func parse(file string, data []byte) (*Inventory, error) {
 			line, _ = strconv.Atoi(m[1])
 			msg = m[2]
 		}
-		return nil, &ValidationError{File: file, Problems: []Problem{{File: file, Line: line, Msg: "invalid YAML: " + msg}}}
+		return nil, &ValidationError{File: file, Problems: []Problem{{File: file, Line: line, Msg: "invalid YAML: " + msg + yamlHint(msg)}}}
 	}
 	d := &decoder{file: file, lines: map[string]int{}}
 	inv := &Inventory{}
@@ -131,7 +144,7 @@ func (d *decoder) validate(inv *Inventory) {
 	case 0:
 		d.at("format_version", "missing (want %d)", FormatVersion)
 	default:
-		d.at("format_version", "unsupported format_version %d (this mastershrink reads %d)", inv.FormatVersion, FormatVersion)
+		d.at("format_version", "unsupported format_version %d (this mastershrink reads %d: use the mastershrink the file was written for, or write it as format_version: %d)", inv.FormatVersion, FormatVersion, FormatVersion)
 	}
 	if inv.Cluster == "" {
 		d.at("cluster", "missing (want the cluster's name, e.g. cluster: prod-sh; plans and locks carry it)")
@@ -158,22 +171,22 @@ func (d *decoder) validate(inv *Inventory) {
 		p := fmt.Sprintf("hosts[%d]", i)
 		switch {
 		case h.Name == "":
-			d.at(p+".name", "missing")
+			d.at(p+".name", "missing (want the host's name, e.g. name: m1, as --remove and --drain take it)")
 		case !hostNameRE.MatchString(h.Name):
 			d.at(p+".name", "invalid host name %q (letters, digits, '.', '_' and '-')", h.Name)
 		case names[h.Name] != "":
-			d.at(p+".name", "duplicate host name %q (first at line %d)", h.Name, d.line(names[h.Name]))
+			d.at(p+".name", "duplicate host name %q (first at line %d): give each host its own name", h.Name, d.line(names[h.Name]))
 		default:
 			names[h.Name] = p + ".name"
 		}
 		if h.Address == "" {
-			d.at(p+".address", "missing")
+			d.at(p+".address", "missing (want the host's IP address or DNS name, e.g. address: 10.88.0.11)")
 		} else if err := checkAddress(h.Address); err != nil {
 			d.at(p+".address", "%v", err)
 		} else {
 			key := normalizeAddress(h.Address)
 			if first, dup := addrs[key]; dup {
-				d.at(p+".address", "address %s already used by another host (line %d)", h.Address, d.line(first))
+				d.at(p+".address", "address %s already used by another host (line %d): give each host its own address", h.Address, d.line(first))
 			} else {
 				addrs[key] = p + ".address"
 			}
@@ -188,7 +201,7 @@ func (d *decoder) validate(inv *Inventory) {
 			case r != RoleEtcd && r != RoleMaster && r != RoleWorker:
 				d.at(rp, "unknown role %q (want etcd, master or worker)", r)
 			case seen[r]:
-				d.at(rp, "role %q listed twice", r)
+				d.at(rp, "role %q listed twice: list each role once", r)
 			}
 			seen[r] = true
 		}

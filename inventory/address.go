@@ -11,6 +11,9 @@ func checkAddress(a string) error {
 	if strings.HasPrefix(a, "[") {
 		return fmt.Errorf("invalid address %q: write IPv6 addresses without brackets", a)
 	}
+	if strings.Contains(a, "://") {
+		return fmt.Errorf("invalid address %q: a URL; write the host's bare IP address or DNS name (the ports are set in ssh.port and paths)", a)
+	}
 	if strings.Contains(a, ":") {
 		if ip, err := netip.ParseAddr(a); err != nil || !ip.Is6() {
 			return fmt.Errorf("invalid address %q: not an IPv6 address (and a port goes in ssh.port)", a)

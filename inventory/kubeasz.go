@@ -76,7 +76,7 @@ func ParseKubeasz(data []byte, file, cluster string) (*KubeaszImport, error) {
 		if line[0] == '[' {
 			end := strings.IndexByte(line, ']')
 			if end < 0 {
-				return nil, fmt.Errorf("%s: section header %q has no ']'", at, line)
+				return nil, fmt.Errorf("%s: section header %q has no ']': close it, e.g. [etcd]", at, line)
 			}
 			section = line[1:end]
 			continue
@@ -130,7 +130,7 @@ func ParseKubeasz(data []byte, file, cluster string) (*KubeaszImport, error) {
 		h := &k.Hosts[idx]
 		if n := hv["k8s_nodename"]; n != "" {
 			if !hostNameRE.MatchString(n) {
-				return nil, fmt.Errorf("%s: k8s_nodename %q is no valid host name", at, n)
+				return nil, fmt.Errorf("%s: k8s_nodename %q is no valid host name (want letters, digits, '.', '_' and '-')", at, n)
 			}
 			h.Name = n
 		}
@@ -147,7 +147,7 @@ func ParseKubeasz(data []byte, file, cluster string) (*KubeaszImport, error) {
 	if p := vars["SECURE_PORT"]; p != "" && p != "6443" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("%s [all:vars]: SECURE_PORT %q is no port", file, p)
+			return nil, fmt.Errorf("%s [all:vars]: SECURE_PORT %q is no port (want a number from 1 to 65535)", file, p)
 		}
 		k.APIServerPort = n
 	}
@@ -155,7 +155,7 @@ func ParseKubeasz(data []byte, file, cluster string) (*KubeaszImport, error) {
 	var etcdHosts, masters int
 	for _, h := range k.Hosts {
 		if names[h.Name] {
-			return nil, fmt.Errorf("%s:%d: host name %s is given to two hosts", file, h.Line, h.Name)
+			return nil, fmt.Errorf("%s:%d: host name %s is given to two hosts: give each its own k8s_nodename", file, h.Line, h.Name)
 		}
 		names[h.Name] = true
 		if h.Has(RoleEtcd) {
@@ -185,7 +185,7 @@ func sshVars(s *SSH, vars map[string]string, at string) error {
 		if v := vars[key]; v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 65535 {
-				return fmt.Errorf("%s: %s=%q is no port", at, key, v)
+				return fmt.Errorf("%s: %s=%q is no port (want a number from 1 to 65535)", at, key, v)
 			}
 			s.Port = n
 		}
@@ -228,7 +228,7 @@ func splitINI(line string) ([]string, error) {
 		}
 	}
 	if quote != 0 {
-		return nil, fmt.Errorf("unclosed quote %c", quote)
+		return nil, fmt.Errorf("unclosed quote %c: close it on the same line", quote)
 	}
 	if cur.Len() > 0 {
 		out = append(out, cur.String())

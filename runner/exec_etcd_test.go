@@ -22,11 +22,13 @@ import (
 	"github.com/mastershrink/mastershrink/testenv/etcdtest"
 )
 
-// fakeCluster gives the executors fake hosts and a real etcd on loopback.
+// fakeCluster gives the executors fake hosts, a real etcd on loopback and a fake API (each
+// refused when nil).
 type fakeCluster struct {
 	inv   *inventory.Inventory
 	hosts map[string]*hosttest.Host
 	etcd  *etcd.Client
+	kube  kubernetes.Interface
 }
 
 func (c *fakeCluster) Host(_ context.Context, name string) (host.Host, error) {
@@ -35,12 +37,20 @@ func (c *fakeCluster) Host(_ context.Context, name string) (host.Host, error) {
 	}
 	return nil, errors.New("no fake host " + name)
 }
-func (c *fakeCluster) Etcd(context.Context) (*etcd.Client, error) { return c.etcd, nil }
+func (c *fakeCluster) Etcd(context.Context) (*etcd.Client, error) {
+	if c.etcd == nil {
+		return nil, errors.New("no etcd in this test")
+	}
+	return c.etcd, nil
+}
 func (c *fakeCluster) EtcdKV(context.Context) (*clientv3.Client, error) {
 	return nil, errors.New("no lock in executor tests")
 }
 func (c *fakeCluster) Kube() (kubernetes.Interface, *rest.Config, error) {
-	return nil, nil, errors.New("no API in etcd executor tests")
+	if c.kube == nil {
+		return nil, nil, errors.New("no API in this test")
+	}
+	return c.kube, &rest.Config{}, nil
 }
 func (c *fakeCluster) Inventory() *inventory.Inventory { return c.inv }
 

@@ -48,7 +48,7 @@ func (c hostsOnly) Inventory() *inventory.Inventory {
 	return inv
 }
 
-func hostRun(c hostsOnly, p *plan.Plan) *run {
+func hostRun(c clusterAPI, p *plan.Plan) *run {
 	return &run{p: p, c: c, prog: newProgress(io.Discard, false, nil), history: History{Started: map[string]bool{}, Ended: map[string]bool{}}}
 }
 

@@ -22,11 +22,16 @@ type Host struct {
 	// Dial makes the host's TCP connections; nil dials directly from this machine (the
 	// loopback components of a test are reachable "from the host").
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Fail, when set, is asked before each systemd action on a unit ("start", "stop",
+	// "restart", "reload", "enable", "disable"): an error fails the action, which then
+	// changes nothing and is not logged.
+	Fail func(verb, unit string) error
 
-	mu    sync.Mutex
-	files map[string]string
-	units map[string]host.UnitStatus
-	log   []string
+	mu      sync.Mutex
+	files   map[string]string
+	units   map[string]host.UnitStatus
+	log     []string
+	lastPID int
 }
 
 var _ host.Host = (*Host)(nil)
@@ -42,6 +47,19 @@ func (h *Host) SetFile(path, content string) {
 		h.files = map[string]string{}
 	}
 	h.files[path] = content
+}
+
+// Remove removes a file, or a folder and everything under it, as `rm -rf` would (a handler
+// given as RunFunc may call it).
+func (h *Host) Remove(path string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	prefix := strings.TrimSuffix(path, "/") + "/"
+	for p := range h.files {
+		if p == path || strings.HasPrefix(p, prefix) {
+			delete(h.files, p)
+		}
+	}
 }
 
 // File returns a file's content and whether it exists.
@@ -88,6 +106,15 @@ func (h *Host) Log() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]string(nil), h.log...)
+}
+
+// newPID is a main PID no unit of the host had before (from 1000 up); h.mu is held.
+func (h *Host) newPID() int {
+	if h.lastPID < 1000 {
+		h.lastPID = 1000
+	}
+	h.lastPID++
+	return h.lastPID
 }
 
 func (h *Host) record(format string, args ...any) {
@@ -175,6 +202,11 @@ func (s systemd) change(unit, verb string, f func(*host.UnitStatus)) error {
 	if st.LoadState == "not-found" && verb != "daemon-reload" {
 		return fmt.Errorf("%s: %s %s: unit not found", s.h.HostName, verb, unit)
 	}
+	if s.h.Fail != nil {
+		if err := s.h.Fail(verb, unit); err != nil {
+			return fmt.Errorf("%s: %s %s: %w", s.h.HostName, verb, unit, err)
+		}
+	}
 	f(&st)
 	if s.h.units == nil {
 		s.h.units = map[string]host.UnitStatus{}
@@ -190,8 +222,9 @@ func (s systemd) Status(_ context.Context, unit string) (host.UnitStatus, error)
 	return s.h.unit(unit), nil
 }
 
+// Start and Restart give the unit a new main PID, as systemd does.
 func (s systemd) Start(_ context.Context, unit string) error {
-	return s.change(unit, "start", func(st *host.UnitStatus) { st.ActiveState, st.SubState = "active", "running" })
+	return s.change(unit, "start", func(st *host.UnitStatus) { st.ActiveState, st.SubState, st.MainPID = "active", "running", s.h.newPID() })
 }
 
 func (s systemd) Stop(_ context.Context, unit string) error {
@@ -199,7 +232,7 @@ func (s systemd) Stop(_ context.Context, unit string) error {
 }
 
 func (s systemd) Restart(_ context.Context, unit string) error {
-	return s.change(unit, "restart", func(st *host.UnitStatus) { st.ActiveState, st.SubState = "active", "running" })
+	return s.change(unit, "restart", func(st *host.UnitStatus) { st.ActiveState, st.SubState, st.MainPID = "active", "running", s.h.newPID() })
 }
 
 func (s systemd) Reload(_ context.Context, unit string) error {

@@ -17,7 +17,7 @@ import (
 	"github.com/cloudflare/cfssl/helpers"
 	cflog "github.com/cloudflare/cfssl/log"
 
-	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 )
 
 func init() {
@@ -93,7 +93,7 @@ func LoadCA(certPEM, keyPEM, caConfigJSON []byte) (CA, error) {
 
 // LoadCAFrom reads the CA from the host that holds it (the key stays in memory). An empty
 // configPath, or one that does not exist on the host, means no ca-config.
-func LoadCAFrom(ctx context.Context, h host.Host, certPath, keyPath, configPath string) (CA, error) {
+func LoadCAFrom(ctx context.Context, h machine.Host, certPath, keyPath, configPath string) (CA, error) {
 	certPEM, err := h.ReadFile(ctx, certPath)
 	if err != nil {
 		return CA{}, fmt.Errorf("read CA certificate %s:%s: %w", h.Name(), certPath, err)

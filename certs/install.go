@@ -12,7 +12,7 @@ import (
 	"io/fs"
 	"time"
 
-	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 )
 
 // ErrNotServed is returned when the component still serves another certificate after the
@@ -59,7 +59,7 @@ type InstallPlan struct {
 
 // InstallResult reports what Install did.
 type InstallResult struct {
-	Changes   []host.WriteResult
+	Changes   []machine.WriteResult
 	Backups   []string
 	Restarted bool
 	// ServedSHA256 is the digest of the certificate the component serves after the install.
@@ -70,7 +70,7 @@ type InstallResult struct {
 // handshake through the host that the component serves the new certificate, restarting
 // plan.Unit only if it did not reload by itself. The pair is checked before anything is
 // written. Files already holding the new content are left alone, so a rerun resumes.
-func Install(ctx context.Context, h host.Host, plan InstallPlan) (InstallResult, error) {
+func Install(ctx context.Context, h machine.Host, plan InstallPlan) (InstallResult, error) {
 	var res InstallResult
 	ok, err := KeyMatches(plan.CertPEM, plan.KeyPEM)
 	if err != nil || !ok {
@@ -83,7 +83,7 @@ func Install(ctx context.Context, h host.Host, plan InstallPlan) (InstallResult,
 	// The key goes first: a component reloading between the writes then sees the new key
 	// with the old certificate for a moment, and fails that handshake instead of serving a
 	// certificate whose key it does not have; the window is as short as the two renames.
-	keyOpts := host.WriteOptions{Backup: true}
+	keyOpts := machine.WriteOptions{Backup: true}
 	if _, err := h.Stat(ctx, plan.KeyPath); errors.Is(err, fs.ErrNotExist) {
 		keyOpts.Mode = 0o600
 	} else if err != nil {
@@ -92,10 +92,10 @@ func Install(ctx context.Context, h host.Host, plan InstallPlan) (InstallResult,
 	for _, f := range []struct {
 		path string
 		data []byte
-		opts host.WriteOptions
+		opts machine.WriteOptions
 	}{
 		{plan.KeyPath, plan.KeyPEM, keyOpts},
-		{plan.CertPath, plan.CertPEM, host.WriteOptions{Backup: true, Mode: modeIfNew(ctx, h, plan.CertPath, 0o644)}},
+		{plan.CertPath, plan.CertPEM, machine.WriteOptions{Backup: true, Mode: modeIfNew(ctx, h, plan.CertPath, 0o644)}},
 	} {
 		wr, err := h.WriteFile(ctx, f.path, f.data, f.opts)
 		if err != nil {
@@ -153,7 +153,7 @@ func Install(ctx context.Context, h host.Host, plan InstallPlan) (InstallResult,
 
 // Installed says whether the plan's files already hold the new content and, with a probe,
 // the component serves the new certificate: the step's postcondition.
-func Installed(ctx context.Context, h host.Host, plan InstallPlan) (bool, error) {
+func Installed(ctx context.Context, h machine.Host, plan InstallPlan) (bool, error) {
 	for _, f := range []struct {
 		path string
 		data []byte
@@ -185,7 +185,7 @@ func Installed(ctx context.Context, h host.Host, plan InstallPlan) (bool, error)
 
 // ServedCertificate returns the leaf certificate a TLS server presents, connecting from the
 // host's point of view. It does not judge the certificate: that is the caller's comparison.
-func ServedCertificate(ctx context.Context, h host.Host, addr, serverName string, clientCertPEM, clientKeyPEM []byte) (*x509.Certificate, error) {
+func ServedCertificate(ctx context.Context, h machine.Host, addr, serverName string, clientCertPEM, clientKeyPEM []byte) (*x509.Certificate, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	conn, err := h.DialContext(dctx, "tcp", addr)
@@ -225,7 +225,7 @@ func ServedCertificate(ctx context.Context, h host.Host, addr, serverName string
 	return served, nil
 }
 
-func waitServed(ctx context.Context, h host.Host, plan InstallPlan, want string, wait time.Duration) (string, error) {
+func waitServed(ctx context.Context, h machine.Host, plan InstallPlan, want string, wait time.Duration) (string, error) {
 	deadline := time.Now().Add(wait)
 	var last string
 	var lastErr error
@@ -251,7 +251,7 @@ func waitServed(ctx context.Context, h host.Host, plan InstallPlan, want string,
 	}
 }
 
-func modeIfNew(ctx context.Context, h host.Host, path string, mode fs.FileMode) fs.FileMode {
+func modeIfNew(ctx context.Context, h machine.Host, path string, mode fs.FileMode) fs.FileMode {
 	if _, err := h.Stat(ctx, path); errors.Is(err, fs.ErrNotExist) {
 		return mode
 	}

@@ -1,4 +1,6 @@
 // Package host reaches one machine, over SSH or locally: it runs commands, reads files,
 // writes them atomically with backups, controls systemd units and tunnels TCP connections.
-// It is the only package of mastershrink that touches a machine.
+// It is the only package of mastershrink that touches a machine. The contract it implements
+// (Host, Systemd and their values) is declared in host/machine, so pure packages can name it
+// without SSH or D-Bus; this package re-exports every name.
 package host

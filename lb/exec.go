@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
@@ -25,10 +25,10 @@ var ErrDrift = errors.New("file changed since it was planned")
 
 // NodeTarget is one node's share of the LB step.
 type NodeTarget struct {
-	Host  host.Host
+	Host  machine.Host
 	Paths inventory.Paths
 	// Changes are the planned rewrites (from Rewrite); empty for a node already correct.
-	Changes []host.FileChange
+	Changes []machine.FileChange
 	// Listen is the proxy address on the node; empty uses Paths.NginxListen.
 	Listen string
 	// TLS is used for the probe; nil probes without verification (see Probe).
@@ -76,9 +76,9 @@ func (m ReloadMethod) String() string {
 }
 
 // detectReload is ReloadDetect's choice for a node.
-func detectReload(ctx context.Context, h host.Host) (ReloadMethod, error) {
+func detectReload(ctx context.Context, h machine.Host) (ReloadMethod, error) {
 	_, err := h.Run(ctx, "test -d /run/systemd/system")
-	var ce *host.CmdError
+	var ce *machine.CmdError
 	switch {
 	case err == nil:
 		return ReloadSystemd, nil
@@ -106,7 +106,7 @@ type controller interface {
 	Close() error
 }
 
-func (e *Executor) controller(ctx context.Context, h host.Host, p inventory.Paths) (controller, error) {
+func (e *Executor) controller(ctx context.Context, h machine.Host, p inventory.Paths) (controller, error) {
 	method := e.Reload
 	if method == ReloadDetect {
 		var err error
@@ -125,7 +125,7 @@ func (e *Executor) controller(ctx context.Context, h host.Host, p inventory.Path
 }
 
 type unitController struct {
-	sd   host.Systemd
+	sd   machine.Systemd
 	unit string
 }
 
@@ -147,7 +147,7 @@ func (c *unitController) reload(ctx context.Context) error {
 func (c *unitController) Close() error { return c.sd.Close() }
 
 type signalController struct {
-	h host.Host
+	h machine.Host
 	p inventory.Paths
 }
 
@@ -261,7 +261,7 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 		listen = t.Paths.NginxListen
 	}
 
-	var pending []host.FileChange
+	var pending []machine.FileChange
 	for _, c := range t.Changes {
 		cur, err := h.ReadFile(ctx, c.Path)
 		if err != nil {
@@ -301,18 +301,18 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 		// test and reload, which is harmless when nginx already runs this config.
 	}
 
-	var written []host.FileChange
+	var written []machine.FileChange
 	restore := func() error {
 		var errs []error
 		for _, c := range written {
-			if _, err := h.WriteFile(ctx, c.Path, []byte(c.Before), host.WriteOptions{}); err != nil {
+			if _, err := h.WriteFile(ctx, c.Path, []byte(c.Before), machine.WriteOptions{}); err != nil {
 				errs = append(errs, fmt.Errorf("restore %s: %w", c.Path, err))
 			}
 		}
 		return errors.Join(errs...)
 	}
 	for _, c := range pending {
-		wr, err := h.WriteFile(ctx, c.Path, []byte(c.After), host.WriteOptions{Backup: true})
+		wr, err := h.WriteFile(ctx, c.Path, []byte(c.After), machine.WriteOptions{Backup: true})
 		if err != nil {
 			return res, fmt.Errorf("%s: write %s: %w", h.Name(), c.Path, errors.Join(err, restore()))
 		}
@@ -342,7 +342,7 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 	return res, nil
 }
 
-func (e *Executor) probe(ctx context.Context, h host.Host, listen string, tlsConfig *tls.Config) error {
+func (e *Executor) probe(ctx context.Context, h machine.Host, listen string, tlsConfig *tls.Config) error {
 	ctx, cancel := context.WithTimeout(ctx, e.probeTimeout())
 	defer cancel()
 	var last error
@@ -380,9 +380,9 @@ func nginxCmd(p inventory.Paths) string {
 	return cmd + " -c " + shq(p.NginxConfig)
 }
 
-func nginxTest(ctx context.Context, h host.Host, p inventory.Paths) error {
+func nginxTest(ctx context.Context, h machine.Host, p inventory.Paths) error {
 	_, err := h.Run(ctx, NginxTestCmd(p))
-	var ce *host.CmdError
+	var ce *machine.CmdError
 	if errors.As(err, &ce) {
 		return fmt.Errorf("nginx -t rejected the config: %s", nginxMessage(ce.Stderr))
 	}
@@ -411,7 +411,7 @@ func nginxMessage(stderr string) string {
 // before (old workers still serving their connections say "shutting down" and no longer
 // accept), which is when the new config is live: `nginx -s reload` (the usual ExecReload)
 // returns as soon as the signal is sent, and a reload nginx refuses leaves the old workers.
-func reload(ctx context.Context, h host.Host, ctl controller, timeout time.Duration) error {
+func reload(ctx context.Context, h machine.Host, ctl controller, timeout time.Duration) error {
 	pid := ctl.mainPID(ctx)
 	var before map[int]bool
 	if pid > 0 {
@@ -467,7 +467,7 @@ type worker struct {
 	shuttingDown bool
 }
 
-func workers(ctx context.Context, h host.Host, master int) ([]worker, error) {
+func workers(ctx context.Context, h machine.Host, master int) ([]worker, error) {
 	res, err := h.Run(ctx, fmt.Sprintf("ps -o pid=,etimes=,args= --ppid %d || true", master))
 	if err != nil {
 		return nil, err
@@ -496,7 +496,7 @@ func parseWorkers(out string) []worker {
 // paths, that is whether nginx was (re)loaded after they were written. It answers false when
 // it cannot tell. Known limits: one-second resolution, and a worker the master respawned
 // after a crash looks like a reload.
-func runningSince(ctx context.Context, h host.Host, ctl controller, paths []string) (bool, error) {
+func runningSince(ctx context.Context, h machine.Host, ctl controller, paths []string) (bool, error) {
 	pid := ctl.mainPID(ctx)
 	if pid <= 0 {
 		return false, nil
@@ -539,7 +539,7 @@ func runningSince(ctx context.Context, h host.Host, ctl controller, paths []stri
 // before a reload to stop now (SIGTERM: a fast shutdown of that worker only), so their
 // clients reconnect through the new workers. The master is found as the Executor's Reload
 // finds it (systemd's main PID, or the pid file); no master running is nothing to cut.
-func (e *Executor) CutOldWorkers(ctx context.Context, h host.Host, p inventory.Paths) error {
+func (e *Executor) CutOldWorkers(ctx context.Context, h machine.Host, p inventory.Paths) error {
 	ctl, err := e.controller(ctx, h, p)
 	if err != nil {
 		return fmt.Errorf("%s: %w", h.Name(), err)
@@ -557,14 +557,14 @@ func (e *Executor) CutOldWorkers(ctx context.Context, h host.Host, p inventory.P
 }
 
 // Undo restores backups with a default Executor; see (*Executor).Undo.
-func Undo(ctx context.Context, h host.Host, p inventory.Paths, backups map[string]string) error {
+func Undo(ctx context.Context, h machine.Host, p inventory.Paths, backups map[string]string) error {
 	var e Executor
 	return e.Undo(ctx, h, p, backups)
 }
 
 // Undo writes each backup (file path to backup path) back over its file, has nginx test the
 // result and reloads. It is the way back from Apply, with Summary.Backups[node].
-func (e *Executor) Undo(ctx context.Context, h host.Host, p inventory.Paths, backups map[string]string) error {
+func (e *Executor) Undo(ctx context.Context, h machine.Host, p inventory.Paths, backups map[string]string) error {
 	paths := make([]string, 0, len(backups))
 	for f := range backups {
 		paths = append(paths, f)
@@ -575,7 +575,7 @@ func (e *Executor) Undo(ctx context.Context, h host.Host, p inventory.Paths, bac
 		if err != nil {
 			return fmt.Errorf("%s: undo %s: read backup: %w", h.Name(), f, err)
 		}
-		if _, err := h.WriteFile(ctx, f, data, host.WriteOptions{}); err != nil {
+		if _, err := h.WriteFile(ctx, f, data, machine.WriteOptions{}); err != nil {
 			return fmt.Errorf("%s: undo %s: %w", h.Name(), f, err)
 		}
 	}

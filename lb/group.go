@@ -4,7 +4,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 	"github.com/mastershrink/mastershrink/internal/diff"
 )
 
@@ -17,10 +17,10 @@ type DiffGroup struct {
 // GroupDiffs renders each node's changes (node to its file changes) as one unified diff and
 // groups the nodes that share it: the largest group first, then by first host name. Nodes
 // with no change form a group with an empty Diff.
-func GroupDiffs(changes map[string][]host.FileChange) []DiffGroup {
+func GroupDiffs(changes map[string][]machine.FileChange) []DiffGroup {
 	byDiff := map[string][]string{}
 	for node, cs := range changes {
-		cs = append([]host.FileChange(nil), cs...)
+		cs = append([]machine.FileChange(nil), cs...)
 		sort.Slice(cs, func(i, j int) bool { return cs[i].Path < cs[j].Path })
 		var b strings.Builder
 		for _, c := range cs {

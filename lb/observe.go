@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
@@ -23,7 +23,7 @@ func MainConfigPath(p inventory.Paths) string {
 // Observe reads a node's nginx configuration (the main file and every include, glob patterns
 // expanded on the host) and parses it with Parse. When the configuration names no listen for
 // the apiserver proxy, Listen falls back to p.NginxListen.
-func Observe(ctx context.Context, h host.Host, p inventory.Paths, apiservers []string) (NodeConfig, error) {
+func Observe(ctx context.Context, h machine.Host, p inventory.Paths, apiservers []string) (NodeConfig, error) {
 	if p.NginxConfig == "" {
 		return NodeConfig{Host: h.Name()}, fmt.Errorf("%s: no nginx config path in the inventory", h.Name())
 	}
@@ -82,7 +82,7 @@ func includeArgs(stmts []*stmt) []string {
 
 // hostGlob lists the files a pattern matches on the host, sorted as nginx's glob(3) sorts
 // them; hidden files are not matched, as with nginx.
-func hostGlob(ctx context.Context, h host.Host, pattern string) ([]string, error) {
+func hostGlob(ctx context.Context, h machine.Host, pattern string) ([]string, error) {
 	cmd := fmt.Sprintf(`for f in %s; do [ -f "$f" ] && printf '%%s\n' "$f"; done; true`, globWord(pattern))
 	res, err := h.Run(ctx, cmd)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 )
 
 // ProbePath is what Probe asks for.
@@ -23,7 +23,7 @@ const ProbePath = "/readyz"
 // checked with credentials elsewhere). With a nil tlsConfig the server certificate is not
 // verified: the probe sends no secret, so there is nothing to protect, and the node's proxy
 // address (127.0.0.1) is often missing from the apiserver certificate.
-func Probe(ctx context.Context, h host.Host, listen string, tlsConfig *tls.Config) error {
+func Probe(ctx context.Context, h machine.Host, listen string, tlsConfig *tls.Config) error {
 	if listen == "" {
 		return fmt.Errorf("probe %s: no proxy listen address", h.Name())
 	}

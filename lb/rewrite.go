@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 )
 
 // Mode says what happens to a leaving apiserver's server line.
@@ -53,7 +53,7 @@ type edit struct {
 // marked down or removed, sorted by path; a node already correct gives none. Only the leaving
 // servers' lines change: the edit is made in the original text, so comments, blank lines and
 // parameter order stay as written.
-func Rewrite(cfg NodeConfig, leaving []string, mode Mode) ([]host.FileChange, error) {
+func Rewrite(cfg NodeConfig, leaving []string, mode Mode) ([]machine.FileChange, error) {
 	leave := make(map[string]bool, len(leaving))
 	for _, a := range leaving {
 		k, err := addrKey(a)
@@ -92,7 +92,7 @@ func Rewrite(cfg NodeConfig, leaving []string, mode Mode) ([]host.FileChange, er
 		files = append(files, f)
 	}
 	sort.Strings(files)
-	var out []host.FileChange
+	var out []machine.FileChange
 	for _, f := range files {
 		before, ok := cfg.Files[f]
 		if !ok {
@@ -103,7 +103,7 @@ func Rewrite(cfg NodeConfig, leaving []string, mode Mode) ([]host.FileChange, er
 			return nil, fmt.Errorf("%s: %w", cfg.Host, err)
 		}
 		if after != before {
-			out = append(out, host.FileChange{Host: cfg.Host, Path: f, Before: before, After: after})
+			out = append(out, machine.FileChange{Host: cfg.Host, Path: f, Before: before, After: after})
 		}
 	}
 	return out, nil

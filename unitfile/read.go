@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 )
 
 // unitDirs are searched, in systemd's order of precedence, when neither D-Bus nor
@@ -19,7 +19,7 @@ var unitDirs = []string{"/etc/systemd/system", "/run/systemd/system", "/lib/syst
 // Read reads a unit's fragment, drop-ins and EnvironmentFiles from a host and parses them.
 // Where the files are comes from systemd (D-Bus, else `systemctl show`), else from the
 // usual unit folders.
-func Read(ctx context.Context, h host.Host, unit string) (*Unit, error) {
+func Read(ctx context.Context, h machine.Host, unit string) (*Unit, error) {
 	name := NormalizeName(unit)
 	frag, dropIns, err := Locate(ctx, h, name)
 	if err != nil {
@@ -70,7 +70,7 @@ func Read(ctx context.Context, h host.Host, unit string) (*Unit, error) {
 
 // Locate finds a unit's fragment and drop-ins on a host. A unit systemd does not know
 // returns an error wrapping ErrUnitNotFound.
-func Locate(ctx context.Context, h host.Host, name string) (fragment string, dropIns []string, err error) {
+func Locate(ctx context.Context, h machine.Host, name string) (fragment string, dropIns []string, err error) {
 	name = NormalizeName(name)
 	if sd, err := h.Systemd(ctx); err == nil {
 		st, serr := sd.Status(ctx, name)
@@ -110,7 +110,7 @@ func parseShow(out string) map[string]string {
 // searchUnitDirs mimics systemd's lookup: the first folder holding the unit wins; drop-ins
 // from every folder are merged by file name (a name in an earlier folder masks the same
 // name in a later one) and applied in file-name order.
-func searchUnitDirs(ctx context.Context, h host.Host, name string) (string, []string, error) {
+func searchUnitDirs(ctx context.Context, h machine.Host, name string) (string, []string, error) {
 	frag := ""
 	for _, d := range unitDirs {
 		p := d + "/" + name

@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 )
 
 var (
@@ -444,7 +444,7 @@ func SafeValue(v string) error {
 // SetFlag plans the rewrite of one flag's value where it is written (the unit line, a
 // drop-in, or the EnvironmentFile variable), changing nothing else. Setting the value the
 // flag already has yields no change. hostName names the machine in the returned FileChange.
-func (u *Unit) SetFlag(hostName, name, value string) ([]host.FileChange, error) {
+func (u *Unit) SetFlag(hostName, name, value string) ([]machine.FileChange, error) {
 	nu, changed, err := u.setFlag(name, value)
 	if err != nil || !changed {
 		return nil, err
@@ -454,7 +454,7 @@ func (u *Unit) SetFlag(hostName, name, value string) ([]host.FileChange, error) 
 
 // SetFlags plans several flag rewrites on one unit; they compose (each is applied to the
 // result of the previous one, in name order) and the result has one FileChange per file.
-func (u *Unit) SetFlags(hostName string, values map[string]string) ([]host.FileChange, error) {
+func (u *Unit) SetFlags(hostName string, values map[string]string) ([]machine.FileChange, error) {
 	names := make([]string, 0, len(values))
 	for n := range values {
 		names = append(names, n)
@@ -548,11 +548,11 @@ func (u *Unit) With(contents map[string]string) (*Unit, error) {
 	return Parse(u.Name, u.FragmentPath, files, u.DropIns, env)
 }
 
-func (u *Unit) diff(hostName string, nu *Unit) []host.FileChange {
-	var out []host.FileChange
+func (u *Unit) diff(hostName string, nu *Unit) []machine.FileChange {
+	var out []machine.FileChange
 	for _, p := range u.filePaths() {
 		if u.Files[p] != nu.Files[p] {
-			out = append(out, host.FileChange{Host: hostName, Path: p, Before: u.Files[p], After: nu.Files[p]})
+			out = append(out, machine.FileChange{Host: hostName, Path: p, Before: u.Files[p], After: nu.Files[p]})
 		}
 	}
 	return out

@@ -2,43 +2,12 @@ package etcd
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"time"
 )
 
 // leaderWait bounds the wait for a new leader to be confirmed.
 var leaderWait = 30 * time.Second
-
-// ErrNoCandidate means no member can take over leadership.
-var ErrNoCandidate = errors.New("no healthy voting member to take leadership")
-
-// PickNewLeader chooses who should lead once the leaving members are gone: the current leader
-// when it stays, else the healthy staying voter with the highest raft applied index (the most
-// up-to-date log, so the transfer is quickest), ties broken by name.
-func PickNewLeader(f Facts, leaving []uint64) (uint64, error) {
-	if f.LeaderID != 0 && !slices.Contains(leaving, f.LeaderID) {
-		if l, ok := f.Leader(); ok && l.Healthy {
-			return l.ID, nil
-		}
-	}
-	var best *Member
-	for i := range f.Members {
-		m := &f.Members[i]
-		if slices.Contains(leaving, m.ID) || !m.Healthy || m.IsLearner {
-			continue
-		}
-		if best == nil || m.RaftAppliedIndex > best.RaftAppliedIndex ||
-			(m.RaftAppliedIndex == best.RaftAppliedIndex && m.Name < best.Name) {
-			best = m
-		}
-	}
-	if best == nil {
-		return 0, fmt.Errorf("pick new etcd leader of cluster %x: %w", f.ClusterID, ErrNoCandidate)
-	}
-	return best.ID, nil
-}
 
 // MoveLeader transfers leadership to member to and waits until the cluster confirms it. It is a
 // no-op when to already leads.

@@ -1,4 +1,4 @@
-package apiserver
+package apiserverfacts
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 	"github.com/mastershrink/mastershrink/unitfile"
 )
 
@@ -33,8 +33,8 @@ type Finding struct {
 
 // Rewrite is the planned change of one surviving master's control-plane configuration.
 type Rewrite struct {
-	Changes  []host.FileChange `json:"changes"`
-	Findings []Finding         `json:"findings,omitempty"`
+	Changes  []machine.FileChange `json:"changes"`
+	Findings []Finding            `json:"findings,omitempty"`
 	// Restart lists the components (KubeAPIServer, ...) whose files change, in that order.
 	Restart []string `json:"restart,omitempty"`
 }
@@ -42,7 +42,7 @@ type Rewrite struct {
 // RewriteForSurvivors plans the file changes on one surviving master: --etcd-servers to the
 // surviving members, --apiserver-count where set, and any kcm/scheduler --master or kubeconfig
 // server naming a removed master. Use PlanRewrite for the findings and the restarts.
-func RewriteForSurvivors(c Components, hostName string, survivingEtcdClientURLs []string, survivingMasters int, removedAddrs []string) ([]host.FileChange, error) {
+func RewriteForSurvivors(c Components, hostName string, survivingEtcdClientURLs []string, survivingMasters int, removedAddrs []string) ([]machine.FileChange, error) {
 	r, err := PlanRewrite(c, hostName, survivingEtcdClientURLs, survivingMasters, removedAddrs)
 	return r.Changes, err
 }
@@ -109,7 +109,7 @@ func PlanRewrite(c Components, hostName string, survivingEtcdClientURLs []string
 	r := Rewrite{Findings: p.findings}
 	for _, path := range p.order {
 		if p.planned[path] != p.orig[path] {
-			r.Changes = append(r.Changes, host.FileChange{Host: hostName, Path: path, Before: p.orig[path], After: p.planned[path]})
+			r.Changes = append(r.Changes, machine.FileChange{Host: hostName, Path: path, Before: p.orig[path], After: p.planned[path]})
 		}
 	}
 	for _, comp := range c.Each() {
@@ -212,7 +212,7 @@ func (p *planner) kubeconfig(c Component, kc Kubeconfig, own string) error {
 		if err != nil {
 			return fmt.Errorf("kubeconfig %s on %s: %w", kc.Path, p.host, err)
 		}
-		servers, err := kubeconfigServers(edited)
+		servers, err := KubeconfigServers(edited)
 		if err != nil || !hasServer(servers, s.Cluster, nu) {
 			return fmt.Errorf("kubeconfig %s on %s: the edited file does not read back server %s (%v)", kc.Path, p.host, nu, err)
 		}

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 )
 
@@ -13,7 +15,14 @@ type GoFigure struct {
 	Alternative string
 	// Ours, Theirs and Ratio pick the figures out of a run's metrics; nil ones are left out.
 	Ours, Theirs, Ratio func(m map[string]float64) (float64, bool)
-	Note                string
+	// PeakRSS, when set, picks mastershrink's peak memory in MB out of the metrics (a
+	// benchmark that runs mastershrink as a process of its own measures it); otherwise it is
+	// the benchmark process's own high-water mark.
+	PeakRSS func(m map[string]float64) (float64, bool)
+	Note    string
+	// Also are more rows from the same runs (another alternative arm, say); their Bench is
+	// unused.
+	Also []GoFigure
 }
 
 func metric(name string, scale float64) func(map[string]float64) (float64, bool) {
@@ -27,15 +36,22 @@ func metric(name string, scale float64) func(map[string]float64) (float64, bool)
 // benchmark runs alongside.
 var GoFigures = []GoFigure{
 	{
-		Bench: GoBench{Pkg: "cmd/mastershrink", Name: "BenchmarkInspect1000VsOpenSSL"},
-		ID:    "certs.inspect1000", Title: "certificate inspection, 1000 PEM files", Unit: "s",
-		Alternative: "openssl x509 -text per file",
+		Bench: GoBench{Pkg: "bench", Name: "BenchmarkInspect1000"},
+		ID:    "certs.inspect1000", Title: "certificate inspection, 1000 certificates (subject, SANs, expiry)", Unit: "s",
+		Alternative: "openssl storeutl -noout -text -certs bundle.pem (1 process)",
 		Ours:        metric("inspect-ms/op", 1e-3), Theirs: metric("openssl-ms/op", 1e-3), Ratio: metric("openssl/inspect", 1),
+		PeakRSS: metric("inspect-maxrss-MB", 1),
+		Also: []GoFigure{{
+			ID: "certs.inspect1000.cfssl", Title: "  the same 1000 files, against cfssl certinfo", Unit: "s",
+			Alternative: "xargs -P $(nproc) -n 1 cfssl certinfo -cert (1000 processes)",
+			Ours:        metric("inspect-ms/op", 1e-3), Theirs: metric("cfssl-ms/op", 1e-3), Ratio: metric("cfssl/inspect", 1),
+			PeakRSS: metric("inspect-maxrss-MB", 1),
+		}},
 	},
 	{
-		Bench: GoBench{Pkg: "etcd", Name: "BenchmarkSnapshotVsEtcdctl"},
-		ID:    "etcd.snapshot", Title: "etcd snapshot from the leader, verified (MASTERSHRINK_BENCH_ETCD_MB, 64 MiB default)", Unit: "MB/s",
-		Alternative: "etcdctl snapshot save",
+		Bench: GoBench{Pkg: "etcd", Name: "BenchmarkSnapshotVsEtcdctl", Env: []string{fmt.Sprintf("MASTERSHRINK_BENCH_ETCD_MB=%d", snapshotMB())}},
+		ID:    "etcd.snapshot", Title: fmt.Sprintf("etcd snapshot of a %s keyspace from the leader, verified as it is written", mib(snapshotMB())), Unit: "MB/s",
+		Alternative: "etcdctl snapshot save, same leader",
 		Ours:        metric("MB/s-mastershrink", 1), Theirs: metric("MB/s-etcdctl", 1), Ratio: metric("ratio", 1),
 	},
 	{
@@ -44,6 +60,31 @@ var GoFigures = []GoFigure{
 		Alternative: "kubectl drain",
 		Ours:        metric("mastershrink-s/op", 1), Theirs: metric("kubectl-s/op", 1), Ratio: metric("kubectl/mastershrink", 1),
 	},
+}
+
+// Figures are the rows of a Go benchmark's runs: its own, then Also's.
+func (g GoFigure) Figures(runs []GoBenchRun) []Figure {
+	figs := []Figure{g.Figure(runs)}
+	for _, a := range g.Also {
+		figs = append(figs, a.Figure(runs))
+	}
+	return figs
+}
+
+// snapshotMB is the keyspace of the snapshot benchmark in MiB: MASTERSHRINK_BENCH_ETCD_MB,
+// 1024 by default (the figure).
+func snapshotMB() int {
+	if v, err := strconv.Atoi(os.Getenv("MASTERSHRINK_BENCH_ETCD_MB")); err == nil && v > 0 {
+		return v
+	}
+	return 1024
+}
+
+func mib(n int) string {
+	if n%1024 == 0 {
+		return fmt.Sprintf("%d GiB", n/1024)
+	}
+	return fmt.Sprintf("%d MiB", n)
 }
 
 // Figure turns the runs of a Go benchmark into its row; skipped runs are named in the note.
@@ -67,7 +108,10 @@ func (g GoFigure) Figure(runs []GoBenchRun) Figure {
 		pick(g.Ours, r.Metrics, &ours)
 		pick(g.Theirs, r.Metrics, &theirs)
 		pick(g.Ratio, r.Metrics, &ratio)
-		if r.PeakRSSMB > 0 {
+		switch {
+		case g.PeakRSS != nil:
+			pick(g.PeakRSS, r.Metrics, &rss)
+		case r.PeakRSSMB > 0:
 			rss = append(rss, r.PeakRSSMB)
 		}
 	}

@@ -158,9 +158,12 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
+		// A benchmark that runs mastershrink as a process runs this binary.
+		gb := g.Bench
+		gb.Env = append(append([]string(nil), gb.Env...), "MASTERSHRINK_BENCH_BIN="+bin)
 		var runs []bench.GoBenchRun
 		for i := range o.runs {
-			r, err := bench.RunGoBench(ctx, root, binary, g.Bench)
+			r, err := bench.RunGoBench(ctx, root, binary, gb)
 			if err != nil {
 				return err
 			}
@@ -172,7 +175,7 @@ func run(ctx context.Context, o options) error {
 			progress("%s run %d/%d in %s: %v, peak RSS %.0f MB", g.Bench.Name, i+1, o.runs, r.Took.Round(time.Second), r.Metrics, r.PeakRSSMB)
 			runs = append(runs, r)
 		}
-		res.Figures = append(res.Figures, g.Figure(runs))
+		res.Figures = append(res.Figures, g.Figures(runs)...)
 	}
 
 	if o.wants("shrink") {

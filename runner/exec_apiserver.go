@@ -202,6 +202,10 @@ func (r *run) retireStep(st plan.Step, p plan.RetireParams) executor {
 			if err := r.proxiesRouteAround(ctx, st.Host); err != nil {
 				return outcome{}, err
 			}
+			if !r.survivorReady(ctx) {
+				return outcome{}, fmt.Errorf("%w: stopping the apiserver on %s now would leave the cluster without one; bring a survivor's kube-apiserver back (systemctl status, journalctl -u) and rerun, nothing on %s was stopped",
+					ErrNoSurvivorReady, st.Host, st.Host)
+			}
 			if err := apiserver.RetireComponents(ctx, h, ih.Paths); err != nil {
 				return outcome{}, err
 			}
@@ -212,6 +216,19 @@ func (r *run) retireStep(st plan.Step, p plan.RetireParams) executor {
 			return outcome{changes: changes, note: "stopped and disabled " + strings.Join(units, ", ")}, nil
 		},
 	}
+}
+
+// ErrNoSurvivorReady means no surviving master's apiserver answers /readyz.
+var ErrNoSurvivorReady = errors.New("no surviving apiserver is ready")
+
+// survivorReady says whether a surviving master's apiserver answers /readyz now.
+func (r *run) survivorReady(ctx context.Context) bool {
+	for _, ih := range r.survivingMasters() {
+		if !r.offline(ih.Name) && probeReady(ctx, r, ih.Name) {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrStillRouted means a node proxy would still send requests to an apiserver a step stops.

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -9,8 +10,9 @@ import (
 )
 
 // components/retire proves on the hosts, when it runs, that no staying proxy still routes to
-// the apiserver it stops: with w1's lb/update in the plan but not on w1 (the journal may say
-// otherwise), it refuses and stops nothing; once the rewrite is there, it retires.
+// the apiserver it stops and that a survivor's apiserver is ready: with w1's lb/update in the
+// plan but not on w1 (the journal may say otherwise), or with no survivor ready, it refuses
+// and stops nothing; once both hold, it retires.
 func TestRetireRefusesWhileAProxyStillRoutes(t *testing.T) {
 	f := newCPFixture(t)
 	m3, w1 := f.fc.hosts["m3"], f.fc.hosts["w1"]
@@ -33,6 +35,16 @@ func TestRetireRefusesWhileAProxyStillRoutes(t *testing.T) {
 	}
 
 	w1.SetFile(lbStep.Files[0].Path, lbStep.Files[0].After)
+	// No survivor ready (m1 and m2 survive in the fixture): stopping m3 would take the API down.
+	f.api["m1"].set(http.StatusInternalServerError)
+	f.api["m2"].set(http.StatusInternalServerError)
+	if _, err := apply(t, f.r, retire); !errors.Is(err, ErrNoSurvivorReady) {
+		t.Fatalf("retire with no survivor ready: %v", err)
+	}
+	if st := m3.Unit(units[0]); st.ActiveState != "active" {
+		t.Errorf("%s was stopped with no survivor ready", units[0])
+	}
+	f.api["m2"].set(http.StatusOK)
 	if _, err := apply(t, f.r, retire); err != nil {
 		t.Fatalf("retire with every proxy rewritten: %v", err)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mastershrink/mastershrink/etcd"
+	etcd "github.com/mastershrink/mastershrink/etcd/etcdfacts"
 	"github.com/mastershrink/mastershrink/inventory"
 )
 

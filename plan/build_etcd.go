@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mastershrink/mastershrink/etcd"
+	etcd "github.com/mastershrink/mastershrink/etcd/etcdfacts"
 	"github.com/mastershrink/mastershrink/inventory"
 )
 

@@ -3,13 +3,13 @@ package plan
 import (
 	"time"
 
-	"github.com/mastershrink/mastershrink/apiserver"
+	apiserver "github.com/mastershrink/mastershrink/apiserver/apiserverfacts"
 	"github.com/mastershrink/mastershrink/certs"
-	"github.com/mastershrink/mastershrink/etcd"
-	"github.com/mastershrink/mastershrink/host"
+	etcd "github.com/mastershrink/mastershrink/etcd/etcdfacts"
+	host "github.com/mastershrink/mastershrink/host/machine"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/lb"
-	"github.com/mastershrink/mastershrink/nodes"
+	nodes "github.com/mastershrink/mastershrink/nodes/nodefacts"
 	"github.com/mastershrink/mastershrink/unitfile"
 )
 

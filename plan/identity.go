@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mastershrink/mastershrink/etcd"
+	etcd "github.com/mastershrink/mastershrink/etcd/etcdfacts"
 	"github.com/mastershrink/mastershrink/inventory"
 )
 

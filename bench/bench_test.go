@@ -110,3 +110,34 @@ func goFigure(t *testing.T, id string) GoFigure {
 	t.Fatalf("no Go figure %s", id)
 	return GoFigure{}
 }
+
+// Merged rows replace their namesakes or join their group, and say how they were produced.
+func TestMerge(t *testing.T) {
+	base := Results{Runs: 3, Command: "make bench", Commit: "abc", Figures: []Figure{
+		{ID: "shrink.total"}, {ID: "scale.0.apply"}, {ID: "scale.200.apply"}, {ID: "certs.inspect1000", Title: "old"}, {ID: "nodes.drain400"}}}
+	from := Results{Command: "go run ./bench/cmd/benchtable -runs 1 -only scale", Machine: "2 CPUs", Commit: "def",
+		Generated: time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC),
+		Figures: []Figure{{ID: "scale.0.apply"}, {ID: "scale.998.apply"}, {ID: "scale.998.failed"}, {ID: "certs.inspect1000", Title: "new"}, {ID: "certs.inspect1000.cfssl"}}}
+	if n := base.Merge(from, "scale.998.", "certs."); n != 4 {
+		t.Errorf("%d rows merged, want 4", n)
+	}
+	var ids []string
+	for _, f := range base.Figures {
+		ids = append(ids, f.ID)
+	}
+	want := "shrink.total scale.0.apply scale.200.apply scale.998.apply scale.998.failed certs.inspect1000 certs.inspect1000.cfssl nodes.drain400"
+	if strings.Join(ids, " ") != want {
+		t.Errorf("rows %q, want %q", strings.Join(ids, " "), want)
+	}
+	if base.Figures[1].Produced != "" || base.Figures[5].Title != "new" ||
+		base.Figures[3].Produced != "go run ./bench/cmd/benchtable -runs 1 -only scale, 2026-12-01 on 2 CPUs at def" {
+		t.Errorf("merged rows: %+v", base.Figures)
+	}
+	var b bytes.Buffer
+	if err := base.Render(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "; except\n  scale.998.apply, scale.998.failed, certs.inspect1000, certs.inspect1000.cfssl: go run") {
+		t.Errorf("rendered:\n%s", b.String())
+	}
+}

@@ -30,6 +30,9 @@ type Figure struct {
 	Note      string `json:"note,omitempty"`
 	// Detail rows are in the results file but not in the printed table.
 	Detail bool `json:"detail,omitempty"`
+	// Produced says how a row merged in from another run was produced (its command, date,
+	// machine and commit); empty: as the results file says.
+	Produced string `json:"produced,omitempty"`
 }
 
 // Results are what `make bench` measured.
@@ -97,8 +100,75 @@ func (r Results) Render(w io.Writer) error {
 	if len(notes) > 0 {
 		fmt.Fprintf(w, "notes:\n%s\n", strings.Join(notes, "\n"))
 	}
-	_, err := fmt.Fprintf(w, "produced by: %s\n", r.Command)
+	if _, err := fmt.Fprintf(w, "produced by: %s, %s at %s", r.Command, r.Generated.Format("2006-01-02"), r.Commit); err != nil {
+		return err
+	}
+	// Rows merged from other runs, grouped by run, in the table's order.
+	var runs []string
+	ids := map[string][]string{}
+	for _, f := range r.Figures {
+		if f.Produced == "" || f.Detail {
+			continue
+		}
+		if _, ok := ids[f.Produced]; !ok {
+			runs = append(runs, f.Produced)
+		}
+		ids[f.Produced] = append(ids[f.Produced], f.ID)
+	}
+	if len(runs) > 0 {
+		fmt.Fprint(w, "; except")
+	}
+	for _, p := range runs {
+		fmt.Fprintf(w, "\n  %s: %s", strings.Join(ids[p], ", "), p)
+	}
+	_, err := fmt.Fprintln(w)
 	return err
+}
+
+// Merge puts the figures of another run (from) whose ID has one of the prefixes (all of them
+// when none is given) into r: each replaces r's figure of the same ID, or comes after the last
+// figure of r that shares the part of its ID before the first dot, or at the end. Each merged
+// figure records how it was produced (Produced).
+func (r *Results) Merge(from Results, prefixes ...string) int {
+	produced := fmt.Sprintf("%s, %s on %s at %s", from.Command, from.Generated.Format("2006-01-02"), from.Machine, from.Commit)
+	n := 0
+	for _, f := range from.Figures {
+		if len(prefixes) > 0 && !hasAnyPrefix(f.ID, prefixes) {
+			continue
+		}
+		if f.Produced == "" {
+			f.Produced = produced
+		}
+		n++
+		at, after := -1, -1
+		group, _, _ := strings.Cut(f.ID, ".")
+		for i, g := range r.Figures {
+			if g.ID == f.ID {
+				at = i
+			}
+			if gg, _, _ := strings.Cut(g.ID, "."); gg == group {
+				after = i
+			}
+		}
+		switch {
+		case at >= 0:
+			r.Figures[at] = f
+		case after >= 0:
+			r.Figures = append(r.Figures[:after+1], append([]Figure{f}, r.Figures[after+1:]...)...)
+		default:
+			r.Figures = append(r.Figures, f)
+		}
+	}
+	return n
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // WriteJSON writes the results to path.

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,12 +26,14 @@ import (
 )
 
 type options struct {
-	runs    int
-	bin     string
-	out     string
-	only    map[string]bool
-	labName string
-	logPath string
+	runs     int
+	bin      string
+	out      string
+	only     map[string]bool
+	labName  string
+	logPath  string
+	merge    string
+	mergeIDs []string
 }
 
 func main() {
@@ -47,9 +50,22 @@ func main() {
 	flag.StringVar(&o.labName, "lab", "msbench", "lab name for the shrink runs")
 	flag.StringVar(&o.logPath, "log", filepath.Join(os.TempDir(), "mastershrink-bench.log"), "the labs' and commands' log")
 	render := flag.String("render", "", "print the table of a results file (bench/results.json) and exit")
+	flag.StringVar(&o.merge, "merge", "", "merge this run's rows into this results file (bench/results.json), each row saying how it was produced, and write that to -out")
+	from := flag.String("from", "", "with -merge: take the rows from this results file of an earlier run instead of running anything")
+	ids := flag.String("ids", "", "with -merge: only the rows whose ID starts with one of these, comma-separated (scale.998.)")
 	flag.Parse()
+	if *ids != "" {
+		o.mergeIDs = strings.Split(*ids, ",")
+	}
 	if *render != "" {
 		if err := renderFile(*render); err != nil {
+			fmt.Fprintf(os.Stderr, "benchtable: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *from != "" {
+		if err := mergeFile(o, *from); err != nil {
 			fmt.Fprintf(os.Stderr, "benchtable: %v\n", err)
 			os.Exit(1)
 		}
@@ -70,15 +86,54 @@ func main() {
 }
 
 func renderFile(path string) error {
-	data, err := os.ReadFile(path)
+	r, err := readResults(path)
 	if err != nil {
 		return err
 	}
-	var r bench.Results
-	if err := json.Unmarshal(data, &r); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
 	return r.Render(os.Stdout)
+}
+
+func readResults(path string) (bench.Results, error) {
+	var r bench.Results
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
+}
+
+// mergeFile merges the rows of the results file from into o.merge and writes it to o.out.
+func mergeFile(o options, from string) error {
+	if o.merge == "" {
+		return errors.New("-from needs -merge: the results file to merge into")
+	}
+	r, err := readResults(from)
+	if err != nil {
+		return err
+	}
+	return mergeInto(o, r)
+}
+
+func mergeInto(o options, r bench.Results) error {
+	base, err := readResults(o.merge)
+	if err != nil {
+		return err
+	}
+	n := base.Merge(r, o.mergeIDs...)
+	if n == 0 {
+		return fmt.Errorf("no row to merge into %s", o.merge)
+	}
+	if err := base.Render(os.Stdout); err != nil {
+		return err
+	}
+	if err := base.WriteJSON(o.out); err != nil {
+		return err
+	}
+	progress("%d rows merged into %s, written to %s", n, o.merge, o.out)
+	return nil
 }
 
 func goIDs() []string {
@@ -186,6 +241,9 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	fmt.Println()
+	if o.merge != "" {
+		return mergeInto(o, res)
+	}
 	if err := res.Render(os.Stdout); err != nil {
 		return err
 	}
@@ -271,7 +329,14 @@ func command(o options) string {
 		for id := range o.only {
 			ids = append(ids, id)
 		}
+		sort.Strings(ids)
 		c = fmt.Sprintf("go run ./bench/cmd/benchtable -runs %d -only %s", o.runs, strings.Join(ids, ","))
+		// The settings the rows depend on, when set.
+		for _, v := range []string{"MASTERSHRINK_BENCH_ETCD_MB", "MASTERSHRINK_BENCH_SCALE_NODES"} {
+			if val := os.Getenv(v); val != "" {
+				c = v + "=" + val + " " + c
+			}
+		}
 	}
 	return c
 }

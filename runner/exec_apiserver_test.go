@@ -54,45 +54,61 @@ var cpServers = []string{"192.0.2.1:6443", "192.0.2.2:6443", "192.0.2.3:6443"}
 
 func newCPFixture(t *testing.T) *cpFixture {
 	t.Helper()
-	f := &cpFixture{api: map[string]*readyz{"m1": newReadyz(t), "m2": newReadyz(t)}, proxy: newReadyz(t)}
-	wp := cpPaths
-	wp.NginxListen = f.proxy.Addr()
+	f := &cpFixture{api: map[string]*readyz{}}
 	master := []inventory.Role{inventory.RoleMaster}
 	f.fc, f.p = newFakes(nil, nil,
 		plan.Host{Name: "m1", Address: "192.0.2.1", Roles: master, Paths: cpPaths},
 		plan.Host{Name: "m2", Address: "192.0.2.2", Roles: master, Paths: cpPaths},
 		plan.Host{Name: "m3", Address: "192.0.2.3", Roles: master, Paths: cpPaths},
-		plan.Host{Name: "w1", Address: "192.0.2.11", Roles: []inventory.Role{inventory.RoleWorker}, Paths: wp})
+		plan.Host{Name: "w1", Address: "192.0.2.11", Roles: []inventory.Role{inventory.RoleWorker}, Paths: cpPaths})
 	f.p.Target.Remove = []string{"m3"}
-	for name, z := range f.api {
-		h := f.fc.hosts[name]
-		h.SetFile(apiserverUnitPath, apiserverUnit(z.Port(), "https://192.0.2.1:2379,https://192.0.2.3:2379"))
-		h.SetFile(caPath, z.CAPEM)
-		h.SetUnit("kube-apiserver.service", host.UnitStatus{ActiveState: "active", SubState: "running", UnitFileState: "enabled",
-			MainPID: 500, FragmentPath: apiserverUnitPath})
-		h.RunFunc = shell(clock(h, "", "kube-apiserver.service"))
+	for _, name := range []string{"m1", "m2"} {
+		f.api[name] = serveAPIServer(t, f.fc.hosts[name])
 	}
-	w1 := f.fc.hosts["w1"]
-	conf := nginxConf(f.proxy.Addr(), cpServers...)
-	w1.SetFile(nginxConfPath, conf)
-	w1.SetUnit("kube-nginx.service", host.UnitStatus{ActiveState: "active", SubState: "running", UnitFileState: "enabled", MainPID: 500})
-	w1.RunFunc = nginxShell(w1, nil)
-	cfg, err := lb.Parse("w1", nginxConfPath, map[string]string{nginxConfPath: conf}, cpServers)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var cfg lb.NodeConfig
+	f.proxy, cfg = serveProxy(t, f.fc.hosts["w1"], cpServers)
+	f.p.Facts.Hosts[3].Paths.NginxListen = f.proxy.Addr()
 	f.p.Facts.LB = map[string]lb.NodeConfig{"w1": cfg}
 	f.r = hostRun(f.fc, f.p)
 	return f
 }
 
+// serveAPIServer makes h a master (cpPaths) whose kube-apiserver runs, its /readyz answering
+// on loopback.
+func serveAPIServer(t *testing.T, h *hosttest.Host) *readyz {
+	t.Helper()
+	z := newReadyz(t)
+	h.SetFile(apiserverUnitPath, apiserverUnit(z.Port(), "https://192.0.2.1:2379,https://192.0.2.3:2379"))
+	h.SetFile(caPath, z.CAPEM)
+	h.SetUnit("kube-apiserver.service", host.UnitStatus{ActiveState: "active", SubState: "running", UnitFileState: "enabled",
+		MainPID: 500, FragmentPath: apiserverUnitPath})
+	h.RunFunc = shell(clock(h, "", "kube-apiserver.service"))
+	return z
+}
+
+// serveProxy makes h a node (cpPaths) whose nginx proxies servers, listening on loopback
+// where the returned endpoint answers for the apiservers; cfg is its config as planned.
+func serveProxy(t *testing.T, h *hosttest.Host, servers []string) (*readyz, lb.NodeConfig) {
+	t.Helper()
+	z := newReadyz(t)
+	conf := nginxConf(z.Addr(), servers...)
+	h.SetFile(nginxConfPath, conf)
+	h.SetUnit("kube-nginx.service", host.UnitStatus{ActiveState: "active", SubState: "running", UnitFileState: "enabled", MainPID: 500})
+	h.RunFunc = nginxShell(h, nil)
+	cfg, err := lb.Parse(h.Name(), nginxConfPath, map[string]string{nginxConfPath: conf}, servers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return z, cfg
+}
+
 // nginxShell answers a node proxy's commands: systemd runs the node, nginx -t passes unless
-// test says otherwise, workers as clock tells.
-func nginxShell(h *hosttest.Host, test func(string) (host.Result, error)) func(string) (host.Result, error) {
+// test says otherwise, workers as clock tells; extra rules come first.
+func nginxShell(h *hosttest.Host, test func(string) (host.Result, error), extra ...rule) func(string) (host.Result, error) {
 	if test == nil {
 		test = stdout("")
 	}
-	return shell(on("test -d /run/systemd/system", stdout("")), on("nginx ", test), clock(h, "kube-nginx.service"))
+	return shell(append(extra, on("test -d /run/systemd/system", stdout("")), on("nginx ", test), clock(h, "kube-nginx.service"))...)
 }
 
 // update is m1's apiserver/update step: --etcd-servers without m3, and m1 marked down in

@@ -1,0 +1,169 @@
+package runner
+
+import (
+	"crypto/tls"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mastershrink/mastershrink/certs"
+	"github.com/mastershrink/mastershrink/certs/certstest"
+	"github.com/mastershrink/mastershrink/host/hosttest"
+	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/plan"
+)
+
+const (
+	// certCAPath is the CA that signs the certificates (the apiservers' probes use caPath).
+	certCAPath   = "/etc/kubernetes/ssl/ca-signer.pem"
+	etcdCertPath = "/etc/kubernetes/ssl/etcd.pem"
+	etcdKeyPath  = "/etc/kubernetes/ssl/etcd-key.pem"
+)
+
+// certWorld is a cluster CA on m1 (cert, key, ca-config) and etcd's serving certificate,
+// naming 192.0.2.3, on the given hosts: the facts and the certs/resign step that takes
+// 192.0.2.3 out of it.
+func certWorld(t *testing.T, p *plan.Plan, hosts map[string]*hosttest.Host, on ...string) plan.Step {
+	t.Helper()
+	ca := certstest.NewCA(t, "kubernetes", "ecdsa", 256)
+	cert, key := certstest.Gencert(t, ca, "kubernetes", "etcd", []string{"127.0.0.1", "192.0.2.1", "192.0.2.2", "192.0.2.3"}, "ecdsa", 256)
+	m1 := hosts["m1"]
+	m1.SetFile(certCAPath, string(ca.CertPEM))
+	m1.SetFile("/etc/kubernetes/ssl/ca-key.pem", string(ca.KeyPEM))
+	m1.SetFile("/etc/kubernetes/ssl/ca-config.json", string(ca.ConfigJSON))
+	p.Facts.CA = plan.CA{Host: "m1", CertPath: certCAPath, KeyPath: "/etc/kubernetes/ssl/ca-key.pem", ConfigPath: "/etc/kubernetes/ssl/ca-config.json", KeyPresent: true, ConfigPresent: true}
+	for _, name := range on {
+		hosts[name].SetFile(etcdCertPath, string(cert))
+		hosts[name].SetFile(etcdKeyPath, string(key))
+	}
+	st := mkStep(plan.KindCertResign, on[0], plan.CertResignParams{Path: etcdCertPath, KeyPath: etcdKeyPath, Hosts: on,
+		Remove: []string{"192.0.2.3"}, UsedBy: []string{"etcd.service --cert-file"}})
+	st.ID = plan.KindCertResign + "/etcd"
+	p.Steps = append(p.Steps, st)
+	return st
+}
+
+// serveCert serves, on loopback, the certificate and key files h holds now (read at every
+// handshake, as etcd does) and returns the port.
+func serveCert(t *testing.T, h *hosttest.Host) int {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c, _ := h.File(etcdCertPath)
+		k, _ := h.File(etcdKeyPath)
+		pair, err := tls.X509KeyPair([]byte(c), []byte(k))
+		return &pair, err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// certFixture is m1 and m2 (on loopback), each with an etcd serving the certificate it holds.
+func certFixture(t *testing.T) (*run, *fakeCluster, plan.Step) {
+	fc, p := newFakes(nil, nil, plan.Host{Name: "m1", Address: "127.0.0.1"}, plan.Host{Name: "m2", Address: "127.0.0.1"})
+	for i := range p.Facts.Hosts {
+		fh := &p.Facts.Hosts[i]
+		fh.Paths = inventory.Paths{EtcdClientPort: serveCert(t, fc.hosts[fh.Name])}
+	}
+	st := certWorld(t, p, fc.hosts, "m1", "m2")
+	return hostRun(fc, p), fc, st
+}
+
+func sans(t *testing.T, pemText string) []string {
+	t.Helper()
+	infos, _, err := certs.ParsePEM([]byte(pemText), "cert")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return infos[0].IPAddresses
+}
+
+// certs/resign: not done while the certificate names a leaving address; re-signed with the
+// same key, installed on every host and served there; done after.
+func TestExecutorCertResign(t *testing.T) {
+	r, fc, st := certFixture(t)
+	m1, m2 := fc.hosts["m1"], fc.hosts["m2"]
+	oldCert, _ := m1.File(etcdCertPath)
+	key, _ := m1.File(etcdKeyPath)
+	if doneOf(t, r, st) {
+		t.Fatal("done while the certificate names 192.0.2.3")
+	}
+	out, err := apply(t, r, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, _ := m1.File(etcdCertPath)
+	c2, _ := m2.File(etcdCertPath)
+	if c1 == oldCert || c1 != c2 || slices.Contains(sans(t, c1), "192.0.2.3") || !slices.Contains(sans(t, c1), "192.0.2.2") {
+		t.Errorf("m1's certificate %v, m2's the same: %v", sans(t, c1), c1 == c2)
+	}
+	for _, h := range []*hosttest.Host{m1, m2} {
+		if k, _ := h.File(etcdKeyPath); k != key {
+			t.Errorf("%s: the key changed", h.Name())
+		}
+	}
+	if n := len(out.changes); n != 2 || out.changes[0].Action != "install-certificate" || !strings.Contains(out.note, "serial") {
+		t.Errorf("outcome %+v", out)
+	}
+	if len(out.backups) == 0 {
+		t.Error("no backups of the old certificate")
+	}
+	if !doneOf(t, r, st) {
+		t.Error("not done after it ran")
+	}
+
+	// An earlier run installed on m1 only: m2 gets m1's certificate, not another one.
+	m2.SetFile(etcdCertPath, oldCert)
+	if doneOf(t, r, st) {
+		t.Fatal("done with m2 on the old certificate")
+	}
+	out, err = apply(t, r, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m2.File(etcdCertPath); got != c1 {
+		t.Error("the resumed step signed a second certificate instead of installing m1's")
+	}
+	if len(out.changes) != 1 || out.changes[0].Host != "m2" {
+		t.Errorf("changes of the resumed step %+v", out.changes)
+	}
+}
+
+// certs/resign refused: no CA key (nothing written), a served certificate other than the file
+// (not done).
+func TestExecutorCertResignFailures(t *testing.T) {
+	r, fc, st := certFixture(t)
+	m1 := fc.hosts["m1"]
+	oldCert, _ := m1.File(etcdCertPath)
+	caKey, _ := m1.File("/etc/kubernetes/ssl/ca-key.pem")
+	m1.Remove("/etc/kubernetes/ssl/ca-key.pem")
+	if _, err := apply(t, r, st); err == nil || !strings.Contains(err.Error(), "CA key") {
+		t.Errorf("no CA key: %v", err)
+	}
+	for _, h := range fc.hosts {
+		if got, _ := h.File(etcdCertPath); got != oldCert {
+			t.Errorf("%s: a failed re-sign wrote the certificate", h.Name())
+		}
+	}
+	m1.SetFile("/etc/kubernetes/ssl/ca-key.pem", caKey)
+	if _, err := apply(t, r, st); err != nil {
+		t.Fatal(err)
+	}
+	// The file is right, but etcd on m2 serves nothing: not done.
+	fc.hosts["m2"].SetFile(etcdKeyPath, "not a key")
+	if doneOf(t, r, st) {
+		t.Error("done while m2 serves no certificate")
+	}
+}

@@ -117,7 +117,7 @@ func TestMerge(t *testing.T) {
 		{ID: "shrink.total"}, {ID: "scale.0.apply"}, {ID: "scale.200.apply"}, {ID: "certs.inspect1000", Title: "old"}, {ID: "nodes.drain400"}}}
 	from := Results{Command: "go run ./bench/cmd/benchtable -runs 1 -only scale", Machine: "2 CPUs", Commit: "def",
 		Generated: time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC),
-		Figures: []Figure{{ID: "scale.0.apply"}, {ID: "scale.998.apply"}, {ID: "scale.998.failed"}, {ID: "certs.inspect1000", Title: "new"}, {ID: "certs.inspect1000.cfssl"}}}
+		Figures:   []Figure{{ID: "scale.0.apply"}, {ID: "scale.998.apply"}, {ID: "scale.998.failed"}, {ID: "certs.inspect1000", Title: "new"}, {ID: "certs.inspect1000.cfssl"}}}
 	if n := base.Merge(from, "scale.998.", "certs."); n != 4 {
 		t.Errorf("%d rows merged, want 4", n)
 	}

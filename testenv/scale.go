@@ -39,11 +39,13 @@ const (
 // (port numbers are 10 bits, 0 unused), and the lab's masters and workers hold up to 9.
 const MaxScaleNodes = 1023 - 9
 
-// neighLimits are the ARP table sizes a lab with up to MaxScaleNodes scale nodes needs.
-var neighLimits = map[string]int{
+// scaleLimits are the ARP table sizes and the backlog a lab with up to MaxScaleNodes scale
+// nodes needs.
+var scaleLimits = map[string]int{
 	"/proc/sys/net/ipv4/neigh/default/gc_thresh1": 2048,
 	"/proc/sys/net/ipv4/neigh/default/gc_thresh2": 8192,
 	"/proc/sys/net/ipv4/neigh/default/gc_thresh3": 16384,
+	"/proc/sys/net/core/netdev_max_backlog":       32768,
 }
 
 // scaleAddress is the address of the i-th scale node (from 0).
@@ -132,12 +134,15 @@ func (l *Lab) AddScaleNodes(ctx context.Context, n int) (*ScaleNodes, error) {
 		return fail(err)
 	}
 
-	// The kernel's ARP table is one for every namespace, 1,024 entries by default: each node
-	// takes one in the lab namespace, one of its own and one in each master it reaches, so
-	// past a few hundred nodes connections fail with "No route to host" (dmesg: "neighbor
-	// table overflow"). Raised like the inotify limits, never lowered.
+	// Two host limits a few hundred nodes run into, both with "No route to host" (ARP
+	// unanswered): the kernel's ARP table is one for every namespace, 1,024 entries by
+	// default, and each node takes one in the lab namespace, one of its own and one in each
+	// master it reaches (dmesg: "neighbor table overflow"); and a broadcast on the bridge is
+	// one packet per port queued at once on the CPU's backlog, 1,000 by default, so with
+	// about as many ports the last ones (the machines) miss ARP requests (the second column
+	// of /proc/net/softnet_stat grows). Raised like the inotify limits, never lowered.
 	if n > onLabNet {
-		if err := raiseLimits(neighLimits); err != nil {
+		if err := raiseLimits(scaleLimits); err != nil {
 			return fail(err)
 		}
 	}

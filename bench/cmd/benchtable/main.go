@@ -34,6 +34,8 @@ type options struct {
 	logPath  string
 	merge    string
 	mergeIDs []string
+	// scaleTimeout bounds each scale run once its lab is up (the loop, plan and apply).
+	scaleTimeout time.Duration
 }
 
 func main() {
@@ -49,6 +51,7 @@ func main() {
 	flag.StringVar(&only, "only", "", "comma-separated subset: shrink,scale,"+strings.Join(goIDs(), ","))
 	flag.StringVar(&o.labName, "lab", "msbench", "lab name for the shrink runs")
 	flag.StringVar(&o.logPath, "log", filepath.Join(os.TempDir(), "mastershrink-bench.log"), "the labs' and commands' log")
+	flag.DurationVar(&o.scaleTimeout, "scale-timeout", 20*time.Minute, "bound on each scale run once its lab is up (N=1000 by hand needs more)")
 	render := flag.String("render", "", "print the table of a results file (bench/results.json) and exit")
 	flag.StringVar(&o.merge, "merge", "", "merge this run's rows into this results file (bench/results.json), each row saying how it was produced, and write that to -out")
 	from := flag.String("from", "", "with -merge: take the rows from this results file of an earlier run instead of running anything")
@@ -418,7 +421,7 @@ func oneScale(ctx context.Context, o options, bin string, n int, logf io.Writer)
 		}()
 	}
 	progress("lab %s up with %d scale nodes in %s", name, n, time.Since(start).Round(time.Second))
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	sctx, cancel := context.WithTimeout(ctx, o.scaleTimeout)
 	defer cancel()
 	return bench.ScaleShrink(sctx, lab, nodes, bench.ShrinkOptions{Bin: bin, WorkDir: work, Log: logf}, n > 0)
 }

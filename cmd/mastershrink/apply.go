@@ -3,7 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -91,7 +94,34 @@ func (o *applyOptions) validate() error {
 	if o.LBConcurrency < 1 {
 		return usageError{fmt.Errorf("--lb-concurrency %d: want 1 or more", o.LBConcurrency)}
 	}
+	if o.SnapshotMaxAge <= 0 {
+		return usageError{fmt.Errorf("--snapshot-max-age %s: want a positive duration such as %s", o.SnapshotMaxAge, runner.DefaultSnapshotMaxAge)}
+	}
 	return nil
+}
+
+// otherClusterError refuses a plan made for another cluster than the inventory's.
+func otherClusterError(planCluster string, inv *inventory.Inventory) error {
+	return refusedError{fmt.Errorf("the plan is for cluster %q, the inventory describes %q: give the inventory of cluster %q with -i, or a plan made with %s",
+		planCluster, inv.Cluster, planCluster, inv.File)}
+}
+
+// loadPlanFile reads a plan file for apply and undo; a path that is no file, or a file that
+// is no plan, is named with the way out.
+func loadPlanFile(path string) (*plan.Plan, error) {
+	const fix = "give the file 'mastershrink plan --out FILE' wrote, or make the plan again"
+	if st, err := os.Stat(path); err != nil {
+		return nil, usageError{fmt.Errorf("plan file %s: %w; %s", path, err, fix)}
+	} else if st.IsDir() {
+		return nil, usageError{fmt.Errorf("plan file %s is a folder; %s", path, fix)}
+	}
+	p, err := runner.LoadPlan(path, version.String())
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	if err != nil && (errors.As(err, &syntax) || errors.As(err, &typ)) {
+		return nil, refusedError{fmt.Errorf("%w; %s", err, fix)}
+	}
+	return p, err
 }
 
 func runApply(ctx context.Context, o *applyOptions) error {
@@ -104,11 +134,11 @@ func runApply(ctx context.Context, o *applyOptions) error {
 	}
 	var p *plan.Plan
 	if o.PlanPath != "" {
-		if p, err = runner.LoadPlan(o.PlanPath, version.String()); err != nil {
+		if p, err = loadPlanFile(o.PlanPath); err != nil {
 			return err
 		}
 		if p.Cluster != inv.Cluster {
-			return refusedError{fmt.Errorf("the plan is for cluster %q, the inventory describes %q", p.Cluster, inv.Cluster)}
+			return otherClusterError(p.Cluster, inv)
 		}
 	} else if p, err = o.planOnTheSpot(ctx, inv); err != nil {
 		return err

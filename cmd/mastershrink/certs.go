@@ -38,7 +38,7 @@ cluster CA, dropping or adding SANs (regen). cfssl runs in-process; nothing is s
 		if strings.Contains(msg, "-----BEGIN") || strings.Contains(msg, "PRIVATE KEY") || len(msg) > 300 || strings.ContainsAny(msg, "\n\r") {
 			return usageError{fmt.Errorf("%s: an argument holds a PEM block or other content (not shown) where a flag or a file name goes: give the path of the file instead of its content", c.CommandPath())}
 		}
-		return usageError{err}
+		return flagError(c, err)
 	})
 	return cmd
 }
@@ -256,7 +256,7 @@ func runCertsInspect(ctx context.Context, o *certsInspectOptions) error {
 	}
 	var usage usageError
 	if errors.As(firstErr, &usage) {
-		return usage
+		return usageError{fmt.Errorf("%d of %d files: %w (see above)", len(failed), len(files), errSomeFiles)}
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d of %d files: %w (see above)", len(failed), len(files), errSomeFiles)
@@ -343,7 +343,10 @@ func checkSummary(notChained, expiring, total int, ca, window string) error {
 // writeRequests prints the cfssl CSR requests: one object for one certificate, one JSON
 // array for several, so the output is always one JSON document.
 func writeRequests(w io.Writer, infos []certs.Info) error {
-	if len(infos) == 1 {
+	switch len(infos) {
+	case 0:
+		return nil // every file failed: the errors say why, and stdout stays empty
+	case 1:
 		return writeJSON(w, certs.Request(infos[0]))
 	}
 	reqs := make([]any, len(infos))
@@ -556,6 +559,9 @@ func (r *inputReader) read(ctx context.Context, arg string) ([]byte, error) {
 		return data, nil
 	}
 	m := hostPathRE.FindStringSubmatch(arg)
+	if m == nil && errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w; check the path (HOST:PATH reads a file on a host of the inventory)", arg, err)
+	}
 	if m == nil || !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read %s: %w", arg, err)
 	}
@@ -590,7 +596,7 @@ func (r *inputReader) host(ctx context.Context, name string) (host.Host, error) 
 		known = known || h.Name == name
 	}
 	if !known {
-		return nil, fmt.Errorf("no local file of that name and no host %q in the inventory %s", name, r.inv.File)
+		return nil, fmt.Errorf("no local file of that name and no host %q in the inventory %s (its hosts: %s)", name, r.inv.File, strings.Join(r.inv.HostNames(), ", "))
 	}
 	h, err := connectHost(ctx, r.g, r.inv, name)
 	if err != nil {
@@ -757,6 +763,9 @@ func loadCAFiles(ctx context.Context, r *inputReader, certPath, keyPath, configP
 	if configPath != "" {
 		if cfg, err = r.read(ctx, configPath); err != nil {
 			return certs.CA{}, err
+		}
+		if !json.Valid(cfg) {
+			return certs.CA{}, usageError{fmt.Errorf("--ca-config %s is not JSON: give the cluster's ca-config.json (its signing profiles)", configPath)}
 		}
 	}
 	ca, err := certs.LoadCA(caPEM, keyPEM, cfg)

@@ -21,8 +21,12 @@ the top: read them, then run mastershrink inventory validate on the result.`,
 		Example: `  mastershrink inventory import kubeasz /etc/kubeasz/clusters/k8s-01/hosts > inventory.yaml
   mastershrink inventory validate -i inventory.yaml`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 2 || args[0] != "kubeasz" {
-				return usageError{fmt.Errorf("want: mastershrink inventory import kubeasz HOSTS_FILE (kubeasz is the one format imported)")}
+			const want = "want: mastershrink inventory import kubeasz HOSTS_FILE"
+			switch {
+			case len(args) > 0 && args[0] != "kubeasz":
+				return usageError{fmt.Errorf("no import from %q: kubeasz is the one format imported; %s", clipArg(args[0]), want)}
+			case len(args) != 2:
+				return usageError{fmt.Errorf("%d arguments; %s (kubeasz is the one format imported)", len(args), want)}
 			}
 			return nil
 		},

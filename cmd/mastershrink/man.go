@@ -18,6 +18,9 @@ func newManCmd(g *globalOptions) *cobra.Command {
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if st, err := os.Stat(args[0]); err == nil && !st.IsDir() {
+				return usageError{fmt.Errorf("%s is a file: give the folder to write the man pages into (make man writes bin/man)", args[0])}
+			}
 			if err := os.MkdirAll(args[0], 0o755); err != nil {
 				return err
 			}

@@ -227,7 +227,7 @@ func runNodesDrain(ctx context.Context, o *nodesDrainOptions) error {
 func drainClient(c *observe.Cluster) (kubernetes.Interface, error) {
 	_, cfg, err := c.Kube()
 	if err != nil {
-		return nil, err
+		return nil, usageError{explainKubeconfig(err)}
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = 100, 200

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -12,10 +14,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"github.com/mastershrink/mastershrink/internal/version"
@@ -98,10 +102,40 @@ func (g *globalOptions) checkKube(c *observe.Cluster) error {
 		return nil
 	}
 	if _, _, err := c.Kube(); err != nil {
-		return usageError{err}
+		return usageError{explainKubeconfig(err)}
 	}
 	return nil
 }
+
+// explainKubeconfig adds the way out to a kubeconfig that cannot be used, and replaces
+// client-go's advice for an empty one (KUBERNETES_MASTER, which mastershrink never reads).
+func explainKubeconfig(err error) error {
+	const fix = "give the cluster's admin kubeconfig (--kubeconfig FILE, KUBECONFIG, or kubeconfig: in the inventory)"
+	msg := err.Error()
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if clientcmd.IsEmptyConfig(e) {
+			msg = strings.Replace(msg, "invalid configuration: no configuration has been provided, try setting KUBERNETES_MASTER environment variable",
+				"no cluster, context or user in it (empty, or not a kubeconfig)", 1)
+			return wrappedError{msg: msg + ": " + fix, err: err}
+		}
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return wrappedError{msg: msg + ": " + fix, err: err}
+	case errors.Is(err, syscall.EISDIR) || strings.HasSuffix(msg, "is a directory"):
+		return wrappedError{msg: msg + ": give the kubeconfig file, not its folder", err: err}
+	}
+	return err
+}
+
+// wrappedError is err with another message, for errors.Is and errors.As.
+type wrappedError struct {
+	msg string
+	err error
+}
+
+func (e wrappedError) Error() string { return e.msg }
+func (e wrappedError) Unwrap() error { return e.err }
 
 // kubeconfigPaths splits KUBECONFIG as kubectl does: on the OS's list separator, empty
 // entries and repeats dropped.
@@ -121,12 +155,18 @@ func validOutput(output string, formats ...string) error {
 	if slices.Contains(formats, output) {
 		return nil
 	}
+	if output == "ut" {
+		return usageError{errOut}
+	}
 	want := formats[len(formats)-1]
 	if len(formats) > 1 {
 		want = strings.Join(formats[:len(formats)-1], ", ") + " or " + want
 	}
 	return usageError{fmt.Errorf("-o %q: want %s", output, want)}
 }
+
+// errOut is terraform's -out FILE, which pflag reads as -o ut.
+var errOut = errors.New(`-out: -o is the output format, and -out reads as -o "ut"; write the plan file with --out FILE (two dashes)`)
 
 // completeOutput makes shell completion offer a command's -o formats.
 func completeOutput(cmd *cobra.Command, formats ...string) {
@@ -196,7 +236,7 @@ every node). 'plan' observes the cluster and writes a reviewable plan; 'apply' r
 	addVerbosityFlags(pf, &g.Verbosity)
 	pf.StringVar(&g.Kubeconfig, "kubeconfig", "", "the admin kubeconfig, instead of KUBECONFIG or the inventory's kubeconfig")
 	pf.StringVar(&g.Context, "context", "", "the kubeconfig context to use, instead of its current-context")
-	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	cmd.SetFlagErrorFunc(flagError)
 
 	cmd.AddCommand(newVersionCmd(g))
 	for _, add := range subcommands {
@@ -207,7 +247,165 @@ every node). 'plan' observes the cluster and writes a reviewable plan; 'apply' r
 			c.AddCommand(add(g))
 		}
 	}
+	cmd.InitDefaultCompletionCmd()
+	// A command of commands (the root, certs, nodes, completion) runs, only to print its
+	// help, so that an unknown subcommand reaches Args and is named with the ones there are
+	// (cobra's own message names none, or exits 0 with the help).
+	withSubcommandArgs(cmd)
+	withUsageInArgErrors(cmd)
 	return cmd
+}
+
+// flagError is a usage error for a flag pflag could not parse, with the way out: the flag's
+// own help for a bad or missing value, the nearest flag for an unknown one.
+func flagError(c *cobra.Command, err error) error {
+	msg := err.Error()
+	var name string
+	switch {
+	case strings.HasPrefix(msg, "unknown flag: --"):
+		unknown := strings.TrimPrefix(msg, "unknown flag: --")
+		if near := nearestFlag(c, unknown); near != "" {
+			return usageError{fmt.Errorf("%w: did you mean --%s? (%s --help lists the flags)", err, near, c.CommandPath())}
+		}
+		return usageError{fmt.Errorf("%w (%s --help lists the flags)", err, c.CommandPath())}
+	case strings.HasPrefix(msg, "unknown shorthand flag"):
+		return usageError{fmt.Errorf("%w (%s --help lists the flags)", err, c.CommandPath())}
+	case strings.HasPrefix(msg, "flag needs an argument: '"):
+		// A shorthand: "flag needs an argument: 'i' in -i".
+		if f := c.Flags().ShorthandLookup(strings.TrimPrefix(msg, "flag needs an argument: ")[1:2]); f != nil {
+			name = f.Name
+		}
+	case strings.HasPrefix(msg, "flag needs an argument: "):
+		name = strings.TrimLeft(strings.TrimPrefix(msg, "flag needs an argument: "), "-")
+		if i := strings.IndexAny(name, " "); i >= 0 {
+			name = name[:i]
+		}
+	case strings.HasPrefix(msg, "invalid argument "):
+		if i := strings.Index(msg, ` for "`); i >= 0 {
+			rest := msg[i+len(` for "`):]
+			if j := strings.Index(rest, `"`); j >= 0 {
+				name = rest[:j]
+				if k := strings.LastIndex(name, "--"); k >= 0 {
+					name = name[k+2:]
+				}
+			}
+		}
+	}
+	if f := c.Flags().Lookup(name); f != nil && name != "" {
+		varname, usage := pflag.UnquoteUsage(f)
+		if f.Value.Type() == "bool" {
+			varname = "=true|false"
+		} else {
+			varname = " " + varname
+		}
+		want := fmt.Sprintf("--%s%s: %s", f.Name, varname, usage)
+		if f.Value.Type() == "duration" {
+			want += "; a duration such as 90s, 10m or 1h30m"
+		}
+		return usageError{fmt.Errorf("%w (%s)", err, want)}
+	}
+	return usageError{err}
+}
+
+// nearestFlag is the command's flag name closest to a mistyped one, "" when none is close.
+func nearestFlag(c *cobra.Command, typed string) string {
+	best, bestDist := "", 3
+	c.Flags().VisitAll(func(f *pflag.Flag) {
+		if d := editDistance(typed, f.Name); d < bestDist && d <= len(f.Name)/3 && !f.Hidden {
+			best, bestDist = f.Name, d
+		}
+	})
+	return best
+}
+
+// editDistance is the Levenshtein distance between two short strings.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// withSubcommandArgs gives every command that has subcommands an Args that names an unknown
+// one with the nearest and the list, and a RunE that prints the help when it has none.
+func withSubcommandArgs(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		withSubcommandArgs(c)
+	}
+	if !cmd.HasSubCommands() {
+		return
+	}
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		var names []string
+		near, nearDist := "", 3
+		for _, sub := range c.Commands() {
+			if !sub.IsAvailableCommand() {
+				continue
+			}
+			names = append(names, sub.Name())
+			if d := editDistance(args[0], sub.Name()); d < nearDist && d <= len(sub.Name())/3 {
+				near, nearDist = sub.Name(), d
+			}
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", clipArg(args[0]), c.CommandPath())
+		if near != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", near)
+		}
+		if c.Name() == "completion" {
+			return usageError{fmt.Errorf("%s: the shells are %s (%s bash)", msg, strings.Join(names, ", "), c.CommandPath())}
+		}
+		return usageError{fmt.Errorf("%s: the commands are %s (%s --help says what each does)", msg, strings.Join(names, ", "), c.CommandPath())}
+	}
+	if !cmd.Runnable() {
+		cmd.RunE = func(c *cobra.Command, args []string) error { return c.Help() }
+	}
+}
+
+// withUsageInArgErrors makes every command's argument errors say how the command is used:
+// cobra's "accepts 1 arg(s), received 0" names the problem, the usage line the fix.
+func withUsageInArgErrors(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		withUsageInArgErrors(c)
+	}
+	check := cmd.Args
+	if check == nil || cmd == cmd.Root() {
+		return
+	}
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		err := check(c, args)
+		var u usageError
+		switch {
+		case err == nil || errors.As(err, &u):
+			return err
+		case flagValue(c, "output") == "ut":
+			return usageError{errOut}
+		}
+		return usageError{fmt.Errorf("%w (usage: %s)", err, c.UseLine())}
+	}
+}
+
+// flagValue is the value of a command's flag, "" when it has none of that name.
+func flagValue(c *cobra.Command, name string) string {
+	if f := c.Flags().Lookup(name); f != nil {
+		return f.Value.String()
+	}
+	return ""
 }
 
 // addVerbosityFlags gives -v both readings operators bring: a switch (-v, -vv, --verbose,

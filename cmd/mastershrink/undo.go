@@ -14,7 +14,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/mastershrink/mastershrink/host"
-	"github.com/mastershrink/mastershrink/internal/version"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/observe"
 	"github.com/mastershrink/mastershrink/runner"
@@ -67,12 +66,12 @@ func runUndo(ctx context.Context, o *undoOptions) error {
 	if err != nil {
 		return err
 	}
-	p, err := runner.LoadPlan(o.PlanPath, version.String())
+	p, err := loadPlanFile(o.PlanPath)
 	if err != nil {
 		return err
 	}
 	if p.Cluster != inv.Cluster {
-		return refusedError{fmt.Errorf("the plan is for cluster %q, the inventory describes %q", p.Cluster, inv.Cluster)}
+		return otherClusterError(p.Cluster, inv)
 	}
 	journal, audit, _ := runner.RecordPaths(o.PlanPath)
 	rec, err := runner.ReadRecords(journal, audit, p.Checksum)

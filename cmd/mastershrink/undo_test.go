@@ -121,7 +121,8 @@ func TestUndoUsage(t *testing.T) {
 		// Nobody at a terminal to confirm: refused before anything is read.
 		{[]string{"undo", planPath, "-i", invPath}, exitUsage, "--dry-run, then add --yes"},
 		{[]string{"undo", planPath, "-i", invPath, "--yes"}, exitRefused, "apply never ran it"},
-		{[]string{"undo", filepath.Join(filepath.Dir(planPath), "nope.json"), "-i", invPath, "--yes"}, exitError, "nope.json"},
+		// A plan file that is not there is the operator's input to fix, as a missing inventory is.
+		{[]string{"undo", filepath.Join(filepath.Dir(planPath), "nope.json"), "-i", invPath, "--yes"}, exitUsage, "nope.json"},
 	}
 	for _, tc := range cases {
 		_, errOut, code := run(t, tc.args...)

@@ -50,7 +50,7 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 	f := plan.Facts{
 		Cluster: c.Inv.Cluster, Layout: c.Inv.Layout, ObservedAt: time.Now().UTC(),
 		Units: map[string]plan.HostUnits{}, LB: map[string]lb.NodeConfig{},
-		Leftovers: map[string][]string{}, APIServerReady: map[string]bool{},
+		Leftovers: map[string][]string{}, APIServerReady: map[string]bool{}, ProxyMissing: map[string]plan.ProxyMissing{},
 	}
 	errs := c.ConnectAll(ctx)
 	for _, ih := range c.Inv.Hosts {
@@ -118,7 +118,12 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 			cfg, err := lb.Observe(ctx, h, ih.Paths, apiservers)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
-				// A host without the node proxy (for example a bastion in the inventory).
+				// A host without the node proxy (a bastion in the inventory), a wrong path, or
+				// another proxy: the plan tells them apart from what is there instead.
+				other := otherProxies(ctx, h)
+				mu.Lock()
+				f.ProxyMissing[name] = plan.ProxyMissing{Path: ih.Paths.NginxConfig, Other: other}
+				mu.Unlock()
 			case err != nil:
 				note("%s: proxy config: %v", name, err)
 			default:
@@ -204,6 +209,39 @@ func (c *Cluster) ready(ctx context.Context, address string, port int) error {
 	}
 	_, err = kube.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 	return err
+}
+
+// otherProxyConfigs and otherProxyUnits are where another apiserver proxy shows itself: the
+// haproxy and envoy of the binary-install guides, under their packaged names.
+var (
+	otherProxyConfigs = []string{"/etc/haproxy/haproxy.cfg", "/usr/local/etc/haproxy/haproxy.cfg", "/etc/envoy/envoy.yaml"}
+	otherProxyUnits   = []string{"haproxy.service", "envoy.service"}
+)
+
+// otherProxies lists what looks like another proxy on h: its config files and its units
+// that are active or enabled.
+func otherProxies(ctx context.Context, h host.Host) []string {
+	var out []string
+	for _, p := range otherProxyConfigs {
+		if _, err := h.ReadFile(ctx, p); err == nil {
+			out = append(out, p)
+		}
+	}
+	sd, err := h.Systemd(ctx)
+	if err != nil {
+		return out
+	}
+	defer sd.Close()
+	for _, u := range otherProxyUnits {
+		st, err := sd.Status(ctx, u)
+		if err != nil || st.LoadState == "not-found" {
+			continue
+		}
+		if st.ActiveState == "active" || st.UnitFileState == "enabled" {
+			out = append(out, fmt.Sprintf("%s %s, %s", u, st.ActiveState, st.UnitFileState))
+		}
+	}
+	return out
 }
 
 type certRef struct {

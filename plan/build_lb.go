@@ -29,6 +29,7 @@ func (b *builder) loadBalancers() {
 	if len(leaving) == 0 {
 		return
 	}
+	b.missingProxies()
 	mode := lb.MarkDown
 	if b.t.LBMode == "remove" {
 		mode = lb.Remove
@@ -109,3 +110,22 @@ type LBStopParams struct {
 }
 
 func (LBStopParams) ParamsKind() string { return KindLBStop }
+
+// missingProxies: a staying host without the nginx config the inventory names either runs
+// another proxy mastershrink cannot rewrite (refused: it would keep sending requests to the
+// leaving masters) or has none (a warning, since a wrong path looks the same).
+func (b *builder) missingProxies() {
+	for _, name := range sortedKeys(b.f.ProxyMissing) {
+		m := b.f.ProxyMissing[name]
+		if b.leaving[name] || b.offline[name] {
+			continue
+		}
+		if len(m.Other) > 0 {
+			b.refuse("proxy-unsupported", fmt.Sprintf("%s has no nginx config at %s but another apiserver proxy (%s), which mastershrink cannot rewrite: it would keep sending requests to the leaving masters",
+				name, m.Path, strings.Join(m.Other, ", ")),
+				"take the leaving masters out of that proxy by hand (and reload it), then set nginx_config: \"\" for "+name+" in the inventory so mastershrink leaves it alone, and plan again; or set nginx_config to its real nginx config")
+			continue
+		}
+		b.warn("%s: no nginx config at %s, so it is treated as a host without an apiserver proxy; if it reaches the apiservers through a proxy elsewhere, set nginx_config for it in the inventory and plan again", name, m.Path)
+	}
+}

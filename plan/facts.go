@@ -23,8 +23,11 @@ type Facts struct {
 	// Units maps a host to its control-plane units.
 	Units map[string]HostUnits `json:"units,omitempty"`
 	// LB maps a host to its node-local nginx proxy config.
-	LB    map[string]lb.NodeConfig `json:"lb,omitempty"`
-	Certs []Cert                   `json:"certs,omitempty"`
+	LB map[string]lb.NodeConfig `json:"lb,omitempty"`
+	// ProxyMissing maps a host whose nginx config (inventory nginx_config) does not exist to
+	// what was found there instead: another proxy's config or unit, or nothing.
+	ProxyMissing map[string]ProxyMissing `json:"proxy_missing,omitempty"`
+	Certs        []Cert                  `json:"certs,omitempty"`
 	// UnreadableCerts are certificates a unit names that could not be read or parsed: they
 	// are not in Certs, so nothing re-signs them, and the plan warns about each.
 	UnreadableCerts []CertProblem `json:"unreadable_certs,omitempty"`
@@ -52,6 +55,14 @@ type Facts struct {
 	// LocalAddrs are the addresses of the machine running mastershrink: it must not be a host
 	// that leaves.
 	LocalAddrs []string `json:"local_addrs,omitempty"`
+}
+
+// ProxyMissing is a host without the nginx config the inventory names.
+type ProxyMissing struct {
+	Path string `json:"path"`
+	// Other lists what looks like another apiserver proxy on the host ("haproxy.service
+	// active", "/etc/haproxy/haproxy.cfg").
+	Other []string `json:"other,omitempty"`
 }
 
 // EtcdSelf is the answer of one host's own etcd endpoint.

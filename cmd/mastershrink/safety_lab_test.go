@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/plan"
 	"github.com/mastershrink/mastershrink/runner"
 	"github.com/mastershrink/mastershrink/testenv"
@@ -148,6 +149,25 @@ func TestLabSafety(t *testing.T) {
 		out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m3")
 		if code != exitRefused || !strings.Contains(out, "cannot be re-signed by the cluster CA") || !strings.Contains(out, "client auth") {
 			t.Errorf("plan with a profile lacking client auth: exit %d, want %d naming it:\n%s%s", code, exitRefused, out, errOut)
+		}
+	})
+
+	t.Run("a worker whose proxy is haproxy", func(t *testing.T) {
+		// The running nginx keeps its loaded config (the prober goes on through it); the file
+		// the inventory names is gone and a haproxy config stands where the guides put it.
+		inv, err := inventory.Load(lab.Inventory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w1, _ := inv.Host("w1")
+		conf := w1.Paths.NginxConfig
+		if out, err := lab.Exec(ctx, "w1", "sh", "-c", "mv "+conf+" "+conf+".away && mkdir -p /etc/haproxy && printf 'backend apiserver\\n  server m3 10.88.0.13:6443 check\\n' > /etc/haproxy/haproxy.cfg"); err != nil {
+			t.Fatalf("haproxy on w1: %v\n%s", err, out)
+		}
+		defer lab.Exec(ctx, "w1", "sh", "-c", "mv "+conf+".away "+conf+" && rm -rf /etc/haproxy")
+		out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m3")
+		if code != exitRefused || !strings.Contains(out, "w1 has no nginx config at "+conf+" but another apiserver proxy (/etc/haproxy/haproxy.cfg)") {
+			t.Errorf("plan with haproxy on w1: exit %d, want %d naming it:\n%s%s", code, exitRefused, out, errOut)
 		}
 	})
 

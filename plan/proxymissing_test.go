@@ -1,0 +1,52 @@
+package plan
+
+import (
+	"strings"
+	"testing"
+)
+
+// A staying host without the nginx config the inventory names: with another proxy there,
+// the shrink is refused (that proxy would keep the leaving masters); with nothing there, the
+// plan goes on and warns, since a wrong path looks the same.
+func TestProxyMissing(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		other   []string
+		refusal string
+		warning string
+	}{
+		{name: "haproxy", other: []string{"/etc/haproxy/haproxy.cfg", "haproxy.service active, enabled"},
+			refusal: "w1 has no nginx config at /etc/nginx/nginx.conf but another apiserver proxy (/etc/haproxy/haproxy.cfg, haproxy.service active, enabled)"},
+		{name: "nothing", warning: "w1: no nginx config at /etc/nginx/nginx.conf, so it is treated as a host without an apiserver proxy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := seed003.facts(t)
+			delete(f.LB, "w1")
+			f.ProxyMissing = map[string]ProxyMissing{"w1": {Path: "/etc/nginx/nginx.conf", Other: tc.other}}
+			p := Build(f, Target{Remove: []string{"m3"}}, "test", observedAt)
+			var reasons []string
+			for _, r := range p.Refusals {
+				reasons = append(reasons, r.Code+": "+r.Reason+" / "+r.WayOut)
+			}
+			got := strings.Join(reasons, "\n")
+			if tc.refusal != "" {
+				if !strings.Contains(got, "proxy-unsupported: "+tc.refusal) || !strings.Contains(got, `nginx_config: "" for w1`) {
+					t.Errorf("refusals:\n%s\nwant proxy-unsupported naming %q and the way out", got, tc.refusal)
+				}
+				return
+			}
+			if got != "" {
+				t.Errorf("refused: %s", got)
+			}
+			if !strings.Contains(strings.Join(p.Warnings, "\n"), tc.warning) {
+				t.Errorf("warnings %q lack %q", p.Warnings, tc.warning)
+			}
+		})
+	}
+	// A leaving host's missing proxy is not the shrink's business.
+	f := seed003.facts(t)
+	f.ProxyMissing = map[string]ProxyMissing{"m3": {Path: "/etc/nginx/nginx.conf", Other: []string{"haproxy.service active, enabled"}}}
+	if p := Build(f, Target{Remove: []string{"m3"}}, "test", observedAt); len(p.Refusals) > 0 {
+		t.Errorf("a leaving host's haproxy refused the plan: %+v", p.Refusals)
+	}
+}

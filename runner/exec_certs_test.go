@@ -2,9 +2,11 @@ package runner
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mastershrink/mastershrink/certs"
@@ -44,15 +46,22 @@ func certWorld(t *testing.T, p *plan.Plan, hosts map[string]*hosttest.Host, on .
 	return st
 }
 
-// serveCert serves, on loopback, the certificate and key files h holds now (read at every
-// handshake, as etcd does) and returns the port.
-func serveCert(t *testing.T, h *hosttest.Host) int {
+// certServer serves, on loopback, the certificate and key files its host holds now (read at
+// every handshake, as etcd does), or the pair it was frozen on (a process that did not reload).
+type certServer struct {
+	h      *hosttest.Host
+	port   int
+	frozen atomic.Pointer[tls.Certificate]
+}
+
+func serveCert(t *testing.T, h *hosttest.Host) *certServer {
 	t.Helper()
+	s := &certServer{h: h}
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-		c, _ := h.File(etcdCertPath)
-		k, _ := h.File(etcdKeyPath)
-		pair, err := tls.X509KeyPair([]byte(c), []byte(k))
-		return &pair, err
+		if c := s.frozen.Load(); c != nil {
+			return c, nil
+		}
+		return s.pair()
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -67,18 +76,39 @@ func serveCert(t *testing.T, h *hosttest.Host) int {
 			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
 		}
 	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	s.port = ln.Addr().(*net.TCPAddr).Port
+	return s
+}
+
+func (s *certServer) pair() (*tls.Certificate, error) {
+	c, _ := s.h.File(etcdCertPath)
+	k, _ := s.h.File(etcdKeyPath)
+	pair, err := tls.X509KeyPair([]byte(c), []byte(k))
+	return &pair, err
+}
+
+// freeze makes it serve what the files hold now, whatever they hold later.
+func (s *certServer) freeze(t *testing.T) {
+	t.Helper()
+	pair, err := s.pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.frozen.Store(pair)
 }
 
 // certFixture is m1 and m2 (on loopback), each with an etcd serving the certificate it holds.
-func certFixture(t *testing.T) (*run, *fakeCluster, plan.Step) {
+func certFixture(t *testing.T) (*run, *fakeCluster, plan.Step, map[string]*certServer) {
 	fc, p := newFakes(nil, nil, plan.Host{Name: "m1", Address: "127.0.0.1"}, plan.Host{Name: "m2", Address: "127.0.0.1"})
+	servers := map[string]*certServer{}
 	for i := range p.Facts.Hosts {
 		fh := &p.Facts.Hosts[i]
-		fh.Paths = inventory.Paths{EtcdClientPort: serveCert(t, fc.hosts[fh.Name])}
+		servers[fh.Name] = serveCert(t, fc.hosts[fh.Name])
+		fh.Paths = inventory.Paths{EtcdClientPort: servers[fh.Name].port}
+		fc.hosts[fh.Name].SetUnit("etcd.service", unitRunning)
 	}
 	st := certWorld(t, p, fc.hosts, "m1", "m2")
-	return hostRun(fc, p), fc, st
+	return hostRun(fc, p), fc, st, servers
 }
 
 func sans(t *testing.T, pemText string) []string {
@@ -93,7 +123,7 @@ func sans(t *testing.T, pemText string) []string {
 // certs/resign: not done while the certificate names a leaving address; re-signed with the
 // same key, installed on every host and served there; done after.
 func TestExecutorCertResign(t *testing.T) {
-	r, fc, st := certFixture(t)
+	r, fc, st, _ := certFixture(t)
 	m1, m2 := fc.hosts["m1"], fc.hosts["m2"]
 	oldCert, _ := m1.File(etcdCertPath)
 	key, _ := m1.File(etcdKeyPath)
@@ -141,11 +171,12 @@ func TestExecutorCertResign(t *testing.T) {
 	}
 }
 
-// certs/resign refused: no CA key (nothing written), a served certificate other than the file
-// (not done).
+// certs/resign refused: no CA key (nothing written); a served certificate other than the
+// file is not done; an etcd that does not pick the new files up is restarted only once the
+// quorum is proven, and here it cannot be (no etcd to ask): refused, saying so.
 func TestExecutorCertResignFailures(t *testing.T) {
-	r, fc, st := certFixture(t)
-	m1 := fc.hosts["m1"]
+	r, fc, st, servers := certFixture(t)
+	m1, m2 := fc.hosts["m1"], fc.hosts["m2"]
 	oldCert, _ := m1.File(etcdCertPath)
 	caKey, _ := m1.File("/etc/kubernetes/ssl/ca-key.pem")
 	m1.Remove("/etc/kubernetes/ssl/ca-key.pem")
@@ -158,12 +189,19 @@ func TestExecutorCertResignFailures(t *testing.T) {
 		}
 	}
 	m1.SetFile("/etc/kubernetes/ssl/ca-key.pem", caKey)
-	if _, err := apply(t, r, st); err != nil {
-		t.Fatal(err)
+
+	servers["m2"].freeze(t)
+	_, err := apply(t, r, st)
+	if !errors.Is(err, certs.ErrRestartRefused) || !strings.Contains(err.Error(), "no etcd") || !strings.Contains(err.Error(), "m2") {
+		t.Errorf("etcd on m2 not reloading, quorum unknown: %v", err)
 	}
-	// The file is right, but etcd on m2 serves nothing: not done.
-	fc.hosts["m2"].SetFile(etcdKeyPath, "not a key")
+	if slices.Contains(m2.Log(), "restart etcd.service") {
+		t.Errorf("etcd restarted without its quorum proven: %v", m2.Log())
+	}
+	if got, _ := m2.File(etcdCertPath); got == oldCert {
+		t.Error("the new certificate is not on m2 (the refusal is about the restart only)")
+	}
 	if doneOf(t, r, st) {
-		t.Error("done while m2 serves no certificate")
+		t.Error("done while m2 serves the old certificate")
 	}
 }

@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"github.com/mastershrink/mastershrink/apiserver/apiserverfacts"
-	"github.com/mastershrink/mastershrink/host/machine"
 )
 
 // The observed components and the rewrite planner live in package apiserverfacts, which the
@@ -37,12 +36,6 @@ const DefaultSecurePort = apiserverfacts.DefaultSecurePort
 
 // ErrNoEtcdServers means a surviving apiserver would be left without an etcd endpoint.
 var ErrNoEtcdServers = apiserverfacts.ErrNoEtcdServers
-
-// RewriteForSurvivors plans the file changes on one surviving master (see
-// apiserverfacts.RewriteForSurvivors).
-func RewriteForSurvivors(c Components, hostName string, survivingEtcdClientURLs []string, survivingMasters int, removedAddrs []string) ([]machine.FileChange, error) {
-	return apiserverfacts.RewriteForSurvivors(c, hostName, survivingEtcdClientURLs, survivingMasters, removedAddrs)
-}
 
 // PlanRewrite plans the file changes on one surviving master with what it found and which
 // components must restart (see apiserverfacts.PlanRewrite).

@@ -88,20 +88,3 @@ func ApplySurvivorUnit(ctx context.Context, h host.Host, changes []host.FileChan
 	}
 	return nil
 }
-
-// RewriteSurvivorUnit reads the unit from the host, plans with PlanSurvivorUnit and applies
-// with ApplySurvivorUnit. It returns the changes it made (none when the unit was already right).
-func RewriteSurvivorUnit(ctx context.Context, h host.Host, unit, initialCluster string) ([]host.FileChange, error) {
-	u, err := unitfile.Read(ctx, h, unit)
-	if err != nil {
-		return nil, err
-	}
-	changes, err := PlanSurvivorUnit(u, h.Name(), initialCluster)
-	if err != nil {
-		return nil, err
-	}
-	if err := ApplySurvivorUnit(ctx, h, changes); err != nil {
-		return nil, err
-	}
-	return changes, nil
-}

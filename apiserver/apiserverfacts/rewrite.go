@@ -39,16 +39,10 @@ type Rewrite struct {
 	Restart []string `json:"restart,omitempty"`
 }
 
-// RewriteForSurvivors plans the file changes on one surviving master: --etcd-servers to the
-// surviving members, --apiserver-count where set, and any kcm/scheduler --master or kubeconfig
-// server naming a removed master. Use PlanRewrite for the findings and the restarts.
-func RewriteForSurvivors(c Components, hostName string, survivingEtcdClientURLs []string, survivingMasters int, removedAddrs []string) ([]machine.FileChange, error) {
-	r, err := PlanRewrite(c, hostName, survivingEtcdClientURLs, survivingMasters, removedAddrs)
-	return r.Changes, err
-}
-
-// PlanRewrite is RewriteForSurvivors with what it found: flags and kubeconfigs naming a
-// removed address (rewritten or left for the operator) and which components must restart.
+// PlanRewrite plans the file changes on one surviving master: --etcd-servers to the
+// surviving members, --apiserver-count where set, and any kcm/scheduler --master or
+// kubeconfig server naming a removed master; with what it found: flags and kubeconfigs naming
+// a removed address (rewritten or left for the operator) and which components must restart.
 // removedAddrs holds every address and name of the leaving masters and etcd members.
 func PlanRewrite(c Components, hostName string, survivingEtcdClientURLs []string, survivingMasters int, removedAddrs []string) (Rewrite, error) {
 	p := planner{host: hostName, orig: map[string]string{}, planned: map[string]string{}, removed: lowerSet(removedAddrs), kubeconfigs: map[string]bool{}}

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -274,5 +275,35 @@ func TestExecutorWipeDone(t *testing.T) {
 	ih.Paths.EtcdUnit = "etcd.service"
 	if _, err := apply(t, r, st); !errors.Is(err, ErrStillControlPlane) || !strings.Contains(err.Error(), "etcd.service") {
 		t.Errorf("wipe under a running etcd: %v", err)
+	}
+}
+
+// A wipe that fails half-way through: what it removed before the failure is in the audit
+// log, and the failure names what it could not remove.
+func TestWipeHalfDoneIsAudited(t *testing.T) {
+	f := newEtcdFixture(t)
+	w2 := cleanupHost(f)
+	k1, k2 := "/etc/kubernetes/ssl/a-key.pem", "/etc/kubernetes/ssl/b-key.pem"
+	w2.SetFile(k1, "-----BEGIN EC PRIVATE KEY-----")
+	w2.SetFile(k2, "-----BEGIN EC PRIVATE KEY-----")
+	w2.RunFunc = shell(on("grep -rlE", stdout(k1+"\n"+k2+"\n")), on("rm -f -- "+k2, exitWith("w2", 1, "rm: Operation not permitted")))
+	st := mkStep(plan.KindWipe, "w2", plan.WipeParams{Mode: "move"})
+	r := f.run(&plan.Plan{Steps: []plan.Step{st}})
+	dir := t.TempDir()
+	var err error
+	if r.journal, err = OpenJournal(dir+"/journal.jsonl", "sha256:x", "run1"); err != nil {
+		t.Fatal(err)
+	}
+	if r.audit, err = OpenAudit(dir+"/audit.jsonl", "sha256:x", "run1"); err != nil {
+		t.Fatal(err)
+	}
+	defer r.journal.Close()
+	defer r.audit.Close()
+	if _, err := r.step(ctxT(t), 1, st, nil); err == nil || !strings.Contains(err.Error(), k2) {
+		t.Fatalf("half-done wipe: %v, want an error naming %s", err, k2)
+	}
+	audit, err := os.ReadFile(dir + "/audit.jsonl")
+	if err != nil || !strings.Contains(string(audit), "removed "+k1) {
+		t.Errorf("the audit log does not say %s was removed before the failure:\n%s", k1, audit)
 	}
 }

@@ -104,6 +104,13 @@ func (r *run) step(ctx context.Context, n int, st plan.Step, shared *sync.Mutex)
 	stopCrash()
 	res.Duration = time.Since(start)
 	if err != nil {
+		// What the step did before it failed (a wipe that removed some keys) is audited too.
+		for _, c := range out.changes {
+			c.Step = st.ID
+			if aerr := r.audit.Record(c); aerr != nil {
+				err = errors.Join(err, aerr)
+			}
+		}
 		return r.fail(n, st, res, start, err)
 	}
 	for _, c := range out.changes {

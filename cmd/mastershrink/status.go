@@ -37,8 +37,8 @@ For cron jobs and monitoring, the exit code says whether the cluster is healthy:
 is, 5 when status shows a problem (an etcd member unhealthy or unreachable, no etcd leader,
 an apiserver not ready or its unit not active, a host unreachable, an expired certificate,
 a leftover, a disagreement with the inventory), each listed at the end of the output and
-in "problems" (-o json|yaml). 1 is an error that kept status from looking (the inventory's
-files, no etcd endpoint answering), 4 bad flags or a bad inventory.`,
+in "problems" (-o json|yaml). 1 is an error that kept status from finishing its look
+(printed instead of the tables), 4 bad flags or a bad inventory.`,
 		Example: `  mastershrink status -i inventory.yaml
   mastershrink status -i inventory.yaml -o yaml`,
 		Args: cobra.NoArgs,

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 )
 
 const (
@@ -469,7 +470,7 @@ func restoreFiles(ctx context.Context, h host.Host, restore []host.FileChange) e
 func journalCursor(ctx context.Context, h host.Host, unit string) string {
 	jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	res, err := h.Run(jctx, fmt.Sprintf("journalctl -u %s -n 1 --show-cursor --no-pager -o cat", shellQuote(unit)))
+	res, err := h.Run(jctx, fmt.Sprintf("journalctl -u %s -n 1 --show-cursor --no-pager -o cat", machine.Quote(unit)))
 	if err != nil {
 		return ""
 	}
@@ -490,9 +491,9 @@ const journalScan = 3000
 func journal(ctx context.Context, h host.Host, unit, cursor string, n int) []string {
 	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	cmd := fmt.Sprintf("journalctl -u %s -n %d --no-pager", shellQuote(unit), journalScan)
+	cmd := fmt.Sprintf("journalctl -u %s -n %d --no-pager", machine.Quote(unit), journalScan)
 	if cursor != "" {
-		cmd += " --after-cursor=" + shellQuote(cursor)
+		cmd += " --after-cursor=" + machine.Quote(cursor)
 	}
 	res, err := h.Run(jctx, cmd)
 	if err != nil {
@@ -565,8 +566,4 @@ func lastLines(s string, n int) string {
 		ls = ls[len(ls)-n:]
 	}
 	return strings.Join(ls, " | ")
-}
-
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

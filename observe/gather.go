@@ -21,6 +21,7 @@ import (
 	"github.com/mastershrink/mastershrink/certs"
 	"github.com/mastershrink/mastershrink/etcd"
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/lb"
 	"github.com/mastershrink/mastershrink/nodes"
@@ -504,10 +505,10 @@ func scanLeftovers(ctx context.Context, h host.Host, ih *inventory.Host, ips []s
 	cmd := "grep -rlsIE --exclude='*.bak-*'"
 	for _, ip := range ips {
 		// Boundaries keep 10.0.0.1 from matching 10.0.0.12.
-		cmd += " -e " + shellQuote(`(^|[^0-9.])`+strings.ReplaceAll(ip, ".", `\.`)+`([^0-9]|$)`)
+		cmd += " -e " + machine.Quote(`(^|[^0-9.])`+strings.ReplaceAll(ip, ".", `\.`)+`([^0-9]|$)`)
 	}
 	for _, d := range dirs {
-		cmd += " " + shellQuote(d)
+		cmd += " " + machine.Quote(d)
 	}
 	res, _ := h.Run(ctx, cmd+" 2>/dev/null || true")
 	var out []string
@@ -519,8 +520,6 @@ func scanLeftovers(ctx context.Context, h host.Host, ih *inventory.Host, ips []s
 	sort.Strings(out)
 	return out
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // askEtcdSelves asks the etcd of every reachable etcd host, through that host, which member it
 // is: the one identity that neither member names nor the inventory can get wrong.
@@ -609,11 +608,11 @@ func resolveNames(ctx context.Context, c *Cluster, f plan.Facts) map[string][]st
 			if _, done := out[n]; done {
 				continue
 			}
-			res, err := hh.Run(ctx, "getent ahosts "+shellQuote(n)+" | awk '{print $1}' | sort -u")
+			addrs, err := machine.Resolve(ctx, hh, n)
 			if err != nil {
 				continue
 			}
-			if addrs := strings.Fields(string(res.Stdout)); len(addrs) > 0 {
+			if len(addrs) > 0 {
 				out[n] = addrs
 			}
 		}

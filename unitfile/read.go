@@ -84,7 +84,7 @@ func Locate(ctx context.Context, h machine.Host, name string) (fragment string, 
 			}
 		}
 	}
-	res, err := h.Run(ctx, "systemctl show -p LoadState -p FragmentPath -p DropInPaths -- "+shellQuote(name))
+	res, err := h.Run(ctx, "systemctl show -p LoadState -p FragmentPath -p DropInPaths -- "+machine.Quote(name))
 	if err == nil {
 		props := parseShow(string(res.Stdout))
 		if props["LoadState"] == "not-found" {
@@ -124,7 +124,7 @@ func searchUnitDirs(ctx context.Context, h machine.Host, name string) (string, [
 	}
 	var globs []string
 	for _, d := range unitDirs {
-		globs = append(globs, shellQuote(d+"/"+name+".d")+"/*.conf")
+		globs = append(globs, machine.Quote(d+"/"+name+".d")+"/*.conf")
 	}
 	// ls prints nothing for a glob that matched nothing (2>/dev/null); "true" keeps the exit 0.
 	res, err := h.Run(ctx, "ls -1d "+strings.Join(globs, " ")+" 2>/dev/null; true")
@@ -178,8 +178,4 @@ func environmentFileRefs(name, frag string, files map[string]string, dropIns []s
 		}
 	}
 	return refs, nil
-}
-
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -35,11 +36,7 @@ func fileCases(sub string, code int, args []string, also [][]string, files map[s
 }
 
 func sortCases(cs []badCase) {
-	for i := 1; i < len(cs); i++ {
-		for j := i; j > 0 && cs[j].name < cs[j-1].name; j-- {
-			cs[j], cs[j-1] = cs[j-1], cs[j]
-		}
-	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
 }
 
 // A malformed inventory: plan refuses it before connecting, and inventory validate says the
@@ -147,25 +144,33 @@ func nginxCases() []badCase {
 		"no-stream.conf":             {problem: []string{"no-stream.conf", "no stream block"}, noFix: noFix},
 		"include-missing.conf":       {problem: []string{"include-missing.conf:7", "conf.d/apiserver-upstream.conf was not read"}, noFix: noFix},
 	}
+	return libFileCases("nginx", cases, func(name string, data []byte) error {
+		main := "/approot/data/k8s/kube-nginx/" + name
+		cfg, err := lb.Parse("w2", main, map[string]string{main: string(data)}, apiservers)
+		if err == nil {
+			// The planner's check: a proxy fronting no apiserver is refused.
+			err = lb.RequireAPIServer(cfg)
+		}
+		if err == nil {
+			// Parsed: the rewrite must then refuse, naming why.
+			_, err = lb.Rewrite(cfg, apiservers[1:], lb.MarkDown)
+		}
+		return err
+	})
+}
+
+// libFileCases turns a folder's expectations into library cases: check gets each file's
+// name and content, and returns the error the CLI would print (exit 1).
+func libFileCases(sub string, files map[string]fileCase, check func(name string, data []byte) error) []badCase {
 	var out []badCase
-	for name, f := range cases {
-		out = append(out, badCase{name: "nginx/" + name, file: "nginx/" + name, code: exitError, problem: f.problem, fix: f.fix, noFix: f.noFix,
+	for name, f := range files {
+		out = append(out, badCase{name: sub + "/" + name, file: sub + "/" + name, code: exitError, problem: f.problem, fix: f.fix, noFix: f.noFix,
 			lib: func(dir string) error {
 				data, err := os.ReadFile(filepath.Join(dir, name))
 				if err != nil {
 					return err
 				}
-				main := "/approot/data/k8s/kube-nginx/" + name
-				cfg, err := lb.Parse("w2", main, map[string]string{main: string(data)}, apiservers)
-				if err == nil {
-					// The planner's check: a proxy fronting no apiserver is refused.
-					err = lb.RequireAPIServer(cfg)
-				}
-				if err == nil {
-					// Parsed: the rewrite must then refuse, naming why.
-					_, err = lb.Rewrite(cfg, apiservers[1:], lb.MarkDown)
-				}
-				return err
+				return check(name, data)
 			}})
 	}
 	sortCases(out)
@@ -183,18 +188,7 @@ func unitCases() []badCase {
 		"no-execstart.service":        {problem: []string{"no-execstart.service: no ExecStart"}, noFix: noFix},
 		"bad-section-header.service":  {problem: []string{"bad-section-header.service", `invalid section header "[Unit"`}, noFix: noFix},
 	}
-	var out []badCase
-	for name, f := range cases {
-		out = append(out, badCase{name: "unit/" + name, file: "unit/" + name, code: exitError, problem: f.problem, fix: f.fix, noFix: f.noFix,
-			lib: func(dir string) error {
-				data, err := os.ReadFile(filepath.Join(dir, name))
-				if err != nil {
-					return err
-				}
-				return unitEdit(name, string(data))
-			}})
-	}
-	sortCases(out)
+	out := libFileCases("unit", cases, func(name string, data []byte) error { return unitEdit(name, string(data)) })
 	// systemd refuses a unit line longer than LONG_LINE_MAX (1 MiB).
 	out = append(out, badCase{name: "unit/line over systemd's limit", code: exitError, problem: []string{"long-line.service", "over systemd's limit"}, noFix: noFix,
 		lib: func(string) error {

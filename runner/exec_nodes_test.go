@@ -52,6 +52,17 @@ func podOn(node, name, kind, owner string) *corev1.Pod {
 	return p
 }
 
+// drainAPI is fakeAPI with a ReplicaSet work/web of two replicas, a Ready Node w1 with room
+// for w2's pods, and objs.
+func drainAPI(objs ...runtime.Object) *fake.Clientset {
+	two := int32(2)
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "work", Name: "web"}, Spec: appsv1.ReplicaSetSpec{Replicas: &two}}
+	room := corev1.ResourceList{corev1.ResourcePods: resource.MustParse("110"), corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("8Gi")}
+	w1 := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w1"}, Status: corev1.NodeStatus{Allocatable: room,
+		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}
+	return fakeAPI(append([]runtime.Object{rs, w1}, objs...)...)
+}
+
 func apiRun(kube *fake.Clientset, st plan.Step) *run {
 	fc, p := newFakes(nil, kube)
 	p.Steps = []plan.Step{st}
@@ -62,13 +73,8 @@ func apiRun(kube *fake.Clientset, st plan.Step) *run {
 // Node is gone; a pod no controller would recreate refuses the drain, which evicts nothing.
 func TestExecutorDrain(t *testing.T) {
 	ctx := context.Background()
-	two := int32(2)
-	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "work", Name: "web"}, Spec: appsv1.ReplicaSetSpec{Replicas: &two}}
 	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: "work", Name: "agent"}}
-	room := corev1.ResourceList{corev1.ResourcePods: resource.MustParse("110"), corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("8Gi")}
-	w1 := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w1"}, Status: corev1.NodeStatus{Allocatable: room,
-		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}}
-	kube := fakeAPI(rs, ds, w1, podOn("w2", "web-1", "ReplicaSet", "web"), podOn("w2", "web-2", "ReplicaSet", "web"), podOn("w2", "agent-1", "DaemonSet", "agent"))
+	kube := drainAPI(ds, podOn("w2", "web-1", "ReplicaSet", "web"), podOn("w2", "web-2", "ReplicaSet", "web"), podOn("w2", "agent-1", "DaemonSet", "agent"))
 	st := mkStep(plan.KindDrain, "w2", plan.DrainParams{Node: "w2"})
 	r := apiRun(kube, st)
 	if doneOf(t, r, st) {
@@ -113,6 +119,29 @@ func TestExecutorDrain(t *testing.T) {
 	}
 	if n, _ := bare.CoreV1().Nodes().Get(ctx, "w2", metav1.GetOptions{}); n.Spec.Unschedulable {
 		t.Error("a refused drain left w2 cordoned")
+	}
+}
+
+// nodes/drain of a Node that is down (NotReady, no lease): its pods are deleted only with the
+// plan's node_down, else the drain is refused.
+func TestExecutorDrainDownNode(t *testing.T) {
+	ctx := context.Background()
+	for _, down := range []bool{false, true} {
+		kube := drainAPI(podOn("w2", "web-1", "ReplicaSet", "web"))
+		n, _ := kube.CoreV1().Nodes().Get(ctx, "w2", metav1.GetOptions{})
+		n.Status.Conditions[0].Status = corev1.ConditionUnknown
+		if _, err := kube.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		st := mkStep(plan.KindDrain, "w2", plan.DrainParams{Node: "w2", NodeDown: down})
+		out, err := apply(t, apiRun(kube, st), st)
+		_, gerr := kube.CoreV1().Pods("work").Get(ctx, "web-1", metav1.GetOptions{})
+		switch {
+		case !down && (!errors.Is(err, nodes.ErrRefused) || gerr != nil):
+			t.Errorf("down node without node_down: %v (pod: %v), want a refusal that deletes nothing", err, gerr)
+		case down && (err != nil || !apierrors.IsNotFound(gerr) || !strings.Contains(out.note, "1 deleted")):
+			t.Errorf("down node with node_down: %v, note %q (pod: %v), want its pod deleted", err, out.note, gerr)
+		}
 	}
 }
 

@@ -99,7 +99,14 @@ func TestExecutorPreflight(t *testing.T) {
 	}
 	w.p.Steps = nil
 
+	// Before an etcd restart (certificates): every member healthy, so one may be down.
+	if err := w.r.quorumWithout(ctxT(t)); err != nil {
+		t.Errorf("quorum check with 3 healthy members: %v", err)
+	}
 	w.ec.Stop(2)
+	if err := w.r.quorumWithout(ctxT(t)); !errors.Is(err, etcd.ErrQuorumAtRisk) {
+		t.Errorf("quorum check with 2 of 3 healthy: %v, want ErrQuorumAtRisk", err)
+	}
 	if _, err := w.preflight(t); !errors.Is(err, ErrPreflight) || !strings.Contains(err.Error(), "etcd member m3") {
 		t.Errorf("unhealthy member: %v", err)
 	}

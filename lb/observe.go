@@ -59,7 +59,21 @@ func Observe(ctx context.Context, h machine.Host, p inventory.Paths, apiservers 
 			queue = append(queue, matched...)
 		}
 	}
-	cfg, err := Parse(h.Name(), main, files, apiservers)
+	var resolved map[string][]string
+	for _, n := range ServerNames(main, files) {
+		addrs, err := machine.Resolve(ctx, h, n)
+		if err != nil {
+			return NodeConfig{Host: h.Name()}, fmt.Errorf("%s: resolve upstream server %s: %w", h.Name(), n, err)
+		}
+		if len(addrs) == 0 {
+			return NodeConfig{Host: h.Name()}, fmt.Errorf("%s: upstream server %s does not resolve there (getent ahosts): nginx could not load this config; fix the name or /etc/hosts, or point nginx_config at the config nginx runs", h.Name(), n)
+		}
+		if resolved == nil {
+			resolved = map[string][]string{}
+		}
+		resolved[n] = addrs
+	}
+	cfg, err := ParseResolved(h.Name(), main, files, apiservers, resolved)
 	if err != nil {
 		return cfg, fmt.Errorf("%s: %w", h.Name(), err)
 	}

@@ -46,6 +46,45 @@ type NodeConfig struct {
 	// listen of the first stream server passing to one of Upstreams, with a wildcard address
 	// turned into loopback. Empty when no such server was found.
 	Listen string `json:"listen,omitempty"`
+	// Resolved maps the host names of the upstream servers to the addresses they resolve to
+	// on the node, as nginx resolves them when it loads the config: a server named by host
+	// name is the apiserver at those addresses.
+	Resolved map[string][]string `json:"resolved,omitempty"`
+}
+
+// keys are the address keys a server stands for: its address as written and, for a host
+// name, every address it resolves to on the node, with its port.
+func (cfg NodeConfig) keys(s Server) []string {
+	k, err := addrKey(s.Address)
+	if err != nil {
+		return nil
+	}
+	out := []string{k}
+	h, p, _ := net.SplitHostPort(k)
+	for _, a := range cfg.Resolved[h] {
+		if ak, err := addrKey(net.JoinHostPort(a, p)); err == nil {
+			out = append(out, ak)
+		}
+	}
+	return out
+}
+
+// ServerNames lists the host names (not addresses) of the servers of every stream upstream
+// in the config, sorted: what to resolve on the node before ParseResolved.
+func ServerNames(mainPath string, files map[string]string) []string {
+	var out []string
+	parse("", mainPath, files, nil, nil, func(s Server) {
+		k, err := addrKey(s.Address)
+		if err != nil {
+			return
+		}
+		h, _, _ := net.SplitHostPort(k)
+		if _, err := netip.ParseAddr(h); err != nil && !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	})
+	sort.Strings(out)
+	return out
 }
 
 // maxIncludeDepth stops include cycles; nginx itself has no limit but would loop forever.
@@ -56,7 +95,25 @@ const maxIncludeDepth = 16
 // apiservers (host:port). Relative includes are resolved against the main file's folder, as
 // nginx resolves them against its conf prefix. Errors name file:line.
 func Parse(host, mainPath string, files map[string]string, apiservers []string) (NodeConfig, error) {
+	return parse(host, mainPath, files, apiservers, nil, nil)
+}
+
+// ParseResolved is Parse with the upstream servers' host names resolved on the node
+// (ServerNames, then machine.Resolve): a server named m2.example.com is the apiserver at the
+// addresses m2.example.com resolves to there.
+func ParseResolved(host, mainPath string, files map[string]string, apiservers []string, resolved map[string][]string) (NodeConfig, error) {
+	return parse(host, mainPath, files, apiservers, resolved, nil)
+}
+
+// parse is Parse; each server of every stream upstream is also given to seen, if set.
+func parse(host, mainPath string, files map[string]string, apiservers []string, resolved map[string][]string, seen func(Server)) (NodeConfig, error) {
 	cfg := NodeConfig{Host: host, Main: mainPath, Files: files}
+	if len(resolved) > 0 {
+		cfg.Resolved = map[string][]string{}
+		for n, addrs := range resolved {
+			cfg.Resolved[strings.ToLower(n)] = addrs
+		}
+	}
 	want := make(map[string]bool, len(apiservers))
 	for _, a := range apiservers {
 		k, err := addrKey(a)
@@ -90,13 +147,18 @@ func Parse(host, mainPath string, files map[string]string, apiservers []string) 
 				return
 			}
 			if inStream && s.name.val == "upstream" && s.hasBlock() && len(s.args) == 1 {
-				u, ok, err := upstreamOf(s, want)
+				u, ok, err := upstreamOf(cfg, s, want)
 				if err != nil {
 					walkErr = err
 					return
 				}
 				if ok {
 					cfg.Upstreams = append(cfg.Upstreams, u)
+				}
+				if seen != nil {
+					for _, srv := range u.Servers {
+						seen(srv)
+					}
 				}
 				continue
 			}
@@ -215,7 +277,7 @@ func (r *resolver) matches(arg string) ([]string, error) {
 	return out, nil
 }
 
-func upstreamOf(s *stmt, want map[string]bool) (Upstream, bool, error) {
+func upstreamOf(cfg NodeConfig, s *stmt, want map[string]bool) (Upstream, bool, error) {
 	u := Upstream{Name: s.args[0].val, File: s.file, Line: s.name.line}
 	fronts := false
 	for _, d := range s.block {
@@ -228,8 +290,8 @@ func upstreamOf(s *stmt, want map[string]bool) (Upstream, bool, error) {
 		args := d.argVals()
 		srv := Server{Address: args[0], Params: args[1:], File: d.file, Line: d.name.line}
 		srv.Down = slices.Contains(srv.Params, "down")
-		if k, err := addrKey(srv.Address); err == nil && want[k] {
-			fronts = true
+		for _, k := range cfg.keys(srv) {
+			fronts = fronts || want[k]
 		}
 		u.Servers = append(u.Servers, srv)
 	}

@@ -68,8 +68,11 @@ func Rewrite(cfg NodeConfig, leaving []string, mode Mode) ([]machine.FileChange,
 	for _, u := range cfg.Upstreams {
 		live, edited := 0, 0
 		for _, s := range u.Servers {
-			k, _ := addrKey(s.Address)
-			if leave[k] {
+			leaves := false
+			for _, k := range cfg.keys(s) {
+				leaves = leaves || leave[k]
+			}
+			if leaves {
 				if mode == Remove || !s.Down {
 					targets[s.File] = append(targets[s.File], s)
 					edited++

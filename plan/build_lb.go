@@ -70,8 +70,14 @@ func (b *builder) loadBalancers() {
 		if mode == lb.Remove {
 			summary = "remove " + strings.Join(leaving, ", ") + " from the node's nginx, nginx -t, reload, probe"
 		}
+		var details []string
+		for _, n := range sortedKeys(cfg.Resolved) {
+			if addrs := cfg.Resolved[n]; len(intersect(addrs, b.leaveIPs)) > 0 {
+				details = append(details, fmt.Sprintf("upstream server %s is %s on %s", n, strings.Join(addrs, ", "), name))
+			}
+		}
 		b.add(Step{ID: "lb/update/" + name, Kind: KindLBUpdate, Host: name, Risk: Disruptive, Summary: summary,
-			Files: files, Params: EncodeParams(LBUpdateParams{Leaving: leaving, Mode: b.t.LBMode}),
+			Details: details, Files: files, Params: EncodeParams(LBUpdateParams{Leaving: leaving, Mode: b.t.LBMode}),
 			Relies: []string{"lb." + name}})
 	}
 }

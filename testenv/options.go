@@ -33,6 +33,9 @@ type Options struct {
 	// EtcdPeersByName gives etcd peer URLs by machine name (https://m2:2380, resolved through
 	// every machine's /etc/hosts) instead of by address, as many hand-made clusters do.
 	EtcdPeersByName bool
+	// UpstreamsByName names every master but the first by machine name in the nginx proxies'
+	// upstreams (server m2:6443), next to the first one's address.
+	UpstreamsByName bool
 	// RequestTimeout is kube-apiserver's --request-timeout; 10s by default in the lab.
 	RequestTimeout time.Duration
 	// OutDir receives inventory.yaml, admin.kubeconfig, id_ed25519, known_hosts, lab.json and

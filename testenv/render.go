@@ -344,11 +344,15 @@ func (l *Lab) nginxConf(lay Layout) string {
 	if lay.Name == "seed003" {
 		b.WriteString("      hash $remote_addr consistent;\n")
 	}
-	for _, m := range l.masters() {
+	for i, m := range l.masters() {
+		server := m.Address
+		if l.UpstreamsByName && i > 0 {
+			server = m.Name
+		}
 		if lay.Name == "seed003" {
-			fmt.Fprintf(&b, "      server %s:%d %s;\n", m.Address, lay.Paths.APIServerPort, lay.NginxServerParams)
+			fmt.Fprintf(&b, "      server %s:%d %s;\n", server, lay.Paths.APIServerPort, lay.NginxServerParams)
 		} else {
-			fmt.Fprintf(&b, "        server %s:%d %s;\n", m.Address, lay.Paths.APIServerPort, lay.NginxServerParams)
+			fmt.Fprintf(&b, "        server %s:%d %s;\n", server, lay.Paths.APIServerPort, lay.NginxServerParams)
 		}
 	}
 	fmt.Fprintf(&b, "    }\n\n    server {\n        listen %s;\n        proxy_connect_timeout 1s;\n        proxy_pass %s;\n    }\n}\n",

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -346,7 +347,7 @@ func TestLabFingerprintStable5to3(t *testing.T) {
 // /etc/hosts) are matched to their hosts, and the 3-to-1 shrink goes through.
 func TestLabPeerURLsByName(t *testing.T) {
 	testenv.RequireLab(t)
-	lab := testenv.StartLab(t, testenv.Options{Name: "mspeer", EtcdPeersByName: true})
+	lab := testenv.StartLab(t, testenv.Options{Name: "mspeer", EtcdPeersByName: true, UpstreamsByName: true})
 	kube := prepare(t, lab)
 	// The leaving hosts are also wiped of the keys and etcd data they keep.
 	path := filepath.Join(t.TempDir(), "plan.json")
@@ -358,6 +359,14 @@ func TestLabPeerURLsByName(t *testing.T) {
 		st, ok := p.Step("etcd/remove-member/" + host)
 		if !ok || st.Params["peer_urls"] != "https://"+host+":2380" {
 			t.Fatalf("removal of %s: %+v, want its member at https://%s:2380", host, st, host)
+		}
+		// The proxies name m2 and m3 by host name: resolved on each node, marked down.
+		m, _ := lab.Machine(host)
+		lbStep, ok := p.Step("lb/update/w1")
+		if !ok || !slices.Contains(lbStep.Details, "upstream server "+host+" is "+m.Address+" on w1") ||
+			len(lbStep.Files) != 1 || !strings.Contains(lbStep.Files[0].After, "server "+host+":6443") ||
+			!regexp.MustCompile(`server `+host+`:6443 [^;]*down;`).MatchString(lbStep.Files[0].After) {
+			t.Fatalf("lb/update/w1 does not mark %s down by its name: %+v", host, lbStep)
 		}
 	}
 	prober := lab.StartProber(context.Background(), 20)

@@ -22,7 +22,7 @@ type NoAPIServerError struct {
 }
 
 func (e *NoAPIServerError) Error() string {
-	return fmt.Sprintf("%s: %s: %v (%s)", e.Node, e.File, ErrNoAPIServer, e.Found)
+	return fmt.Sprintf("%s: %s: %v (%s): point nginx_config at the proxy config that fronts the apiservers, or list them in its stream upstream", e.Node, e.File, ErrNoAPIServer, e.Found)
 }
 
 func (e *NoAPIServerError) Unwrap() error { return ErrNoAPIServer }

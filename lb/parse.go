@@ -258,7 +258,7 @@ func (r *resolver) matches(arg string) ([]string, error) {
 	p := IncludePath(r.confDir, arg)
 	if !HasGlob(p) {
 		if _, ok := r.files[p]; !ok {
-			return nil, fmt.Errorf("%s was not read", p)
+			return nil, fmt.Errorf("%s was not read (the include names a file that is not on the node): fix the include, or point nginx_config at the config nginx runs", p)
 		}
 		return []string{p}, nil
 	}

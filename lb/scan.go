@@ -220,7 +220,7 @@ func (p *stmtParser) block(inner bool) ([]*stmt, error) {
 				return nil, err
 			}
 			if p.i >= len(p.toks) {
-				return nil, fmt.Errorf("%s:%d: unexpected end of file, expecting \"}\"", p.file, s.name.line)
+				return nil, fmt.Errorf("%s:%d: unexpected end of file, expecting \"}\": close the block opened there (nginx -t on the node says the same)", p.file, s.name.line)
 			}
 			s.block = b
 			s.close = p.toks[p.i]
@@ -229,7 +229,7 @@ func (p *stmtParser) block(inner bool) ([]*stmt, error) {
 		out = append(out, s)
 	}
 	if inner {
-		return nil, fmt.Errorf("%s: unexpected end of file, expecting \"}\"", p.file)
+		return nil, fmt.Errorf("%s: unexpected end of file, expecting \"}\": close the block left open (nginx -t on the node says the same)", p.file)
 	}
 	return out, nil
 }

@@ -136,13 +136,12 @@ func pemCases() []badCase {
 // A node's nginx config that cannot be rewritten: the planner refuses, naming the file.
 func nginxCases() []badCase {
 	apiservers := []string{"10.88.0.11:6443", "10.88.0.12:6443", "10.88.0.13:6443"}
-	const noFix = "lb.Parse and lb.Rewrite name the file and line, not the fix; lb/ is another helper's, being restructured"
 	cases := map[string]fileCase{
-		"unbalanced-brace.conf":      {problem: []string{"unbalanced-brace.conf", `unexpected end of file, expecting "}"`}, noFix: noFix},
+		"unbalanced-brace.conf":      {problem: []string{"unbalanced-brace.conf", `unexpected end of file, expecting "}"`}, fix: []string{"close the block"}},
 		"missing-semicolon.conf":     {problem: []string{"missing-semicolon.conf:9", `invalid parameter "server" on line 10`}, fix: []string{"is the ';' missing at the end of line 9?"}},
-		"no-apiserver-upstream.conf": {problem: []string{"no-apiserver-upstream.conf", "no stream upstream fronts an apiserver"}, noFix: noFix},
-		"no-stream.conf":             {problem: []string{"no-stream.conf", "no stream block"}, noFix: noFix},
-		"include-missing.conf":       {problem: []string{"include-missing.conf:7", "conf.d/apiserver-upstream.conf was not read"}, noFix: noFix},
+		"no-apiserver-upstream.conf": {problem: []string{"no-apiserver-upstream.conf", "no stream upstream fronts an apiserver"}, fix: []string{"point nginx_config at the proxy config that fronts the apiservers"}},
+		"no-stream.conf":             {problem: []string{"no-stream.conf", "no stream block"}, fix: []string{"point nginx_config at the proxy config that fronts the apiservers"}},
+		"include-missing.conf":       {problem: []string{"include-missing.conf:7", "conf.d/apiserver-upstream.conf was not read"}, fix: []string{"fix the include, or point nginx_config at the config nginx runs"}},
 	}
 	return libFileCases("nginx", cases, func(name string, data []byte) error {
 		main := "/approot/data/k8s/kube-nginx/" + name
@@ -179,7 +178,7 @@ func libFileCases(sub string, files map[string]fileCase, check func(name string,
 
 // A kube-apiserver unit whose --etcd-servers cannot be rewritten.
 func unitCases() []badCase {
-	const noFix = "unitfile names the unit, line and flag, not the fix; unitfile/ is another helper's, being restructured"
+	const noFix = "unitfile names the unit, line and flag but not what to do: the unit is broken for systemd too, and its fix is the operator's"
 	cases := map[string]fileCase{
 		"flag-missing.service":        {problem: []string{"--etcd-servers: flag not found"}, noFix: noFix},
 		"flag-repeated.service":       {problem: []string{"--etcd-servers at", "flag given more than once"}, noFix: noFix},

@@ -175,6 +175,7 @@ func TestExecutorCertResign(t *testing.T) {
 // file is not done; an etcd that does not pick the new files up is restarted only once the
 // quorum is proven, and here it cannot be (no etcd to ask): refused, saying so.
 func TestExecutorCertResignFailures(t *testing.T) {
+	t.Parallel() // mostly waits: for a reload that does not come, or on its own etcd
 	r, fc, st, servers := certFixture(t)
 	m1, m2 := fc.hosts["m1"], fc.hosts["m2"]
 	oldCert, _ := m1.File(etcdCertPath)

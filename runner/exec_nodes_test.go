@@ -197,6 +197,7 @@ func cleanupHost(f *etcdFixture) *hosttest.Host {
 // nodes/cleanup: units stopped and disabled, folders removed after a backup, done after; a
 // host still in etcd, and a failed backup, clean nothing.
 func TestExecutorCleanup(t *testing.T) {
+	t.Parallel() // its own etcd and fakes
 	f := newEtcdFixture(t)
 	w2 := cleanupHost(f)
 	st := mkStep(plan.KindCleanup, "w2", nil)
@@ -259,6 +260,7 @@ func TestExecutorCleanup(t *testing.T) {
 
 // nodes/wipe's postcondition, and the remove mode.
 func TestExecutorWipeDone(t *testing.T) {
+	t.Parallel() // its own etcd and fakes
 	f := newEtcdFixture(t)
 	w2 := cleanupHost(f)
 	keys := "/etc/kubernetes/ssl/kubelet-key.pem"

@@ -123,6 +123,7 @@ func TestExecutorPreflight(t *testing.T) {
 // etcd/move-leader: done while the leader stays; moves it off a leaving member; refuses a
 // malformed ID before anything.
 func TestExecutorMoveLeader(t *testing.T) {
+	t.Parallel() // its own etcd and fakes
 	f := newEtcdFixture(t)
 	facts, err := f.cli.Observe(ctxT(t))
 	if err != nil {

@@ -22,6 +22,7 @@ func kubernetesSlice(addrs ...string) *discoveryv1.EndpointSlice {
 // with the proxies answering and the endpoints on the survivors, and warns about files that
 // still name the removed address and the keys the leaving host still holds.
 func TestExecutorVerify(t *testing.T) {
+	t.Parallel() // its own etcd and fakes
 	w := newShrinkWorld(t)
 	w.fc.kube = fakeAPI(kubernetesSlice(w.ec.IP(0), w.ec.IP(1)))
 	rm := w.removeStep("m3", w.ids["m3"], w.ec.PeerURL(2))

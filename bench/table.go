@@ -119,7 +119,7 @@ func (r Results) Render(w io.Writer) error {
 		fmt.Fprint(w, "; except")
 	}
 	for _, p := range runs {
-		fmt.Fprintf(w, "\n  %s: %s", strings.Join(ids[p], ", "), p)
+		fmt.Fprintf(w, "\n  %s: %s", strings.Join(collapseIDs(ids[p]), ", "), p)
 	}
 	_, err := fmt.Fprintln(w)
 	return err
@@ -160,6 +160,26 @@ func (r *Results) Merge(from Results, prefixes ...string) int {
 		}
 	}
 	return n
+}
+
+// collapseIDs writes a run of two or more IDs that differ only after their last dot as
+// "PREFIX.*" (scale.0.apply, scale.0.failed: scale.0.*).
+func collapseIDs(ids []string) []string {
+	var out []string
+	for i := 0; i < len(ids); {
+		dot := strings.LastIndex(ids[i], ".")
+		j := i + 1
+		for dot > 0 && j < len(ids) && strings.LastIndex(ids[j], ".") == dot && ids[j][:dot] == ids[i][:dot] {
+			j++
+		}
+		if j-i >= 2 {
+			out = append(out, ids[i][:dot]+".*")
+		} else {
+			out = append(out, ids[i])
+		}
+		i = j
+	}
+	return out
 }
 
 func hasAnyPrefix(s string, prefixes []string) bool {

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/inventory"
@@ -80,12 +83,56 @@ func (r *run) deleteNodeStep(st plan.Step, p plan.DeleteNodeParams) executor {
 			if err != nil {
 				return outcome{}, err
 			}
+			if err := provesDrained(ctx, kube, node); err != nil {
+				return outcome{}, err
+			}
 			if err := nodes.DeleteNode(ctx, kube, node); err != nil {
 				return outcome{}, err
 			}
 			return outcome{changes: []Change{{Node: node, Action: "delete"}}, note: "Node deleted"}, nil
 		},
 	}
+}
+
+// ErrNotDrained means a Node a step would delete still has its pods, or was never cordoned.
+var ErrNotDrained = errors.New("the Node is not drained")
+
+// provesDrained proves, from the API now, that node is cordoned and runs nothing but
+// DaemonSet and static (mirror) pods, or pods already terminating: deleting a Node that still
+// runs its workload orphans the pods, whatever the journal says of its drain.
+func provesDrained(ctx context.Context, kube kubernetes.Interface, node string) error {
+	n, err := kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	way := fmt.Sprintf("run nodes/drain/%s first (or make a new plan); the Node was not deleted", node)
+	if !n.Spec.Unschedulable {
+		return fmt.Errorf("%w: Node %s is not cordoned: %s", ErrNotDrained, node, way)
+	}
+	pods, err := kube.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+	if err != nil {
+		return err
+	}
+	var left []string
+	for _, p := range pods.Items {
+		if p.Spec.NodeName != node || p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+			continue
+		}
+		if slices.ContainsFunc(p.OwnerReferences, func(o metav1.OwnerReference) bool { return o.Kind == "DaemonSet" }) {
+			continue
+		}
+		left = append(left, p.Namespace+"/"+p.Name)
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("%w: Node %s still runs %d pods (%s): %s", ErrNotDrained, node, len(left), strings.Join(left[:min(3, len(left))], ", "), way)
+	}
+	return nil
 }
 
 func cleanupOptions(ih *inventory.Host) nodes.CleanupOptions {

@@ -150,14 +150,40 @@ func (c withAPI) Kube() (kubernetes.Interface, *rest.Config, error) {
 	return c.kube, &rest.Config{}, nil
 }
 
+// nodes/delete proves from the API that the Node is drained before it deletes it: not
+// cordoned, or still running a ReplicaSet's pod, is refused with the Node left; DaemonSet,
+// static and terminating pods do not count.
 func TestExecutorDeleteNode(t *testing.T) {
-	kube := fake.NewSimpleClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w2"}})
+	yes := true
+	owned := func(name, kind string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "work", Name: name,
+			OwnerReferences: []metav1.OwnerReference{{Kind: kind, Name: "x", Controller: &yes}}},
+			Spec: corev1.PodSpec{NodeName: "w2"}, Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	}
+	static := owned("kube-proxy-w2", "Node")
+	static.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: "x"}
+	going := owned("web-old", "ReplicaSet")
+	going.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	kube := fake.NewSimpleClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w2"}},
+		owned("web-1", "ReplicaSet"), owned("node-exporter-w2", "DaemonSet"), static, going)
 	st := plan.Step{ID: plan.KindDeleteNode + "/w2", Kind: plan.KindDeleteNode, Host: "w2", Params: map[string]string{"node": "w2"}}
 	r := &run{p: &plan.Plan{Steps: []plan.Step{st}}, c: withAPI{hostsOnly{}, kube}, prog: newProgress(io.Discard, false, nil),
 		history: History{Started: map[string]bool{}, Ended: map[string]bool{}}}
 	if doneOf(t, r, st) {
 		t.Fatal("done while the Node exists")
 	}
+	ctx := context.Background()
+	if _, err := apply(t, r, st); !errors.Is(err, ErrNotDrained) || !strings.Contains(err.Error(), "not cordoned") {
+		t.Errorf("delete of an uncordoned Node: %v", err)
+	}
+	cordon(t, kube, "w2")
+	if _, err := apply(t, r, st); !errors.Is(err, ErrNotDrained) || !strings.Contains(err.Error(), "1 pods (work/web-1)") {
+		t.Errorf("delete of a Node still running web-1: %v", err)
+	}
+	if _, err := kube.CoreV1().Nodes().Get(ctx, "w2", metav1.GetOptions{}); err != nil {
+		t.Fatalf("a refused delete deleted the Node: %v", err)
+	}
+	kube.CoreV1().Pods("work").Delete(ctx, "web-1", metav1.DeleteOptions{})
 	if _, err := apply(t, r, st); err != nil {
 		t.Fatal(err)
 	}
@@ -166,5 +192,18 @@ func TestExecutorDeleteNode(t *testing.T) {
 	}
 	if _, err := kube.CoreV1().Nodes().Get(context.Background(), "w2", metav1.GetOptions{}); err == nil {
 		t.Error("Node w2 still exists")
+	}
+}
+
+// cordon marks a fake API's Node unschedulable, as nodes/drain leaves it.
+func cordon(t *testing.T, kube *fake.Clientset, node string) {
+	t.Helper()
+	n, err := kube.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Spec.Unschedulable = true
+	if _, err := kube.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,14 +1,19 @@
 package runner
 
 import (
+	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/lb"
 	"github.com/mastershrink/mastershrink/plan"
+	"github.com/mastershrink/mastershrink/testenv/etcdtest"
 )
 
 // lbUpdate is w1's lb/update step: m3 marked down, as the planner writes it.
@@ -94,5 +99,81 @@ func TestExecutorLBStopFails(t *testing.T) {
 	w1.SetUnit("kube-nginx.service", host.UnitStatus{LoadState: "not-found"})
 	if !doneOf(t, f.r, st) {
 		t.Error("a proxy unit systemd does not know is not done")
+	}
+}
+
+// The proxy phase runs the lb/update steps together: a node whose nginx rejects its config
+// fails alone (the others are updated, journaled and audited), the run names it; a rerun
+// leaves the ended node alone and takes up the failed one.
+func TestLBPhase(t *testing.T) {
+	worker := []inventory.Role{inventory.RoleWorker}
+	fc, p := newFakes(nil, nil, plan.Host{Name: "w1", Address: "192.0.2.11", Roles: worker, Paths: cpPaths},
+		plan.Host{Name: "w2", Address: "192.0.2.12", Roles: worker, Paths: cpPaths})
+	p.Facts.LB = map[string]lb.NodeConfig{}
+	var items []phaseItem
+	for i, name := range []string{"w1", "w2"} {
+		z, cfg := serveProxy(t, fc.hosts[name], cpServers)
+		p.Facts.Hosts[i].Paths.NginxListen = z.Addr()
+		p.Facts.LB[name] = cfg
+		files, err := lb.Rewrite(cfg, []string{"192.0.2.3:6443"}, lb.MarkDown)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := mkStep(plan.KindLBUpdate, name, plan.LBUpdateParams{Leaving: []string{"192.0.2.3:6443"}, Mode: "down"}, files...)
+		p.Steps = append(p.Steps, st)
+		items = append(items, phaseItem{n: i + 1, st: st})
+	}
+	w2 := fc.hosts["w2"]
+	w2.RunFunc = nginxShell(w2, exitWith("w2", 1, "nginx: [emerg] unexpected \"}\""))
+
+	ec := etcdtest.Start(t, 1)
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	r := hostRun(fc, p)
+	var err error
+	if r.lock, err = AcquireLock(ctx, ec.Client(t), "sha256:x", 5*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer r.lock.Release(context.Background())
+	if r.journal, err = OpenJournal(dir+"/journal.jsonl", "sha256:x", "run1"); err != nil {
+		t.Fatal(err)
+	}
+	defer r.journal.Close()
+	if r.audit, err = OpenAudit(dir+"/audit.jsonl", "sha256:x", "run1"); err != nil {
+		t.Fatal(err)
+	}
+	defer r.audit.Close()
+
+	var sum Summary
+	err = r.lbPhase(ctx, items, &sum)
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 node proxies failed (w2)") || !strings.Contains(err.Error(), "unexpected") {
+		t.Fatalf("phase with w2 rejecting its config: %v", err)
+	}
+	if len(sum.Steps) != 2 || !r.history.Ended["lb/update/w1"] || r.history.Ended["lb/update/w2"] {
+		t.Errorf("summary %+v, ended %v", sum.Steps, r.history.Ended)
+	}
+	if got, _ := fc.hosts["w1"].File(nginxConfPath); got != p.Steps[0].Files[0].After {
+		t.Error("w1 not updated because w2 failed")
+	}
+	audit, _ := os.ReadFile(dir + "/audit.jsonl")
+	if !strings.Contains(string(audit), `"step":"lb/update/w1"`) || strings.Contains(string(audit), `"step":"lb/update/w2"`) {
+		t.Errorf("audit log:\n%s", audit)
+	}
+
+	w2.RunFunc = nginxShell(w2, nil)
+	before := len(fc.hosts["w1"].Log())
+	sum = Summary{}
+	if err := r.lbPhase(ctx, items, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if l := fc.hosts["w1"].Log()[before:]; len(l) != 0 {
+		t.Errorf("the rerun touched w1, whose step ended: %v", l)
+	}
+	if got, _ := w2.File(nginxConfPath); got != p.Steps[1].Files[0].After || !r.history.Ended["lb/update/w2"] {
+		t.Error("the rerun did not update w2")
+	}
+	journal, _ := os.ReadFile(dir + "/journal.jsonl")
+	if !strings.Contains(string(journal), "already done") {
+		t.Errorf("the rerun did not journal w1 as already done:\n%s", journal)
 	}
 }

@@ -128,21 +128,13 @@ func TestLBPhase(t *testing.T) {
 
 	ec := etcdtest.Start(t, 1)
 	ctx := ctxT(t)
-	dir := t.TempDir()
 	r := hostRun(fc, p)
+	dir := journaled(t, r)
 	var err error
 	if r.lock, err = AcquireLock(ctx, ec.Client(t), "sha256:x", 5*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	defer r.lock.Release(context.Background())
-	if r.journal, err = OpenJournal(dir+"/journal.jsonl", "sha256:x", "run1"); err != nil {
-		t.Fatal(err)
-	}
-	defer r.journal.Close()
-	if r.audit, err = OpenAudit(dir+"/audit.jsonl", "sha256:x", "run1"); err != nil {
-		t.Fatal(err)
-	}
-	defer r.audit.Close()
 
 	var sum Summary
 	err = r.lbPhase(ctx, items, &sum)

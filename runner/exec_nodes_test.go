@@ -148,6 +148,7 @@ func TestExecutorDrainDownNode(t *testing.T) {
 // nodes/delete: done once gone (a rerun then says so), and an API refusal fails the step.
 func TestExecutorDeleteNodeFails(t *testing.T) {
 	kube := fakeAPI()
+	cordon(t, kube, "w2")
 	kube.PrependReactor("delete", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(corev1.Resource("nodes"), "w2", errors.New("RBAC"))
 	})
@@ -159,7 +160,9 @@ func TestExecutorDeleteNodeFails(t *testing.T) {
 	if doneOf(t, r, st) {
 		t.Error("done after a refused delete")
 	}
-	r = apiRun(fakeAPI(), st)
+	drained := fakeAPI()
+	cordon(t, drained, "w2")
+	r = apiRun(drained, st)
 	if _, err := apply(t, r, st); err != nil {
 		t.Fatal(err)
 	}
@@ -320,16 +323,7 @@ func TestWipeHalfDoneIsAudited(t *testing.T) {
 	w2.RunFunc = shell(on("grep -rlE", stdout(k1+"\n"+k2+"\n")), on("rm -f -- "+k2, exitWith("w2", 1, "rm: Operation not permitted")))
 	st := mkStep(plan.KindWipe, "w2", plan.WipeParams{Mode: "move"})
 	r := f.run(&plan.Plan{Steps: []plan.Step{st}})
-	dir := t.TempDir()
-	var err error
-	if r.journal, err = OpenJournal(dir+"/journal.jsonl", "sha256:x", "run1"); err != nil {
-		t.Fatal(err)
-	}
-	if r.audit, err = OpenAudit(dir+"/audit.jsonl", "sha256:x", "run1"); err != nil {
-		t.Fatal(err)
-	}
-	defer r.journal.Close()
-	defer r.audit.Close()
+	dir := journaled(t, r)
 	if _, err := r.step(ctxT(t), 1, st, nil); err == nil || !strings.Contains(err.Error(), k2) {
 		t.Fatalf("half-done wipe: %v, want an error naming %s", err, k2)
 	}

@@ -117,6 +117,23 @@ func refusedBySystemd(t *testing.T, r *run, st plan.Step, h *hosttest.Host, verb
 	}
 }
 
+// journaled gives r a journal and an audit log (journal.jsonl, audit.jsonl) in a temporary
+// folder, which it returns, as a run next to its plan has.
+func journaled(t *testing.T, r *run) string {
+	t.Helper()
+	dir := t.TempDir()
+	var err error
+	if r.journal, err = OpenJournal(dir+"/journal.jsonl", "sha256:x", "run1"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.journal.Close() })
+	if r.audit, err = OpenAudit(dir+"/audit.jsonl", "sha256:x", "run1"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.audit.Close() })
+	return dir
+}
+
 // commands lists the commands the host ran, in order.
 func commands(h *hosttest.Host) []string {
 	var out []string

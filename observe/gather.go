@@ -51,7 +51,7 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 	f := plan.Facts{
 		Cluster: c.Inv.Cluster, Layout: c.Inv.Layout, ObservedAt: time.Now().UTC(),
 		Units: map[string]plan.HostUnits{}, LB: map[string]lb.NodeConfig{},
-		Leftovers: map[string][]string{}, APIServerReady: map[string]bool{}, ProxyMissing: map[string]plan.ProxyMissing{},
+		Leftovers: map[string][]string{}, APIServerReady: map[string]bool{}, ProxyMissing: map[string]plan.ProxyMissing{}, Keepalived: map[string][]string{},
 	}
 	errs := c.ConnectAll(ctx)
 	for _, ih := range c.Inv.Hosts {
@@ -130,6 +130,13 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 			default:
 				mu.Lock()
 				f.LB[name] = cfg
+				mu.Unlock()
+			}
+		}
+		if leaving[name] {
+			if vip := keepalived(ctx, h); len(vip) > 0 {
+				mu.Lock()
+				f.Keepalived[name] = vip
 				mu.Unlock()
 			}
 		}
@@ -241,6 +248,25 @@ func otherProxies(ctx context.Context, h host.Host) []string {
 		if st.ActiveState == "active" || st.UnitFileState == "enabled" {
 			out = append(out, fmt.Sprintf("%s %s, %s", u, st.ActiveState, st.UnitFileState))
 		}
+	}
+	return out
+}
+
+// keepalived lists the signs of keepalived on h: its config and its unit when active or
+// enabled.
+func keepalived(ctx context.Context, h host.Host) []string {
+	var out []string
+	if _, err := h.ReadFile(ctx, "/etc/keepalived/keepalived.conf"); err == nil {
+		out = append(out, "/etc/keepalived/keepalived.conf")
+	}
+	sd, err := h.Systemd(ctx)
+	if err != nil {
+		return out
+	}
+	defer sd.Close()
+	if st, err := sd.Status(ctx, "keepalived.service"); err == nil && st.LoadState != "not-found" &&
+		(st.ActiveState == "active" || st.UnitFileState == "enabled") {
+		out = append(out, fmt.Sprintf("keepalived.service %s, %s", st.ActiveState, st.UnitFileState))
 	}
 	return out
 }

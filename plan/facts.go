@@ -27,7 +27,10 @@ type Facts struct {
 	// ProxyMissing maps a host whose nginx config (inventory nginx_config) does not exist to
 	// what was found there instead: another proxy's config or unit, or nothing.
 	ProxyMissing map[string]ProxyMissing `json:"proxy_missing,omitempty"`
-	Certs        []Cert                  `json:"certs,omitempty"`
+	// Keepalived maps a leaving host to the signs of keepalived on it (its config, its
+	// unit): a VIP it holds, or would take over, leaves with it.
+	Keepalived map[string][]string `json:"keepalived,omitempty"`
+	Certs      []Cert              `json:"certs,omitempty"`
 	// UnreadableCerts are certificates a unit names that could not be read or parsed: they
 	// are not in Certs, so nothing re-signs them, and the plan warns about each.
 	UnreadableCerts []CertProblem `json:"unreadable_certs,omitempty"`

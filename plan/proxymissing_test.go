@@ -50,3 +50,19 @@ func TestProxyMissing(t *testing.T) {
 		t.Errorf("a leaving host's haproxy refused the plan: %+v", p.Refusals)
 	}
 }
+
+// A leaving host running keepalived is refused: the VIP may be on it; an offline one is not
+// (it is down already), nor a staying one.
+func TestKeepalivedOnLeaving(t *testing.T) {
+	f := seed003.facts(t)
+	f.Keepalived = map[string][]string{"m3": {"/etc/keepalived/keepalived.conf", "keepalived.service active, enabled"}}
+	p := Build(f, Target{Remove: []string{"m3"}}, "test", observedAt)
+	if len(p.Refusals) != 1 || p.Refusals[0].Code != "keepalived-on-leaving" ||
+		!strings.Contains(p.Refusals[0].Reason, "m3 runs keepalived (/etc/keepalived/keepalived.conf, keepalived.service active, enabled)") ||
+		!strings.Contains(p.Refusals[0].WayOut, "move the VIP off m3") {
+		t.Errorf("refusals: %+v", p.Refusals)
+	}
+	if p := Build(f, Target{Remove: []string{"m2"}}, "test", observedAt); len(p.Refusals) != 0 {
+		t.Errorf("keepalived on a staying host refused the plan: %+v", p.Refusals)
+	}
+}

@@ -172,6 +172,18 @@ func TestLabSafety(t *testing.T) {
 		}
 	})
 
+	t.Run("a leaving master running keepalived", func(t *testing.T) {
+		conf := "vrrp_instance VI_1 {\n  state BACKUP\n  interface host0\n  virtual_router_id 51\n  virtual_ipaddress {\n    10.88.0.100\n  }\n}\n"
+		if out, err := lab.Exec(ctx, "m3", "sh", "-c", "mkdir -p /etc/keepalived && printf '"+conf+"' > /etc/keepalived/keepalived.conf"); err != nil {
+			t.Fatalf("keepalived on m3: %v\n%s", err, out)
+		}
+		defer lab.Exec(ctx, "m3", "rm", "-rf", "/etc/keepalived")
+		out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m3")
+		if code != exitRefused || !strings.Contains(out, "m3 runs keepalived (/etc/keepalived/keepalived.conf)") || !strings.Contains(out, "move the VIP off m3") {
+			t.Errorf("plan --remove m3 with keepalived on m3: exit %d, want %d naming it:\n%s%s", code, exitRefused, out, errOut)
+		}
+	})
+
 	t.Run("member names swapped", func(t *testing.T) {
 		m2, _ := lab.Machine("m2")
 		m3, _ := lab.Machine("m3")

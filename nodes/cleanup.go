@@ -46,6 +46,18 @@ type CleanupOptions struct {
 	Now func() time.Time
 }
 
+// CleanupOptionsFor points the cleanup at a host's own kubelet and kube-proxy units, as its
+// inventory paths name them (the defaults where they name none).
+func CleanupOptionsFor(kubeletUnit, kubeProxyUnit string) CleanupOptions {
+	var o CleanupOptions
+	for _, u := range []string{kubeletUnit, kubeProxyUnit} {
+		if u != "" {
+			o.Units = append(o.Units, u)
+		}
+	}
+	return o
+}
+
 // DefaultFolders is seed 000's list, without /var/lib/etcd (the etcd steps own it) and
 // /etc/ceph (it may serve more than Kubernetes).
 var DefaultFolders = []string{

@@ -135,16 +135,6 @@ func provesDrained(ctx context.Context, kube kubernetes.Interface, node string) 
 	return nil
 }
 
-func cleanupOptions(ih *inventory.Host) nodes.CleanupOptions {
-	var o nodes.CleanupOptions
-	for _, u := range []string{ih.Paths.KubeletUnit, ih.Paths.KubeProxyUnit} {
-		if u != "" {
-			o.Units = append(o.Units, u)
-		}
-	}
-	return o
-}
-
 func (r *run) cleanupStep(st plan.Step) executor {
 	return executor{
 		phase: "cleaning host " + st.Host,
@@ -153,7 +143,7 @@ func (r *run) cleanupStep(st plan.Step) executor {
 			if err != nil {
 				return false, "", err
 			}
-			rep, err := nodes.Verify(ctx, h, cleanupOptions(ih))
+			rep, err := nodes.Verify(ctx, h, nodes.CleanupOptionsFor(ih.Paths.KubeletUnit, ih.Paths.KubeProxyUnit))
 			// Checks that cannot run (no iptables in a container) are reported by the apply;
 			// what counts here is that nothing is found.
 			return err == nil && len(rep.Leftovers) == 0, "no Kubernetes left on the host", err
@@ -166,7 +156,7 @@ func (r *run) cleanupStep(st plan.Step) executor {
 			if err := r.proveLeft(ctx, st.Host, h, ih); err != nil {
 				return outcome{}, err
 			}
-			opts := cleanupOptions(ih)
+			opts := nodes.CleanupOptionsFor(ih.Paths.KubeletUnit, ih.Paths.KubeProxyUnit)
 			rep, err := nodes.Cleanup(ctx, h, opts)
 			if err != nil {
 				return outcome{}, err

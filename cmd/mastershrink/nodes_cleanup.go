@@ -179,17 +179,6 @@ func cleanupGuard(ctx context.Context, c *observe.Cluster, inv *inventory.Invent
 	return nil
 }
 
-// cleanupOptions points the cleanup at the host's own kubelet and kube-proxy units.
-func cleanupOptions(ih *inventory.Host) nodes.CleanupOptions {
-	var o nodes.CleanupOptions
-	for _, u := range []string{ih.Paths.KubeletUnit, ih.Paths.KubeProxyUnit} {
-		if u != "" {
-			o.Units = append(o.Units, u)
-		}
-	}
-	return o
-}
-
 func cleanupHost(ctx context.Context, o *nodesCleanupOptions, c *observe.Cluster, inv *inventory.Inventory, name string) hostCleanupJSON {
 	doc := hostCleanupJSON{Host: name}
 	table := o.Output == "table"
@@ -200,7 +189,7 @@ func cleanupHost(ctx context.Context, o *nodesCleanupOptions, c *observe.Cluster
 		return doc
 	}
 	ih, _ := inv.Host(name)
-	opts := cleanupOptions(ih)
+	opts := nodes.CleanupOptionsFor(ih.Paths.KubeletUnit, ih.Paths.KubeProxyUnit)
 	if !o.verifyOnly {
 		fmt.Fprintf(o.ErrOut, "Cleaning %s...\n", name)
 		rep, err := nodes.Cleanup(ctx, h, opts)

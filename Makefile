@@ -75,7 +75,8 @@ test-lab:
 # bench runs the 3-to-1 shrink in fresh labs, with mastershrink apply and with seed 003's
 # commands by hand; the same apply in a lab with BENCH_SCALE_NODES more node proxies (scale
 # nodes: sshd and nginx each), against an xargs -P ssh loop over the same proxies; then the
-# component benchmarks (certs inspect against openssl, snapshot against etcdctl, drain against
+# component benchmarks (certs inspect against one openssl storeutl process over a bundle and
+# against cfssl certinfo, a 1 GiB snapshot against etcdctl snapshot save, drain against
 # kubectl drain), each BENCH_RUNS times; it prints one table and writes it to
 # bench/results.json (the README's Figures come from it).
 BENCH_RUNS ?= 3

@@ -308,35 +308,6 @@ func BenchmarkInspect1000(b *testing.B) {
 	}
 }
 
-// BenchmarkInspect1000VsOpenSSL times `certs inspect` over 1,000 files against
-// `openssl x509 -noout -text` run once per file, and reports openssl's time over ours.
-func BenchmarkInspect1000VsOpenSSL(b *testing.B) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		b.Skip("openssl not installed")
-	}
-	files := inspectFixture(b, 1000)
-	args := append([]string{"certs", "inspect"}, files...)
-	var ours, theirs time.Duration
-	b.ResetTimer()
-	for b.Loop() {
-		start := time.Now()
-		if _, errOut, code := runCmd(b, args...); code != 0 {
-			b.Fatalf("exit %d: %s", code, errOut)
-		}
-		ours += time.Since(start)
-		start = time.Now()
-		for _, f := range files {
-			if out, err := exec.Command("openssl", "x509", "-noout", "-text", "-in", f).CombinedOutput(); err != nil {
-				b.Fatalf("openssl %s: %v\n%s", f, err, out)
-			}
-		}
-		theirs += time.Since(start)
-	}
-	b.ReportMetric(float64(ours.Milliseconds())/float64(b.N), "inspect-ms/op")
-	b.ReportMetric(float64(theirs.Milliseconds())/float64(b.N), "openssl-ms/op")
-	b.ReportMetric(float64(theirs)/float64(ours), "openssl/inspect")
-}
-
 func TestCertsHostPath(t *testing.T) {
 	k := newPKI(t)
 	dir := t.TempDir()

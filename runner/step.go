@@ -11,9 +11,10 @@ import (
 	"github.com/mastershrink/mastershrink/plan"
 )
 
+// steps runs the plan's steps in order, the lock proven before each; a step the selection
+// leaves out is journaled as skipped. Consecutive lb/update steps run as one concurrent
+// phase (lbPhase), once the run of them ends.
 func (r *run) steps(ctx context.Context, sel Selection, sum *Summary) error {
-	// Consecutive lb/update steps run as one concurrent phase (lbPhase), once the run of
-	// them ends.
 	var phase []phaseItem
 	for i, st := range r.p.Steps {
 		n := i + 1

@@ -53,19 +53,37 @@ func (r *run) drainStep(st plan.Step, p plan.DrainParams) executor {
 			opts := nodes.DefaultDrainOptions()
 			opts.Progress = r.detail()
 			opts.DeletePodsOfDownNode = p.NodeDown
-			sum, err := nodes.Drain(ctx, kube, []string{node}, opts)
-			if err != nil {
-				return outcome{}, err
-			}
 			var evicted, deleted, skipped int
-			for _, n := range sum.Nodes {
-				evicted += len(n.Evicted)
-				deleted += len(n.Deleted)
-				skipped += len(n.Skipped)
-			}
 			var warnings []string
-			if sum.RemoveErr != "" {
-				warnings = append(warnings, "temporary PDBs left: "+sum.RemoveErr)
+			// A scheduler that had not yet seen the cordon can place a replacement on the
+			// node while it drains: drain again until the Node runs nothing left to evict
+			// (nodes/delete proves the same before it deletes).
+			for round := 0; ; round++ {
+				sum, err := nodes.Drain(ctx, kube, []string{node}, opts)
+				if err != nil {
+					return outcome{}, err
+				}
+				skipped = 0
+				for _, n := range sum.Nodes {
+					evicted += len(n.Evicted)
+					deleted += len(n.Deleted)
+					skipped += len(n.Skipped)
+				}
+				if sum.RemoveErr != "" {
+					warnings = append(warnings, "temporary PDBs left: "+sum.RemoveErr)
+				}
+				perr := provesDrained(ctx, kube, node)
+				if perr == nil {
+					break
+				}
+				if !errors.Is(perr, ErrNotDrained) || round == 4 {
+					return outcome{}, fmt.Errorf("pods keep arriving on the cordoned Node after %d drains: %w", round+1, perr)
+				}
+				select {
+				case <-ctx.Done():
+					return outcome{}, ctx.Err()
+				case <-time.After(time.Second):
+				}
 			}
 			return outcome{warnings: warnings, changes: []Change{{Node: node, Action: "cordon+drain", Detail: fmt.Sprintf("%d evicted, %d deleted", evicted, deleted)}},
 				note: fmt.Sprintf("cordoned; %d pods evicted, %d deleted, %d left (DaemonSets)", evicted, deleted, skipped)}, nil

@@ -82,6 +82,11 @@ func tlsConfig(files TLSFiles) (*tls.Config, error) {
 }
 
 func (c *Client) newClient(endpoints ...string) (*clientv3.Client, error) {
+	return c.newClientWith(nil, endpoints...)
+}
+
+// newClientWith is newClient with extra gRPC dial options (the snapshot's codec).
+func (c *Client) newClientWith(opts []grpc.DialOption, endpoints ...string) (*clientv3.Client, error) {
 	cfg := clientv3.Config{
 		Endpoints:   endpoints,
 		TLS:         c.tls.Clone(),
@@ -91,6 +96,7 @@ func (c *Client) newClient(endpoints ...string) (*clientv3.Client, error) {
 		DialKeepAliveTimeout: 10 * time.Second,
 		MaxCallRecvMsgSize:   64 << 20,
 		Logger:               zap.NewNop(),
+		DialOptions:          opts,
 	}
 	if c.dial != nil {
 		dial := c.dial

@@ -14,7 +14,6 @@ import (
 	"hash/fnv"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +25,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	grpcencoding "google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
@@ -214,29 +212,7 @@ func (r *reusePool) Put(b *[]byte) { r.p.Put(b) }
 // snapshotClient is a client of ep alone, as member gives, for one snapshot stream (closed
 // after it), with snapshotCodec.
 func (c *Client) snapshotClient(ep string) (*clientv3.Client, error) {
-	cfg := clientv3.Config{
-		Endpoints:   []string{ep},
-		TLS:         c.tls.Clone(),
-		DialTimeout: 5 * time.Second,
-		// Without keepalives a tunnel that died silently would hang a snapshot stream.
-		DialKeepAliveTime:    10 * time.Second,
-		DialKeepAliveTimeout: 10 * time.Second,
-		MaxCallRecvMsgSize:   64 << 20,
-		Logger:               zap.NewNop(),
-		DialOptions:          []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.ForceCodecV2(snapshotCodec{}))},
-	}
-	if c.dial != nil {
-		dial := c.dial
-		// clientv3 appends DialOptions after its own dialer, so this one wins.
-		cfg.DialOptions = append(cfg.DialOptions, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return dial(ctx, "tcp", addr)
-		}))
-	}
-	cli, err := clientv3.New(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("etcd client for %s: %w", ep, err)
-	}
-	return cli, nil
+	return c.newClientWith([]grpc.DialOption{grpc.WithDefaultCallOptions(grpc.ForceCodecV2(snapshotCodec{}))}, ep)
 }
 
 // watch prints progress and cancels a stream that stalls; the returned func stops it.

@@ -1,0 +1,39 @@
+package machine
+
+import (
+	"context"
+	"os/exec"
+	"slices"
+	"testing"
+)
+
+// shellHost runs commands in this machine's sh: enough of a Host for Quote and Resolve.
+type shellHost struct{ Host }
+
+func (shellHost) Run(ctx context.Context, cmd string) (Result, error) {
+	out, err := exec.CommandContext(ctx, "sh", "-c", cmd).Output()
+	return Result{Stdout: out}, err
+}
+
+func TestQuote(t *testing.T) {
+	for _, s := range []string{"plain", "with space", "it's", `$(rm -rf /) "x" \n`, ""} {
+		out, err := exec.Command("sh", "-c", "printf %s "+Quote(s)).Output()
+		if err != nil || string(out) != s {
+			t.Errorf("Quote(%q): the shell gave %q (%v)", s, out, err)
+		}
+	}
+}
+
+func TestResolve(t *testing.T) {
+	ctx := context.Background()
+	if got, err := Resolve(ctx, shellHost{}, "10.0.0.7"); err != nil || !slices.Equal(got, []string{"10.0.0.7"}) {
+		t.Errorf("an address: %v, %v", got, err)
+	}
+	got, err := Resolve(ctx, shellHost{}, "localhost")
+	if err != nil || !slices.Contains(got, "127.0.0.1") && !slices.Contains(got, "::1") {
+		t.Errorf("localhost resolved to %v (%v)", got, err)
+	}
+	if got, err := Resolve(ctx, shellHost{}, "no-such-host.invalid"); err != nil || len(got) != 0 {
+		t.Errorf("a name that does not resolve: %v, %v; want none", got, err)
+	}
+}

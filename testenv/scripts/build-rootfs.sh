@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the lab's Debian rootfs (systemd, sshd, nginx with stream, Debian's etcd 3.4) with
-# debootstrap into a cache outside the repo, keyed by suite and package list, so only the
-# first run on a machine pays for it (about a minute).
+# Builds the lab's Debian rootfs (systemd, sshd, nginx with stream, haproxy, keepalived, Debian's
+# etcd 3.4) with debootstrap into a cache outside the repo, keyed by suite and package list, so
+# only the first run on a machine pays for it (about a minute).
 #
 #   build-rootfs.sh            prints the rootfs folder on stdout; progress goes to stderr
 #
@@ -11,8 +11,8 @@ set -euo pipefail
 
 suite=bookworm
 # Bump rev when the customisation below changes, so old caches are not reused.
-rev=3
-packages=systemd,systemd-sysv,dbus,openssh-server,nginx,libnginx-mod-stream,iproute2,iptables,ca-certificates,procps,openssl,curl,less,etcd-server,etcd-client
+rev=4
+packages=systemd,systemd-sysv,dbus,openssh-server,nginx,libnginx-mod-stream,iproute2,iptables,ca-certificates,procps,openssl,curl,less,etcd-server,etcd-client,haproxy,keepalived
 
 cache=${MASTERSHRINK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mastershrink}
 key=$(printf '%s %s %s' "$suite" "$rev" "$packages" | sha256sum | cut -c1-12)
@@ -71,7 +71,7 @@ rm -f "$tmp"/etc/ssh/ssh_host_*
 : >"$tmp/etc/machine-id"
 rm -f "$tmp/var/lib/dbus/machine-id"
 # Distribution services that would compete with the lab's own units.
-for unit in nginx.service etcd.service apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
+for unit in nginx.service etcd.service haproxy.service keepalived.service apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer \
   fstrim.timer e2scrub_all.timer e2scrub_reap.service; do
   rm -f "$tmp"/etc/systemd/system/*.wants/"$unit"
 done

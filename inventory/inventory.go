@@ -75,6 +75,16 @@ type Paths struct {
 	// NginxListen is where the node's proxy listens ("127.0.0.1:8443").
 	NginxListen string `yaml:"nginx_listen"`
 
+	// Proxy says which program is the node's apiserver proxy: "nginx", "haproxy", or empty
+	// to tell from the host (nginx where NginxConfig exists, else haproxy where HAProxyConfig
+	// fronts the apiservers).
+	Proxy string `yaml:"proxy"`
+	// HAProxyConfig, HAProxyUnit and HAProxyBinary are how haproxy runs on the host; empty
+	// means Debian's package (HAProxyPaths).
+	HAProxyConfig string `yaml:"haproxy_config"`
+	HAProxyUnit   string `yaml:"haproxy_unit"`
+	HAProxyBinary string `yaml:"haproxy_binary"`
+
 	PKIDir   string `yaml:"pki_dir"`
 	CACert   string `yaml:"ca_cert"`
 	CAKey    string `yaml:"ca_key"`
@@ -90,6 +100,35 @@ type Paths struct {
 	APIServerPort  int `yaml:"apiserver_port"`
 	EtcdClientPort int `yaml:"etcd_client_port"`
 	EtcdPeerPort   int `yaml:"etcd_peer_port"`
+}
+
+// Proxy kinds (Paths.Proxy).
+const (
+	ProxyNginx   = "nginx"
+	ProxyHAProxy = "haproxy"
+)
+
+// Debian's haproxy package: where its config, unit and binary are.
+const (
+	DefaultHAProxyConfig = "/etc/haproxy/haproxy.cfg"
+	DefaultHAProxyUnit   = "haproxy"
+	DefaultHAProxyBinary = "/usr/sbin/haproxy"
+)
+
+// HAProxyPaths returns the haproxy config, unit and binary, Debian's where not set. They are
+// filled here rather than in every preset: any layout's node may run the packaged haproxy.
+func (p Paths) HAProxyPaths() (config, unit, binary string) {
+	config, unit, binary = p.HAProxyConfig, p.HAProxyUnit, p.HAProxyBinary
+	if config == "" {
+		config = DefaultHAProxyConfig
+	}
+	if unit == "" {
+		unit = DefaultHAProxyUnit
+	}
+	if binary == "" {
+		binary = DefaultHAProxyBinary
+	}
+	return config, unit, binary
 }
 
 // Duration is a time.Duration written as "10s" in YAML.

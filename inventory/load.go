@@ -236,6 +236,7 @@ func (d *decoder) validatePaths(ps Paths, p string) {
 	for _, f := range []struct{ name, val string }{
 		{"nginx_binary", ps.NginxBinary}, {"nginx_prefix", ps.NginxPrefix},
 		{"nginx_config", ps.NginxConfig}, {"pki_dir", ps.PKIDir},
+		{"haproxy_config", ps.HAProxyConfig}, {"haproxy_binary", ps.HAProxyBinary},
 	} {
 		if f.val != "" && !path.IsAbs(f.val) {
 			d.at(p+"."+f.name, "want an absolute path, got %q", f.val)
@@ -245,10 +246,16 @@ func (d *decoder) validatePaths(ps Paths, p string) {
 		{"etcd_unit", ps.EtcdUnit}, {"apiserver_unit", ps.APIServerUnit},
 		{"controller_manager_unit", ps.ControllerManagerUnit}, {"scheduler_unit", ps.SchedulerUnit},
 		{"nginx_unit", ps.NginxUnit}, {"kubelet_unit", ps.KubeletUnit}, {"kube_proxy_unit", ps.KubeProxyUnit},
+		{"haproxy_unit", ps.HAProxyUnit},
 	} {
 		if strings.ContainsAny(f.val, "/ \t") {
 			d.at(p+"."+f.name, "invalid unit name %q", f.val)
 		}
+	}
+	switch ps.Proxy {
+	case "", ProxyNginx, ProxyHAProxy:
+	default:
+		d.at(p+".proxy", "unknown proxy %q (want nginx or haproxy, or leave it out to tell from the host; envoy and others are not supported: take the leaving masters out of such a proxy by hand)", ps.Proxy)
 	}
 	if ps.NginxListen != "" {
 		if err := checkListen(ps.NginxListen); err != nil {

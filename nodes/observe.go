@@ -83,9 +83,7 @@ func nodeFacts(n *corev1.Node) Node {
 		}
 		node.Taints = append(node.Taints, s+":"+string(t.Effect))
 	}
-	for _, a := range n.Status.Addresses {
-		node.Addresses = append(node.Addresses, a.Address)
-	}
+	node.Addresses = nodeAddresses(n)
 	for k := range n.Labels {
 		if role, ok := strings.CutPrefix(k, "node-role.kubernetes.io/"); ok && role != "" {
 			node.Roles = append(node.Roles, role)

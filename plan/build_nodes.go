@@ -63,7 +63,7 @@ func (b *builder) workers() {
 func (b *builder) nodeFor(name string) string {
 	h, _ := b.f.Host(name)
 	for _, n := range b.f.Nodes {
-		if n.Name == name || slices.Contains(n.Addresses, h.Address) {
+		if n.OfHost(name, h.Address) {
 			return n.Name
 		}
 	}

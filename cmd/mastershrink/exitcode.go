@@ -59,7 +59,7 @@ var refusals = []error{
 	// undo past the point of no return, or over files changed since.
 	runner.ErrPastNoReturn, runner.ErrUndoUnsafe,
 	// Node drains and cleanups the operator did not consent to.
-	nodes.ErrRefused,
+	nodes.ErrRefused, nodes.ErrCleanupRefused,
 	// Re-signing with a CA that did not issue the certificate would swap its trust root;
 	// re-signing these would break what the certificate does today.
 	certs.ErrNotSignedByCA, certs.ErrCACertificate, certs.ErrSelfSigned, certs.ErrUsagesNotCovered, certs.ErrNoSANs, certs.ErrShorterValidity,

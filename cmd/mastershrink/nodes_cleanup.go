@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/nodes"
@@ -148,35 +148,18 @@ func runNodesCleanup(ctx context.Context, o *nodesCleanupOptions) error {
 	return nil
 }
 
-// cleanupGuard refuses hosts that still serve the cluster: a Node that still exists, or a
-// master or etcd member of the inventory, whose PKI the cleanup would remove.
+// cleanupGuard refuses hosts that still serve the cluster (nodes.GuardCleanup), as the
+// inventory describes them.
 func cleanupGuard(ctx context.Context, c *observe.Cluster, inv *inventory.Inventory, hosts []string) error {
-	for _, name := range hosts {
-		if ih, _ := inv.Host(name); ih.Has(inventory.RoleMaster) || ih.Has(inventory.RoleEtcd) {
-			return refusedError{fmt.Errorf("host %s is a master or etcd member in the inventory: retire it with 'mastershrink apply --remove %s' first, or use --force if it already is", name, name)}
-		}
-	}
-	kube, _, err := c.Kube()
-	if err != nil {
-		return refusedError{fmt.Errorf("cannot check that the Nodes of %s are gone: %w (use --force to clean anyway)", strings.Join(hosts, ", "), err)}
-	}
-	list, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return refusedError{fmt.Errorf("cannot check that the Nodes of %s are gone: list nodes: %w (use --force to clean anyway)", strings.Join(hosts, ", "), err)}
-	}
-	for _, name := range hosts {
+	targets := make([]nodes.CleanupTarget, len(hosts))
+	for i, name := range hosts {
 		ih, _ := inv.Host(name)
-		for _, n := range list.Items {
-			match := n.Name == name
-			for _, a := range n.Status.Addresses {
-				match = match || a.Address == ih.Address
-			}
-			if match {
-				return refusedError{fmt.Errorf("host %s still has Node %s in the cluster: run 'mastershrink nodes drain %s -i %s --delete-node' first, or use --force", name, n.Name, n.Name, inv.File)}
-			}
-		}
+		targets[i] = nodes.CleanupTarget{Name: name, Address: ih.Address, ControlPlane: ih.Has(inventory.RoleMaster) || ih.Has(inventory.RoleEtcd)}
 	}
-	return nil
+	return nodes.GuardCleanup(ctx, func() (kubernetes.Interface, error) {
+		kube, _, err := c.Kube()
+		return kube, err
+	}, targets, inv.File)
 }
 
 func cleanupHost(ctx context.Context, o *nodesCleanupOptions, c *observe.Cluster, inv *inventory.Inventory, name string) hostCleanupJSON {

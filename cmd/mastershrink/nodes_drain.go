@@ -3,16 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -222,52 +222,22 @@ func drainClient(c *observe.Cluster) (kubernetes.Interface, error) {
 	return kube, nil
 }
 
-// resolveNodes maps each argument to a Node name: the Node of that name, or the Node carrying
-// the name or address of the inventory host of that name. An argument naming nothing is a
-// usage error listing the Nodes there are, before anything is cordoned.
+// resolveNodes maps each argument to a Node name (nodes.ResolveNodes), through the
+// inventory's addresses. An argument naming nothing is a usage error listing the Nodes there
+// are, before anything is cordoned.
 func resolveNodes(ctx context.Context, kube kubernetes.Interface, inv *inventory.Inventory, args []string) ([]string, error) {
-	list, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
+	names, err := nodes.ResolveNodes(ctx, kube, args, func(name string) (string, bool) {
+		ih, ok := inv.Host(name)
+		if !ok {
+			return "", false
+		}
+		return ih.Address, true
+	})
+	var unknown *nodes.UnknownNodeError
+	if errors.As(err, &unknown) {
+		return nil, usageError{err}
 	}
-	var out, known []string
-	for _, n := range list.Items {
-		known = append(known, n.Name)
-	}
-	sort.Strings(known)
-	for _, arg := range args {
-		name := ""
-		for _, n := range list.Items {
-			if n.Name == arg {
-				name = n.Name
-			}
-		}
-		if ih, ok := inv.Host(arg); ok && name == "" {
-			for _, n := range list.Items {
-				for _, a := range n.Status.Addresses {
-					if a.Address == ih.Address {
-						name = n.Name
-					}
-				}
-			}
-		}
-		if name == "" {
-			return nil, usageError{fmt.Errorf("node %q: no such Node in the cluster, nor an inventory host a Node carries the address of (Nodes: %s)", arg, strings.Join(known, ", "))}
-		}
-		if !contains(out, name) {
-			out = append(out, name)
-		}
-	}
-	return out, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+	return names, err
 }
 
 func writeDrainSummary(w io.Writer, sum nodes.Summary, deleted []string) error {
@@ -278,7 +248,7 @@ func writeDrainSummary(w io.Writer, sum nodes.Summary, deleted []string) error {
 		if n.Down {
 			state = "down"
 		}
-		if contains(deleted, n.Node) {
+		if slices.Contains(deleted, n.Node) {
 			state += ", Node deleted"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\n", n.Node, state, len(n.Evicted), len(n.Deleted), len(n.Skipped), len(n.Blocked), len(n.Refused))

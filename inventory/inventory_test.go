@@ -159,14 +159,14 @@ func TestLayoutIsAbsolute(t *testing.T) {
 				t.Errorf("%s: %q is not absolute", name, f)
 			}
 		}
-		// A host with no overrides gets exactly the preset.
+		// A host with no overrides gets exactly the preset, named for it.
 		inv := mustParse(t, "format_version: 1\ncluster: t\nkubeconfig: /dev/null\nlayout: "+name+"\nhosts:\n- {name: a, address: 10.0.0.1, roles: [etcd]}\n")
-		if inv.Hosts[0].Paths != p {
+		if inv.Hosts[0].Paths != p.ForHost("a") {
 			t.Errorf("%s: host Paths %+v\nwant Layout() %+v", name, inv.Hosts[0].Paths, p)
 		}
 	}
-	if _, ok := Layout("kubespray"); ok {
-		t.Error("Layout(kubespray) found")
+	if _, ok := Layout("kubeadm"); ok {
+		t.Error("Layout(kubeadm) found")
 	}
 }
 
@@ -250,16 +250,16 @@ func TestLoadBad(t *testing.T) {
 				`inventory.yaml:6: hosts[0].roles: no roles (want at least one of etcd, master or worker)`,
 				`inventory.yaml:7: hosts[1].roles: no roles (want at least one of etcd, master or worker)`,
 			}},
-		{"unknown layout and version", "format_version: 2\nlayout: kubespray\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n" + tail,
+		{"unknown layout and version", "format_version: 2\nlayout: kubeadm\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n" + tail,
 			[]string{
 				`inventory.yaml:1: format_version: unsupported format_version 2 (this mastershrink reads 1: use the mastershrink the file was written for, or write it as format_version: 1)`,
-				`inventory.yaml:2: layout: unknown layout "kubespray" (want envfile, hardway, kubeasz or seed003)`,
+				`inventory.yaml:2: layout: unknown layout "kubeadm" (want envfile, hardway, kubeasz, kubespray or seed003)`,
 			}},
 		{"missing version and layout", "hosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n",
 			[]string{
 				`inventory.yaml:1: format_version: missing (want 1)`,
 				`inventory.yaml:1: cluster: missing (want the cluster's name, e.g. cluster: prod-sh; plans and locks carry it)`,
-				`inventory.yaml:1: layout: missing (want envfile, hardway, kubeasz or seed003)`,
+				`inventory.yaml:1: layout: missing (want envfile, hardway, kubeasz, kubespray or seed003)`,
 				`inventory.yaml:1: kubeconfig: missing (want the admin kubeconfig on this machine, e.g. kubeconfig: admin.kubeconfig, relative to the inventory's folder)`,
 			}},
 		{"bad jump host and listen", goodHead + "  - name: m1\n    address: 10.0.0.1\n    roles: [etcd]\n    ssh: {jump_host: 'ops@bastion:ssh'}\n    paths: {nginx_listen: '127.0.0.1', nginx_config: 'kube-nginx.conf'}\n",

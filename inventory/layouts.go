@@ -132,6 +132,49 @@ var layouts = map[string]Paths{
 		EtcdClientPort: 2379,
 		EtcdPeerPort:   2380,
 	},
+	// kubespray is kubespray's etcd with etcd_deployment_type: host (roles/etcd):
+	// /etc/systemd/system/etcd.service runs the bare /usr/local/bin/etcd with every flag an
+	// ETCD_* variable of /etc/etcd.env, and the certificates make-ssl-etcd.sh signs with
+	// etcd's own CA (ca.pem, ca-key.pem; CN etcd-ca) sit in /etc/ssl/etcd/ssl on every etcd
+	// host: member-<host>.pem (etcd's serving and peer pair), admin-<host>.pem (etcdctl's,
+	// ETCDCTL_CERT in etcd.env) and node-<host>.pem (the apiserver's and every node's), each
+	// with every etcd address, named after the inventory host ({host} below). mastershrink
+	// talks to etcd as etcdctl does there. The Kubernetes side follows kubespray's
+	// kube_cert_dir (kubeadm's ca.crt and ca.key in /etc/kubernetes/ssl), with the
+	// components as systemd units: kubespray's own static pods are not supported.
+	"kubespray": {
+		EtcdUnit:              "etcd",
+		APIServerUnit:         "kube-apiserver",
+		ControllerManagerUnit: "kube-controller-manager",
+		SchedulerUnit:         "kube-scheduler",
+		KubeletUnit:           "kubelet",
+		KubeProxyUnit:         "kube-proxy",
+
+		PKIDir: "/etc/kubernetes/ssl",
+		CACert: "ca.crt",
+		CAKey:  "ca.key",
+
+		EtcdCACert: "/etc/ssl/etcd/ssl/ca.pem",
+		EtcdCert:   "/etc/ssl/etcd/ssl/admin-" + HostPattern + ".pem",
+		EtcdKey:    "/etc/ssl/etcd/ssl/admin-" + HostPattern + "-key.pem",
+
+		APIServerPort:  6443,
+		EtcdClientPort: 2379,
+		EtcdPeerPort:   2380,
+	},
+}
+
+// HostPattern in a path stands for the host's inventory name: kubespray names its per-host
+// etcd certificates after inventory_hostname.
+const HostPattern = "{host}"
+
+// ForHost returns p with HostPattern in its paths replaced by the host's name.
+func (p Paths) ForHost(name string) Paths {
+	for _, f := range []*string{&p.PKIDir, &p.CACert, &p.CAKey, &p.CAConfig, &p.CSRDir, &p.EtcdCACert, &p.EtcdCert, &p.EtcdKey,
+		&p.NginxBinary, &p.NginxPrefix, &p.NginxConfig} {
+		*f = strings.ReplaceAll(*f, HostPattern, name)
+	}
+	return p
 }
 
 // Layout returns a preset by name, every file path absolute, as a host without overrides

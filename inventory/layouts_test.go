@@ -11,6 +11,8 @@ func TestGuidePresetsResolve(t *testing.T) {
 	}{
 		{"hardway", "/var/lib/kubernetes/ca.pem", "/var/lib/kubernetes/ca-key.pem", "/etc/etcd/kubernetes.pem", "etcd"},
 		{"envfile", "/opt/kubernetes/ssl/ca.pem", "/opt/kubernetes/ssl/ca-key.pem", "/opt/etcd/ssl/server.pem", "etcd"},
+		// kubespray's etcd client certificate is the host's own admin-<host>.pem.
+		{"kubespray", "/etc/kubernetes/ssl/ca.crt", "/etc/kubernetes/ssl/ca.key", "/etc/ssl/etcd/ssl/admin-m1.pem", "etcd"},
 	}
 	for _, c := range cases {
 		t.Run(c.layout, func(t *testing.T) {

@@ -316,7 +316,7 @@ func resolve(inv *Inventory, file string) error {
 		overlay(&paths, inv.Paths)
 		overlay(&paths, h.Paths)
 		absPKIPaths(&paths)
-		h.Paths = paths
+		h.Paths = paths.ForHost(h.Name)
 	}
 	return nil
 }

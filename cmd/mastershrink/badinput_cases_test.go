@@ -54,7 +54,7 @@ func inventoryCases() []badCase {
 			"bad-address.yaml":          {problem: []string{"bad-address.yaml", `invalid IPv4 address "10.88.0.300"`}, fix: []string{"want four numbers from 0 to 255"}},
 			"unknown-role.yaml":         {problem: []string{"unknown-role.yaml", `unknown role "controlplane"`}, fix: []string{"want etcd, master or worker"}},
 			"other-format-version.yaml": {problem: []string{"other-format-version.yaml", "unsupported format_version 2"}, fix: []string{"write it as format_version: 1"}},
-			"unknown-layout.yaml":       {problem: []string{"unknown-layout.yaml", `unknown layout "kubespray"`}, fix: []string{"want envfile, hardway, kubeasz or seed003"}},
+			"unknown-layout.yaml":       {problem: []string{"unknown-layout.yaml", `unknown layout "kubeadm"`}, fix: []string{"want envfile, hardway, kubeasz, kubespray or seed003"}},
 			"bad-duration.yaml":         {problem: []string{"bad-duration.yaml", `invalid duration "soon"`}, fix: []string{"want e.g. 10s or 1m30s"}},
 			"empty.yaml":                {problem: []string{"empty.yaml", "the file is empty"}, fix: []string{"want format_version, layout and hosts"}},
 			"binary.yaml":               {problem: []string{"binary.yaml:1: invalid YAML", "not a text file"}, fix: []string{"give the cluster's inventory.yaml"}},
@@ -82,7 +82,7 @@ func inventoryCases() []badCase {
 			"kubeconfig-is-folder.yaml":  {problem: []string{"kubeconfig-is-folder.yaml:4: kubeconfig", "is a folder"}, fix: []string{"fix kubeconfig: in the inventory"}},
 			"unknown-path-key.yaml":      {problem: []string{"unknown-path-key.yaml:11", `unknown field "nginx_listn"`}, fix: []string{`did you mean "nginx_listen"?`}},
 			"hostname-address.yaml":      {problem: []string{"hostname-address.yaml:11", `invalid address "https://10.0.0.1:6443": a URL`}, fix: []string{"write the host's bare IP address or DNS name"}},
-			"json-instead.yaml":          {problem: []string{"json-instead.yaml:1: layout: missing"}, fix: []string{"want envfile, hardway, kubeasz or seed003"}},
+			"json-instead.yaml":          {problem: []string{"json-instead.yaml:1: layout: missing"}, fix: []string{"want envfile, hardway, kubeasz, kubespray or seed003"}},
 		})
 }
 

@@ -16,12 +16,17 @@ var ErrNoAPIServer = errors.New("no stream upstream fronts an apiserver")
 // apiserver, and what the file holds instead.
 type NoAPIServerError struct {
 	Node, File string
+	// Kind is the proxy's (NodeConfig.Kind).
+	Kind string
 	// Found says what the configuration holds instead: "no stream block" or the stream
 	// upstreams it has ("upstream registry at /etc/nginx/nginx.conf:7").
 	Found string
 }
 
 func (e *NoAPIServerError) Error() string {
+	if e.Kind == KindHAProxy {
+		return fmt.Sprintf("%s: %s: no haproxy backend fronts an apiserver (%s): point haproxy_config at the haproxy config that fronts the apiservers, or list them as servers of its backend", e.Node, e.File, e.Found)
+	}
 	return fmt.Sprintf("%s: %s: %v (%s): point nginx_config at the proxy config that fronts the apiservers, or list them in its stream upstream", e.Node, e.File, ErrNoAPIServer, e.Found)
 }
 
@@ -34,6 +39,9 @@ func (e *NoAPIServerError) Unwrap() error { return ErrNoAPIServer }
 func RequireAPIServer(cfg NodeConfig) error {
 	if len(cfg.Upstreams) > 0 {
 		return nil
+	}
+	if cfg.Kind == KindHAProxy {
+		return &NoAPIServerError{Node: cfg.Host, File: cfg.Main, Kind: cfg.Kind, Found: describeHAProxy(cfg)}
 	}
 	return &NoAPIServerError{Node: cfg.Host, File: cfg.Main, Found: describeStream(cfg)}
 }

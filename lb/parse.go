@@ -13,8 +13,10 @@ import (
 	"github.com/tufanbarisyildirim/gonginx/parser"
 )
 
-// Server is one `server` line of a stream upstream.
+// Server is one `server` line of a stream upstream (nginx) or of a backend (haproxy).
 type Server struct {
+	// Name is haproxy's server name; nginx servers have none.
+	Name string `json:"name,omitempty"`
 	// Address is the address as written ("10.88.0.12:6443").
 	Address string `json:"address"`
 	// Params are the parameters after the address, in their written order.
@@ -25,7 +27,8 @@ type Server struct {
 	Line int `json:"line"`
 }
 
-// Upstream is a stream upstream that fronts at least one apiserver.
+// Upstream is a stream upstream (nginx), or a backend or listen section (haproxy), that
+// fronts at least one apiserver.
 type Upstream struct {
 	Name    string   `json:"name"`
 	File    string   `json:"file"`
@@ -33,9 +36,11 @@ type Upstream struct {
 	Servers []Server `json:"servers"`
 }
 
-// NodeConfig is one node's nginx configuration as observed.
+// NodeConfig is one node's proxy configuration as observed.
 type NodeConfig struct {
 	Host string `json:"host"`
+	// Kind is the proxy: empty for nginx, KindHAProxy for haproxy.
+	Kind string `json:"kind,omitempty"`
 	// Main is the main configuration file (nginx -c).
 	Main string `json:"main"`
 	// Files holds every file read, the main one and every include: path to content.
@@ -55,7 +60,11 @@ type NodeConfig struct {
 // keys are the address keys a server stands for: its address as written and, for a host
 // name, every address it resolves to on the node, with its port.
 func (cfg NodeConfig) keys(s Server) []string {
-	k, err := addrKey(s.Address)
+	key := addrKey
+	if cfg.Kind == KindHAProxy {
+		key = hapAddrKey
+	}
+	k, err := key(s.Address)
 	if err != nil {
 		return nil
 	}

@@ -10,7 +10,8 @@ import (
 	"github.com/mastershrink/mastershrink/host/machine"
 )
 
-// Mode says what happens to a leaving apiserver's server line.
+// Mode says what happens to a leaving apiserver's server line. In haproxy, MarkDown is the
+// server's disabled keyword.
 type Mode int
 
 const (
@@ -35,9 +36,14 @@ var ErrNoUpstreamLeft = errors.New("no live server would be left in the upstream
 type NoUpstreamLeftError struct {
 	Node, File, Upstream string
 	Line                 int
+	// Kind is the proxy's (NodeConfig.Kind).
+	Kind string
 }
 
 func (e *NoUpstreamLeftError) Error() string {
+	if e.Kind == KindHAProxy {
+		return fmt.Sprintf("%s: %s:%d: backend %s: no enabled server would be left in it", e.Node, e.File, e.Line, e.Upstream)
+	}
 	return fmt.Sprintf("%s: %s:%d: upstream %s: %v", e.Node, e.File, e.Line, e.Upstream, ErrNoUpstreamLeft)
 }
 
@@ -86,7 +92,7 @@ func Rewrite(cfg NodeConfig, leaving []string, mode Mode) ([]machine.FileChange,
 		// An upstream already without a live server is not this edit's doing; refuse only
 		// an edit that would empty one.
 		if live == 0 && edited > 0 {
-			return nil, &NoUpstreamLeftError{Node: cfg.Host, File: u.File, Upstream: u.Name, Line: u.Line}
+			return nil, &NoUpstreamLeftError{Node: cfg.Host, File: u.File, Upstream: u.Name, Line: u.Line, Kind: cfg.Kind}
 		}
 	}
 
@@ -101,7 +107,11 @@ func Rewrite(cfg NodeConfig, leaving []string, mode Mode) ([]machine.FileChange,
 		if !ok {
 			return nil, fmt.Errorf("%s: %s: not among the files read", cfg.Host, f)
 		}
-		after, err := rewriteFile(f, before, targets[f], mode)
+		rewrite := rewriteFile
+		if cfg.Kind == KindHAProxy {
+			rewrite = rewriteHAProxyFile
+		}
+		after, err := rewrite(f, before, targets[f], mode)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", cfg.Host, err)
 		}

@@ -94,8 +94,11 @@ type Executor struct {
 	ReloadTimeout time.Duration
 	// ProbeTimeout bounds the wait for the apiserver to answer through the proxy (30 s).
 	ProbeTimeout time.Duration
-	// Reload is how nginx is reloaded; the zero value is ReloadSystemd.
+	// Reload is how nginx is reloaded; the zero value is ReloadSystemd. haproxy is always
+	// reloaded through its unit (Paths.HAProxyPaths).
 	Reload ReloadMethod
+	// Kind is the node's proxy (NodeConfig.Kind): empty for nginx, KindHAProxy.
+	Kind string
 }
 
 // controller is what the executor needs from whatever runs nginx on a node.
@@ -107,6 +110,9 @@ type controller interface {
 }
 
 func (e *Executor) controller(ctx context.Context, h machine.Host, p inventory.Paths) (controller, error) {
+	if e.Kind == KindHAProxy {
+		return hapController(ctx, h, p)
+	}
 	method := e.Reload
 	if method == ReloadDetect {
 		var err error
@@ -288,9 +294,9 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 			paths = append(paths, c.Path)
 		}
 		if len(paths) == 0 {
-			paths = []string{MainConfigPath(t.Paths)}
+			paths = []string{e.mainConfig(t.Paths)}
 		}
-		if loaded, _ := runningSince(ctx, h, ctl, paths); loaded {
+		if loaded, _ := e.loaded(ctx, h, ctl, paths); loaded {
 			res.Skipped = true
 			if err := e.probe(ctx, h, listen, t.TLS); err != nil {
 				return res, err
@@ -322,14 +328,14 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 		}
 	}
 
-	if err := nginxTest(ctx, h, t.Paths); err != nil {
+	if err := e.test(ctx, h, t.Paths); err != nil {
 		if rerr := restore(); rerr != nil {
 			return res, fmt.Errorf("%s: %w; the old config could not be restored: %w", h.Name(), err, rerr)
 		}
 		res.Backups = map[string]string{}
-		return res, fmt.Errorf("%s: %w; old config restored, nginx not reloaded", h.Name(), err)
+		return res, fmt.Errorf("%s: %w; old config restored, %s not reloaded", h.Name(), err, e.name())
 	}
-	if err := reload(ctx, h, ctl, e.reloadTimeout()); err != nil {
+	if err := e.reload(ctx, h, ctl); err != nil {
 		if rerr := restore(); rerr != nil {
 			return res, fmt.Errorf("%s: %w; the old config could not be restored: %w", h.Name(), err, rerr)
 		}
@@ -501,22 +507,9 @@ func runningSince(ctx context.Context, h machine.Host, ctl controller, paths []s
 	if pid <= 0 {
 		return false, nil
 	}
-	q := make([]string, len(paths))
-	for i, p := range paths {
-		q[i] = shq(p)
-	}
-	res, err := h.Run(ctx, "date +%s; stat -c %Y -- "+strings.Join(q, " ")+" | sort -n | tail -n 1")
+	now, mtime, err := lastChange(ctx, h, paths)
 	if err != nil {
 		return false, err
-	}
-	f := strings.Fields(string(res.Stdout))
-	if len(f) != 2 {
-		return false, fmt.Errorf("unexpected output %q", res.Stdout)
-	}
-	now, err1 := strconv.ParseInt(f[0], 10, 64)
-	mtime, err2 := strconv.ParseInt(f[1], 10, 64)
-	if err1 != nil || err2 != nil {
-		return false, fmt.Errorf("unexpected output %q", res.Stdout)
 	}
 	ws, err := workers(ctx, h, pid)
 	if err != nil {
@@ -535,6 +528,28 @@ func runningSince(ctx context.Context, h machine.Host, ctl controller, paths []s
 	return live > 0, nil
 }
 
+// lastChange is the node's clock and the latest modification time of paths, in seconds.
+func lastChange(ctx context.Context, h machine.Host, paths []string) (now, mtime int64, err error) {
+	q := make([]string, len(paths))
+	for i, p := range paths {
+		q[i] = shq(p)
+	}
+	res, err := h.Run(ctx, "date +%s; stat -c %Y -- "+strings.Join(q, " ")+" | sort -n | tail -n 1")
+	if err != nil {
+		return 0, 0, err
+	}
+	f := strings.Fields(string(res.Stdout))
+	if len(f) != 2 {
+		return 0, 0, fmt.Errorf("unexpected output %q", res.Stdout)
+	}
+	now, err1 := strconv.ParseInt(f[0], 10, 64)
+	mtime, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("unexpected output %q", res.Stdout)
+	}
+	return now, mtime, nil
+}
+
 // CutOldWorkers tells the nginx workers of a node's proxy still finishing connections from
 // before a reload to stop now (SIGTERM: a fast shutdown of that worker only), so their
 // clients reconnect through the new workers. The master is found as the Executor's Reload
@@ -549,11 +564,58 @@ func (e *Executor) CutOldWorkers(ctx context.Context, h machine.Host, p inventor
 	if pid <= 0 {
 		return nil
 	}
+	if e.Kind == KindHAProxy {
+		if err := hapCutOld(ctx, h, pid); err != nil {
+			return fmt.Errorf("close old haproxy workers on %s: %w", h.Name(), err)
+		}
+		return nil
+	}
 	cmd := fmt.Sprintf("ps -o pid=,args= --ppid %d | awk '/shutting down/ {print $1}' | xargs -r kill -TERM", pid)
 	if _, err := h.Run(ctx, cmd); err != nil {
 		return fmt.Errorf("close old nginx workers on %s: %w", h.Name(), err)
 	}
 	return nil
+}
+
+// name is the proxy's program, for messages.
+func (e *Executor) name() string {
+	if e.Kind == KindHAProxy {
+		return "haproxy"
+	}
+	return "nginx"
+}
+
+// mainConfig is the file the node's proxy is started with.
+func (e *Executor) mainConfig(p inventory.Paths) string {
+	if e.Kind == KindHAProxy {
+		cfg, _, _ := p.HAProxyPaths()
+		return cfg
+	}
+	return MainConfigPath(p)
+}
+
+// test has the node's proxy check its config as its unit runs it: nginx -t, haproxy -c.
+func (e *Executor) test(ctx context.Context, h machine.Host, p inventory.Paths) error {
+	if e.Kind == KindHAProxy {
+		return hapTest(ctx, h, p)
+	}
+	return nginxTest(ctx, h, p)
+}
+
+// reload reloads the proxy and waits until it runs the new config.
+func (e *Executor) reload(ctx context.Context, h machine.Host, ctl controller) error {
+	if e.Kind == KindHAProxy {
+		return hapReload(ctx, h, ctl, e.reloadTimeout())
+	}
+	return reload(ctx, h, ctl, e.reloadTimeout())
+}
+
+// loaded says whether the running proxy was (re)loaded after paths last changed.
+func (e *Executor) loaded(ctx context.Context, h machine.Host, ctl controller, paths []string) (bool, error) {
+	if e.Kind == KindHAProxy {
+		return hapLoaded(ctx, h, ctl, paths)
+	}
+	return runningSince(ctx, h, ctl, paths)
 }
 
 // Undo restores backups with a default Executor; see (*Executor).Undo.
@@ -579,7 +641,7 @@ func (e *Executor) Undo(ctx context.Context, h machine.Host, p inventory.Paths, 
 			return fmt.Errorf("%s: undo %s: %w", h.Name(), f, err)
 		}
 	}
-	if err := nginxTest(ctx, h, p); err != nil {
+	if err := e.test(ctx, h, p); err != nil {
 		return fmt.Errorf("%s: undo: %w", h.Name(), err)
 	}
 	ctl, err := e.controller(ctx, h, p)
@@ -587,7 +649,7 @@ func (e *Executor) Undo(ctx context.Context, h machine.Host, p inventory.Paths, 
 		return fmt.Errorf("%s: undo: %w", h.Name(), err)
 	}
 	defer ctl.Close()
-	if err := reload(ctx, h, ctl, e.reloadTimeout()); err != nil {
+	if err := e.reload(ctx, h, ctl); err != nil {
 		return fmt.Errorf("%s: undo: %w", h.Name(), err)
 	}
 	return nil

@@ -128,3 +128,38 @@ func globWord(p string) string {
 	}
 	return b.String()
 }
+
+// ObserveHAProxy reads a node's haproxy config (Paths.HAProxyPaths), resolves its servers'
+// host names there, and parses it with ParseHAProxy. A read error wraps the host's, so a
+// missing file is fs.ErrNotExist. When no frontend binds for the apiservers' backend, Listen
+// falls back to p.NginxListen, the layout's proxy address.
+func ObserveHAProxy(ctx context.Context, h machine.Host, p inventory.Paths, apiservers []string) (NodeConfig, error) {
+	file, _, _ := p.HAProxyPaths()
+	b, err := h.ReadFile(ctx, file)
+	if err != nil {
+		return NodeConfig{Host: h.Name(), Kind: KindHAProxy}, fmt.Errorf("%s: read haproxy config %s: %w", h.Name(), file, err)
+	}
+	text := string(b)
+	var resolved map[string][]string
+	for _, n := range HAProxyServerNames(file, text) {
+		addrs, err := machine.Resolve(ctx, h, n)
+		if err != nil {
+			return NodeConfig{Host: h.Name(), Kind: KindHAProxy}, fmt.Errorf("%s: resolve haproxy server %s: %w", h.Name(), n, err)
+		}
+		if len(addrs) == 0 {
+			return NodeConfig{Host: h.Name(), Kind: KindHAProxy}, fmt.Errorf("%s: haproxy server %s does not resolve there (getent ahosts): haproxy could not load this config; fix the name or /etc/hosts, or point haproxy_config at the config haproxy runs", h.Name(), n)
+		}
+		if resolved == nil {
+			resolved = map[string][]string{}
+		}
+		resolved[n] = addrs
+	}
+	cfg, err := ParseHAProxy(h.Name(), file, text, apiservers, resolved)
+	if err != nil {
+		return cfg, fmt.Errorf("%s: %w", h.Name(), err)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = p.NginxListen
+	}
+	return cfg, nil
+}

@@ -2,9 +2,7 @@ package observe
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"path"
 	"slices"
@@ -115,23 +113,20 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 			certRefs = append(certRefs, refs...)
 			mu.Unlock()
 		}
-		if ih.Paths.NginxConfig != "" {
-			cfg, err := lb.Observe(ctx, h, ih.Paths, apiservers)
-			switch {
-			case errors.Is(err, fs.ErrNotExist):
-				// A host without the node proxy (a bastion in the inventory), a wrong path, or
-				// another proxy: the plan tells them apart from what is there instead.
-				other := otherProxies(ctx, h)
-				mu.Lock()
-				f.ProxyMissing[name] = plan.ProxyMissing{Path: ih.Paths.NginxConfig, Other: other}
-				mu.Unlock()
-			case err != nil:
-				note("%s: proxy config: %v", name, err)
-			default:
-				mu.Lock()
-				f.LB[name] = cfg
-				mu.Unlock()
-			}
+		// A host without the node proxy (a bastion in the inventory), a wrong path, or
+		// another proxy is missing: the plan tells them apart from what is there instead.
+		cfg, missing, err := observeProxy(ctx, h, ih, apiservers)
+		switch {
+		case err != nil:
+			note("%s: proxy config: %v", name, err)
+		case missing != nil:
+			mu.Lock()
+			f.ProxyMissing[name] = *missing
+			mu.Unlock()
+		case cfg != nil:
+			mu.Lock()
+			f.LB[name] = *cfg
+			mu.Unlock()
 		}
 		if leaving[name] {
 			if vip := keepalived(ctx, h); len(vip) > 0 {
@@ -523,7 +518,8 @@ func scanLeftovers(ctx context.Context, h host.Host, ih *inventory.Host, ips []s
 			dirs = append(dirs, d)
 		}
 	}
-	for _, p := range []string{ih.Paths.NginxConfig, ih.Paths.PKIDir} {
+	hapConfig, _, _ := ih.Paths.HAProxyPaths()
+	for _, p := range []string{ih.Paths.NginxConfig, hapConfig, ih.Paths.PKIDir} {
 		if p != "" && !slices.Contains(dirs, path.Dir(p)) {
 			dirs = append(dirs, path.Dir(p))
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,7 +13,7 @@ import (
 	"github.com/mastershrink/mastershrink/lb"
 )
 
-// loadBalancers plans the nginx rewrite on every staying node.
+// loadBalancers plans the proxy rewrite (nginx or haproxy) on every staying node.
 func (b *builder) loadBalancers() {
 	var leaving []string
 	for _, name := range b.t.Remove {
@@ -49,6 +50,11 @@ func (b *builder) loadBalancers() {
 		// upstream is wrong.
 		var none *lb.NoAPIServerError
 		if errors.As(lb.RequireAPIServer(cfg), &none) {
+			if cfg.Kind == lb.KindHAProxy {
+				b.refuse("lb-no-apiserver", fmt.Sprintf("the haproxy on %s fronts no apiserver: %s: %s", name, none.File, none.Found),
+					"point the inventory's haproxy_config at the haproxy config that fronts the apiservers, or fix its backend")
+				continue
+			}
 			b.refuse("lb-no-apiserver", fmt.Sprintf("the proxy on %s fronts no apiserver: %s: %s", name, none.File, none.Found),
 				"point the inventory's nginx_config at the proxy that fronts the apiservers, or fix the upstream")
 			continue
@@ -56,11 +62,11 @@ func (b *builder) loadBalancers() {
 		files, err := lb.Rewrite(cfg, leaving, mode)
 		if errors.Is(err, lb.ErrNoUpstreamLeft) {
 			b.refuse("lb-empty", fmt.Sprintf("the proxy on %s would be left with no apiserver: %v", name, err),
-				"add a surviving apiserver to its upstream first, or keep a master")
+				"add a surviving apiserver to its "+map[bool]string{false: "upstream", true: "backend"}[cfg.Kind == lb.KindHAProxy]+" first, or keep a master")
 			continue
 		}
 		if err != nil {
-			b.refuse("lb-config", fmt.Sprintf("the proxy config on %s: %v", name, err), "fix the nginx config by hand and plan again")
+			b.refuse("lb-config", fmt.Sprintf("the proxy config on %s: %v", name, err), "fix the "+proxyName(cfg)+" config by hand and plan again")
 			continue
 		}
 		if len(files) == 0 {
@@ -69,6 +75,12 @@ func (b *builder) loadBalancers() {
 		summary := "mark " + strings.Join(leaving, ", ") + " down in the node's nginx, nginx -t, reload, probe"
 		if mode == lb.Remove {
 			summary = "remove " + strings.Join(leaving, ", ") + " from the node's nginx, nginx -t, reload, probe"
+		}
+		if cfg.Kind == lb.KindHAProxy {
+			summary = "disable " + strings.Join(leaving, ", ") + " in the node's haproxy, haproxy -c, reload, probe"
+			if mode == lb.Remove {
+				summary = "remove " + strings.Join(leaving, ", ") + " from the node's haproxy, haproxy -c, reload, probe"
+			}
 		}
 		var details []string
 		for _, n := range sortedKeys(cfg.Resolved) {
@@ -92,6 +104,9 @@ func (b *builder) leavingProxies() {
 		}
 		h, _ := b.f.Host(name)
 		unit := h.Paths.NginxUnit
+		if b.f.LB[name].Kind == lb.KindHAProxy {
+			_, unit, _ = h.Paths.HAProxyPaths()
+		}
 		if unit == "" {
 			continue
 		}
@@ -99,6 +114,14 @@ func (b *builder) leavingProxies() {
 			Summary: "stop and disable " + unit + " on the leaving host: it would keep routing to the old apiservers",
 			Params:  EncodeParams(LBStopParams{Unit: unit})})
 	}
+}
+
+// proxyName is the program of a node's proxy, for messages.
+func proxyName(cfg lb.NodeConfig) string {
+	if cfg.Kind == lb.KindHAProxy {
+		return "haproxy"
+	}
+	return "nginx"
 }
 
 // LBUpdateParams: lb/update.
@@ -124,6 +147,21 @@ func (b *builder) missingProxies() {
 	for _, name := range sortedKeys(b.f.ProxyMissing) {
 		m := b.f.ProxyMissing[name]
 		if b.leaving[name] || b.offline[name] {
+			continue
+		}
+		if m.Kind == lb.KindHAProxy {
+			what := "nothing else"
+			if len(m.Other) > 0 {
+				what = strings.Join(m.Other, ", ")
+			}
+			b.refuse("proxy-missing", fmt.Sprintf("the inventory says %s's proxy is haproxy, but there is no haproxy config at %s (found: %s): it would keep sending requests to the leaving masters", name, m.Path, what),
+				"set haproxy_config for "+name+" to the config its haproxy runs, or take proxy: haproxy off it if it has no apiserver proxy, and plan again")
+			continue
+		}
+		if len(m.Other) > 0 && slices.ContainsFunc(m.Other, func(o string) bool { return strings.Contains(o, "haproxy") }) {
+			b.refuse("proxy-unsupported", fmt.Sprintf("%s has no nginx config at %s but haproxy (%s), not read as its apiserver proxy: it would keep sending requests to the leaving masters",
+				name, m.Path, strings.Join(m.Other, ", ")),
+				"set proxy: haproxy for "+name+" in the inventory (and haproxy_config, where its config is not "+inventory.DefaultHAProxyConfig+") so mastershrink edits it, or point nginx_config at its real nginx config; then plan again")
 			continue
 		}
 		if len(m.Other) > 0 {

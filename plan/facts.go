@@ -22,10 +22,12 @@ type Facts struct {
 	Etcd       etcd.Facts `json:"etcd"`
 	// Units maps a host to its control-plane units.
 	Units map[string]HostUnits `json:"units,omitempty"`
-	// LB maps a host to its node-local nginx proxy config.
+	// LB maps a host to its node-local proxy config, nginx's or haproxy's (NodeConfig.Kind).
 	LB map[string]lb.NodeConfig `json:"lb,omitempty"`
-	// ProxyMissing maps a host whose nginx config (inventory nginx_config) does not exist to
-	// what was found there instead: another proxy's config or unit, or nothing.
+	// ProxyMissing maps a host whose proxy config (inventory nginx_config, or haproxy_config
+	// with proxy: haproxy) does not exist to what was found there instead: another proxy's
+	// config or unit, or nothing. A host whose nginx config is missing but whose haproxy
+	// config fronts the apiservers is in LB, as haproxy.
 	ProxyMissing map[string]ProxyMissing `json:"proxy_missing,omitempty"`
 	// Keepalived maps a leaving host to the signs of keepalived on it (its config, its
 	// unit): a VIP it holds, or would take over, leaves with it.
@@ -60,9 +62,11 @@ type Facts struct {
 	LocalAddrs []string `json:"local_addrs,omitempty"`
 }
 
-// ProxyMissing is a host without the nginx config the inventory names.
+// ProxyMissing is a host without the proxy config the inventory names.
 type ProxyMissing struct {
 	Path string `json:"path"`
+	// Kind is the proxy whose config is missing: empty for nginx, "haproxy".
+	Kind string `json:"kind,omitempty"`
 	// Other lists what looks like another apiserver proxy on the host ("haproxy.service
 	// active", "/etc/haproxy/haproxy.cfg").
 	Other []string `json:"other,omitempty"`

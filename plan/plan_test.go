@@ -41,7 +41,9 @@ type cluster struct {
 	// lbOnly limits a worker's upstream to these masters (to make an LB that would be empty).
 	lbOnly map[string][]int
 	// lbOther makes a node's proxy front other servers only (a registry, not the apiservers).
-	lbOther  map[string]bool
+	lbOther map[string]bool
+	// haproxy gives these nodes Debian's haproxy as their proxy instead of nginx.
+	haproxy  map[string]bool
 	pods     map[string][]nodes.Pod
 	notReady map[string]bool
 }
@@ -79,6 +81,20 @@ func (c cluster) facts(t *testing.T) Facts {
 		upstreams = append(upstreams, "      server "+ip+":6443 max_fails=3 fail_timeout=30s;")
 	}
 	nginx := func(name string) lb.NodeConfig {
+		if c.haproxy[name] {
+			var srv []string
+			for i := 1; i <= c.masters; i++ {
+				srv = append(srv, fmt.Sprintf("    server m%d %s:6443 check", i, masterIP(i)))
+			}
+			text := "global\n    daemon\n\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 3m\n    timeout server 3m\n\n" +
+				"frontend kube-apiserver\n    bind 127.0.0.1:8443\n    default_backend kube-apiserver\n\nbackend kube-apiserver\n    balance roundrobin\n" +
+				strings.Join(srv, "\n") + "\n"
+			cfg, err := lb.ParseHAProxy(name, "/etc/haproxy/haproxy.cfg", text, apiservers, nil)
+			if err != nil {
+				t.Fatalf("haproxy fixture for %s: %v", name, err)
+			}
+			return cfg
+		}
 		ups := upstreams
 		if c.lbOther[name] {
 			ups = []string{"      server 172.72.0.200:5000 max_fails=3 fail_timeout=30s;"}
@@ -195,6 +211,9 @@ func TestBuildGolden(t *testing.T) {
 			{Namespace: "kube-system", Name: "node-exporter-x2x", Owner: "DaemonSet/node-exporter", Verdict: "skip", Reason: "DaemonSet pod", Hint: "DaemonSet pods are ignored"},
 		}}}, target: Target{Drain: []string{"w1"}}},
 		{name: "lb-remove-mode", c: seed003, target: Target{Remove: []string{"m3"}, LBMode: "remove"}},
+		// A mixed fleet: w1 and the leaving m3 run haproxy, the others nginx.
+		{name: "haproxy-mixed", c: cluster{masters: 3, workers: 2, leader: 2, haproxy: map[string]bool{"w1": true, "m3": true}},
+			target: Target{Remove: []string{"m2", "m3"}}},
 
 		{name: "refuse-unknown-host", c: seed003, target: Target{Remove: []string{"m9"}}, refuse: []string{"unknown-host"}},
 		{name: "refuse-remove-all", c: seed003, target: Target{Remove: []string{"m1", "m2", "m3"}}, refuse: []string{"remove-all-masters", "remove-all-etcd"}},

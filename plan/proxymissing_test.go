@@ -14,15 +14,28 @@ func TestProxyMissing(t *testing.T) {
 		other   []string
 		refusal string
 		warning string
+		kind    string
+		path    string
+		code    string
+		wayOut  string
 	}{
-		{name: "haproxy", other: []string{"/etc/haproxy/haproxy.cfg", "haproxy.service active, enabled"},
-			refusal: "w1 has no nginx config at /etc/nginx/nginx.conf but another apiserver proxy (/etc/haproxy/haproxy.cfg, haproxy.service active, enabled)"},
+		{name: "envoy", other: []string{"/etc/envoy/envoy.yaml", "envoy.service active, enabled"},
+			refusal: "w1 has no nginx config at /etc/nginx/nginx.conf but another apiserver proxy (/etc/envoy/envoy.yaml, envoy.service active, enabled)", wayOut: `nginx_config: "" for w1`},
+		// haproxy that observe did not take as the proxy (its config elsewhere, or proxy: nginx).
+		{name: "haproxy", other: []string{"/usr/local/etc/haproxy/haproxy.cfg", "haproxy.service active, enabled"},
+			refusal: "w1 has no nginx config at /etc/nginx/nginx.conf but haproxy (/usr/local/etc/haproxy/haproxy.cfg, haproxy.service active, enabled), not read as its apiserver proxy", wayOut: "set proxy: haproxy for w1"},
+		{name: "haproxy config missing", kind: "haproxy", path: "/etc/haproxy/haproxy.cfg",
+			refusal: "the inventory says w1's proxy is haproxy, but there is no haproxy config at /etc/haproxy/haproxy.cfg (found: nothing else)", code: "proxy-missing", wayOut: "set haproxy_config for w1"},
 		{name: "nothing", warning: "w1: no nginx config at /etc/nginx/nginx.conf, so it is treated as a host without an apiserver proxy"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := seed003.facts(t)
 			delete(f.LB, "w1")
-			f.ProxyMissing = map[string]ProxyMissing{"w1": {Path: "/etc/nginx/nginx.conf", Other: tc.other}}
+			path := "/etc/nginx/nginx.conf"
+			if tc.path != "" {
+				path = tc.path
+			}
+			f.ProxyMissing = map[string]ProxyMissing{"w1": {Path: path, Kind: tc.kind, Other: tc.other}}
 			p := Build(f, Target{Remove: []string{"m3"}}, "test", observedAt)
 			var reasons []string
 			for _, r := range p.Refusals {
@@ -30,7 +43,11 @@ func TestProxyMissing(t *testing.T) {
 			}
 			got := strings.Join(reasons, "\n")
 			if tc.refusal != "" {
-				if !strings.Contains(got, "proxy-unsupported: "+tc.refusal) || !strings.Contains(got, `nginx_config: "" for w1`) {
+				code := "proxy-unsupported"
+				if tc.code != "" {
+					code = tc.code
+				}
+				if !strings.Contains(got, code+": "+tc.refusal) || !strings.Contains(got, tc.wayOut) {
 					t.Errorf("refusals:\n%s\nwant proxy-unsupported naming %q and the way out", got, tc.refusal)
 				}
 				return

@@ -1,0 +1,70 @@
+package observe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/lb"
+	"github.com/mastershrink/mastershrink/plan"
+)
+
+// observeProxy reads a host's apiserver proxy: the one its inventory proxy names, or, when it
+// names none, nginx where nginx_config exists and else haproxy where haproxy_config fronts
+// the apiservers. A host whose proxy config is not there gives missing, with what was found
+// instead; a host the inventory gives no proxy (no nginx_config, no proxy) gives neither.
+func observeProxy(ctx context.Context, h host.Host, ih *inventory.Host, apiservers []string) (cfg *lb.NodeConfig, missing *plan.ProxyMissing, err error) {
+	p := ih.Paths
+	hapConfig, _, _ := p.HAProxyPaths()
+	if p.Proxy == inventory.ProxyHAProxy {
+		c, err := lb.ObserveHAProxy(ctx, h, p, apiservers)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, &plan.ProxyMissing{Path: hapConfig, Kind: inventory.ProxyHAProxy, Other: otherProxies(ctx, h)}, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return &c, nil, nil
+	}
+	if p.NginxConfig == "" {
+		return nil, nil, nil
+	}
+	c, err := lb.Observe(ctx, h, p, apiservers)
+	if err == nil {
+		return &c, nil, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, err
+	}
+	other := otherProxies(ctx, h)
+	if p.Proxy == "" {
+		hc, herr := lb.ObserveHAProxy(ctx, h, p, apiservers)
+		switch {
+		case herr == nil && len(hc.Upstreams) > 0:
+			return &hc, nil, nil
+		case herr == nil:
+			// haproxy is there but fronts none of the apiservers (Debian's default config,
+			// or a proxy for something else): not the node's apiserver proxy.
+			other = withoutHAProxy(other, hapConfig)
+		case !errors.Is(herr, fs.ErrNotExist):
+			return nil, nil, fmt.Errorf("no nginx config at %s, and the haproxy config there cannot be read: %w", p.NginxConfig, herr)
+		}
+	}
+	return nil, &plan.ProxyMissing{Path: p.NginxConfig, Other: other}, nil
+}
+
+// withoutHAProxy drops the signs of haproxy from a list of otherProxies.
+func withoutHAProxy(other []string, config string) []string {
+	var out []string
+	for _, o := range other {
+		if o == config || strings.HasPrefix(o, "haproxy.service ") {
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}

@@ -29,13 +29,11 @@ type applyOptions struct {
 	SnapshotMaxAge time.Duration
 	LBConcurrency  int
 	// Planning on the spot, without a plan file.
-	Remove, Drain, Offline []string
-	LBMode                 string
-	WipeLeaving            string
-	PlanOut                string
+	targetOptions
+	PlanOut string
 }
 
-func newApplyCmd(g *globalOptions) *cobra.Command {
+func newApplyCmd(g *globalOptions, runF func(*applyOptions) error) *cobra.Command {
 	o := &applyOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "apply [PLAN] -i INVENTORY [--only STEP,...] [--skip STEP,...] [--yes]",
@@ -58,7 +56,7 @@ rerun can resume it.`,
 			if len(args) == 1 {
 				o.PlanPath = args[0]
 			}
-			return runApply(cmd.Context(), o)
+			return runOrHook(cmd.Context(), o, runF, runApply)
 		},
 	}
 	f := cmd.Flags()
@@ -67,12 +65,8 @@ rerun can resume it.`,
 	f.BoolVarP(&o.Yes, "yes", "y", false, "apply a plan made on the spot without asking")
 	f.DurationVar(&o.SnapshotMaxAge, "snapshot-max-age", runner.DefaultSnapshotMaxAge, "a snapshot of this plan older than this is taken again before any irreversible step")
 	f.IntVar(&o.LBConcurrency, "lb-concurrency", runner.DefaultLBConcurrency, "how many node proxies are updated (and probed) at once")
-	f.StringSliceVar(&o.Remove, "remove", nil, "without a plan file: masters to retire")
-	f.StringSliceVar(&o.Drain, "drain", nil, "without a plan file: workers to drain, delete and clean")
-	f.StringSliceVar(&o.Offline, "offline", nil, "without a plan file: leaving hosts that are already down")
-	f.StringVar(&o.LBMode, "lb-mode", "down", "without a plan file: down (mark) or remove")
+	addTargetFlags(f, &o.targetOptions, "without a plan file: ")
 	f.StringVar(&o.PlanOut, "out", "", "without a plan file: where to write the plan (default CLUSTER-plan.json)")
-	f.StringVar(&o.WipeLeaving, "wipe-leaving", "", "without a plan file: remove the private keys leaving hosts keep and move etcd's data aside (move) or remove it (remove)")
 	completeHostFlags(cmd, g, "remove", "drain", "offline")
 	completeStepFlags(cmd)
 	return cmd
@@ -80,7 +74,7 @@ rerun can resume it.`,
 
 func (o *applyOptions) validate() error {
 	if o.Inventory == "" {
-		return usageError{fmt.Errorf("no inventory: give the cluster file with -i inventory.yaml")}
+		return errNoInventory
 	}
 	if o.PlanPath != "" && (len(o.Remove) > 0 || len(o.Drain) > 0 || len(o.Offline) > 0 || o.WipeLeaving != "") {
 		return usageError{fmt.Errorf("a plan file already says what to remove: drop --remove/--drain/--offline/--wipe-leaving, or the plan file")}
@@ -88,8 +82,8 @@ func (o *applyOptions) validate() error {
 	if o.PlanPath == "" && len(o.Remove) == 0 && len(o.Drain) == 0 {
 		return usageError{fmt.Errorf("nothing to apply: give a plan file (mastershrink plan --out plan.json), or --remove/--drain")}
 	}
-	if o.LBMode != "down" && o.LBMode != "remove" {
-		return usageError{fmt.Errorf("--lb-mode %q: want down or remove", o.LBMode)}
+	if err := o.validateModes(); err != nil {
+		return err
 	}
 	if o.LBConcurrency < 1 {
 		return usageError{fmt.Errorf("--lb-concurrency %d: want 1 or more", o.LBConcurrency)}
@@ -125,9 +119,6 @@ func loadPlanFile(path string) (*plan.Plan, error) {
 }
 
 func runApply(ctx context.Context, o *applyOptions) error {
-	if err := o.validate(); err != nil {
-		return err
-	}
 	inv, err := inventory.Load(o.Inventory)
 	if err != nil {
 		return err
@@ -171,8 +162,7 @@ func (o *applyOptions) planOnTheSpot(ctx context.Context, inv *inventory.Invento
 	if !o.Yes && !o.InIsTerminal {
 		return nil, usageError{fmt.Errorf("not on a terminal, so there is no one to confirm: review the plan with 'mastershrink plan --out plan.json' and run 'mastershrink apply plan.json', or add --yes")}
 	}
-	target := plan.Target{Remove: o.Remove, Drain: o.Drain, Offline: o.Offline, LBMode: o.LBMode, WipeLeaving: o.WipeLeaving}
-	p, err := makePlan(ctx, o.globalOptions, inv, target)
+	p, err := makePlan(ctx, o.globalOptions, inv, o.target())
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +184,7 @@ func (o *applyOptions) planOnTheSpot(ctx context.Context, inv *inventory.Invento
 	if o.PlanPath == "" {
 		o.PlanPath = filepath.Clean(inv.Cluster + "-plan.json")
 	}
-	if err := writeFileAtomic(o.PlanPath, data, 0o600); err != nil {
+	if err := writePlanFile(ctx, o.PlanPath, data); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(o.ErrOut, "Plan written to %s (a rerun of 'mastershrink apply %s -i %s' resumes it).\n", o.PlanPath, o.PlanPath, o.Inventory)

@@ -15,14 +15,14 @@ import (
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
-func newCertsCmd(g *globalOptions) *cobra.Command {
+func newCertsCmd(subcommands ...*cobra.Command) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "certs",
 		Short: "Inspect cluster certificates and re-sign them without removed addresses",
 		Long: `Read certificates into the facts a cfssl CSR needs (inspect), and re-sign one with the
 cluster CA, dropping or adding SANs (regen). cfssl runs in-process; nothing is shelled out.`,
 	}
-	cmd.AddCommand(newCertsInspectCmd(g), newCertsRegenCmd(g))
+	cmd.AddCommand(subcommands...)
 	// pflag quotes a whole argument in "bad flag syntax: ARG", and a pasted PEM starts with
 	// dashes: the key would be printed. Inherited by both subcommands.
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

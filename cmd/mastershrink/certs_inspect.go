@@ -28,11 +28,13 @@ type certsInspectOptions struct {
 	CA string
 	// FailWithin is --fail-within as given: a duration or a number of days ("30d").
 	FailWithin string
+	// window is FailWithin parsed.
+	window time.Duration
 	// now is the clock of the EXPIRED flags; tests set it.
 	now func() time.Time
 }
 
-func newCertsInspectCmd(g *globalOptions) *cobra.Command {
+func newCertsInspectCmd(g *globalOptions, runF func(*certsInspectOptions) error) *cobra.Command {
 	o := &certsInspectOptions{globalOptions: g, now: time.Now}
 	cmd := &cobra.Command{
 		Use:   "inspect FILE|HOST:PATH...",
@@ -75,7 +77,7 @@ chain to --ca. 1 wins over 5 when both happen: every problem is still listed.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Files = args
-			return runCertsInspect(cmd.Context(), o)
+			return runOrHook(cmd.Context(), o, runF, runCertsInspect)
 		},
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "table, wide (adds O, OU and usages), json, yaml, or csr (cfssl CSR JSON)")
@@ -114,20 +116,23 @@ type fileError struct {
 // errSomeFiles is the summary error when some inputs could not be read or parsed.
 var errSomeFiles = errors.New("some files could not be inspected")
 
-func runCertsInspect(ctx context.Context, o *certsInspectOptions) error {
+func (o *certsInspectOptions) validate() error {
 	if err := validOutput(o.Output, "table", "wide", "json", "yaml", "csr"); err != nil {
 		return err
 	}
 	if o.WarnDays < 0 {
 		return usageError{fmt.Errorf("--warn-days %d: want 0 or more", o.WarnDays)}
 	}
-	var window time.Duration
 	if o.FailWithin != "" {
 		var err error
-		if window, err = certs.ParseWindow(o.FailWithin); err != nil {
+		if o.window, err = certs.ParseWindow(o.FailWithin); err != nil {
 			return usageError{fmt.Errorf("--fail-within %w", err)}
 		}
 	}
+	return nil
+}
+
+func runCertsInspect(ctx context.Context, o *certsInspectOptions) error {
 	r := newInputReader(o.globalOptions)
 	defer r.Close()
 	var roots []*x509.Certificate
@@ -205,7 +210,7 @@ func runCertsInspect(ctx context.Context, o *certsInspectOptions) error {
 			}
 			checked[i].Chain = check
 		}
-		if o.FailWithin != "" && certs.ExpiresWithin(info.NotAfter, now, window) {
+		if o.FailWithin != "" && certs.ExpiresWithin(info.NotAfter, now, o.window) {
 			expiring++
 			fmt.Fprintf(o.ErrOut, "error: %s: %s; renew it: %s\n", inspectLabel(infos, i), expiryPhrase(info.NotAfter, now, o.FailWithin), renewHint(info, o.CA))
 		}

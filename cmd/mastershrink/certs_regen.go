@@ -35,7 +35,7 @@ type certsRegenOptions struct {
 	now          func() time.Time
 }
 
-func newCertsRegenCmd(g *globalOptions) *cobra.Command {
+func newCertsRegenCmd(g *globalOptions, runF func(*certsRegenOptions) error) *cobra.Command {
 	o := &certsRegenOptions{globalOptions: g, now: time.Now}
 	cmd := &cobra.Command{
 		Use:   "regen CERT --ca CA.pem --ca-key CA-key.pem [--remove IP,...] [--add HOST,...]",
@@ -65,7 +65,7 @@ key is then read into memory only.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Cert = args[0]
-			return runCertsRegen(cmd.Context(), o)
+			return runOrHook(cmd.Context(), o, runF, runCertsRegen)
 		},
 	}
 	f := cmd.Flags()
@@ -82,7 +82,7 @@ key is then read into memory only.`,
 	return cmd
 }
 
-func runCertsRegen(ctx context.Context, o *certsRegenOptions) error {
+func (o *certsRegenOptions) validate() error {
 	if o.CA == "" || o.CAKey == "" {
 		return usageError{errors.New("give the CA that issued the certificate: --ca ca.pem --ca-key ca-key.pem")}
 	}
@@ -97,6 +97,10 @@ func runCertsRegen(ctx context.Context, o *certsRegenOptions) error {
 			return usageError{fmt.Errorf("--add: %w", err)}
 		}
 	}
+	return nil
+}
+
+func runCertsRegen(ctx context.Context, o *certsRegenOptions) error {
 	if len(o.Remove) == 0 && len(o.Add) == 0 {
 		fmt.Fprintln(o.ErrOut, "note: no --remove or --add: the certificate is re-signed with the same SANs")
 	}

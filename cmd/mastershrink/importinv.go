@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -8,7 +9,17 @@ import (
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
-func newImportCmd(g *globalOptions) *cobra.Command {
+type importOptions struct {
+	*globalOptions
+	// HostsFile is kubeasz's clusters/NAME/hosts, the one format imported.
+	HostsFile string
+}
+
+// validate has nothing left to check: Args took the format and the file.
+func (o *importOptions) validate() error { return nil }
+
+func newImportCmd(g *globalOptions, runF func(*importOptions) error) *cobra.Command {
+	o := &importOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "import kubeasz HOSTS_FILE",
 		Short: "Write an inventory.yaml from another tool's inventory (kubeasz's clusters/NAME/hosts)",
@@ -31,16 +42,21 @@ the top: read them, then run mastershrink inventory validate on the result.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := inventory.ImportKubeasz(args[1])
-			if err != nil {
-				return usageError{err}
-			}
-			if _, err := g.Out.Write(k.YAML()); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.ErrOut, "Imported %d hosts of cluster %q. Check the comments at the top, then: mastershrink inventory validate -i FILE\n", len(k.Hosts), k.Cluster)
-			return nil
+			o.HostsFile = args[1]
+			return runOrHook(cmd.Context(), o, runF, runImport)
 		},
 	}
 	return cmd
+}
+
+func runImport(_ context.Context, o *importOptions) error {
+	k, err := inventory.ImportKubeasz(o.HostsFile)
+	if err != nil {
+		return usageError{err}
+	}
+	if _, err := o.Out.Write(k.YAML()); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.ErrOut, "Imported %d hosts of cluster %q. Check the comments at the top, then: mastershrink inventory validate -i FILE\n", len(k.Hosts), k.Cluster)
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -11,7 +12,7 @@ import (
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
-func newInventoryCmd(g *globalOptions) *cobra.Command {
+func newInventoryCmd(subcommands ...*cobra.Command) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inventory",
 		Short: "Check an inventory, or show what it resolves to (connects to nothing)",
@@ -20,7 +21,7 @@ func newInventoryCmd(g *globalOptions) *cobra.Command {
 			return usageError{fmt.Errorf("name a subcommand: mastershrink inventory validate|show -i inventory.yaml, or inventory import kubeasz PATH")}
 		},
 	}
-	cmd.AddCommand(newInventoryValidateCmd(g), newInventoryShowCmd(g))
+	cmd.AddCommand(subcommands...)
 	return cmd
 }
 
@@ -29,7 +30,7 @@ type inventoryValidateOptions struct {
 	Remove, Drain, Offline []string
 }
 
-func newInventoryValidateCmd(g *globalOptions) *cobra.Command {
+func newInventoryValidateCmd(g *globalOptions, runF func(*inventoryValidateOptions) error) *cobra.Command {
 	o := &inventoryValidateOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "validate [-i] INVENTORY [--remove HOST,... --drain HOST,... --offline HOST,...]",
@@ -46,7 +47,7 @@ It exits 0 when all is well, 4 when the inventory is wrong, 3 when the target is
 			if err := inventoryArg(g, args); err != nil {
 				return err
 			}
-			return runInventoryValidate(o)
+			return runOrHook(cmd.Context(), o, runF, runInventoryValidate)
 		},
 	}
 	f := cmd.Flags()
@@ -69,7 +70,11 @@ func inventoryArg(g *globalOptions, args []string) error {
 	return nil
 }
 
-func runInventoryValidate(o *inventoryValidateOptions) error {
+// validate has nothing to check before the inventory is read: the target is checked
+// against it.
+func (o *inventoryValidateOptions) validate() error { return nil }
+
+func runInventoryValidate(_ context.Context, o *inventoryValidateOptions) error {
 	inv, err := inventory.Load(o.Inventory)
 	if err != nil {
 		return err
@@ -104,7 +109,7 @@ type inventoryShowOptions struct {
 	Output string
 }
 
-func newInventoryShowCmd(g *globalOptions) *cobra.Command {
+func newInventoryShowCmd(g *globalOptions, runF func(*inventoryShowOptions) error) *cobra.Command {
 	o := &inventoryShowOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "show [-i] INVENTORY [-o table|json|yaml]",
@@ -121,17 +126,21 @@ It connects to nothing.`,
 			if err := inventoryArg(g, args); err != nil {
 				return err
 			}
-			return runInventoryShow(o)
+			return runOrHook(cmd.Context(), o, runF, runInventoryShow)
 		},
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "table, json or yaml")
 	return cmd
 }
 
-func runInventoryShow(o *inventoryShowOptions) error {
+func (o *inventoryShowOptions) validate() error {
 	if o.Output != "table" && o.Output != "json" && o.Output != "yaml" {
 		return usageError{fmt.Errorf("-o %q: want table, json or yaml", o.Output)}
 	}
+	return nil
+}
+
+func runInventoryShow(_ context.Context, o *inventoryShowOptions) error {
 	inv, err := inventory.Load(o.Inventory)
 	if err != nil {
 		return err

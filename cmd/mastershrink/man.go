@@ -35,6 +35,3 @@ func newManCmd(g *globalOptions) *cobra.Command {
 		},
 	}
 }
-
-// The man command is added here rather than in root.go's subcommands list, being hidden
-// and for packagers only.

@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func newNodesCmd(g *globalOptions) *cobra.Command {
+func newNodesCmd(subcommands ...*cobra.Command) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "nodes",
 		Short: "Drain workers safely, clean the hosts they leave, and prove the hosts are clean",
@@ -13,6 +13,6 @@ through the Eviction API (honouring PDBs, guarding unprotected controllers with 
 ones), 'cleanup' removes what Kubernetes left on a host over SSH and verifies it, 'verify'
 only checks.`,
 	}
-	cmd.AddCommand(newNodesDrainCmd(g), newNodesCleanupCmd(g), newNodesVerifyCmd(g))
+	cmd.AddCommand(subcommands...)
 	return cmd
 }

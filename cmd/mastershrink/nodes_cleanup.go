@@ -26,7 +26,7 @@ type nodesCleanupOptions struct {
 	verifyOnly bool
 }
 
-func newNodesCleanupCmd(g *globalOptions) *cobra.Command {
+func newNodesCleanupCmd(g *globalOptions, runF func(*nodesCleanupOptions) error) *cobra.Command {
 	o := &nodesCleanupOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "cleanup HOST... -i INVENTORY",
@@ -49,7 +49,7 @@ or etcd member, unless --force.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Hosts = args
-			return runNodesCleanup(cmd.Context(), o)
+			return runOrHook(cmd.Context(), o, runF, runNodesCleanup)
 		},
 	}
 	cmd.Flags().BoolVar(&o.Force, "force", false, "clean even a host whose Node still exists (or whose Node cannot be checked), or a master/etcd host")
@@ -58,7 +58,7 @@ or etcd member, unless --force.`,
 	return cmd
 }
 
-func newNodesVerifyCmd(g *globalOptions) *cobra.Command {
+func newNodesVerifyCmd(g *globalOptions, runF func(*nodesCleanupOptions) error) *cobra.Command {
 	o := &nodesCleanupOptions{globalOptions: g, verifyOnly: true}
 	cmd := &cobra.Command{
 		Use:   "verify HOST... -i INVENTORY",
@@ -71,7 +71,7 @@ ports. It exits 1 if anything is left, printing the command that would remove it
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Hosts = args
-			return runNodesCleanup(cmd.Context(), o)
+			return runOrHook(cmd.Context(), o, runF, runNodesCleanup)
 		},
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "how to print the report: table or json")
@@ -90,7 +90,18 @@ type hostCleanupJSON struct {
 // errNotClean is the summary error when a host keeps leftovers or could not be checked.
 var errNotClean = errors.New("not clean")
 
-func (o *nodesCleanupOptions) validate(inv *inventory.Inventory) error {
+func (o *nodesCleanupOptions) validate() error {
+	if o.Inventory == "" {
+		return errNoInventory
+	}
+	if o.Output != "table" && o.Output != "json" {
+		return usageError{fmt.Errorf("-o %q: want table or json", o.Output)}
+	}
+	return nil
+}
+
+// checkHosts names a host the inventory does not have, with those it has.
+func (o *nodesCleanupOptions) checkHosts(inv *inventory.Inventory) error {
 	for _, h := range o.Hosts {
 		if _, ok := inv.Host(h); !ok {
 			return usageError{fmt.Errorf("host %q is not in %s (hosts: %s)", h, inv.File, strings.Join(inv.HostNames(), ", "))}
@@ -100,17 +111,11 @@ func (o *nodesCleanupOptions) validate(inv *inventory.Inventory) error {
 }
 
 func runNodesCleanup(ctx context.Context, o *nodesCleanupOptions) error {
-	if o.Inventory == "" {
-		return usageError{fmt.Errorf("no inventory: give the cluster file with -i inventory.yaml")}
-	}
-	if o.Output != "table" && o.Output != "json" {
-		return usageError{fmt.Errorf("-o %q: want table or json", o.Output)}
-	}
 	inv, err := inventory.Load(o.Inventory)
 	if err != nil {
 		return err
 	}
-	if err := o.validate(inv); err != nil {
+	if err := o.checkHosts(inv); err != nil {
 		return err
 	}
 	c := observe.Open(inv, o.observeOptions())

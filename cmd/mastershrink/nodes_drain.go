@@ -37,7 +37,7 @@ type nodesDrainOptions struct {
 	Output               string
 }
 
-func newNodesDrainCmd(g *globalOptions) *cobra.Command {
+func newNodesDrainCmd(g *globalOptions, runF func(*nodesDrainOptions) error) *cobra.Command {
 	o := &nodesDrainOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "drain NODE... -i INVENTORY",
@@ -65,7 +65,7 @@ PDB when --timeout (per Node) or --global-timeout runs out exit 1, naming the PD
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Nodes = args
-			return runNodesDrain(cmd.Context(), o)
+			return runOrHook(cmd.Context(), o, runF, runNodesDrain)
 		},
 	}
 	f := cmd.Flags()
@@ -110,7 +110,7 @@ func checkMaxUnavailable(s string) error {
 
 func (o *nodesDrainOptions) validate() error {
 	if o.Inventory == "" {
-		return usageError{fmt.Errorf("no inventory: give the cluster file with -i inventory.yaml")}
+		return errNoInventory
 	}
 	if o.Output != "table" && o.Output != "json" {
 		return usageError{fmt.Errorf("-o %q: want table or json", o.Output)}
@@ -147,9 +147,6 @@ type drainJSON struct {
 }
 
 func runNodesDrain(ctx context.Context, o *nodesDrainOptions) error {
-	if err := o.validate(); err != nil {
-		return err
-	}
 	inv, err := inventory.Load(o.Inventory)
 	if err != nil {
 		return err

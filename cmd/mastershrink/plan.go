@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/internal/version"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/observe"
@@ -17,15 +18,48 @@ import (
 
 type planOptions struct {
 	*globalOptions
+	targetOptions
+	Out              string
+	Output           string
+	DetailedExitCode bool
+}
+
+// targetOptions are the operator's target, as plan takes it, and apply without a plan file.
+type targetOptions struct {
 	Remove, Drain, Offline []string
 	LBMode                 string
 	WipeLeaving            string
-	Out                    string
-	Output                 string
-	DetailedExitCode       bool
 }
 
-func newPlanCmd(g *globalOptions) *cobra.Command {
+// addTargetFlags adds the target's flags; apply's help says they are for planning on the spot.
+func addTargetFlags(f *pflag.FlagSet, t *targetOptions, helpPrefix string) {
+	f.StringSliceVar(&t.Remove, "remove", nil, helpPrefix+"masters (and their etcd members) to retire")
+	f.StringSliceVar(&t.Drain, "drain", nil, helpPrefix+"workers to drain, delete and clean")
+	f.StringSliceVar(&t.Offline, "offline", nil, helpPrefix+"leaving hosts that are already down (their host-side steps are skipped)")
+	f.StringVar(&t.LBMode, "lb-mode", "down", helpPrefix+"how leaving apiservers leave the node proxies: down (mark) or remove")
+	f.StringVar(&t.WipeLeaving, "wipe-leaving", "", helpPrefix+"after the shrink, remove the private keys leaving hosts keep and move etcd's data aside into a 0700 folder (move) or remove it (remove)")
+}
+
+func (t *targetOptions) target() plan.Target {
+	return plan.Target{Remove: t.Remove, Drain: t.Drain, Offline: t.Offline, LBMode: t.LBMode, WipeLeaving: t.WipeLeaving}
+}
+
+// validateModes checks the target's words: what a leaving apiserver becomes in the proxies,
+// and what happens to a leaving host's secrets.
+func (t *targetOptions) validateModes() error {
+	if t.WipeLeaving != "" && t.WipeLeaving != "move" && t.WipeLeaving != "remove" {
+		return usageError{fmt.Errorf("--wipe-leaving %q: want move or remove", t.WipeLeaving)}
+	}
+	if t.LBMode != "down" && t.LBMode != "remove" {
+		return usageError{fmt.Errorf("--lb-mode %q: want down or remove", t.LBMode)}
+	}
+	return nil
+}
+
+// errNoInventory is every command's refusal to guess the cluster.
+var errNoInventory = usageError{errors.New("no inventory: give the cluster file with -i inventory.yaml")}
+
+func newPlanCmd(g *globalOptions, runF func(*planOptions) error) *cobra.Command {
 	o := &planOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "plan -i INVENTORY --remove HOST[,HOST...] [--drain HOST,...] [--offline HOST,...]",
@@ -34,14 +68,10 @@ func newPlanCmd(g *globalOptions) *cobra.Command {
   mastershrink plan -i inventory.yaml --remove m3 --offline m3 -o json
   mastershrink plan -i inventory.yaml --drain w2`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return runPlan(cmd.Context(), o) },
+		RunE: func(cmd *cobra.Command, args []string) error { return runOrHook(cmd.Context(), o, runF, runPlan) },
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&o.Remove, "remove", nil, "masters (and their etcd members) to retire")
-	f.StringSliceVar(&o.Drain, "drain", nil, "workers to drain, delete and clean")
-	f.StringSliceVar(&o.Offline, "offline", nil, "leaving hosts that are already down (their host-side steps are skipped)")
-	f.StringVar(&o.LBMode, "lb-mode", "down", "how leaving apiservers leave the node proxies: down (mark) or remove")
-	f.StringVar(&o.WipeLeaving, "wipe-leaving", "", "after the shrink, remove the private keys leaving hosts keep and move etcd's data aside into a 0700 folder (move) or remove it (remove)")
+	addTargetFlags(f, &o.targetOptions, "")
 	f.StringVar(&o.Out, "out", "", "write the plan file here (for mastershrink apply)")
 	f.StringVarP(&o.Output, "output", "o", "table", "how to print the plan: table, json or yaml (the plan file's content)")
 	f.BoolVar(&o.DetailedExitCode, "detailed-exitcode", false, "exit 2 when the plan has changes, 0 when there is nothing to do")
@@ -52,7 +82,7 @@ func newPlanCmd(g *globalOptions) *cobra.Command {
 
 func (o *planOptions) validate() error {
 	if o.Inventory == "" {
-		return usageError{fmt.Errorf("no inventory: give the cluster file with -i inventory.yaml")}
+		return errNoInventory
 	}
 	if len(o.Remove) == 0 && len(o.Drain) == 0 {
 		return usageError{fmt.Errorf("nothing to plan: name masters with --remove or workers with --drain")}
@@ -60,25 +90,15 @@ func (o *planOptions) validate() error {
 	if err := validOutput(o.Output, "table", "json", "yaml"); err != nil {
 		return err
 	}
-	if o.WipeLeaving != "" && o.WipeLeaving != "move" && o.WipeLeaving != "remove" {
-		return usageError{fmt.Errorf("--wipe-leaving %q: want move or remove", o.WipeLeaving)}
-	}
-	if o.LBMode != "down" && o.LBMode != "remove" {
-		return usageError{fmt.Errorf("--lb-mode %q: want down or remove", o.LBMode)}
-	}
-	return nil
+	return o.validateModes()
 }
 
 func runPlan(ctx context.Context, o *planOptions) error {
-	if err := o.validate(); err != nil {
-		return err
-	}
 	inv, err := inventory.Load(o.Inventory)
 	if err != nil {
 		return err
 	}
-	target := plan.Target{Remove: o.Remove, Drain: o.Drain, Offline: o.Offline, LBMode: o.LBMode, WipeLeaving: o.WipeLeaving}
-	p, err := makePlan(ctx, o.globalOptions, inv, target)
+	p, err := makePlan(ctx, o.globalOptions, inv, o.target())
 	if err != nil {
 		return err
 	}
@@ -93,7 +113,7 @@ func runPlan(ctx context.Context, o *planOptions) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(o.Out, data, 0o600); err != nil {
+		if err := writePlanFile(ctx, o.Out, data); err != nil {
 			return err
 		}
 		fmt.Fprintf(o.ErrOut, "Plan written to %s. Review it, then run: mastershrink apply %s -i %s\n", o.Out, o.Out, o.Inventory)
@@ -144,38 +164,9 @@ func printPlan(g *globalOptions, p *plan.Plan, output string) error {
 	return plan.Render(g.Out, p)
 }
 
-// writeFileAtomic writes a local file through a temp file and a rename, so a crash never
-// leaves half a plan or journal.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(dirOf(path), ".mastershrink-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
-func dirOf(path string) string {
-	if i := strings.LastIndexByte(path, '/'); i >= 0 {
-		return path[:i+1]
-	}
-	return "."
+// writePlanFile writes the plan file 0600 through host's atomic writer (temp file, fsync,
+// rename), so a crash never leaves half a plan.
+func writePlanFile(ctx context.Context, path string, data []byte) error {
+	_, err := host.NewLocal("localhost").WriteFile(ctx, path, data, host.WriteOptions{Mode: 0o600})
+	return err
 }

@@ -209,6 +209,38 @@ func newRootCmd(s streams) *cobra.Command { return newRootCmdWithDial(s, nil) }
 // newRootCmdWithDial is newRootCmd with the tests' dial hook.
 func newRootCmdWithDial(s streams, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *cobra.Command {
 	g := &globalOptions{streams: s, Dial: dial, Getenv: os.Getenv}
+	return newRootCmdOf(g, commands(g)...)
+}
+
+// commands are every command, each with its real run function (a nil hook): the list is
+// here, in one place, rather than in each file's init.
+func commands(g *globalOptions) []*cobra.Command {
+	return []*cobra.Command{
+		newVersionCmd(g),
+		newPlanCmd(g, nil), newApplyCmd(g, nil), newUndoCmd(g, nil), newStatusCmd(g, nil),
+		newInventoryCmd(newInventoryValidateCmd(g, nil), newInventoryShowCmd(g, nil), newImportCmd(g, nil)),
+		newNodesCmd(newNodesDrainCmd(g, nil), newNodesCleanupCmd(g, nil), newNodesVerifyCmd(g, nil)),
+		newCertsCmd(newCertsInspectCmd(g, nil), newCertsRegenCmd(g, nil)),
+		newManCmd(g),
+	}
+}
+
+// runOrHook is every command's RunE after its arguments are in its options: it validates
+// them, then runs the command, or hands the options to the tests' hook instead (GitHub CLI's
+// runF), so flag parsing and validation are tested without a cluster.
+func runOrHook[O interface{ validate() error }](ctx context.Context, o O, runF func(O) error, run func(context.Context, O) error) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if runF != nil {
+		return runF(o)
+	}
+	return run(ctx, o)
+}
+
+// newRootCmdOf is the root command over g, with the global flags and these subcommands.
+func newRootCmdOf(g *globalOptions, subcommands ...*cobra.Command) *cobra.Command {
+	s := g.streams
 	cmd := &cobra.Command{
 		Use:   "mastershrink",
 		Short: "Plan and apply the safe shrink of a binary-deployed Kubernetes control plane",
@@ -238,15 +270,7 @@ every node). 'plan' observes the cluster and writes a reviewable plan; 'apply' r
 	pf.StringVar(&g.Context, "context", "", "the kubeconfig context to use, instead of its current-context")
 	cmd.SetFlagErrorFunc(flagError)
 
-	cmd.AddCommand(newVersionCmd(g))
-	for _, add := range subcommands {
-		cmd.AddCommand(add(g))
-	}
-	for _, c := range cmd.Commands() {
-		for _, add := range nestedCommands[c.Name()] {
-			c.AddCommand(add(g))
-		}
-	}
+	cmd.AddCommand(subcommands...)
 	cmd.InitDefaultCompletionCmd()
 	// A command of commands (the root, certs, nodes, completion) runs, only to print its
 	// help, so that an unknown subcommand reaches Args and is named with the ones there are
@@ -443,14 +467,3 @@ func (v *verbosity) String() string { return strconv.Itoa(int(*v)) }
 
 // Type is "count" so the help shows -v alone as the usual form, with no "[=+1]".
 func (v *verbosity) Type() string { return "count" }
-
-// subcommands are every top-level command, one file each: the list is here, in one place,
-// rather than in each file's init.
-var subcommands = []func(*globalOptions) *cobra.Command{
-	newPlanCmd, newApplyCmd, newUndoCmd, newStatusCmd, newInventoryCmd, newNodesCmd, newCertsCmd, newManCmd,
-}
-
-// nestedCommands are added under the top-level command of that name ("inventory").
-var nestedCommands = map[string][]func(*globalOptions) *cobra.Command{
-	"inventory": {newImportCmd},
-}

@@ -21,7 +21,7 @@ type statusOptions struct {
 	Output string
 }
 
-func newStatusCmd(g *globalOptions) *cobra.Command {
+func newStatusCmd(g *globalOptions, runF func(*statusOptions) error) *cobra.Command {
 	o := &statusOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "status -i INVENTORY [-o table|json|yaml]",
@@ -42,20 +42,21 @@ in "problems" (-o json|yaml). 1 is an error that kept status from finishing its 
 		Example: `  mastershrink status -i inventory.yaml
   mastershrink status -i inventory.yaml -o yaml`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return runStatus(cmd.Context(), o) },
+		RunE: func(cmd *cobra.Command, args []string) error { return runOrHook(cmd.Context(), o, runF, runStatus) },
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "table, json or yaml")
 	completeOutput(cmd, "table", "json", "yaml")
 	return cmd
 }
 
-func runStatus(ctx context.Context, o *statusOptions) error {
+func (o *statusOptions) validate() error {
 	if o.Inventory == "" {
-		return usageError{fmt.Errorf("no inventory: give the cluster file with -i inventory.yaml")}
+		return errNoInventory
 	}
-	if err := validOutput(o.Output, "table", "json", "yaml"); err != nil {
-		return err
-	}
+	return validOutput(o.Output, "table", "json", "yaml")
+}
+
+func runStatus(ctx context.Context, o *statusOptions) error {
 	inv, err := inventory.Load(o.Inventory)
 	if err != nil {
 		return err

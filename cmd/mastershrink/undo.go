@@ -26,7 +26,7 @@ type undoOptions struct {
 	DryRun   bool
 }
 
-func newUndoCmd(g *globalOptions) *cobra.Command {
+func newUndoCmd(g *globalOptions, runF func(*undoOptions) error) *cobra.Command {
 	o := &undoOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "undo PLAN -i INVENTORY [--dry-run] [--yes]",
@@ -47,7 +47,7 @@ started: etcd members removed come back only from the snapshot, which it names.`
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.PlanPath = args[0]
-			return runUndo(cmd.Context(), o)
+			return runOrHook(cmd.Context(), o, runF, runUndo)
 		},
 	}
 	cmd.Flags().BoolVarP(&o.Yes, "yes", "y", false, "undo without asking")
@@ -55,13 +55,17 @@ started: etcd members removed come back only from the snapshot, which it names.`
 	return cmd
 }
 
-func runUndo(ctx context.Context, o *undoOptions) error {
+func (o *undoOptions) validate() error {
 	if o.Inventory == "" {
-		return usageError{fmt.Errorf("no inventory: give the cluster file with -i inventory.yaml")}
+		return errNoInventory
 	}
 	if !o.Yes && !o.DryRun && !o.InIsTerminal {
 		return usageError{fmt.Errorf("not on a terminal, so there is no one to confirm: look with --dry-run, then add --yes")}
 	}
+	return nil
+}
+
+func runUndo(ctx context.Context, o *undoOptions) error {
 	inv, err := inventory.Load(o.Inventory)
 	if err != nil {
 		return err

@@ -58,6 +58,9 @@ type Lab struct {
 	StateDir string
 	// PKIDir is the host-side cfssl work folder (CA key, every certificate, CSR JSON files).
 	PKIDir string
+
+	// etcdPKI is etcd's own PKI by file name, where the layout has one (kubespray's).
+	etcdPKI map[string][]byte
 }
 
 func (l *Lab) logf(format string, args ...any) {
@@ -234,7 +237,7 @@ func (l *Lab) start(ctx context.Context, rootfs string, bins binaries) error {
 	}
 
 	t := time.Now()
-	if err := makePKI(ctx, l.PKIDir, bins.Cfssl, l.masters(), l.EtcdPeersByName); err != nil {
+	if err := makePKI(ctx, l.PKIDir, bins.Cfssl, l.masters(), l.EtcdPeersByName, lay.certExpiry()); err != nil {
 		return err
 	}
 	pki := map[string][]byte{}
@@ -246,6 +249,25 @@ func (l *Lab) start(ctx context.Context, rootfs string, bins binaries) error {
 		if b, err := os.ReadFile(filepath.Join(l.PKIDir, e.Name())); err == nil {
 			pki[e.Name()] = b
 		}
+	}
+	etcdCA, etcdCert, etcdKey := pki["ca.pem"], pki["etcd.pem"], pki["etcd-key.pem"]
+	if lay.Kubespray {
+		dir := filepath.Join(l.PKIDir, "etcd-ssl")
+		if err := makeKubesprayEtcdPKI(ctx, dir, l.etcdMembers(), l.Machines); err != nil {
+			return err
+		}
+		l.etcdPKI = map[string][]byte{}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("lab %s etcd pki: %w", l.Name, err)
+		}
+		for _, e := range entries {
+			if b, err := os.ReadFile(filepath.Join(dir, e.Name())); err == nil {
+				l.etcdPKI[e.Name()] = b
+			}
+		}
+		first := l.etcdMembers()[0].Name
+		etcdCA, etcdCert, etcdKey = l.etcdPKI["ca.pem"], l.etcdPKI["admin-"+first+".pem"], l.etcdPKI["admin-"+first+"-key.pem"]
 	}
 	stages, err := os.ReadFile(filepath.Join(bins.Kwok, "stages.yaml"))
 	if err != nil {
@@ -290,9 +312,9 @@ func (l *Lab) start(ctx context.Context, rootfs string, bins binaries) error {
 		{l.SSHKey + ".pub", authorized, 0o644},
 		{l.KnownHosts, []byte(known.String()), 0o644},
 		{l.Kubeconfig, kubeconfig(fmt.Sprintf("https://%s:%d", l.masters()[0].Address, lay.Paths.APIServerPort), "admin", pki["ca.pem"], pki["admin.pem"], pki["admin-key.pem"]), 0o600},
-		{l.EtcdCA, pki["ca.pem"], 0o644},
-		{l.EtcdCert, pki["etcd.pem"], 0o644},
-		{l.EtcdKey, pki["etcd-key.pem"], 0o600},
+		{l.EtcdCA, etcdCA, 0o644},
+		{l.EtcdCert, etcdCert, 0o644},
+		{l.EtcdKey, etcdKey, 0o600},
 		{l.Inventory, l.inventoryYAML(), 0o644},
 	}
 	for _, o := range outs {

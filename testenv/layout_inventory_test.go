@@ -34,8 +34,8 @@ func TestLabInventoryMatchesLayout(t *testing.T) {
 			}
 			lay, _ := LookupLayout(name)
 			for _, h := range inv.Hosts {
-				if h.Paths != lay.Paths {
-					t.Errorf("%s: inventory paths %+v\nlab installs at %+v", h.Name, h.Paths, lay.Paths)
+				if want := lay.Paths.ForHost(h.Name); h.Paths != want {
+					t.Errorf("%s: inventory paths %+v\nlab installs at %+v", h.Name, h.Paths, want)
 				}
 			}
 		})

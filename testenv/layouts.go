@@ -44,6 +44,31 @@ type Layout struct {
 	EtcdConf, KubeCfgDir string
 	// EtcdBinDir is where etcd's unit runs etcd from, when not BinDir.
 	EtcdBinDir string
+	// EtcdNameIsHost names each member after its machine (the hard way's controller-0),
+	// not EtcdNamePrefix plus its address.
+	EtcdNameIsHost bool
+	// EtcdSpacedFlags writes etcd's URL and cluster flags as "--flag value", the others as
+	// "--flag=value", as the hard way's etcd.service mixes them.
+	EtcdSpacedFlags bool
+	// EtcdNameIndexed names the members etcd1, etcd2, ... (kubespray's etcd_member_name in
+	// its sample inventories), not after their hosts or addresses.
+	EtcdNameIndexed bool
+	// Kubespray lays etcd out as kubespray's roles/etcd does (etcd_deployment_type: host):
+	// every flag an unquoted ETCD_* variable of EtcdConf with etcdctl's settings after them,
+	// and certificates signed with openssl by etcd's own CA in EtcdCertDir, per host
+	// (member-, admin-, node-<host>.pem), every etcd host holding every host's.
+	Kubespray bool
+	// EtcdCertDir is kubespray's etcd_cert_dir.
+	EtcdCertDir string
+	// EtcdServingCert and EtcdServingKey are etcd's --cert-file and --peer-cert-file pair
+	// when not the inventory's etcd client pair; inventory.HostPattern is the machine's name.
+	EtcdServingCert, EtcdServingKey string
+	// CertExpiry is how long the layout's ca-config.json signs certificates for (87600h
+	// when empty, as seed 003).
+	CertExpiry string
+	// EtcdServesAPIServerCert gives etcd the apiserver's certificate (the hard way copies
+	// kubernetes.pem into /etc/etcd), not a certificate of its own.
+	EtcdServesAPIServerCert bool
 	// Proxy is a node proxy the lab adds where the preset has none (the guide's own front end
 	// is out of the lab's reach): its nginx fields are written to the lab's inventory as
 	// cluster-wide path overrides.
@@ -138,6 +163,72 @@ var Layouts = map[string]Layout{
 		Proxy: inventory.Paths{NginxUnit: "kube-nginx", NginxBinary: "/opt/kube-nginx/sbin/nginx", NginxPrefix: "/opt/kube-nginx",
 			NginxConfig: "/opt/kube-nginx/conf/kube-nginx.conf", NginxListen: "127.0.0.1:6443"},
 	},
+	// Kubernetes the hard way (inventory preset hardway), in its three-controller editions:
+	// binaries in /usr/local/bin, etcd.service with every flag on ExecStart (some as "--flag
+	// value"), members named after their hosts, one kubernetes.pem for the apiserver and etcd
+	// (copied into /etc/etcd), the CA key and kubeconfigs in /var/lib/kubernetes, and no
+	// ca-config.json on the machines (the guide keeps it on the admin workstation). The guide
+	// fronts the apiservers with a cloud load balancer; the lab gives every node a proxy.
+	"hardway": {
+		Name:                    "hardway",
+		BinDir:                  "/usr/local/bin",
+		EtcdDataDir:             "/var/lib/etcd",
+		EtcdNameIsHost:          true,
+		EtcdSpacedFlags:         true,
+		EtcdServesAPIServerCert: true,
+		// The guide's ca-config.json signs for a year (8760h): without it on the machines,
+		// cfssl's one-year default signs no shorter than the certificates in place.
+		CertExpiry:           "8760h",
+		APIServerEtcdCert:    "/var/lib/kubernetes/kubernetes.pem",
+		APIServerEtcdKey:     "/var/lib/kubernetes/kubernetes-key.pem",
+		APIServerCert:        "/var/lib/kubernetes/kubernetes.pem",
+		APIServerKey:         "/var/lib/kubernetes/kubernetes-key.pem",
+		KubeconfigDir:        "/var/lib/kubernetes",
+		NginxListenDirective: "127.0.0.1:6443",
+		NginxUpstream:        "kubernetes",
+		NginxServerParams:    "max_fails=3 fail_timeout=30s",
+		NginxHeader:          "worker_processes 1;\nerror_log /opt/kube-nginx/logs/error.log warn;\nevents {\n    worker_connections  1024;\n}\n",
+		NginxRestartSec:      5,
+		Proxy: inventory.Paths{NginxUnit: "kube-nginx", NginxBinary: "/opt/kube-nginx/sbin/nginx", NginxPrefix: "/opt/kube-nginx",
+			NginxConfig: "/opt/kube-nginx/conf/kube-nginx.conf", NginxListen: "127.0.0.1:6443"},
+	},
+	// kubespray's etcd (inventory preset kubespray): /etc/etcd.env, etcd's own CA and the
+	// per-host certificates of make-ssl-etcd.sh in /etc/ssl/etcd/ssl, binaries in
+	// /usr/local/bin, the apiserver reaching etcd with node-<host>.pem. Kubespray runs the
+	// Kubernetes components as kubeadm's static pods; the lab runs them as systemd units
+	// with kubeadm's names in kubespray's kube_cert_dir, and gives every node a proxy (the
+	// place of kubespray's nginx-proxy).
+	"kubespray": {
+		Name:              "kubespray",
+		BinDir:            "/usr/local/bin",
+		EtcdDataDir:       "/var/lib/etcd",
+		EtcdNameIndexed:   true,
+		Kubespray:         true,
+		EtcdConf:          "/etc/etcd.env",
+		EtcdCertDir:       "/etc/ssl/etcd/ssl",
+		EtcdServingCert:   "/etc/ssl/etcd/ssl/member-" + inventory.HostPattern + ".pem",
+		EtcdServingKey:    "/etc/ssl/etcd/ssl/member-" + inventory.HostPattern + "-key.pem",
+		APIServerEtcdCert: "/etc/ssl/etcd/ssl/node-" + inventory.HostPattern + ".pem",
+		APIServerEtcdKey:  "/etc/ssl/etcd/ssl/node-" + inventory.HostPattern + "-key.pem",
+		// kubespray's make-ssl-etcd.sh signs for 365 days; the cluster side keeps seed 003's.
+		APIServerCert:        "/etc/kubernetes/ssl/apiserver.crt",
+		APIServerKey:         "/etc/kubernetes/ssl/apiserver.key",
+		KubeconfigDir:        "/etc/kubernetes",
+		NginxListenDirective: "127.0.0.1:6443",
+		NginxUpstream:        "kube_apiserver",
+		NginxServerParams:    "max_fails=1 fail_timeout=30s",
+		NginxHeader:          "worker_processes 1;\nerror_log /opt/kube-nginx/logs/error.log warn;\nevents {\n    worker_connections  1024;\n}\n",
+		NginxRestartSec:      5,
+		Proxy: inventory.Paths{NginxUnit: "kube-nginx", NginxBinary: "/opt/kube-nginx/sbin/nginx", NginxPrefix: "/opt/kube-nginx",
+			NginxConfig: "/opt/kube-nginx/conf/kube-nginx.conf", NginxListen: "127.0.0.1:6443"},
+	},
+}
+
+func (lay Layout) certExpiry() string {
+	if lay.CertExpiry == "" {
+		return "87600h"
+	}
+	return lay.CertExpiry
 }
 
 // LayoutNames lists the known layouts, sorted.

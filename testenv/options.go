@@ -24,7 +24,7 @@ type Options struct {
 	Name string
 	// Masters (etcd+master, m1..m5) and Workers (w1..w4); default 3 and 2.
 	Masters, Workers int
-	// Layout is "seed003" (default), "kubeasz" or "envfile" (flags in EnvironmentFiles).
+	// Layout is "seed003" (default) or another of Layouts (LayoutNames).
 	Layout string
 	// KubernetesVersion is "v1.37.0" by default; any version build-binaries.sh can build.
 	KubernetesVersion string

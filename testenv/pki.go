@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // ServiceIP is the first address of the lab's service range, the `kubernetes` Service.
@@ -44,7 +45,9 @@ func names(o string) []map[string]string {
 	return []map[string]string{n}
 }
 
-const caConfigJSON = `{
+// caConfigJSON is seed 003's ca-config.json, every certificate signed for expiry.
+func caConfigJSON(expiry string) string {
+	return strings.ReplaceAll(`{
   "signing": {
     "default": {
       "expiry": "87600h"
@@ -62,7 +65,8 @@ const caConfigJSON = `{
     }
   }
 }
-`
+`, "87600h", expiry)
+}
 
 // pkiCerts are the certificates the lab signs, by cfssljson -bare name.
 func pkiCerts(masters []Machine, peersByName bool) map[string]csrRequest {
@@ -94,11 +98,11 @@ func pkiCerts(masters []Machine, peersByName bool) map[string]csrRequest {
 
 // makePKI runs cfssl as seed 003 does, in dir: the CA from ca-csr.json, then every certificate
 // from its X-csr.json with ca-config.json's kubernetes profile, piped to cfssljson -bare X.
-func makePKI(ctx context.Context, dir, cfsslDir string, masters []Machine, peersByName bool) error {
+func makePKI(ctx context.Context, dir, cfsslDir string, masters []Machine, peersByName bool, expiry string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("pki dir: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "ca-config.json"), []byte(caConfigJSON), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "ca-config.json"), []byte(caConfigJSON(expiry)), 0o644); err != nil {
 		return fmt.Errorf("ca-config.json: %w", err)
 	}
 	ca := csrRequest{CN: "kubernetes", Key: csrKey{"rsa", 2048}, Names: csrNames, CA: map[string]string{"expiry": "876000h"}}

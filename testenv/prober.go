@@ -60,12 +60,22 @@ type Prober struct {
 // until Stop. Each request has a timeout of one second. With no workers it probes from the
 // masters' proxies instead.
 func (l *Lab) StartProber(ctx context.Context, perSecond int) *Prober {
+	lay, _ := LookupLayout(l.Layout)
+	return l.startProber(ctx, perSecond, lay.Paths.NginxListen, "")
+}
+
+// StartProberVia is StartProber through one front for every worker (the VIP of AddVIP),
+// verifying the apiserver's certificate for serverName.
+func (l *Lab) StartProberVia(ctx context.Context, perSecond int, front, serverName string) *Prober {
+	return l.startProber(ctx, perSecond, front, serverName)
+}
+
+func (l *Lab) startProber(ctx context.Context, perSecond int, front, serverName string) *Prober {
 	if perSecond <= 0 {
 		perSecond = 20
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	p := &Prober{cancel: cancel, start: time.Now()}
-	lay, _ := LookupLayout(l.Layout)
 	var from []Machine
 	for _, m := range l.Machines {
 		if l.hasRole(m, "worker") {
@@ -83,9 +93,12 @@ func (l *Lab) StartProber(ctx context.Context, perSecond int) *Prober {
 			continue
 		}
 		hc.Timeout = time.Second
+		if serverName != "" {
+			hc.Transport.(*http.Transport).TLSClientConfig.ServerName = serverName
+		}
 		// A fresh connection for each probe would measure nginx's connection handling, a
 		// kept-alive one sticks to one apiserver: keep alive, as clients do.
-		url := "https://" + lay.Paths.NginxListen + "/readyz"
+		url := "https://" + front + "/readyz"
 		p.wg.Add(1)
 		go func(name string, hc *http.Client) {
 			defer p.wg.Done()

@@ -7,6 +7,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/mastershrink/mastershrink/inventory"
 )
 
 // labBinDir is where the host's binary folders are bind-mounted, read-only, in every machine.
@@ -84,6 +86,26 @@ func (lay Layout) localProxyURL() string {
 }
 
 func (l *Lab) etcdUnit(lay Layout, m Machine, etcdBin string) string {
+	if lay.Kubespray {
+		// roles/etcd/templates/etcd-host.service.j2, run as root.
+		return `[Unit]
+Description=etcd
+After=network.target
+
+[Service]
+Type=notify
+User=root
+EnvironmentFile=` + lay.EtcdConf + `
+ExecStart=` + etcdBin + `
+NotifyAccess=all
+Restart=always
+RestartSec=10s
+LimitNOFILE=40000
+
+[Install]
+WantedBy=multi-user.target
+`
+	}
 	exec := "ExecStart=" + continued(etcdBin, l.etcdFlags(lay, m))
 	if lay.EnvFiles {
 		// etcd reads ETCD_<FLAG> itself: the guides' unit names only the file.
@@ -153,18 +175,22 @@ func (l *Lab) etcdFlags(lay Layout, m Machine) []string {
 		return m.Address
 	}
 	for _, e := range l.etcdMembers() {
-		initial = append(initial, fmt.Sprintf("%s%s=https://%s:%d", lay.EtcdNamePrefix, e.Address, peer(e), p.EtcdPeerPort))
+		initial = append(initial, fmt.Sprintf("%s=https://%s:%d", l.etcdName(lay, e), peer(e), p.EtcdPeerPort))
+	}
+	cert, key := forHost(p.EtcdCert, m), forHost(p.EtcdKey, m)
+	if lay.EtcdServingCert != "" {
+		cert, key = forHost(lay.EtcdServingCert, m), forHost(lay.EtcdServingKey, m)
 	}
 	listenClient := fmt.Sprintf("https://%s:%d,https://127.0.0.1:%d", m.Address, p.EtcdClientPort, p.EtcdClientPort)
 	if lay.EtcdLocalHTTP {
 		listenClient = fmt.Sprintf("https://%s:%d,http://127.0.0.1:%d", m.Address, p.EtcdClientPort, p.EtcdClientPort)
 	}
 	flags := []string{
-		"--name=" + lay.EtcdNamePrefix + m.Address,
-		"--cert-file=" + p.EtcdCert,
-		"--key-file=" + p.EtcdKey,
-		"--peer-cert-file=" + p.EtcdCert,
-		"--peer-key-file=" + p.EtcdKey,
+		"--name=" + l.etcdName(lay, m),
+		"--cert-file=" + cert,
+		"--key-file=" + key,
+		"--peer-cert-file=" + cert,
+		"--peer-key-file=" + key,
 		"--trusted-ca-file=" + p.EtcdCACert,
 		"--peer-trusted-ca-file=" + p.EtcdCACert,
 		"--client-cert-auth",
@@ -182,8 +208,50 @@ func (l *Lab) etcdFlags(lay Layout, m Machine) []string {
 		"--max-request-bytes=10485760",
 		"--quota-backend-bytes=8589934592",
 	}
+	if lay.Kubespray {
+		// kubespray's etcd.env defaults.
+		flags = append(flags, "--election-timeout=5000", "--heartbeat-interval=250", "--metrics=basic", "--snapshot-count=10000")
+	}
+	if lay.EtcdSpacedFlags {
+		for i, f := range flags {
+			name, value, _ := strings.Cut(f, "=")
+			if spacedEtcdFlags[name] {
+				flags[i] = name + " " + value
+			}
+		}
+	}
 	return flags
 }
+
+// spacedEtcdFlags are the flags the hard way's etcd.service writes as "--flag value".
+var spacedEtcdFlags = map[string]bool{"--name": true, "--initial-advertise-peer-urls": true, "--listen-peer-urls": true,
+	"--listen-client-urls": true, "--advertise-client-urls": true, "--initial-cluster-token": true, "--initial-cluster": true,
+	"--initial-cluster-state": true}
+
+// etcdName is the member name of the etcd on m.
+func (l *Lab) etcdName(lay Layout, m Machine) string {
+	switch {
+	case lay.EtcdNameIsHost:
+		return m.Name
+	case lay.EtcdNameIndexed:
+		for i, e := range l.etcdMembers() {
+			if e.Name == m.Name {
+				return fmt.Sprintf("etcd%d", i+1)
+			}
+		}
+	}
+	return lay.EtcdNamePrefix + m.Address
+}
+
+// EtcdMemberName is the etcd member name the lab gives the etcd on the named machine.
+func (l *Lab) EtcdMemberName(name string) string {
+	lay, _ := LookupLayout(l.Layout)
+	m, _ := l.Machine(name)
+	return l.etcdName(lay, m)
+}
+
+// forHost puts the machine's name where a layout path has inventory.HostPattern.
+func forHost(p string, m Machine) string { return strings.ReplaceAll(p, inventory.HostPattern, m.Name) }
 
 func (l *Lab) apiserverUnit(lay Layout, m Machine) string {
 	return `[Unit]
@@ -219,8 +287,8 @@ func (l *Lab) apiserverFlags(lay Layout, m Machine) []string {
 		"--client-ca-file=" + p.CACert,
 		"--enable-admission-plugins=NodeRestriction",
 		"--etcd-cafile=" + p.EtcdCACert,
-		"--etcd-certfile=" + lay.APIServerEtcdCert,
-		"--etcd-keyfile=" + lay.APIServerEtcdKey,
+		"--etcd-certfile=" + forHost(lay.APIServerEtcdCert, m),
+		"--etcd-keyfile=" + forHost(lay.APIServerEtcdKey, m),
 		"--etcd-servers=" + strings.Join(servers, ","),
 		"--request-timeout=" + l.RequestTimeout.String(),
 		"--service-account-issuer=https://kubernetes.default.svc",
@@ -450,9 +518,11 @@ func (l *Lab) machineFiles(lay Layout, m Machine, b binaries, pki map[string][]b
 	for n, t := range bins {
 		link(path.Join(lay.BinDir, n), t)
 	}
-	link("/usr/local/bin/kubectl", path.Join(lay.BinDir, "kubectl"))
-	if b.Etcd != "" {
-		link("/usr/local/bin/etcdctl", path.Join(lay.BinDir, "etcdctl"))
+	if lay.BinDir != "/usr/local/bin" {
+		link("/usr/local/bin/kubectl", path.Join(lay.BinDir, "kubectl"))
+		if b.Etcd != "" {
+			link("/usr/local/bin/etcdctl", path.Join(lay.BinDir, "etcdctl"))
+		}
 	}
 	link(p.NginxBinary, "/usr/sbin/nginx")
 	add(p.NginxConfig, 0o644, l.nginxConf(lay))
@@ -465,14 +535,25 @@ func (l *Lab) machineFiles(lay Layout, m Machine, b binaries, pki map[string][]b
 
 	// Every machine trusts the CA and has the admin kubeconfig through its own proxy, so an
 	// operator can run kubectl anywhere.
-	add(path.Join(p.PKIDir, "ca.pem"), 0o644, string(pki["ca.pem"]))
+	add(p.CACert, 0o644, string(pki["ca.pem"]))
 	add("/root/.kube/config", 0o600, string(kubeconfig(lay.localProxyURL(), "admin", pki["ca.pem"], pki["admin.pem"], pki["admin-key.pem"])))
 
-	if l.hasRole(m, "etcd") {
+	if lay.Kubespray {
+		fs = append(fs, kubesprayEtcdFiles(lay.EtcdCertDir, l.etcdPKI, m, l.hasRole(m, "etcd"))...)
+	}
+	if l.hasRole(m, "etcd") && lay.Kubespray {
+		dir(lay.EtcdDataDir, 0o700)
+		addUnit(p.EtcdUnit, l.etcdUnit(lay, m, path.Join(lay.BinDir, "etcd")))
+		add(lay.EtcdConf, 0o644, kubesprayEtcdEnv(l.etcdFlags(lay, m), lay.EtcdCertDir, m.Name))
+	} else if l.hasRole(m, "etcd") {
 		// Where the preset says etcd's certificate is (PKIDir/etcd.pem but for the env-file
 		// guides' /opt/etcd/ssl/server.pem), with its CA beside it when that is elsewhere.
-		add(p.EtcdCert, 0o600, string(pki["etcd.pem"]))
-		add(p.EtcdKey, 0o600, string(pki["etcd-key.pem"]))
+		etcdPair := [2]string{"etcd.pem", "etcd-key.pem"}
+		if lay.EtcdServesAPIServerCert {
+			etcdPair = [2]string{"kubernetes.pem", "kubernetes-key.pem"}
+		}
+		add(p.EtcdCert, 0o600, string(pki[etcdPair[0]]))
+		add(p.EtcdKey, 0o600, string(pki[etcdPair[1]]))
 		if p.EtcdCACert != path.Join(p.PKIDir, "ca.pem") {
 			add(p.EtcdCACert, 0o644, string(pki["ca.pem"]))
 		}
@@ -488,19 +569,21 @@ func (l *Lab) machineFiles(lay Layout, m Machine, b binaries, pki map[string][]b
 		}
 	}
 	if l.hasRole(m, "master") {
-		for _, n := range []string{"ca-key.pem", "admin.pem", "admin-key.pem",
+		add(p.CAKey, 0o600, string(pki["ca-key.pem"]))
+		for _, n := range []string{"admin.pem", "admin-key.pem",
 			"kube-controller-manager.pem", "kube-controller-manager-key.pem", "kube-scheduler.pem", "kube-scheduler-key.pem"} {
 			add(path.Join(p.PKIDir, n), 0o600, string(pki[n]))
 		}
 		add(lay.APIServerCert, 0o600, string(pki["kubernetes.pem"]))
 		add(lay.APIServerKey, 0o600, string(pki["kubernetes-key.pem"]))
-		// The operator's cfssl work folder: CSR files, ca-config.json and what cfssljson wrote.
+		// The operator's cfssl work folder: CSR files, ca-config.json and what cfssljson wrote
+		// (none on the machines where the guide made the certificates elsewhere).
 		for n, data := range pki {
-			if strings.HasSuffix(n, "-csr.json") || n == "ca-config.json" || (p.CSRDir != p.PKIDir && (strings.HasSuffix(n, ".pem") || strings.HasSuffix(n, ".csr"))) {
+			if p.CSRDir != "" && (strings.HasSuffix(n, "-csr.json") || n == "ca-config.json" || (p.CSRDir != p.PKIDir && (strings.HasSuffix(n, ".pem") || strings.HasSuffix(n, ".csr")))) {
 				add(path.Join(p.CSRDir, n), 0o600, string(data))
 			}
 		}
-		if path.Dir(p.CAConfig) != p.CSRDir {
+		if p.CAConfig != "" && path.Dir(p.CAConfig) != p.CSRDir {
 			add(p.CAConfig, 0o600, string(pki["ca-config.json"]))
 		}
 		add(path.Join(lay.KubeconfigDir, "kube-controller-manager.kubeconfig"), 0o600,

@@ -57,6 +57,9 @@ func TestLayoutUnitsUseLayoutPaths(t *testing.T) {
 		// What the programs get, read as mastershrink reads it: flags on ExecStart, or in the
 		// env-file layout etcd's ETCD_* variables and the apiserver's KUBE_APISERVER_OPTS.
 		env := map[string]string{}
+		if lay.Kubespray {
+			env[lay.EtcdConf] = kubesprayEtcdEnv(l.etcdFlags(lay, m), lay.EtcdCertDir, m.Name)
+		}
 		if lay.EnvFiles {
 			env[lay.EtcdConf] = etcdConf(l.etcdFlags(lay, m))
 			env[filepath.Join(lay.KubeCfgDir, lay.Paths.APIServerUnit+".conf")] = optsConf(lay.Paths.APIServerUnit, l.apiserverFlags(lay, m))
@@ -70,9 +73,14 @@ func TestLayoutUnitsUseLayoutPaths(t *testing.T) {
 			return u
 		}
 		etcd := parse(lay.Paths.EtcdUnit, l.etcdUnit(lay, m, lay.BinDir+"/etcd"))
+		etcdCert, etcdKey := lay.Paths.EtcdCert, lay.Paths.EtcdKey
+		if lay.EtcdServingCert != "" {
+			etcdCert, etcdKey = lay.EtcdServingCert, lay.EtcdServingKey
+		}
 		for flag, want := range map[string]string{
-			"--initial-cluster": lay.EtcdNamePrefix + "10.88.0.11=https://10.88.0.11:2380," + lay.EtcdNamePrefix + "10.88.0.12=https://10.88.0.12:2380," + lay.EtcdNamePrefix + "10.88.0.13=https://10.88.0.13:2380",
-			"--cert-file":       lay.Paths.EtcdCert, "--peer-key-file": lay.Paths.EtcdKey, "--data-dir": lay.EtcdDataDir, "--client-cert-auth": "",
+			"--initial-cluster": l.etcdName(lay, l.Machines[0]) + "=https://10.88.0.11:2380," + l.etcdName(lay, l.Machines[1]) + "=https://10.88.0.12:2380," + l.etcdName(lay, l.Machines[2]) + "=https://10.88.0.13:2380",
+			"--name":            l.etcdName(lay, m),
+			"--cert-file":       forHost(etcdCert, m), "--peer-key-file": forHost(etcdKey, m), "--data-dir": lay.EtcdDataDir, "--client-cert-auth": "",
 		} {
 			if f, ok := etcd.Flag(flag); !ok || (f.Value != want && !(want == "" && f.Value == "true")) {
 				t.Errorf("%s etcd: %s = %q (set %v), want %q", name, flag, f.Value, ok, want)
@@ -82,7 +90,7 @@ func TestLayoutUnitsUseLayoutPaths(t *testing.T) {
 		for flag, want := range map[string]string{
 			"--etcd-servers":             "https://10.88.0.11:2379,https://10.88.0.12:2379,https://10.88.0.13:2379",
 			"--service-cluster-ip-range": "10.254.0.0/16", "--advertise-address": "10.88.0.11", "--request-timeout": "10s",
-			"--etcd-certfile": lay.APIServerEtcdCert, "--tls-cert-file": lay.APIServerCert,
+			"--etcd-certfile": forHost(lay.APIServerEtcdCert, m), "--tls-cert-file": lay.APIServerCert,
 		} {
 			if f, _ := api.Flag(flag); f.Value != want {
 				t.Errorf("%s apiserver: %s = %q, want %q", name, flag, f.Value, want)
@@ -95,7 +103,7 @@ func TestLayoutUnitsUseLayoutPaths(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	for _, o := range []Options{{Masters: 6}, {Workers: 5}, {Layout: "hardway"}, {EtcdVersion: "3.3"}, {Name: "Bad_Name"}} {
+	for _, o := range []Options{{Masters: 6}, {Workers: 5}, {Layout: "kubeadm"}, {EtcdVersion: "3.3"}, {Name: "Bad_Name"}} {
 		if err := o.setDefaults(); err == nil {
 			t.Errorf("options %+v accepted", o)
 		}

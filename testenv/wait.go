@@ -77,9 +77,12 @@ func (l *Lab) EtcdClient(endpoints ...string) (*clientv3.Client, error) {
 			return nil, fmt.Errorf("lab %s etcd certificate: %w", l.Name, err)
 		}
 	}
-	pool, err := l.caPool()
-	if err != nil {
-		return nil, err
+	// etcd's own CA where the layout has one (kubespray's), else the cluster CA.
+	pool := x509.NewCertPool()
+	if ca, err := os.ReadFile(l.EtcdCA); err != nil || !pool.AppendCertsFromPEM(ca) {
+		if pool, err = l.caPool(); err != nil {
+			return nil, err
+		}
 	}
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mastershrink/mastershrink/plan"
+	"github.com/mastershrink/mastershrink/testenv"
+	"github.com/mastershrink/mastershrink/testenv/seed"
+)
+
+// guideShrink is what one layout's 3-to-1 lab shrink must end with, besides what every layout
+// must: apply exits 0 with no failed probe, m1 is etcd's only member with every seed key,
+// and no certificate the plan re-signed still names a removed address.
+type guideShrink struct {
+	layout, lab string
+	// member is m1's etcd member name.
+	member string
+	// certs must be re-signed (path -> hosts that hold it, sorted); nothing else may be.
+	certs map[string][]string
+	// clean are folders on the staying hosts where no file may name a removed address.
+	clean []string
+	// checkPlan asserts what is particular to the layout's plan.
+	checkPlan func(t *testing.T, p *plan.Plan, out string)
+	// checkAfter asserts what is particular to the layout after apply.
+	checkAfter func(t *testing.T, ctx context.Context, lab *testenv.Lab)
+}
+
+var removedIPs = []string{"10.88.0.12", "10.88.0.13"}
+
+// runGuideShrink plans and applies --remove m2,m3 on a fresh lab of the layout.
+func runGuideShrink(t *testing.T, g guideShrink) {
+	testenv.RequireLab(t)
+	lab := testenv.StartLab(t, testenv.Options{Name: g.lab, Layout: g.layout})
+	prepare(t, lab)
+	m1, _ := lab.Machine("m1")
+
+	path := filepath.Join(t.TempDir(), "plan.json")
+	// --lb-mode remove: the proxies keep no line naming a removed master, not even "down".
+	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m2,m3", "--lb-mode", "remove", "--out", path)
+	if code != exitOK {
+		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Decode(data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("plan", func(t *testing.T) {
+		got := map[string][]string{}
+		for _, s := range p.Steps {
+			if s.Kind != plan.KindCertResign {
+				continue
+			}
+			prm, err := plan.DecodeParams[plan.CertResignParams](s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hosts := slices.Clone(prm.Hosts)
+			slices.Sort(hosts)
+			got[prm.Path] = append(got[prm.Path], hosts...)
+		}
+		for path, hosts := range g.certs {
+			if !slices.Equal(got[path], hosts) {
+				t.Errorf("%s re-signed on %v, want %v", path, got[path], hosts)
+			}
+		}
+		for path := range got {
+			if _, ok := g.certs[path]; !ok {
+				t.Errorf("%s re-signed, and the layout has no such certificate to re-sign", path)
+			}
+		}
+		for _, w := range p.Warnings {
+			if strings.Contains(w, "could not be read") {
+				t.Errorf("warning about a certificate the lab made readable: %s", w)
+			}
+		}
+		if g.checkPlan != nil {
+			g.checkPlan(t, p, out)
+		}
+	})
+	if t.Failed() {
+		t.Logf("plan:\n%s", out)
+		t.FailNow()
+	}
+
+	t.Run("apply", func(t *testing.T) {
+		prober := lab.StartProber(context.Background(), 20)
+		start := time.Now()
+		out, errOut, code := cli(t, lab, "apply", path, "-i", lab.Inventory)
+		report := prober.Stop()
+		t.Logf("apply took %s; prober: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
+		if code != exitOK {
+			t.Fatalf("apply exit %d", code)
+		}
+		if report.Failed > 0 {
+			t.Errorf("prober: %d of %d requests failed: %v", report.Failed, report.Total, report.Failures[:min(5, len(report.Failures))])
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		ec, err := lab.EtcdClient("https://" + m1.Address + ":2379")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ec.Close()
+		members, err := ec.MemberList(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(members.Members) != 1 || members.Members[0].Name != g.member {
+			t.Errorf("etcd members %v, want only %s", members.Members, g.member)
+		}
+		if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
+			t.Errorf("seed keys: %v", err)
+		}
+		for cert, hosts := range g.certs {
+			for _, h := range hosts {
+				out, err := lab.Exec(ctx, h, "openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", cert)
+				if err != nil {
+					t.Fatalf("%s:%s: %v", h, cert, err)
+				}
+				if s := string(out); strings.Contains(s, removedIPs[0]) || strings.Contains(s, removedIPs[1]) || !strings.Contains(s, m1.Address) {
+					t.Errorf("%s:%s SANs: %s, want m1 and no removed master", h, cert, s)
+				}
+			}
+		}
+		// Nothing the tool could have rewritten still names a removed master (backups aside).
+		grep := "grep -rlsIE --exclude='*.bak-*' -e '10\\.88\\.0\\.1[23]([^0-9]|$)' " + strings.Join(g.clean, " ") + " || true"
+		for _, h := range []string{"m1", "w1", "w2"} {
+			out, err := lab.Exec(ctx, h, "sh", "-c", grep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := strings.TrimSpace(string(out)); s != "" {
+				t.Errorf("%s: files still naming a removed master:\n%s", h, s)
+			}
+		}
+		if g.checkAfter != nil {
+			g.checkAfter(t, ctx, lab)
+		}
+	})
+}
+
+// TestLabHardwayLayout shrinks 3 masters to 1 on "Kubernetes the hard way": etcd's flags on
+// ExecStart, several written "--flag value"; members named after their hosts; one
+// kubernetes.pem served by the apiserver and, copied into /etc/etcd, by etcd; no
+// ca-config.json on the machines, so the CA signs with its own profile.
+func TestLabHardwayLayout(t *testing.T) {
+	runGuideShrink(t, guideShrink{
+		layout: "hardway", lab: "mshardway", member: "m1",
+		certs: map[string][]string{
+			"/etc/etcd/kubernetes.pem":           {"m1"},
+			"/var/lib/kubernetes/kubernetes.pem": {"m1"},
+		},
+		clean: []string{"/etc/systemd/system", "/etc/etcd", "/var/lib/kubernetes", "/opt/kube-nginx/conf"},
+		checkPlan: func(t *testing.T, p *plan.Plan, out string) {
+			unit := fileAfter(t, stepByID(t, p, "etcd/initial-cluster/m1"), "/etc/systemd/system/etcd.service")
+			if !strings.Contains(unit, "--initial-cluster m1=https://10.88.0.11:2380 \\\n") {
+				t.Errorf("etcd.service after the plan:\n%s", unit)
+			}
+		},
+	})
+}

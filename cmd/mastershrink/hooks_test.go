@@ -159,7 +159,7 @@ func TestApplyFlags(t *testing.T) {
 		{args: []string{"apply", "plan.json", "-i", "inv.yaml", "--snapshot-max-age", "0s"}, bad: "--snapshot-max-age 0s: want a positive duration"},
 		{args: []string{"apply", "plan.json", "-i", "inv.yaml", "--snapshot-max-age", "soon"}, bad: "a duration such as 90s"},
 		{args: []string{"apply", "-i", "inv.yaml", "--remove", "m2", "--lb-mode", "drop"}, bad: `--lb-mode "drop"`},
-		// A misspelt mode must not fall through to the planner, which would read it as remove.
+		// A misspelt mode is named before the cluster is observed, as plan names it.
 		{args: []string{"apply", "-i", "inv.yaml", "--remove", "m2", "--wipe-leaving", "mvoe"}, bad: `--wipe-leaving "mvoe": want move or remove`},
 		{args: []string{"apply", "a.json", "b.json", "-i", "inv.yaml"}, bad: "accepts at most 1 arg"},
 	})

@@ -2,6 +2,7 @@ package observe
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"path"
@@ -113,6 +114,11 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 			certRefs = append(certRefs, refs...)
 			mu.Unlock()
 		}
+		if refs := perHostCertRefs(ctx, h, ih); len(refs) > 0 {
+			mu.Lock()
+			certRefs = append(certRefs, refs...)
+			mu.Unlock()
+		}
 		// A host without the node proxy (a bastion in the inventory), a wrong path, or
 		// another proxy is missing: the plan tells them apart from what is there instead.
 		cfg, missing, err := observeProxy(ctx, h, ih, apiservers)
@@ -159,6 +165,7 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 	f.Resolved = resolveNames(ctx, c, f)
 	f.LocalAddrs = localAddrs()
 	f.CA = findCA(ctx, c, leaving)
+	f.EtcdCA = findEtcdCA(ctx, c, leaving, f.CA)
 	checkResignable(ctx, c, &f, leaving, leaveIPs)
 
 	kube, kcfg, err := c.Kube()
@@ -332,25 +339,30 @@ func readCerts(ctx context.Context, c *Cluster, refs []certRef) ([]plan.Cert, []
 	var order, badOrder []string
 	for _, r := range refs {
 		k := r.host + ":" + r.path
+		// A certificate found by its name alone (kubespray's per-host files) has no use.
+		var used []string
+		if r.usedBy != "" {
+			used = []string{r.usedBy}
+		}
 		if cert, ok := byKey[k]; ok {
-			if !slices.Contains(cert.UsedBy, r.usedBy) {
+			if r.usedBy != "" && !slices.Contains(cert.UsedBy, r.usedBy) {
 				cert.UsedBy = append(cert.UsedBy, r.usedBy)
 			}
 			continue
 		}
 		if p, ok := bad[k]; ok {
-			if !slices.Contains(p.UsedBy, r.usedBy) {
+			if r.usedBy != "" && !slices.Contains(p.UsedBy, r.usedBy) {
 				p.UsedBy = append(p.UsedBy, r.usedBy)
 			}
 			continue
 		}
 		info, err := readCert(ctx, c, r.host, r.path)
 		if err != nil {
-			bad[k] = &plan.CertProblem{Host: r.host, Path: r.path, UsedBy: []string{r.usedBy}, Error: err.Error()}
+			bad[k] = &plan.CertProblem{Host: r.host, Path: r.path, UsedBy: used, Error: err.Error()}
 			badOrder = append(badOrder, k)
 			continue
 		}
-		byKey[k] = &plan.Cert{Host: r.host, Path: r.path, KeyPath: r.key, UsedBy: []string{r.usedBy}, Info: info}
+		byKey[k] = &plan.Cert{Host: r.host, Path: r.path, KeyPath: r.key, UsedBy: used, Info: info}
 		order = append(order, k)
 	}
 	var out []plan.Cert
@@ -419,9 +431,10 @@ func findCA(ctx context.Context, c *Cluster, leaving map[string]bool) plan.CA {
 	return ca
 }
 
-// checkResignable loads the cluster CA (its key stays in memory, never in the facts) and
-// checks every certificate that names a leaving address and stays: issuer, CA key, profile
-// and usages, so a shrink that could not re-sign one is refused before anything changes.
+// checkResignable loads the cluster CA, and etcd's own CA where it has one (their keys stay
+// in memory, never in the facts), and checks every certificate that names a leaving address
+// and stays against the CA that signed it: issuer, CA key, profile and usages, so a shrink
+// that could not re-sign one is refused before anything changes.
 func checkResignable(ctx context.Context, c *Cluster, f *plan.Facts, leaving map[string]bool, leaveIPs []string) {
 	var idx []int
 	for i, cert := range f.Certs {
@@ -429,7 +442,7 @@ func checkResignable(ctx context.Context, c *Cluster, f *plan.Facts, leaving map
 			idx = append(idx, i)
 		}
 	}
-	if len(idx) == 0 || !f.CA.KeyPresent {
+	if len(idx) == 0 {
 		return
 	}
 	problem := func(err error) string {
@@ -439,17 +452,33 @@ func checkResignable(ctx context.Context, c *Cluster, f *plan.Facts, leaving map
 		}
 		return s
 	}
-	caHost, err := c.Host(ctx, f.CA.Host)
-	var ca certs.CA
-	if err == nil {
-		ca, err = certs.LoadCAFrom(ctx, caHost, f.CA.CertPath, f.CA.KeyPath, f.CA.ConfigPath)
+	load := func(ca plan.CA) (certs.CA, error) {
+		h, err := c.Host(ctx, ca.Host)
+		if err != nil {
+			return certs.CA{}, err
+		}
+		return certs.LoadCAFrom(ctx, h, ca.CertPath, ca.KeyPath, ca.ConfigPath)
+	}
+	var clusterCA, etcdCA certs.CA
+	var clusterErr, etcdErr error
+	if f.CA.KeyPresent {
+		clusterCA, clusterErr = load(f.CA)
+	}
+	// Which CA signed a certificate is told by its signature, from etcd's CA certificate
+	// alone: one etcd's CA signed when its key is missing is the planner's refusal.
+	var etcdCACert *x509.Certificate
+	if f.EtcdCA != nil {
+		if h, err := c.Host(ctx, f.EtcdCA.Host); err == nil {
+			if data, err := h.ReadFile(ctx, f.EtcdCA.CertPath); err == nil {
+				etcdCACert = firstCert(data)
+			}
+		}
+		if f.EtcdCA.KeyPresent {
+			etcdCA, etcdErr = load(*f.EtcdCA)
+		}
 	}
 	for _, i := range idx {
 		cert := &f.Certs[i]
-		if err != nil {
-			cert.ResignProblem = problem(err)
-			continue
-		}
 		h, herr := c.Host(ctx, cert.Host)
 		if herr != nil {
 			cert.ResignProblem = problem(herr)
@@ -458,6 +487,18 @@ func checkResignable(ctx context.Context, c *Cluster, f *plan.Facts, leaving map
 		data, rerr := h.ReadFile(ctx, cert.Path)
 		if rerr != nil {
 			cert.ResignProblem = problem(rerr)
+			continue
+		}
+		ca, err, keyPresent := clusterCA, clusterErr, f.CA.KeyPresent
+		if parsed := firstCert(data); etcdCACert != nil && parsed != nil && parsed.CheckSignatureFrom(etcdCACert) == nil {
+			cert.SignedBy = "etcd"
+			ca, err, keyPresent = etcdCA, etcdErr, f.EtcdCA.KeyPresent
+		}
+		if !keyPresent {
+			continue
+		}
+		if err != nil {
+			cert.ResignProblem = problem(err)
 			continue
 		}
 		if cerr := certs.CheckResignablePEM(data, cert.Path, ca, ""); cerr != nil {

@@ -3,7 +3,9 @@ package plan
 import (
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
+	"sort"
 	"strings"
 )
 
@@ -21,8 +23,15 @@ func (b *builder) certificates() {
 	}
 	groups := map[string]*group{}
 	var order []string
+	// A leaving host's own per-host certificates on a staying host (kubespray syncs every
+	// host's to every etcd host) are not re-signed for a host that is gone: they are reported.
+	stale := map[string][]string{}
 	for _, c := range b.f.Certs {
 		if b.leaving[c.Host] {
+			continue
+		}
+		if owner := perHostOwner(c.Path); owner != "" && b.leaving[owner] && len(c.UsedBy) == 0 {
+			stale[c.Host] = append(stale[c.Host], c.Path)
 			continue
 		}
 		var drop []string
@@ -50,19 +59,36 @@ func (b *builder) certificates() {
 		}
 		g.users[c.Host] = c.UsedBy
 	}
+	b.staleCerts(stale)
 	if len(order) == 0 {
 		return
 	}
+	byCluster, byEtcd := false, false
 	for _, key := range order {
-		if c := groups[key].cert; c.ResignProblem != "" {
-			b.refuse("cert-not-resignable", fmt.Sprintf("%s:%s names a leaving address but cannot be re-signed by the cluster CA: %s", c.Host, c.Path, c.ResignProblem),
-				"fix the CA files or ca-config profile the inventory names (paths.ca_cert, ca_key, ca_config), or re-issue this certificate by hand before the shrink")
+		c := groups[key].cert
+		if c.SignedBy == "etcd" {
+			byEtcd = true
+		} else {
+			byCluster = true
 		}
+		if c.ResignProblem == "" {
+			continue
+		}
+		if c.SignedBy == "etcd" {
+			b.refuse("cert-not-resignable", fmt.Sprintf("%s:%s names a leaving address but cannot be re-signed by etcd's CA: %s", c.Host, c.Path, c.ResignProblem),
+				"fix etcd's CA files (paths.etcd_ca_cert, with its key beside it), or re-issue this certificate by hand before the shrink")
+			continue
+		}
+		b.refuse("cert-not-resignable", fmt.Sprintf("%s:%s names a leaving address but cannot be re-signed by the cluster CA: %s", c.Host, c.Path, c.ResignProblem),
+			"fix the CA files or ca-config profile the inventory names (paths.ca_cert, ca_key, ca_config), or re-issue this certificate by hand before the shrink")
 	}
-	if !b.f.CA.KeyPresent && len(b.f.CA.KeyOnLeaving) > 0 {
+	if byEtcd && !b.etcdCAKey() {
+		return
+	}
+	if byCluster && !b.f.CA.KeyPresent && len(b.f.CA.KeyOnLeaving) > 0 {
 		return // refused in checkCAKey
 	}
-	if !b.f.CA.KeyPresent {
+	if byCluster && !b.f.CA.KeyPresent {
 		b.refuse("ca-key-missing", fmt.Sprintf("certificates name removed addresses but the CA key %s is not on %s", b.f.CA.KeyPath, b.f.CA.Host),
 			"put the CA key where the inventory says (paths.ca_key, on the CA host) or point the inventory at it")
 		return
@@ -111,6 +137,17 @@ func (b *builder) certificates() {
 		id := ids[key]
 		params := CertResignParams{Path: g.cert.Path, KeyPath: g.cert.KeyPath, Hosts: g.hosts,
 			Serial: serial, Remove: intersect(before, b.leaveIPs), UsedBy: g.cert.UsedBy}
+		usedBy := strings.Join(g.cert.UsedBy, ", ")
+		if usedBy == "" {
+			usedBy = "no unit on " + g.hosts[0] + " (a copy kept for other hosts)"
+		}
+		details := []string{"SANs before: " + strings.Join(before, ", "), "SANs after:  " + strings.Join(after, ", "),
+			"used by: " + usedBy, "files: " + strings.Join(g.paths, ", ")}
+		if g.cert.SignedBy == "etcd" {
+			ca := b.f.EtcdCA
+			params.CAHost, params.CACert, params.CAKey = ca.Host, ca.CertPath, ca.KeyPath
+			details = append(details, "signed by etcd's own CA: "+ca.Host+":"+ca.CertPath)
+		}
 		for _, h := range g.hosts[1:] {
 			if !slices.Equal(g.users[h], g.cert.UsedBy) {
 				if params.UsedByOn == nil {
@@ -122,10 +159,63 @@ func (b *builder) certificates() {
 		b.add(Step{ID: id, Kind: KindCertResign, Host: g.hosts[0], Risk: Disruptive,
 			Summary: fmt.Sprintf("re-sign %s (CN %s) without %s, install on %s, confirm it is served",
 				path.Base(g.cert.Path), info.Subject.CommonName, strings.Join(intersect(before, b.leaveIPs), ", "), strings.Join(g.hosts, ", ")),
-			Details: []string{"SANs before: " + strings.Join(before, ", "), "SANs after:  " + strings.Join(after, ", "),
-				"used by: " + strings.Join(g.cert.UsedBy, ", "), "files: " + strings.Join(g.paths, ", ")},
-			Params: EncodeParams(params),
-			Relies: []string{"certs." + serial}})
+			Details: details,
+			Params:  EncodeParams(params),
+			Relies:  []string{"certs." + serial}})
+	}
+}
+
+// etcdCAKey refuses when certificates etcd's own CA signed must be re-signed and its key is
+// not on a staying host; it says whether the plan can go on.
+func (b *builder) etcdCAKey() bool {
+	ca := b.f.EtcdCA
+	if ca == nil {
+		b.refuse("etcd-ca-missing", "certificates signed by etcd's own CA name removed addresses, but etcd's CA was not found on a staying etcd host",
+			"point paths.etcd_ca_cert at etcd's CA certificate, with its key beside it (ca-key.pem next to ca.pem)")
+		return false
+	}
+	if ca.KeyPresent {
+		return true
+	}
+	if len(ca.KeyOnLeaving) > 0 {
+		b.refuse("etcd-ca-key-only-on-leaving", fmt.Sprintf("etcd's CA key is only on leaving hosts (%s): retiring them would lose the last copy", strings.Join(ca.KeyOnLeaving, ", ")),
+			fmt.Sprintf("copy it (0600) to %s:%s first, then plan again", ca.Host, ca.KeyPath))
+		return false
+	}
+	b.refuse("etcd-ca-key-missing", fmt.Sprintf("certificates signed by etcd's own CA (%s:%s) name removed addresses, but its key %s is not there", ca.Host, ca.CertPath, ca.KeyPath),
+		"put etcd's CA key beside its certificate (ca-key.pem next to ca.pem, where kubespray's make-ssl-etcd.sh leaves it on every etcd host), or re-issue these certificates by hand before the shrink")
+	return false
+}
+
+// perHostCertRE matches kubespray's per-host certificates, naming their host.
+var perHostCertRE = regexp.MustCompile(`^(?:member|admin|node)-(.+)\.pem$`)
+
+// perHostOwner is the host a per-host certificate is named after (member-m2.pem: m2), or "".
+func perHostOwner(p string) string {
+	m := perHostCertRE.FindStringSubmatch(path.Base(p))
+	if m == nil || strings.HasSuffix(m[1], "-key") {
+		return ""
+	}
+	return m[1]
+}
+
+// staleCerts warns, per staying host, about the per-host certificates of leaving hosts it
+// keeps: they name the removed addresses, and their keys stay valid for etcd's CA.
+func (b *builder) staleCerts(stale map[string][]string) {
+	hosts := make([]string, 0, len(stale))
+	for h := range stale {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	for _, h := range hosts {
+		files := stale[h]
+		sort.Strings(files)
+		var keys []string
+		for _, f := range files {
+			keys = append(keys, strings.TrimSuffix(f, ".pem")+"-key.pem")
+		}
+		b.warn("%s keeps the certificates of leaving hosts that kubespray copies to every etcd host (%s): this plan leaves them; they still name the removed addresses and their keys stay valid for etcd's CA, so remove them and their keys once the shrink is done: rm %s",
+			h, strings.Join(files, ", "), strings.Join(append(slices.Clone(files), keys...), " "))
 	}
 }
 
@@ -153,6 +243,11 @@ type CertResignParams struct {
 	// they differ.
 	UsedBy   []string            `param:"used_by"`
 	UsedByOn map[string][]string `param:"used_by@"`
+	// CAHost, CACert and CAKey are the CA that re-signs it where that is not the cluster CA
+	// of the facts (etcd's own CA).
+	CAHost string `param:"ca_host,omitempty"`
+	CACert string `param:"ca_cert,omitempty"`
+	CAKey  string `param:"ca_key,omitempty"`
 }
 
 func (CertResignParams) ParamsKind() string { return KindCertResign }

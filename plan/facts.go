@@ -37,6 +37,9 @@ type Facts struct {
 	// are not in Certs, so nothing re-signs them, and the plan warns about each.
 	UnreadableCerts []CertProblem `json:"unreadable_certs,omitempty"`
 	CA              CA            `json:"ca"`
+	// EtcdCA is etcd's own CA where it is not the cluster CA (kubespray's etcd-ca): the
+	// certificates it signed are re-signed with it.
+	EtcdCA *CA `json:"etcd_ca,omitempty"`
 	// Nodes are the Kubernetes Nodes; Pods and PDBs only for nodes to drain.
 	Nodes []nodes.Node `json:"nodes,omitempty"`
 	PDBs  []nodes.PDB  `json:"pdbs,omitempty"`
@@ -120,6 +123,8 @@ type Cert struct {
 	// ResignProblem says why the cluster CA cannot re-sign this certificate as it is (issuer,
 	// CA key, profile, usages), checked when it names a leaving address; empty when it can.
 	ResignProblem string `json:"resign_problem,omitempty"`
+	// SignedBy is "etcd" when etcd's own CA (Facts.EtcdCA) signed it, empty for the cluster CA.
+	SignedBy string `json:"signed_by,omitempty"`
 }
 
 // CertProblem is a certificate a unit names that mastershrink could not read or parse.

@@ -15,7 +15,8 @@ import (
 //
 // Fields carry a `param:"key"` tag. A string is written as is, a []string joined with
 // commas, a bool only when true ("true"), and a map[string][]string with a tag ending in
-// "@" one key per entry ("used_by@m2").
+// "@" one key per entry ("used_by@m2"). A string tagged `param:"key,omitempty"` is left out
+// when empty, so a field added later leaves the plans that do not need it as they were.
 type Params interface {
 	// ParamsKind is the kind whose steps carry these params.
 	ParamsKind() string
@@ -26,11 +27,13 @@ func EncodeParams(p Params) map[string]string {
 	out := map[string]string{}
 	v := reflect.ValueOf(p)
 	for i, f := range reflect.VisibleFields(v.Type()) {
-		key := f.Tag.Get("param")
+		key, opt, _ := strings.Cut(f.Tag.Get("param"), ",")
 		fv := v.Field(i)
 		switch x := fv.Interface().(type) {
 		case string:
-			out[key] = x
+			if x != "" || opt != "omitempty" {
+				out[key] = x
+			}
 		case []string:
 			out[key] = strings.Join(x, ",")
 		case bool:
@@ -58,7 +61,7 @@ func DecodeParams[T Params](st Step) (T, error) {
 	}
 	v := reflect.ValueOf(&p).Elem()
 	for i, f := range reflect.VisibleFields(v.Type()) {
-		key := f.Tag.Get("param")
+		key, _, _ := strings.Cut(f.Tag.Get("param"), ",")
 		fv := v.Field(i)
 		switch fv.Interface().(type) {
 		case string:
@@ -104,7 +107,7 @@ func declares(t reflect.Type, key string) bool {
 		return false
 	}
 	for _, f := range reflect.VisibleFields(t) {
-		tag := f.Tag.Get("param")
+		tag, _, _ := strings.Cut(f.Tag.Get("param"), ",")
 		if tag == key || (strings.HasSuffix(tag, "@") && strings.HasPrefix(key, tag) && len(key) > len(tag)) {
 			return true
 		}

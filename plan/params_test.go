@@ -93,6 +93,16 @@ func TestParamsEncoding(t *testing.T) {
 	if got := EncodeParams(DrainParams{Node: "w1"}); !reflect.DeepEqual(got, map[string]string{"node": "w1"}) {
 		t.Errorf("a false bool is left out: got %v", got)
 	}
+	// An omitempty string is there when set, and reads back.
+	withCA := CertResignParams{Path: "/p.pem", CAHost: "m1", CACert: "/ca.pem", CAKey: "/ca-key.pem"}
+	enc := EncodeParams(withCA)
+	if enc["ca_host"] != "m1" || enc["ca_cert"] != "/ca.pem" || enc["ca_key"] != "/ca-key.pem" {
+		t.Errorf("CA params: %v", enc)
+	}
+	back, err := DecodeParams[CertResignParams](Step{ID: "certs/resign/p", Kind: KindCertResign, Params: enc})
+	if err != nil || back.CAHost != "m1" || back.CACert != "/ca.pem" || back.CAKey != "/ca-key.pem" {
+		t.Errorf("decoded %+v, %v", back, err)
+	}
 }
 
 func TestParamsRefused(t *testing.T) {

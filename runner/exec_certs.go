@@ -120,11 +120,16 @@ func (r *run) certStep(st plan.Step, p plan.CertResignParams) executor {
 			if !done {
 				// An earlier run that stopped after installing on the first host left the new
 				// certificate there: it is reused for the others, so every host gets the same one.
-				caHost, _, err := r.host(ctx, r.p.Facts.CA.Host)
+				// The CA that signed it: etcd's own where the plan names one, else the cluster's.
+				caFacts := r.p.Facts.CA
+				if p.CACert != "" {
+					caFacts = plan.CA{Host: p.CAHost, CertPath: p.CACert, KeyPath: p.CAKey}
+				}
+				caHost, _, err := r.host(ctx, caFacts.Host)
 				if err != nil {
 					return outcome{}, err
 				}
-				ca, err := certs.LoadCAFrom(ctx, caHost, r.p.Facts.CA.CertPath, r.p.Facts.CA.KeyPath, r.p.Facts.CA.ConfigPath)
+				ca, err := certs.LoadCAFrom(ctx, caHost, caFacts.CertPath, caFacts.KeyPath, caFacts.ConfigPath)
 				if err != nil {
 					return outcome{}, err
 				}

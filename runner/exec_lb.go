@@ -21,13 +21,18 @@ func (r *run) lbStep(st plan.Step, _ plan.LBUpdateParams) executor {
 			if err != nil {
 				return outcome{}, err
 			}
-			ex := lbExecutor(ih)
-			res, err := ex.Apply(ctx, lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: st.Files})
+			ex := r.lbExecutor(st.Host)
+			proxy := "nginx"
+			test := "nginx -t"
+			if ex.Kind == lb.KindHAProxy {
+				proxy, test = "haproxy", "haproxy -c"
+			}
+			res, err := ex.Apply(ctx, lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: st.Files, Listen: r.proxyListen(st.Host, ih)})
 			if err != nil {
 				return outcome{}, err
 			}
 			if res.Skipped {
-				return outcome{already: true, note: "nginx runs the new config; probe through it answers"}, nil
+				return outcome{already: true, note: proxy + " runs the new config; probe through it answers"}, nil
 			}
 			if r.cutsOldWorkers(st.Host) {
 				if err := ex.CutOldWorkers(ctx, h, ih.Paths); err != nil {
@@ -35,8 +40,8 @@ func (r *run) lbStep(st plan.Step, _ plan.LBUpdateParams) executor {
 				}
 			}
 			changes := fileChanges(st.Host, st.Files, res.Backups, func(p string) bool { _, ok := res.Backups[p]; return ok })
-			changes = append(changes, Change{Host: st.Host, Unit: ih.Paths.NginxUnit, Action: "reload"})
-			return outcome{backups: hostBackups(st.Host, res.Backups), changes: changes, note: "nginx -t passed, reloaded, probe through it answers"}, nil
+			changes = append(changes, Change{Host: st.Host, Unit: r.proxyUnit(st.Host, ih), Action: "reload"})
+			return outcome{backups: hostBackups(st.Host, res.Backups), changes: changes, note: test + " passed, reloaded, probe through it answers"}, nil
 		},
 	}
 }

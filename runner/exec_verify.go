@@ -54,7 +54,8 @@ func (r *run) verify(ctx context.Context) (outcome, error) {
 		if err != nil {
 			return err
 		}
-		return pollFor(ctx, 30*time.Second, func(ctx context.Context) error { return lb.Probe(ctx, h, ih.Paths.NginxListen, nil) })
+		listen := r.proxyListen(name, ih)
+		return pollFor(ctx, 30*time.Second, func(ctx context.Context) error { return lb.Probe(ctx, h, listen, nil) })
 	})
 	proxies := len(proxyNames)
 	for _, name := range proxyNames {
@@ -179,6 +180,10 @@ func (r *run) scanLeftovers(ctx context.Context) []string {
 		dirs := []string{"/etc/kubernetes", "/etc/systemd/system"}
 		if ih.Paths.NginxConfig != "" {
 			dirs = append(dirs, ih.Paths.NginxConfig)
+		}
+		if r.p.Facts.LB[ih.Name].Kind == lb.KindHAProxy {
+			hapConfig, _, _ := ih.Paths.HAProxyPaths()
+			dirs = append(dirs, hapConfig)
 		}
 		res, err := h.Run(ctx, cmd+" "+strings.Join(dirs, " ")+" 2>/dev/null || true")
 		if err != nil {

@@ -140,8 +140,8 @@ func (r *run) setAsideOn(ctx context.Context, st plan.Step, node string, aside b
 		// Already so, or (putting back) not ours to touch: the planned LB step checks it.
 		return false, nil
 	}
-	ex := lbExecutor(ih)
-	if _, err := ex.Apply(ctx, lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: changes}); err != nil {
+	ex := r.lbExecutor(node)
+	if _, err := ex.Apply(ctx, lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: changes, Listen: r.proxyListen(node, ih)}); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -166,7 +166,7 @@ func (r *run) cutOldWorkersBatched(ctx context.Context, nodes []string) map[stri
 			if err != nil {
 				return err
 			}
-			ex := lbExecutor(ih)
+			ex := r.lbExecutor(node)
 			return ex.CutOldWorkers(ctx, h, ih.Paths)
 		}) {
 			errs[node] = err
@@ -202,12 +202,31 @@ func (r *run) cutsOldWorkers(node string) bool {
 	return ok && !ih.Has(inventory.RoleMaster)
 }
 
-// lbExecutor is the proxy executor for a node. It detects per node whether systemd runs it
-// (lb.ReloadDetect): a node whose nginx no unit can run (no systemd) is reloaded by signal,
-// one with systemd through its nginx_unit as always. The inventory has no setting for it
-// yet; ih is where one would be read.
-func lbExecutor(ih *inventory.Host) lb.Executor {
-	return lb.Executor{Reload: lb.ReloadDetect}
+// lbExecutor is the proxy executor for a node, for the proxy the plan observed there (nginx
+// or haproxy: the plan's facts, which apply checked against the live hosts before it ran).
+// It detects per node whether systemd runs it (lb.ReloadDetect): a node whose nginx no unit
+// can run (no systemd) is reloaded by signal, one with systemd through its nginx_unit as
+// always; haproxy only through its unit.
+func (r *run) lbExecutor(node string) lb.Executor {
+	return lb.Executor{Reload: lb.ReloadDetect, Kind: r.p.Facts.LB[node].Kind}
+}
+
+// proxyListen is where to probe a node's proxy: for haproxy, where its config binds the
+// apiservers' frontend (observed); for nginx, the inventory's nginx_listen, as always.
+func (r *run) proxyListen(node string, ih *inventory.Host) string {
+	if cfg := r.p.Facts.LB[node]; cfg.Kind == lb.KindHAProxy && cfg.Listen != "" {
+		return cfg.Listen
+	}
+	return ih.Paths.NginxListen
+}
+
+// proxyUnit is the unit of a node's proxy.
+func (r *run) proxyUnit(node string, ih *inventory.Host) string {
+	if r.p.Facts.LB[node].Kind == lb.KindHAProxy {
+		_, unit, _ := ih.Paths.HAProxyPaths()
+		return unit
+	}
+	return ih.Paths.NginxUnit
 }
 
 // apiserverAddr is the address the proxies know a master's apiserver by.

@@ -107,8 +107,17 @@ func undoOne(ctx context.Context, env UndoEnv, a UndoAction) error {
 	}
 	switch a.Kind {
 	case plan.KindLBUpdate:
-		// No backups to restore: lb.Undo then only has nginx test the config and reloads.
-		return lb.Undo(ctx, h, ih.Paths, nil)
+		// No backups to restore: Undo then only has the proxy test the config and reloads.
+		// The proxy is haproxy when the file put back is its config: an undo has no plan
+		// facts to ask, and the file it restored is the one the step rewrote.
+		var ex lb.Executor
+		hapConfig, _, _ := ih.Paths.HAProxyPaths()
+		for _, f := range a.Files {
+			if f.Path == hapConfig {
+				ex.Kind = lb.KindHAProxy
+			}
+		}
+		return ex.Undo(ctx, h, ih.Paths, nil)
 	case plan.KindAPIServerRewrite:
 		sd, err := h.Systemd(ctx)
 		if err != nil {

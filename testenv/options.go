@@ -36,6 +36,9 @@ type Options struct {
 	// UpstreamsByName names every master but the first by machine name in the nginx proxies'
 	// upstreams (server m2:6443), next to the first one's address.
 	UpstreamsByName bool
+	// Proxy is "haproxy" to give every node Debian's haproxy (ProxyHAProxy) instead of the
+	// layout's nginx; empty for the nginx.
+	Proxy string
 	// RequestTimeout is kube-apiserver's --request-timeout; 10s by default in the lab.
 	RequestTimeout time.Duration
 	// OutDir receives inventory.yaml, admin.kubeconfig, id_ed25519, known_hosts, lab.json and
@@ -91,6 +94,9 @@ func (o *Options) setDefaults() error {
 	}
 	if _, err := LookupLayout(o.Layout); err != nil {
 		return err
+	}
+	if o.Proxy != "" && o.Proxy != ProxyHAProxy {
+		return fmt.Errorf("lab %s: proxy %q: want %s, or empty for the layout's nginx", o.Name, o.Proxy, ProxyHAProxy)
 	}
 	if o.KubernetesVersion == "" {
 		o.KubernetesVersion = "v1.37.0"

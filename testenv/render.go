@@ -524,14 +524,18 @@ func (l *Lab) machineFiles(lay Layout, m Machine, b binaries, pki map[string][]b
 			link("/usr/local/bin/etcdctl", path.Join(lay.BinDir, "etcdctl"))
 		}
 	}
-	link(p.NginxBinary, "/usr/sbin/nginx")
-	add(p.NginxConfig, 0o644, l.nginxConf(lay))
-	dir(path.Join(p.NginxPrefix, "logs"), 0o755)
 	addUnit := func(name, text string) {
 		add("/etc/systemd/system/"+name+".service", 0o644, text)
 		link("/etc/systemd/system/multi-user.target.wants/"+name+".service", "/etc/systemd/system/"+name+".service")
 	}
-	addUnit(p.NginxUnit, l.nginxUnit(lay))
+	if l.Proxy == ProxyHAProxy {
+		fs = append(fs, l.haproxyFiles(lay)...)
+	} else {
+		link(p.NginxBinary, "/usr/sbin/nginx")
+		add(p.NginxConfig, 0o644, l.nginxConf(lay))
+		dir(path.Join(p.NginxPrefix, "logs"), 0o755)
+		addUnit(p.NginxUnit, l.nginxUnit(lay))
+	}
 
 	// Every machine trusts the CA and has the admin kubeconfig through its own proxy, so an
 	// operator can run kubectl anywhere.

@@ -16,7 +16,9 @@ import (
 	"time"
 
 	godbus "github.com/godbus/dbus/v5"
+	"golang.org/x/crypto/ssh"
 
+	"github.com/mastershrink/mastershrink/host/sshdtest"
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
@@ -49,7 +51,7 @@ func TestSSHDialContextTunnel(t *testing.T) {
 		t.Errorf("echo through the tunnel = %q, %v", line, err)
 	}
 	// A closed port on the far side is an error, not a hang.
-	if _, err := h.DialContext(testCtx(t), "tcp", "127.0.0.1:"+strconv.Itoa(freePort(t))); err == nil {
+	if _, err := h.DialContext(testCtx(t), "tcp", "127.0.0.1:"+strconv.Itoa(sshdtest.FreePort(t))); err == nil {
 		t.Error("dial to a closed port through SSH succeeded")
 	}
 }
@@ -94,7 +96,7 @@ func TestSSHUnknownHostKey(t *testing.T) {
 	}
 	// The way out the message gives works.
 	keyscan := suggested(t, msg, "ssh-keyscan ")
-	if want := fmt.Sprintf("ssh-keyscan -p %d 127.0.0.1 >> %s", s.port, cfg.KnownHosts); keyscan != want {
+	if want := fmt.Sprintf("ssh-keyscan -p %d 127.0.0.1 >> %s", s.Port, cfg.KnownHosts); keyscan != want {
 		t.Errorf("suggests %q, want %q", keyscan, want)
 	}
 	run(t, keyscan)
@@ -113,10 +115,10 @@ func TestSSHUnknownHostKey(t *testing.T) {
 
 func TestSSHChangedHostKey(t *testing.T) {
 	s := startSSHD(t, "")
-	other := writeKey(t, filepath.Join(t.TempDir(), "other"))
+	other := sshdtest.WriteKey(t, filepath.Join(t.TempDir(), "other"))
 	cfg := s.config("m1")
 	cfg.KnownHosts = filepath.Join(t.TempDir(), "known_hosts")
-	line := fmt.Sprintf("# a comment\n[127.0.0.1]:%d %s", s.port, strings.TrimSpace(string(marshalAuthorized(other))))
+	line := fmt.Sprintf("# a comment\n[127.0.0.1]:%d %s", s.Port, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(other))))
 	if err := os.WriteFile(cfg.KnownHosts, []byte(line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +134,7 @@ func TestSSHChangedHostKey(t *testing.T) {
 		}
 	}
 	remove := suggested(t, msg, "ssh-keygen -R ")
-	if want := fmt.Sprintf("ssh-keygen -R '[127.0.0.1]:%d' -f %s", s.port, cfg.KnownHosts); remove != want {
+	if want := fmt.Sprintf("ssh-keygen -R '[127.0.0.1]:%d' -f %s", s.Port, cfg.KnownHosts); remove != want {
 		t.Errorf("suggests %q, want %q", remove, want)
 	}
 	run(t, remove+" 2>/dev/null")
@@ -148,7 +150,7 @@ func TestSSHAuthRefused(t *testing.T) {
 	s := startSSHD(t, "")
 	cfg := s.config("m1")
 	cfg.IdentityFile = filepath.Join(t.TempDir(), "wrong")
-	writeKey(t, cfg.IdentityFile)
+	sshdtest.WriteKey(t, cfg.IdentityFile)
 	_, err := Dial(testCtx(t), cfg)
 	var ae *AuthError
 	if !errors.As(err, &ae) || ae.User != "root" || !strings.Contains(err.Error(), "ssh.identity_file") {
@@ -170,7 +172,7 @@ func TestSSHAuthRefused(t *testing.T) {
 func TestSSHUnreachable(t *testing.T) {
 	s := startSSHD(t, "")
 	cfg := s.config("m3")
-	cfg.Port = freePort(t) // nothing listens there
+	cfg.Port = sshdtest.FreePort(t) // nothing listens there
 	_, err := Dial(testCtx(t), cfg)
 	var ue *UnreachableError
 	if !errors.As(err, &ue) || ue.Host != "m3" || ue.Address != "127.0.0.1:"+strconv.Itoa(cfg.Port) {
@@ -207,22 +209,22 @@ func TestSSHJumpHost(t *testing.T) {
 	target := startSSHD(t, "")
 	jump := startSSHD(t, "")
 	// One known_hosts and one key for both, as an operator would have.
-	kh, _ := os.ReadFile(jump.knownHosts)
-	f, err := os.OpenFile(target.knownHosts, os.O_APPEND|os.O_WRONLY, 0)
+	kh, _ := os.ReadFile(jump.KnownHosts)
+	f, err := os.OpenFile(target.KnownHosts, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Write(kh)
 	f.Close()
-	run(t, fmt.Sprintf("cat %s/authorized_keys >> %s/authorized_keys", target.dir, jump.dir))
+	run(t, fmt.Sprintf("cat %s/authorized_keys >> %s/authorized_keys", target.Dir, jump.Dir))
 
 	cfg := target.config("m2")
-	cfg.JumpHost = "root@127.0.0.1:" + strconv.Itoa(jump.port)
+	cfg.JumpHost = "root@127.0.0.1:" + strconv.Itoa(jump.Port)
 	var dialled []string
 	// The dialler only reaches the jump host, so the target can only be reached through it.
 	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		dialled = append(dialled, addr)
-		if addr != jump.addr {
+		if addr != jump.Addr {
 			return nil, fmt.Errorf("test dialler: %s is only reachable through the jump host", addr)
 		}
 		var d net.Dialer
@@ -233,7 +235,7 @@ func TestSSHJumpHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if len(dialled) != 1 || dialled[0] != jump.addr {
+	if len(dialled) != 1 || dialled[0] != jump.Addr {
 		t.Errorf("dialled %v, want only the jump host", dialled)
 	}
 	res, err := h.Run(testCtx(t), "echo $SSH_CONNECTION")
@@ -241,19 +243,19 @@ func TestSSHJumpHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The target sees the connection arrive at its own port.
-	if f := strings.Fields(string(res.Stdout)); len(f) != 4 || f[3] != strconv.Itoa(target.port) {
-		t.Errorf("SSH_CONNECTION = %q, want the target's port %d", res.Stdout, target.port)
+	if f := strings.Fields(string(res.Stdout)); len(f) != 4 || f[3] != strconv.Itoa(target.Port) {
+		t.Errorf("SSH_CONNECTION = %q, want the target's port %d", res.Stdout, target.Port)
 	}
 
 	// The target down behind a working jump host: unreachable, naming the jump.
-	cfg.Port = freePort(t)
+	cfg.Port = sshdtest.FreePort(t)
 	_, err = Dial(testCtx(t), cfg)
 	var ue *UnreachableError
 	if !errors.As(err, &ue) || ue.Via != cfg.JumpHost {
 		t.Errorf("target down behind the jump: %v", err)
 	}
 	// The jump host down: unreachable, naming it.
-	cfg.JumpHost = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	cfg.JumpHost = "127.0.0.1:" + strconv.Itoa(sshdtest.FreePort(t))
 	cfg.Dial = nil
 	_, err = Dial(testCtx(t), cfg)
 	if !errors.As(err, &ue) || !strings.Contains(ue.Host, "jump host") {
@@ -278,7 +280,7 @@ ssh:
 hosts:
   - {name: m1, address: 127.0.0.1, roles: [etcd, master], ssh: {port: %d}}
   - {name: here, address: 127.0.0.2, roles: [worker], ssh: {local: true}}
-`, s.clientKey, s.knownHosts, s.port)
+`, s.ClientKey, s.KnownHosts, s.Port)
 	file := filepath.Join(dir, "inventory.yaml")
 	if err := os.WriteFile(file, []byte(inv), 0o600); err != nil {
 		t.Fatal(err)

@@ -2,114 +2,28 @@ package observe
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
-
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/sshdtest"
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
-func writeKey(t *testing.T, file string) ssh.PublicKey {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sp, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sp
-}
-
-// startSSHD runs a real OpenSSH server on a free loopback port for one test (as host's
-// tests do) and returns an inventory whose host m1 logs in to it as root.
+// startSSHD runs a real OpenSSH server for one test (host/sshdtest) and returns an
+// inventory whose host m1 logs in to it as root.
 func startSSHD(t *testing.T) *inventory.Inventory {
 	t.Helper()
-	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
-		t.Skip("openssh-server is not installed (apt-get install openssh-server)")
-	}
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	hostKey := writeKey(t, filepath.Join(dir, "host_key"))
-	clientKey := filepath.Join(dir, "id_ed25519")
-	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(writeKey(t, clientKey)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	knownHosts := filepath.Join(dir, "known_hosts")
-	if err := os.WriteFile(knownHosts, []byte(knownhosts.Line([]string{knownhosts.Normalize(addr)}, hostKey)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	conf := fmt.Sprintf("Port %d\nListenAddress 127.0.0.1\nHostKey %s/host_key\nPidFile %s/sshd.pid\nAuthorizedKeysFile %s/authorized_keys\n"+
-		"PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\n", port, dir, dir, dir)
-	confFile := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", confFile)
-	logFile, err := os.Create(filepath.Join(dir, "sshd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		logFile.Close()
-		if t.Failed() {
-			log, _ := os.ReadFile(logFile.Name())
-			t.Logf("sshd log:\n%s", log)
-		}
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sshd did not listen on %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return &inventory.Inventory{File: filepath.Join(dir, "inventory.yaml"), Hosts: []inventory.Host{{
+	s := sshdtest.Start(t, "")
+	return &inventory.Inventory{File: filepath.Join(s.Dir, "inventory.yaml"), Hosts: []inventory.Host{{
 		Name: "m1", Address: "127.0.0.1", Roles: []inventory.Role{inventory.RoleMaster},
-		SSH: inventory.SSH{User: "root", Port: port, IdentityFile: clientKey, KnownHosts: knownHosts,
+		SSH: inventory.SSH{User: "root", Port: s.Port, IdentityFile: s.ClientKey, KnownHosts: s.KnownHosts,
 			ConnectTimeout: inventory.Duration(5 * time.Second)},
 	}}}
 }

@@ -14,15 +14,14 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/nodes"
 	"github.com/mastershrink/mastershrink/testenv"
+	"github.com/mastershrink/mastershrink/testenv/kubetest"
 	"github.com/mastershrink/mastershrink/testenv/seed"
 )
 
@@ -149,43 +148,14 @@ func TestLabDrain(t *testing.T) {
 	})
 	consent := nodes.DrainOptions{IgnoreDaemonSets: true, Force: true, DeleteEmptyDirData: true, Timeout: 3 * time.Minute}
 
-	t.Run("single replica refused", func(t *testing.T) {
-		var dbNode string
-		for n := range podsOn(t, ctx, kube, ns, w.DB) {
-			dbNode = n
-		}
-		sum, err := nodes.Drain(ctx, kube, []string{dbNode}, consent)
-		if !errors.Is(err, nodes.ErrRefused) {
-			t.Fatalf("err %v, want ErrRefused", err)
-		}
-		r := refusedNames(sum)
-		if len(r) != 1 || !strings.Contains(r[w.DB+"-0"], "only replica of StatefulSet/db") {
-			t.Fatalf("refused %v, want only db-0 as single replica", r)
-		}
-		if unschedulable(t, ctx, kube, dbNode) {
-			t.Error("node stays cordoned after a refused drain")
-		}
-		if got := podsOn(t, ctx, kube, ns, w.DB)[dbNode]; len(got) != 1 {
-			t.Errorf("db pod moved after a refused drain: %v", got)
-		}
-	})
+	t.Run("single replica refused", func(t *testing.T) { refusesSingleReplica(t, ctx, kube, w, consent) })
 	if t.Failed() {
 		return
 	}
 	consent.AllowSingleReplica = true
 
 	// A node with web pods (held by their PDB) and api pods (guarded by a temporary PDB).
-	web, api := podsOn(t, ctx, kube, ns, w.Web), podsOn(t, ctx, kube, ns, w.API)
-	var target string
-	for _, n := range workers {
-		if len(web[n]) > 0 && len(api[n]) > 0 {
-			target = n
-			break
-		}
-	}
-	if target == "" {
-		t.Fatalf("no worker holds web and api pods: web %v api %v", web, api)
-	}
+	target := kubetest.NodeRunning(t, ctx, kube, ns, workers, w.Web, w.API)
 
 	t.Run("PDB honoured, temporary PDBs created and removed, Node deleted", func(t *testing.T) {
 		t.Cleanup(func() { giveBack(t, l, kube, target) })
@@ -205,89 +175,33 @@ func TestLabDrain(t *testing.T) {
 			n, err := allowed()
 			return err == nil && n == 0, fmt.Sprint(n, err)
 		})
-		webPods := podsOn(t, ctx, kube, ns, w.Web)[target]
-		var progress syncBuffer
 		opts := consent
 		opts.OperationID = "lab-honour"
-		opts.Progress = &progress
-		type result struct {
-			sum nodes.Summary
-			err error
-		}
-		done := make(chan result, 1)
-		go func() {
-			s, err := nodes.Drain(ctx, kube, []string{target}, opts)
-			done <- result{s, err}
-		}()
-		blocked := fmt.Sprintf("waiting for PDB %s/%s (disruptionsAllowed=0)", ns, w.Web)
-		poll(t, ctx, 2*time.Minute, "the drain to report the web PDB", func() (bool, string) {
-			return strings.Contains(progress.String(), blocked), progress.String()
+		sum := drainPastPDB(t, ctx, kube, w, target, opts, ns, func() {
+			// While held back: the guard of the api ReplicaSet exists, marked with the operation,
+			// and no web pod is going.
+			guards, err := kube.PolicyV1().PodDisruptionBudgets(ns).List(ctx, metav1.ListOptions{LabelSelector: nodes.LabelManagedBy + "=mastershrink"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var guardNames []string
+			for _, p := range guards.Items {
+				if p.Annotations[nodes.AnnotationOperationID] != "lab-honour" {
+					t.Errorf("temporary PDB %s lacks the operation ID: %v", p.Name, p.Annotations)
+				}
+				if p.Spec.MaxUnavailable == nil || p.Spec.MaxUnavailable.String() != "25%" {
+					t.Errorf("temporary PDB %s: maxUnavailable %v, want 25%%", p.Name, p.Spec.MaxUnavailable)
+				}
+				guardNames = append(guardNames, p.Name)
+			}
+			if !slices.ContainsFunc(guardNames, func(s string) bool { return strings.HasPrefix(s, w.API+"-") }) {
+				t.Errorf("no temporary PDB guards the api ReplicaSet during the drain: %v", guardNames)
+			}
 		})
-		// While held back: the guard of the api ReplicaSet exists, marked with the operation,
-		// and no web pod is going.
-		guards, err := kube.PolicyV1().PodDisruptionBudgets(ns).List(ctx, metav1.ListOptions{LabelSelector: nodes.LabelManagedBy + "=mastershrink"})
-		if err != nil {
-			t.Fatal(err)
+		if !slices.ContainsFunc(sum.TempPDBs, func(s string) bool { return strings.HasPrefix(s, ns+"/"+w.API+"-") }) {
+			t.Errorf("summary does not list the api guard: %v", sum.TempPDBs)
 		}
-		var guardNames []string
-		for _, p := range guards.Items {
-			if p.Annotations[nodes.AnnotationOperationID] != "lab-honour" {
-				t.Errorf("temporary PDB %s lacks the operation ID: %v", p.Name, p.Annotations)
-			}
-			if p.Spec.MaxUnavailable == nil || p.Spec.MaxUnavailable.String() != "25%" {
-				t.Errorf("temporary PDB %s: maxUnavailable %v, want 25%%", p.Name, p.Spec.MaxUnavailable)
-			}
-			guardNames = append(guardNames, p.Name)
-		}
-		if !slices.ContainsFunc(guardNames, func(s string) bool { return strings.HasPrefix(s, w.API+"-") }) {
-			t.Errorf("no temporary PDB guards the api ReplicaSet during the drain: %v", guardNames)
-		}
-		for _, p := range webPods {
-			got, err := kube.CoreV1().Pods(ns).Get(ctx, p, metav1.GetOptions{})
-			if err != nil || got.DeletionTimestamp != nil {
-				t.Fatalf("web pod %s evicted while its PDB allowed no disruption (err %v)", p, err)
-			}
-		}
-		// A fifth replica raises disruptionsAllowed once ready; the drain must then proceed.
-		if _, err := kube.AppsV1().Deployments(ns).Patch(ctx, w.Web, types.MergePatchType, []byte(`{"spec":{"replicas":5}}`), metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		var r result
-		select {
-		case r = <-done:
-		case <-ctx.Done():
-			t.Fatalf("drain did not finish:\n%s", progress.String())
-		}
-		t.Logf("progress:\n%s", progress.String())
-		if r.err != nil {
-			t.Fatalf("drain: %v", r.err)
-		}
-		for _, p := range webPods {
-			if !slices.Contains(r.sum.Nodes[0].Evicted, ns+"/"+p) {
-				t.Errorf("web pod %s not in evicted %v", p, r.sum.Nodes[0].Evicted)
-			}
-		}
-		if !slices.ContainsFunc(r.sum.TempPDBs, func(s string) bool { return strings.HasPrefix(s, ns+"/"+w.API+"-") }) {
-			t.Errorf("summary does not list the api guard: %v", r.sum.TempPDBs)
-		}
-		if got := tempPDBs(t, ctx, kube); len(got) != 0 {
-			t.Errorf("temporary PDBs left after the drain: %v", got)
-		}
-		left, err := kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + target})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range left.Items {
-			if p.Namespace == ns && !strings.HasPrefix(p.Name, w.Agent+"-") {
-				t.Errorf("pod %s still on drained node %s", p.Name, target)
-			}
-		}
-		if err := nodes.DeleteNode(ctx, kube, target); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := kube.CoreV1().Nodes().Get(ctx, target, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Errorf("node %s still there: %v", target, err)
-		}
+		deleteNode(t, ctx, kube, target)
 	})
 	if t.Failed() {
 		return
@@ -296,7 +210,7 @@ func TestLabDrain(t *testing.T) {
 	t.Run("NotReady node handled without hanging", func(t *testing.T) {
 		var victim string
 		for _, n := range workers {
-			if n != target && len(podsOn(t, ctx, kube, ns, w.Web)[n]) > 0 {
+			if n != target && len(kubetest.PodsOn(t, ctx, kube, ns, w.Web)[n]) > 0 {
 				victim = n
 				break
 			}
@@ -331,7 +245,7 @@ func TestLabDrain(t *testing.T) {
 			}
 		}
 
-		var progress syncBuffer
+		var progress testenv.Buffer
 		opts.DeletePodsOfDownNode = true
 		opts.Progress = &progress
 		sum, err = nodes.Drain(ctx, kube, []string{victim}, opts)
@@ -339,14 +253,7 @@ func TestLabDrain(t *testing.T) {
 		if err != nil {
 			t.Fatalf("with consent: %v", err)
 		}
-		var want []string
-		for _, p := range before.Items {
-			if !strings.HasPrefix(p.Name, w.Agent+"-") {
-				want = append(want, ns+"/"+p.Name)
-			}
-		}
-		slices.Sort(want)
-		if !slices.Equal(sum.Nodes[0].Deleted, want) {
+		if want := notAgents(before.Items, w); !slices.Equal(sum.Nodes[0].Deleted, want) {
 			t.Errorf("deleted %v, want %v", sum.Nodes[0].Deleted, want)
 		}
 		if err := nodes.DeleteNode(ctx, kube, victim); err != nil {

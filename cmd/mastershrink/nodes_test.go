@@ -8,16 +8,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/mastershrink/mastershrink/nodes"
 	"github.com/mastershrink/mastershrink/testenv"
 	"github.com/mastershrink/mastershrink/testenv/kubetest"
-	"github.com/mastershrink/mastershrink/testenv/seed"
 )
 
 func TestDrainGracePeriod(t *testing.T) {
@@ -79,40 +76,12 @@ func TestNodesCleanupRefusesMaster(t *testing.T) {
 	}
 }
 
-func nodeUnschedulable(t *testing.T, kube kubernetes.Interface, node string) bool {
-	t.Helper()
-	n, err := kube.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n.Spec.Unschedulable
-}
-
-func appNodes(t *testing.T, kube kubernetes.Interface, ns, app string) map[string][]string {
-	t.Helper()
-	list, err := kube.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=" + app})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]string{}
-	for _, p := range list.Items {
-		out[p.Spec.NodeName] = append(out[p.Spec.NodeName], p.Name)
-	}
-	return out
-}
-
 // The drain command in-process against a real apiserver, controller-manager and kwok nodes.
 func TestNodesDrain(t *testing.T) {
 	names := []string{"n1", "n2", "n3"}
-	env := kubetest.Start(t, kubetest.Options{Nodes: names})
-	kube := env.Client
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	const ns = "work"
-	w, err := seed.SeedWorkloads(ctx, kube, ns, names)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, w, ctx := kubetest.StartSeeded(t, ns, names...)
+	kube := env.Client
 	inv := writeInventory(t, strings.Replace(goodInventory, "admin.kubeconfig", env.Kubeconfig, 1))
 	consent := []string{"-i", inv, "--force", "--delete-emptydir-data"}
 
@@ -121,8 +90,8 @@ func TestNodesDrain(t *testing.T) {
 		if code != exitUsage || !strings.Contains(errOut, `node "nope"`) || !strings.Contains(errOut, "n1, n2, n3") {
 			t.Errorf("exit %d, want %d naming the node and the Nodes there are:\n%s", code, exitUsage, errOut)
 		}
-		if out != "" || nodeUnschedulable(t, kube, "n1") {
-			t.Errorf("something was done for a bad argument: stdout %q, n1 cordoned %t", out, nodeUnschedulable(t, kube, "n1"))
+		if out != "" || kubetest.Unschedulable(t, ctx, kube, "n1") {
+			t.Errorf("something was done for a bad argument: stdout %q, n1 cordoned %t", out, kubetest.Unschedulable(t, ctx, kube, "n1"))
 		}
 	})
 
@@ -133,7 +102,7 @@ func TestNodesDrain(t *testing.T) {
 			t.Fatalf("exit %d, want %d\n%s", code, exitRefused, errOut)
 		}
 		want := []string{"Refused", ns + "/" + w.Bare + " on n1: no controller", "hint: use --force"}
-		if len(appNodes(t, kube, ns, w.Scratch)["n1"]) > 0 {
+		if len(kubetest.PodsOn(t, ctx, kube, ns, w.Scratch)["n1"]) > 0 {
 			want = append(want, "hint: use --delete-emptydir-data")
 		}
 		for _, want := range want {
@@ -144,14 +113,14 @@ func TestNodesDrain(t *testing.T) {
 		if !strings.Contains(errOut, "refuse "+ns+"/"+w.Bare) {
 			t.Errorf("progress does not show the refusal:\n%s", errOut)
 		}
-		if nodeUnschedulable(t, kube, "n1") {
+		if kubetest.Unschedulable(t, ctx, kube, "n1") {
 			t.Error("n1 stays cordoned after a refused drain")
 		}
 	})
 
 	t.Run("single replica refused", func(t *testing.T) {
 		var dbNode string
-		for n := range appNodes(t, kube, ns, w.DB) {
+		for n := range kubetest.PodsOn(t, ctx, kube, ns, w.DB) {
 			dbNode = n
 		}
 		out, errOut, code := run(t, append([]string{"nodes", "drain", dbNode}, consent...)...)
@@ -164,17 +133,8 @@ func TestNodesDrain(t *testing.T) {
 	})
 
 	// A node with web pods (held by their own PDB) and api pods (guarded by a temporary one).
-	web, api := appNodes(t, kube, ns, w.Web), appNodes(t, kube, ns, w.API)
-	var target string
-	for _, n := range names {
-		if len(web[n]) > 0 && len(api[n]) > 0 {
-			target = n
-			break
-		}
-	}
-	if target == "" {
-		t.Fatalf("no node holds web and api pods: web %v api %v", web, api)
-	}
+	target := kubetest.NodeRunning(t, ctx, kube, ns, names, w.Web, w.API)
+	web := kubetest.PodsOn(t, ctx, kube, ns, w.Web)
 	consent = append(consent, "--allow-single-replica")
 
 	t.Run("blocked by PDB past the timeout", func(t *testing.T) {

@@ -120,16 +120,7 @@ func (r *run) certStep(st plan.Step, p plan.CertResignParams) executor {
 			if !done {
 				// An earlier run that stopped after installing on the first host left the new
 				// certificate there: it is reused for the others, so every host gets the same one.
-				// The CA that signed it: etcd's own where the plan names one, else the cluster's.
-				caFacts := r.p.Facts.CA
-				if p.CACert != "" {
-					caFacts = plan.CA{Host: p.CAHost, CertPath: p.CACert, KeyPath: p.CAKey}
-				}
-				caHost, _, err := r.host(ctx, caFacts.Host)
-				if err != nil {
-					return outcome{}, err
-				}
-				ca, err := certs.LoadCAFrom(ctx, caHost, caFacts.CertPath, caFacts.KeyPath, caFacts.ConfigPath)
+				ca, err := r.loadCA(ctx, r.stepCA(p))
 				if err != nil {
 					return outcome{}, err
 				}
@@ -175,6 +166,28 @@ func (r *run) certStep(st plan.Step, p plan.CertResignParams) executor {
 				note: fmt.Sprintf("serial %s, SANs %s", info.Serial, strings.Join(certs.Hosts(*info), ", "))}, nil
 		},
 	}
+}
+
+// stepCA is the CA that re-signs a step's certificate: etcd's own where the plan names one
+// (the CA that signed it), else the cluster CA of the facts.
+func (r *run) stepCA(p plan.CertResignParams) plan.CA {
+	if p.CACert != "" {
+		return plan.CA{Host: p.CAHost, CertPath: p.CACert, KeyPath: p.CAKey}
+	}
+	return r.p.Facts.CA
+}
+
+// loadCA reads a CA from its host; its key stays in memory.
+func (r *run) loadCA(ctx context.Context, ca plan.CA) (certs.CA, error) {
+	h, _, err := r.host(ctx, ca.Host)
+	if err != nil {
+		return certs.CA{}, fmt.Errorf("CA host %s: %w", ca.Host, err)
+	}
+	loaded, err := certs.LoadCAFrom(ctx, h, ca.CertPath, ca.KeyPath, ca.ConfigPath)
+	if err != nil {
+		return certs.CA{}, fmt.Errorf("CA on %s: %w", ca.Host, err)
+	}
+	return loaded, nil
 }
 
 // quorumWithout is the check before etcd is restarted to serve a new certificate, the one a

@@ -85,15 +85,7 @@ func (r *run) preflight(ctx context.Context) (outcome, error) {
 // re-sign against it (issuer, CA key, profile, usages), before any irreversible step: a CA
 // that cannot sign would otherwise stop the run past the point of no return.
 func (r *run) canResign(ctx context.Context) []string {
-	ca := r.p.Facts.CA
-	h, _, err := r.host(ctx, ca.Host)
-	if err != nil {
-		return []string{fmt.Sprintf("CA host %s: %v", ca.Host, err)}
-	}
-	loaded, err := certs.LoadCAFrom(ctx, h, ca.CertPath, ca.KeyPath, ca.ConfigPath)
-	if err != nil {
-		return []string{fmt.Sprintf("CA on %s: %v", ca.Host, err)}
-	}
+	loaded := map[string]certs.CA{}
 	var problems []string
 	for _, st := range r.p.Steps {
 		cp, err := plan.DecodeParams[plan.CertResignParams](st)
@@ -114,7 +106,17 @@ func (r *run) canResign(ctx context.Context) []string {
 		if ok, _ := lacksAll(data, cp.Path, cp.Remove); ok {
 			continue // re-signed by an earlier run of this plan
 		}
-		if err := resignInMemory(ctx, ch, cp, data, loaded); err != nil {
+		ref := r.stepCA(cp)
+		key := ref.Host + ":" + ref.CertPath
+		ca, ok := loaded[key]
+		if !ok {
+			if ca, err = r.loadCA(ctx, ref); err != nil {
+				problems = append(problems, err.Error())
+				continue
+			}
+			loaded[key] = ca
+		}
+		if err := resignInMemory(ctx, ch, cp, data, ca); err != nil {
 			problems = append(problems, fmt.Sprintf("step %s: %v", st.ID, err))
 		}
 	}

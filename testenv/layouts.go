@@ -210,7 +210,8 @@ var Layouts = map[string]Layout{
 		EtcdServingKey:    "/etc/ssl/etcd/ssl/member-" + inventory.HostPattern + "-key.pem",
 		APIServerEtcdCert: "/etc/ssl/etcd/ssl/node-" + inventory.HostPattern + ".pem",
 		APIServerEtcdKey:  "/etc/ssl/etcd/ssl/node-" + inventory.HostPattern + "-key.pem",
-		// kubespray's make-ssl-etcd.sh signs for 365 days; the cluster side keeps seed 003's.
+		// make-ssl-etcd.sh signs for 365 days, kubeadm (the cluster side) for a year too.
+		CertExpiry:           "8760h",
 		APIServerCert:        "/etc/kubernetes/ssl/apiserver.crt",
 		APIServerKey:         "/etc/kubernetes/ssl/apiserver.key",
 		KubeconfigDir:        "/etc/kubernetes",

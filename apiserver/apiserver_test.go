@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -23,11 +22,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/internal/golden"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/unitfile/unitfiletest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // fixtureHost reads testdata/<dir>/root as the host's "/". It is only for file reading:
 // systemd answers with canned statuses; real systemd is exercised in the lab.
@@ -141,23 +139,6 @@ func describeRewrite(r Rewrite) string {
 	return b.String()
 }
 
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./apiserver -update)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs:\n--- got\n%s--- want\n%s", path, got, want)
-	}
-}
-
 func TestPlanRewriteSeed003(t *testing.T) {
 	c, err := Observe(context.Background(), seed003Host(), inventory.Paths{})
 	if err != nil {
@@ -167,7 +148,7 @@ func TestPlanRewriteSeed003(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "testdata/seed003/rewrite.golden", describeRewrite(r))
+	golden.Check(t, "testdata/seed003/rewrite.golden", describeRewrite(r))
 	assertChangesApply(t, c, r)
 
 	// Planning again on the result changes nothing (idempotent).
@@ -204,7 +185,7 @@ func TestPlanRewriteSharedEnvironmentFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "testdata/envfile/rewrite.golden", describeRewrite(r))
+	golden.Check(t, "testdata/envfile/rewrite.golden", describeRewrite(r))
 	assertChangesApply(t, c, r)
 }
 
@@ -410,7 +391,7 @@ func TestPlanRewriteOptsString(t *testing.T) {
 	}
 	// The --etcd-servers line inside the OPTS string changes, and the scheduler's kubeconfig
 	// that named a leaving master; the kcm's names this master and stays.
-	golden(t, "testdata/envguide/rewrite.golden", describeRewrite(r))
+	golden.Check(t, "testdata/envguide/rewrite.golden", describeRewrite(r))
 	assertChangesApply(t, c, r)
 	if len(r.Changes) == 0 || r.Changes[0].Path != "/opt/kubernetes/cfg/kube-apiserver.conf" {
 		t.Fatalf("changes %+v, want kube-apiserver.conf first", r.Changes)

@@ -3,7 +3,6 @@ package unitfile_test
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,11 +13,10 @@ import (
 	"github.com/coreos/go-systemd/v22/unit"
 
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/internal/golden"
 	"github.com/mastershrink/mastershrink/unitfile"
 	"github.com/mastershrink/mastershrink/unitfile/unitfiletest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // fixture is one layout in testdata/<dir>/root, read through Read as on a host.
 type fixture struct {
@@ -72,23 +70,6 @@ func fixtureByName(t *testing.T, name string) fixture {
 	return fixture{}
 }
 
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./unitfile -update)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs from the output:\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
-
 func describe(u *unitfile.Unit) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "unit %s\nfragment %s\n", u.Name, u.FragmentPath)
@@ -129,7 +110,7 @@ func TestParseFlagsGolden(t *testing.T) {
 	for _, f := range fixtures {
 		t.Run(f.name(), func(t *testing.T) {
 			u := f.read(t)
-			golden(t, filepath.Join("testdata", f.dir, f.unit+".flags.golden"), describe(u))
+			golden.Check(t, filepath.Join("testdata", f.dir, f.unit+".flags.golden"), describe(u))
 		})
 	}
 }
@@ -324,7 +305,7 @@ func TestSetFlag(t *testing.T) {
 			if err != nil || len(again) != 0 {
 				t.Errorf("setting the same value again: %d changes, %v", len(again), err)
 			}
-			golden(t, filepath.Join("testdata", strings.Split(e.fixture, "/")[0],
+			golden.Check(t, filepath.Join("testdata", strings.Split(e.fixture, "/")[0],
 				strings.Split(e.fixture, "/")[1]+"."+strings.TrimLeft(e.flag, "-")+".diff.golden"),
 				fmt.Sprintf("%s:%d\n-%s\n+%s\n", c.Path, nums[0], bl[0], al[0]))
 		})

@@ -175,3 +175,92 @@ func TestLabEnvFileLayout(t *testing.T) {
 		}
 	})
 }
+
+// TestLabHAProxyLayout shrinks 3 masters to 1 on the hard way's layout with Debian's haproxy
+// on every node instead of nginx: the inventory names an nginx config no node has, so
+// mastershrink must find haproxy there, rewrite /etc/haproxy/haproxy.cfg (haproxy -c,
+// systemctl reload, the new worker proven running, old workers cut on the workers), take each
+// survivor's apiserver out of every haproxy for its restart, and stop haproxy on the leaving
+// masters. --lb-mode remove: no haproxy config keeps a line naming a removed master.
+func TestLabHAProxyLayout(t *testing.T) {
+	testenv.RequireLab(t)
+	lab := testenv.StartLab(t, testenv.Options{Name: "mshaproxy", Layout: "hardway", Proxy: testenv.ProxyHAProxy})
+	prepare(t, lab)
+	m1, _ := lab.Machine("m1")
+	path := filepath.Join(t.TempDir(), "plan.json")
+	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m2,m3", "--lb-mode", "remove", "--out", path)
+	if code != exitOK {
+		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Decode(data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range []string{"m1", "w1", "w2"} {
+		s := stepByID(t, p, "lb/update/"+node)
+		if after := fileAfter(t, s, "/etc/haproxy/haproxy.cfg"); strings.Contains(after, "10.88.0.12:") || !strings.Contains(after, "server m1 "+m1.Address+":6443 check\n") {
+			t.Errorf("%s: haproxy.cfg after the plan:\n%s", node, after)
+		}
+		if !strings.Contains(s.Summary, "haproxy -c") {
+			t.Errorf("%s: summary %q", node, s.Summary)
+		}
+	}
+	if !strings.Contains(out, "+++ b/etc/haproxy/haproxy.cfg") || !strings.Contains(out, "stop and disable haproxy on the leaving host") {
+		t.Errorf("plan output lacks the haproxy diff or the leaving haproxy's stop")
+	}
+	if t.Failed() {
+		t.Fatalf("plan:\n%s", out)
+	}
+
+	prober := lab.StartProber(context.Background(), 20)
+	start := time.Now()
+	out, errOut, code = cli(t, lab, "apply", path, "-i", lab.Inventory)
+	report := prober.Stop()
+	t.Logf("apply took %s; prober: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
+	if code != exitOK {
+		t.Fatalf("apply exit %d", code)
+	}
+	if report.Failed > 0 {
+		t.Errorf("prober: %d of %d requests failed: %v", report.Failed, report.Total, report.Failures[:min(5, len(report.Failures))])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ec, err := lab.EtcdClient("https://" + m1.Address + ":2379")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ec.Close()
+	members, err := ec.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members.Members) != 1 || members.Members[0].Name != "m1" {
+		t.Errorf("etcd members %v, want only m1", members.Members)
+	}
+	if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
+		t.Errorf("seed keys: %v", err)
+	}
+	// No haproxy config (backups aside) names a removed master, on any host that stays; the
+	// leaving ones have theirs stopped. Every staying haproxy runs and accepts its config.
+	grep := "grep -rlsIE --exclude='*.bak-*' -e '10\\.88\\.0\\.1[23]([^0-9]|$)' /etc/haproxy || true"
+	for h, want := range map[string]string{"m1": "active", "w1": "active", "w2": "active", "m2": "inactive", "m3": "inactive"} {
+		out, _ := lab.Exec(ctx, h, "systemctl", "is-active", "haproxy")
+		if got := strings.TrimSpace(string(out)); got != want {
+			t.Errorf("%s: haproxy %s, want %s", h, got, want)
+		}
+		if want != "active" {
+			continue
+		}
+		out, err := lab.Exec(ctx, h, "sh", "-c", grep+"; haproxy -c -f /etc/haproxy/haproxy.cfg >/dev/null")
+		if err != nil {
+			t.Errorf("%s: haproxy -c: %v\n%s", h, err, out)
+		}
+		if s := strings.TrimSpace(string(out)); s != "" {
+			t.Errorf("%s: haproxy config still naming a removed master:\n%s", h, s)
+		}
+	}
+}

@@ -153,22 +153,24 @@ func TestLabSafety(t *testing.T) {
 		}
 	})
 
-	t.Run("a worker whose proxy is haproxy", func(t *testing.T) {
+	t.Run("a worker whose proxy is envoy", func(t *testing.T) {
 		// The running nginx keeps its loaded config (the prober goes on through it); the file
-		// the inventory names is gone and a haproxy config stands where the guides put it.
+		// the inventory names is gone and an envoy config stands where its package puts it.
+		// (haproxy there would be read and edited: TestLabHAProxyLayout. Debian's default
+		// haproxy.cfg, fronting nothing, stays in the rootfs and is rightly not named.)
 		inv, err := inventory.Load(lab.Inventory)
 		if err != nil {
 			t.Fatal(err)
 		}
 		w1, _ := inv.Host("w1")
 		conf := w1.Paths.NginxConfig
-		if out, err := lab.Exec(ctx, "w1", "sh", "-c", "mv "+conf+" "+conf+".away && mkdir -p /etc/haproxy && printf 'backend apiserver\\n  server m3 10.88.0.13:6443 check\\n' > /etc/haproxy/haproxy.cfg"); err != nil {
-			t.Fatalf("haproxy on w1: %v\n%s", err, out)
+		if out, err := lab.Exec(ctx, "w1", "sh", "-c", "mv "+conf+" "+conf+".away && mkdir -p /etc/envoy && printf 'static_resources: {}\\n' > /etc/envoy/envoy.yaml"); err != nil {
+			t.Fatalf("envoy on w1: %v\n%s", err, out)
 		}
-		defer lab.Exec(ctx, "w1", "sh", "-c", "mv "+conf+".away "+conf+" && rm -rf /etc/haproxy")
+		defer lab.Exec(ctx, "w1", "sh", "-c", "mv "+conf+".away "+conf+" && rm -rf /etc/envoy")
 		out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m3")
-		if code != exitRefused || !strings.Contains(out, "w1 has no nginx config at "+conf+" but another apiserver proxy (/etc/haproxy/haproxy.cfg)") {
-			t.Errorf("plan with haproxy on w1: exit %d, want %d naming it:\n%s%s", code, exitRefused, out, errOut)
+		if code != exitRefused || !strings.Contains(out, "w1 has no nginx config at "+conf+" but another apiserver proxy (/etc/envoy/envoy.yaml)") {
+			t.Errorf("plan with envoy on w1: exit %d, want %d naming it:\n%s%s", code, exitRefused, out, errOut)
 		}
 	})
 

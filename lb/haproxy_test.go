@@ -221,3 +221,64 @@ func TestHAProxyDialAddr(t *testing.T) {
 		}
 	}
 }
+
+// Inputs off the beaten path: CRLF line ends, a '#' and blanks inside quotes, an escaped
+// blank, two backends fronting the apiservers (one by use_backend only), servers in a
+// frontend (not haproxy's: ignored), a backup server, and a backend no frontend uses.
+func TestHAProxyWeirdInputs(t *testing.T) {
+	const file = "/etc/haproxy/haproxy.cfg"
+	tests := []struct {
+		name, in, want, listen string
+		leaving                []string
+		mode                   Mode
+		// badInput: haproxy -c refuses the input itself (2.6 wants a final LF), not the edit.
+		badInput bool
+	}{
+		{name: "crlf",
+			in:   "defaults\r\n  mode tcp\r\n  timeout connect 5s\r\n  timeout client 1m\r\n  timeout server 1m\r\nlisten api\r\n  bind :6443\r\n  server m1 10.88.0.11:6443 check\r\n  server m2 10.88.0.12:6443 check\r\n",
+			want: "defaults\r\n  mode tcp\r\n  timeout connect 5s\r\n  timeout client 1m\r\n  timeout server 1m\r\nlisten api\r\n  bind :6443\r\n  server m1 10.88.0.11:6443 check\r\n  server m2 10.88.0.12:6443 check disabled\r\n",
+			listen: "127.0.0.1:6443", leaving: []string{"10.88.0.12:6443"}},
+		{name: "quotes and escapes",
+			in:   "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\nfrontend fe\n  bind \"127.0.0.1:6443\"\n  default_backend be\nbackend be\n  description \"apiservers # all\" of\\ them\n  server \"m1\" 10.88.0.11:6443 check\n  server 'm2' \"10.88.0.12:6443\" check # '#' in \"quotes\"\n",
+			want: "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\nfrontend fe\n  bind \"127.0.0.1:6443\"\n  default_backend be\nbackend be\n  description \"apiservers # all\" of\\ them\n  server \"m1\" 10.88.0.11:6443 check\n  server 'm2' \"10.88.0.12:6443\" check disabled # '#' in \"quotes\"\n",
+			listen: "127.0.0.1:6443", leaving: []string{"10.88.0.12:6443"}},
+		{name: "two backends, backup, a frontend's stray server, an unused backend",
+			in: "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\n" +
+				"frontend fe\n  bind 127.0.0.1:7443\n  use_backend blue if { src 127.0.0.2 }\n  default_backend green\n" +
+				"backend blue\n  server m1 10.88.0.11:6443\n  server m2 10.88.0.12:6443\n" +
+				"backend green\n  server m2 10.88.0.12:6443\n  server m3 10.88.0.13:6443 backup\n" +
+				"backend spare\n  server m2 10.88.0.12:6443\n  server m1 10.88.0.11:6443\n",
+			want: "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\n" +
+				"frontend fe\n  bind 127.0.0.1:7443\n  use_backend blue if { src 127.0.0.2 }\n  default_backend green\n" +
+				"backend blue\n  server m1 10.88.0.11:6443\n" +
+				"backend green\n  server m3 10.88.0.13:6443 backup\n" +
+				"backend spare\n  server m1 10.88.0.11:6443\n",
+			listen: "127.0.0.1:7443", leaving: []string{"10.88.0.12:6443"}, mode: Remove},
+		{name: "no newline at the end, removed",
+			in:     "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\nlisten api\n  bind 127.0.0.1:6443\n  server m1 10.88.0.11:6443\n  server m2 10.88.0.12:6443",
+			want:   "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\nlisten api\n  bind 127.0.0.1:6443\n  server m1 10.88.0.11:6443\n",
+			listen: "127.0.0.1:6443", leaving: []string{"10.88.0.12:6443"}, mode: Remove, badInput: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := ParseHAProxy("n", file, tt.in, labAPI, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Listen != tt.listen {
+				t.Errorf("listen %q, want %q", cfg.Listen, tt.listen)
+			}
+			ch, err := Rewrite(cfg, tt.leaving, tt.mode)
+			if err != nil || len(ch) != 1 {
+				t.Fatalf("Rewrite: %d changes, %v", len(ch), err)
+			}
+			if ch[0].After != tt.want {
+				t.Fatalf("after:\n%q\nwant:\n%q", ch[0].After, tt.want)
+			}
+			if !tt.badInput {
+				haproxyCheck(t, tt.in)
+			}
+			haproxyCheck(t, ch[0].After)
+		})
+	}
+}

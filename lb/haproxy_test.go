@@ -235,12 +235,12 @@ func TestHAProxyWeirdInputs(t *testing.T) {
 		badInput bool
 	}{
 		{name: "crlf",
-			in:   "defaults\r\n  mode tcp\r\n  timeout connect 5s\r\n  timeout client 1m\r\n  timeout server 1m\r\nlisten api\r\n  bind :6443\r\n  server m1 10.88.0.11:6443 check\r\n  server m2 10.88.0.12:6443 check\r\n",
-			want: "defaults\r\n  mode tcp\r\n  timeout connect 5s\r\n  timeout client 1m\r\n  timeout server 1m\r\nlisten api\r\n  bind :6443\r\n  server m1 10.88.0.11:6443 check\r\n  server m2 10.88.0.12:6443 check disabled\r\n",
+			in:     "defaults\r\n  mode tcp\r\n  timeout connect 5s\r\n  timeout client 1m\r\n  timeout server 1m\r\nlisten api\r\n  bind :6443\r\n  server m1 10.88.0.11:6443 check\r\n  server m2 10.88.0.12:6443 check\r\n",
+			want:   "defaults\r\n  mode tcp\r\n  timeout connect 5s\r\n  timeout client 1m\r\n  timeout server 1m\r\nlisten api\r\n  bind :6443\r\n  server m1 10.88.0.11:6443 check\r\n  server m2 10.88.0.12:6443 check disabled\r\n",
 			listen: "127.0.0.1:6443", leaving: []string{"10.88.0.12:6443"}},
 		{name: "quotes and escapes",
-			in:   "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\nfrontend fe\n  bind \"127.0.0.1:6443\"\n  default_backend be\nbackend be\n  description \"apiservers # all\" of\\ them\n  server \"m1\" 10.88.0.11:6443 check\n  server 'm2' \"10.88.0.12:6443\" check # '#' in \"quotes\"\n",
-			want: "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\nfrontend fe\n  bind \"127.0.0.1:6443\"\n  default_backend be\nbackend be\n  description \"apiservers # all\" of\\ them\n  server \"m1\" 10.88.0.11:6443 check\n  server 'm2' \"10.88.0.12:6443\" check disabled # '#' in \"quotes\"\n",
+			in:     "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\nfrontend fe\n  bind \"127.0.0.1:6443\"\n  default_backend be\nbackend be\n  description \"apiservers # all\" of\\ them\n  server \"m1\" 10.88.0.11:6443 check\n  server 'm2' \"10.88.0.12:6443\" check # '#' in \"quotes\"\n",
+			want:   "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\nfrontend fe\n  bind \"127.0.0.1:6443\"\n  default_backend be\nbackend be\n  description \"apiservers # all\" of\\ them\n  server \"m1\" 10.88.0.11:6443 check\n  server 'm2' \"10.88.0.12:6443\" check disabled # '#' in \"quotes\"\n",
 			listen: "127.0.0.1:6443", leaving: []string{"10.88.0.12:6443"}},
 		{name: "two backends, backup, a frontend's stray server, an unused backend",
 			in: "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\n" +

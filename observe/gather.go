@@ -154,6 +154,7 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 		sort.Strings(problems)
 		return f, fmt.Errorf("observe hosts: %s", strings.Join(problems, "; "))
 	}
+	gatherVRRP(ctx, c, reachable, &f)
 
 	// Hosts answered in any order: sort, so the same cluster reads the same way every time.
 	sort.Slice(certRefs, func(i, j int) bool {

@@ -67,7 +67,7 @@ func BuildWithSecrets(f Facts, t Target, toolVersion string, now time.Time) *Pla
 			Summary: "snapshot etcd from the leader" + b.leaderNote() + ", verify hash, revision and key count",
 			Relies:  []string{"etcd.members"}})
 	}
-	b.leavingVIPs()
+	b.vips()
 	b.apiservers()
 	b.loadBalancers()
 	b.retire()

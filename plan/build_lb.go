@@ -174,15 +174,3 @@ func (b *builder) missingProxies() {
 	}
 }
 
-// leavingVIPs refuses a shrink that removes a host running keepalived: the VIP that
-// kubeconfigs point at may sit on it, or fail over to it, and mastershrink does not move VIPs.
-func (b *builder) leavingVIPs() {
-	for _, name := range sortedKeys(b.f.Keepalived) {
-		if !b.leaving[name] || b.offline[name] {
-			continue
-		}
-		b.refuse("keepalived-on-leaving", fmt.Sprintf("%s runs keepalived (%s): a VIP it holds leaves with it, and one it backs up may fail over to it while it shuts down; mastershrink does not move VIPs",
-			name, strings.Join(b.f.Keepalived[name], ", ")),
-			"move the VIP off "+name+" by hand (check it answers on its new holder), stop and disable keepalived there, take "+name+" out of the other keepalived peers' config, then plan again")
-	}
-}

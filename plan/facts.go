@@ -11,6 +11,7 @@ import (
 	"github.com/mastershrink/mastershrink/lb"
 	nodes "github.com/mastershrink/mastershrink/nodes/nodefacts"
 	"github.com/mastershrink/mastershrink/unitfile"
+	"github.com/mastershrink/mastershrink/vip"
 )
 
 // Facts are plain observations of the live cluster, gathered by package observe.
@@ -32,7 +33,10 @@ type Facts struct {
 	// Keepalived maps a leaving host to the signs of keepalived on it (its config, its
 	// unit): a VIP it holds, or would take over, leaves with it.
 	Keepalived map[string][]string `json:"keepalived,omitempty"`
-	Certs      []Cert              `json:"certs,omitempty"`
+	// VRRP maps a host running (or enabled to run) keepalived to its VRRP config and the VIPs
+	// it holds now.
+	VRRP  map[string]vip.Observed `json:"vrrp,omitempty"`
+	Certs []Cert                  `json:"certs,omitempty"`
 	// UnreadableCerts are certificates a unit names that could not be read or parsed: they
 	// are not in Certs, so nothing re-signs them, and the plan warns about each.
 	UnreadableCerts []CertProblem `json:"unreadable_certs,omitempty"`

@@ -14,6 +14,8 @@ const (
 	KindSnapshot         = "etcd/snapshot"
 	KindAPIServerRewrite = "apiserver/update"
 	KindLBUpdate         = "lb/update"
+	KindVIPRelease       = "vip/release"
+	KindVIPUpdate        = "vip/update"
 	KindRetire           = "components/retire"
 	KindMoveLeader       = "etcd/move-leader"
 	KindRemoveMember     = "etcd/remove-member"
@@ -70,10 +72,17 @@ type KindInfo struct {
 var Kinds = []KindInfo{
 	{Kind: KindPreflight, ReadOnly: true, AlwaysRuns: true, Phase: "preflight"},
 	{Kind: KindSnapshot, One: "snapshot", Many: "snapshots", ReadOnly: true, Phase: "snapshot"},
-	{Kind: KindAPIServerRewrite, Params: APIServerUpdateParams{}, One: "apiserver to update", Many: "apiservers to update", Phase: "survivor restarts"},
+	{Kind: KindVIPRelease, Params: VIPReleaseParams{}, One: "VIP to move off a leaving host", Many: "VIPs to move off leaving hosts", Phase: "VIPs"},
+	{Kind: KindVIPUpdate, Params: VIPUpdateParams{}, One: "keepalived peer list to update", Many: "keepalived peer lists to update", Phase: "VIPs",
+		Requires: []Prerequisite{{KindVIPRelease, AnyHost, "a staying keepalived that forgets a leaving peer still holding the VIP may take the VIP too: two holders"}}},
+	{Kind: KindAPIServerRewrite, Params: APIServerUpdateParams{}, One: "apiserver to update", Many: "apiservers to update", Phase: "survivor restarts",
+		Requires: []Prerequisite{{KindVIPRelease, AnyHost, "a VIP on a leaving host sends its clients through that host's proxy, which is not taken off the restarting apiserver"}}},
 	{Kind: KindLBUpdate, Params: LBUpdateParams{}, One: "load balancer to update", Many: "load balancers to update", Phase: "node proxies"},
 	{Kind: KindRetire, Params: RetireParams{}, One: "master to retire", Many: "masters to retire", Phase: "retire control plane",
-		Requires: []Prerequisite{{KindLBUpdate, AnyHost, "the proxies would still send requests to the apiserver it stops"}}},
+		Requires: []Prerequisite{
+			{KindLBUpdate, AnyHost, "the proxies would still send requests to the apiserver it stops"},
+			{KindVIPRelease, AnyHost, "a VIP on a leaving host sends its clients through that host's proxy to the apiserver it stops"},
+		}},
 	{Kind: KindMoveLeader, Params: MoveLeaderParams{}, Phase: "etcd membership"},
 	{Kind: KindRemoveMember, Params: RemoveMemberParams{}, One: "etcd member to remove", Many: "etcd members to remove", Phase: "etcd membership",
 		Requires: []Prerequisite{{KindSnapshot, AnyHost, "no member is removed without a verified snapshot of this run"}}},
@@ -95,6 +104,7 @@ var Kinds = []KindInfo{
 		Requires: []Prerequisite{
 			{KindRetire, SameHost, "the control plane there reaches the apiservers through this proxy until it is stopped"},
 			{KindDrain, SameHost, "the kubelet and pods there reach the apiservers through this proxy until they are drained"},
+			{KindVIPRelease, SameHost, "the VIP held there reaches the apiservers through this proxy"},
 		}},
 	{Kind: KindWipe, Params: WipeParams{}, One: "leaving host to wipe of its secrets", Many: "leaving hosts to wipe of their secrets", Phase: "nodes",
 		Requires: []Prerequisite{

@@ -19,6 +19,8 @@ func TestParamsRoundTrip(t *testing.T) {
 		InitialClusterParams{Unit: "etcd"},
 		LBUpdateParams{Leaving: []string{"10.0.0.2", "10.0.0.3"}, Mode: "down"},
 		LBStopParams{Unit: "kube-nginx"},
+		VIPReleaseParams{Unit: "keepalived.service", VIPs: []string{"10.0.0.100", "10.0.0.101"}, Backups: []string{"m1"}},
+		VIPUpdateParams{Unit: "keepalived.service", Reload: true},
 		CertResignParams{Path: "/etc/kubernetes/ssl/etcd.pem", KeyPath: "/etc/kubernetes/ssl/etcd-key.pem",
 			Hosts: []string{"m1", "m2"}, Serial: "1a", Remove: []string{"10.0.0.3"}, UsedBy: []string{"kube-etcd --cert-file"},
 			UsedByOn: map[string][]string{"m2": {"kube-etcd --peer-cert-file", "kube-apiserver --etcd-certfile"}}},
@@ -69,6 +71,10 @@ func decodeAny(p Params, st Step) (Params, error) {
 		return DecodeParams[LBUpdateParams](st)
 	case LBStopParams:
 		return DecodeParams[LBStopParams](st)
+	case VIPReleaseParams:
+		return DecodeParams[VIPReleaseParams](st)
+	case VIPUpdateParams:
+		return DecodeParams[VIPUpdateParams](st)
 	case CertResignParams:
 		return DecodeParams[CertResignParams](st)
 	case DrainParams:

@@ -33,6 +33,8 @@ var secretPatterns = []*regexp.Regexp{
 	// Variables of an EnvironmentFile (or a shell file) whose name says secret; paths to a
 	// secret (..._FILE, ..._PATH, ..._DIR) are not secrets.
 	regexp.MustCompile(`(?mi)^([ \t]*(?:export[ \t]+)?[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|APIKEY|API_KEY|PRIVATE_KEY)[A-Z0-9_]*[ \t]*=[ \t]*)("[^"\n]*"|'[^'\n]*'|[^\s#]+)`),
+	// keepalived's VRRP password (authentication { auth_pass ... }).
+	regexp.MustCompile(`(?m)^([ \t]*auth_pass[ \t]+)("[^"\n]*"|[^\s#!]+)`),
 	// Command-line flags whose name says secret (--token=..., --etcd-password ...).
 	regexp.MustCompile(`(--[a-z0-9-]*(?:token|password|secret)[a-z0-9-]*[= ])("[^"\n]*"|'[^'\n]*'|[^\s\\"']+)`),
 }

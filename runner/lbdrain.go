@@ -196,10 +196,12 @@ func nodeErrors(errs map[string]error) error {
 // workers, whose clients (kubelets, health checks) reconnect cheaply; not on masters, where
 // an abrupt close makes the controller-manager relist everything and stall the next
 // apiserver, while the apiserver's own graceful shutdown lets its watches resume
-// (apiserver.Proxy.Cut, measured in the lab).
+// (apiserver.Proxy.Cut, measured in the lab). A master whose keepalived may hold a VIP is
+// cut like a worker: its proxy serves every client of the VIP, whose kept connections would
+// otherwise stay on the apiserver being restarted or stopped (its /readyz failing).
 func (r *run) cutsOldWorkers(node string) bool {
 	ih, ok := r.planned(node)
-	return ok && !ih.Has(inventory.RoleMaster)
+	return ok && (!ih.Has(inventory.RoleMaster) || r.mayHoldVIP(node))
 }
 
 // lbExecutor is the proxy executor for a node, for the proxy the plan observed there (nginx

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mastershrink/mastershrink/plan"
+	"github.com/mastershrink/mastershrink/testenv"
+	"github.com/mastershrink/mastershrink/testenv/seed"
+)
+
+// TestLabVIPOnLeavingMaster shrinks 3 masters to 1 where keepalived on the masters holds the
+// VIP every client uses, and the VIP starts on m3, a master that leaves (the highest
+// priority). The plan must move the VIP off the leaving masters before anything there stops,
+// straight to m1, and take m2 and m3 out of m1's unicast peers; mastershrink itself and the
+// prober reach the API only through the VIP, and no request may fail.
+func TestLabVIPOnLeavingMaster(t *testing.T) {
+	testenv.RequireLab(t)
+	lab := testenv.StartLab(t, testenv.Options{Name: "msvip"})
+	prepare(t, lab)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	kc, err := lab.AddVIP(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, _ := lab.Machine("m1")
+	m2, _ := lab.Machine("m2")
+	m3, _ := lab.Machine("m3")
+
+	path := filepath.Join(t.TempDir(), "plan.json")
+	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--kubeconfig", kc, "--remove", "m2,m3", "--out", path)
+	if code != exitOK {
+		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "labvrrp1") {
+		t.Errorf("the plan file holds keepalived's auth_pass")
+	}
+	p, err := plan.Decode(data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := map[string]int{}
+	for i, s := range p.Steps {
+		pos[s.ID] = i
+	}
+	order := []string{"vip/release/m2", "vip/release/m3", "vip/update/m1", "apiserver/update/m1", "components/retire/m2", "components/retire/m3"}
+	for i, id := range order {
+		stepByID(t, p, id)
+		if i > 0 && pos[order[i-1]] > pos[id] {
+			t.Errorf("%s comes before %s", id, order[i-1])
+		}
+	}
+	after := fileAfter(t, stepByID(t, p, "vip/update/m1"), "/etc/keepalived/keepalived.conf")
+	if strings.Contains(after, m2.Address) || strings.Contains(after, m3.Address) || !strings.Contains(after, testenv.VIPAddress) {
+		t.Errorf("m1's keepalived.conf after the plan:\n%s", after)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	prober := lab.StartProberVia(context.Background(), 20, testenv.VIPAddress+":8443", "kubernetes")
+	start := time.Now()
+	out, errOut, code = cli(t, lab, "apply", path, "-i", lab.Inventory, "--kubeconfig", kc)
+	report := prober.Stop()
+	t.Logf("apply took %s; prober through the VIP: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
+	if code != exitOK {
+		t.Fatalf("apply exit %d", code)
+	}
+	if report.Failed > 0 {
+		t.Errorf("prober: %d of %d requests through the VIP failed", report.Failed, report.Total)
+		for _, f := range report.Failures {
+			t.Logf("  %s %s %s", f.Worker, f.Start.Format("15:04:05.000"), f.Err)
+		}
+	}
+
+	for _, m := range []string{"m1", "m2", "m3"} {
+		addrs, err := lab.Exec(ctx, m, "ip", "-o", "addr", "show", "dev", "eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if holds := strings.Contains(string(addrs), " "+testenv.VIPAddress+"/"); holds != (m == "m1") {
+			t.Errorf("%s holds the VIP: %v, want only m1", m, holds)
+		}
+	}
+	for _, m := range []string{"m2", "m3"} {
+		st, _ := lab.Exec(ctx, m, "systemctl", "is-enabled", "keepalived.service")
+		if !strings.HasPrefix(string(st), "disabled") {
+			t.Errorf("keepalived on %s is %q, want disabled", m, st)
+		}
+	}
+	conf, err := lab.Exec(ctx, "m1", "cat", "/etc/keepalived/keepalived.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(conf), m2.Address) || strings.Contains(string(conf), m3.Address) {
+		t.Errorf("m1's keepalived.conf still names a removed master:\n%s", conf)
+	}
+	ec, err := lab.EtcdClient("https://" + m1.Address + ":2379")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ec.Close()
+	if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
+		t.Errorf("seed keys: %v", err)
+	}
+}

@@ -256,6 +256,12 @@ func (c *Cluster) APIServerConfig(address string, port int) (*rest.Config, error
 	return one, nil
 }
 
+// APIServerReady asks the apiserver at address:port for /readyz with the admin credentials,
+// as the observation does for each master.
+func (c *Cluster) APIServerReady(ctx context.Context, address string, port int) error {
+	return c.ready(ctx, address, port)
+}
+
 // Close closes every connection.
 func (c *Cluster) Close() error {
 	c.mu.Lock()

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/inventory"
@@ -157,17 +156,7 @@ func apiserverReady(ctx context.Context, c *observe.Cluster, inv *inventory.Inve
 	if !ok {
 		return fmt.Errorf("host %s is not in the inventory", name)
 	}
-	cfg, err := c.APIServerConfig(ih.Address, ih.Paths.APIServerPort)
-	if err != nil {
-		return err
-	}
-	cfg.Timeout = 5 * time.Second
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	_, err = kube.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-	if err != nil {
+	if err := c.APIServerReady(ctx, ih.Address, ih.Paths.APIServerPort); err != nil {
 		return fmt.Errorf("%s /readyz: %w", net.JoinHostPort(ih.Address, strconv.Itoa(ih.Paths.APIServerPort)), err)
 	}
 	return nil

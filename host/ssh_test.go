@@ -183,21 +183,7 @@ func TestSSHUnreachable(t *testing.T) {
 	}
 
 	// A port that accepts but never speaks SSH is bounded by the connection timeout.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	cfg.Port = l.Addr().(*net.TCPAddr).Port
+	cfg.Port = sshdtest.Mute(t)
 	cfg.ConnectTimeout = inventory.Duration(300 * time.Millisecond)
 	_, err = Dial(testCtx(t), cfg)
 	if !errors.As(err, &ue) || !errors.Is(err, context.DeadlineExceeded) {

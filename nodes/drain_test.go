@@ -141,26 +141,7 @@ func TestDrainDownNode(t *testing.T) {
 	}
 	opts := nodes.DrainOptions{IgnoreDaemonSets: true, Force: true, DeleteEmptyDirData: true, AllowSingleReplica: true, GlobalTimeout: time.Minute}
 
-	sum, err := nodes.Drain(ctx, kube, []string{victim}, opts)
-	if !errors.Is(err, nodes.ErrRefused) {
-		t.Fatalf("without consent: err %v, want ErrRefused", err)
-	}
-	for _, p := range sum.Nodes[0].Refused {
-		if !strings.Contains(p.Hint, "--delete-pods-of-down-node") {
-			t.Errorf("refusal of %s lacks the consent hint: %+v", p.Name, p)
-		}
-	}
-
-	var progress testenv.Buffer
-	opts.DeletePodsOfDownNode = true
-	opts.Progress = &progress
-	sum, err = nodes.Drain(ctx, kube, []string{victim}, opts)
-	if err != nil {
-		t.Fatalf("with consent: %v\n%s", err, progress.String())
-	}
-	if !sum.Nodes[0].Down {
-		t.Error("summary does not say the node is down")
-	}
+	sum := drainDownNode(t, ctx, kube, victim, opts)
 	if wantDeleted := notAgents(before.Items, w); !slices.Equal(sum.Nodes[0].Deleted, wantDeleted) {
 		t.Errorf("deleted %v, want %v", sum.Nodes[0].Deleted, wantDeleted)
 	}

@@ -2,7 +2,6 @@ package nodes_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -232,27 +231,7 @@ func TestLabDrain(t *testing.T) {
 
 		opts := consent
 		opts.GlobalTimeout = 2 * time.Minute
-		sum, err := nodes.Drain(ctx, kube, []string{victim}, opts)
-		if !errors.Is(err, nodes.ErrRefused) {
-			t.Fatalf("without consent: err %v, want ErrRefused (not a hang until the timeout)", err)
-		}
-		if len(sum.Nodes) != 1 || !sum.Nodes[0].Down || len(sum.Nodes[0].Refused) == 0 {
-			t.Fatalf("summary without consent: %+v", sum)
-		}
-		for _, p := range sum.Nodes[0].Refused {
-			if !strings.Contains(p.Hint, "--delete-pods-of-down-node") {
-				t.Errorf("refusal of %s lacks the consent hint: %+v", p.Name, p)
-			}
-		}
-
-		var progress testenv.Buffer
-		opts.DeletePodsOfDownNode = true
-		opts.Progress = &progress
-		sum, err = nodes.Drain(ctx, kube, []string{victim}, opts)
-		t.Logf("progress:\n%s", progress.String())
-		if err != nil {
-			t.Fatalf("with consent: %v", err)
-		}
+		sum := drainDownNode(t, ctx, kube, victim, opts)
 		if want := notAgents(before.Items, w); !slices.Equal(sum.Nodes[0].Deleted, want) {
 			t.Errorf("deleted %v, want %v", sum.Nodes[0].Deleted, want)
 		}

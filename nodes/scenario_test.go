@@ -153,3 +153,33 @@ func deleteNode(t *testing.T, ctx context.Context, kube kubernetes.Interface, no
 		t.Errorf("node %s still there: %v", node, err)
 	}
 }
+
+// drainDownNode drains a Node that is down: refused without the consent to delete its pods
+// (each refusal naming that consent), done with it. It returns the second drain's summary.
+func drainDownNode(t *testing.T, ctx context.Context, kube kubernetes.Interface, victim string, opts nodes.DrainOptions) nodes.Summary {
+	t.Helper()
+	sum, err := nodes.Drain(ctx, kube, []string{victim}, opts)
+	if !errors.Is(err, nodes.ErrRefused) {
+		t.Fatalf("without consent: err %v, want ErrRefused (not a hang until the timeout)", err)
+	}
+	if len(sum.Nodes) != 1 || !sum.Nodes[0].Down || len(sum.Nodes[0].Refused) == 0 {
+		t.Fatalf("summary without consent: %+v", sum)
+	}
+	for _, p := range sum.Nodes[0].Refused {
+		if !strings.Contains(p.Hint, "--delete-pods-of-down-node") {
+			t.Errorf("refusal of %s lacks the consent hint: %+v", p.Name, p)
+		}
+	}
+	var progress testenv.Buffer
+	opts.DeletePodsOfDownNode = true
+	opts.Progress = &progress
+	sum, err = nodes.Drain(ctx, kube, []string{victim}, opts)
+	t.Logf("progress:\n%s", progress.String())
+	if err != nil {
+		t.Fatalf("with consent: %v", err)
+	}
+	if !sum.Nodes[0].Down {
+		t.Error("summary does not say the node is down")
+	}
+	return sum
+}

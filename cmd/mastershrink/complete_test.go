@@ -9,18 +9,8 @@ import (
 	"testing"
 )
 
-const completeInventory = `format_version: 1
-cluster: t
-layout: seed003
-kubeconfig: admin.kubeconfig
-ssh:
-  user: root
-  identity_file: id_ed25519
-  known_hosts: known_hosts
-  connect_timeout: 1s
-hosts:
-  - {name: m1, address: 127.0.0.1, roles: [etcd, master]}
-  - {name: m2, address: 127.0.0.2, roles: [etcd, master]}
+// completeInventory is goodInventory with a second master and a worker.
+const completeInventory = goodInventory + `  - {name: m2, address: 127.0.0.2, roles: [etcd, master]}
   - {name: w1, address: 127.0.0.3, roles: [worker]}
 `
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mastershrink/mastershrink/plan"
 	"github.com/mastershrink/mastershrink/runner"
 )
 
@@ -88,18 +90,20 @@ func wantList(t *testing.T, what string, got []string, want ...string) {
 	}
 }
 
+func wantTarget(t *testing.T, got, want plan.Target) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("target = %+v, want %+v", got, want)
+	}
+}
+
 func TestPlanFlags(t *testing.T) {
 	testFlags(t, noTerminal, newPlanCmd, []flagCase[*planOptions]{
 		{args: []string{"plan", "-i", "inv.yaml", "--remove", "m2,m3", "--drain", "w4", "--offline", "m3", "--lb-mode", "remove",
 			"--wipe-leaving", "move", "--out", "p.json", "-o", "json", "--detailed-exitcode", "-v=4", "--kubeconfig", "k", "--context", "c"},
 			check: func(t *testing.T, o *planOptions) {
 				want(t, "inventory", o.Inventory, "inv.yaml")
-				tg := o.target()
-				wantList(t, "remove", tg.Remove, "m2", "m3")
-				wantList(t, "drain", tg.Drain, "w4")
-				wantList(t, "offline", tg.Offline, "m3")
-				want(t, "lb mode", tg.LBMode, "remove")
-				want(t, "wipe", tg.WipeLeaving, "move")
+				wantTarget(t, o.target(), plan.Target{Remove: []string{"m2", "m3"}, Drain: []string{"w4"}, Offline: []string{"m3"}, LBMode: "remove", WipeLeaving: "move"})
 				want(t, "out", o.Out, "p.json")
 				want(t, "output", o.Output, "json")
 				want(t, "detailed exit code", o.DetailedExitCode, true)
@@ -140,12 +144,7 @@ func TestApplyFlags(t *testing.T) {
 		{args: []string{"apply", "-i", "inv.yaml", "--remove", "m2", "--drain", "w4", "--offline", "m2", "--lb-mode", "remove", "--wipe-leaving", "remove", "--out", "x.json"},
 			check: func(t *testing.T, o *applyOptions) {
 				want(t, "plan", o.PlanPath, "")
-				tg := o.target()
-				wantList(t, "remove", tg.Remove, "m2")
-				wantList(t, "drain", tg.Drain, "w4")
-				wantList(t, "offline", tg.Offline, "m2")
-				want(t, "lb mode", tg.LBMode, "remove")
-				want(t, "wipe", tg.WipeLeaving, "remove")
+				wantTarget(t, o.target(), plan.Target{Remove: []string{"m2"}, Drain: []string{"w4"}, Offline: []string{"m2"}, LBMode: "remove", WipeLeaving: "remove"})
 				want(t, "plan out", o.PlanOut, "x.json")
 				want(t, "yes", o.Yes, false)
 				want(t, "snapshot max age", o.SnapshotMaxAge, runner.DefaultSnapshotMaxAge)

@@ -4,14 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"debug/elf"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
 
+	"github.com/mastershrink/mastershrink/host/sshdtest"
 	"github.com/mastershrink/mastershrink/internal/version"
 )
 
@@ -158,21 +154,7 @@ func TestInterrupt(t *testing.T) {
 		t.Skip("runs the binary")
 	}
 	// An SSH server that accepts and never says a word: the handshake waits on it.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+	port := sshdtest.Mute(t)
 	inv := writeInventory(t, fmt.Sprintf(`format_version: 1
 cluster: t
 layout: seed003
@@ -183,17 +165,7 @@ hosts:
   - {name: m2, address: localhost, roles: [etcd, master]}
 `, port))
 	// A real key, so that the run gets as far as dialling.
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(key, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(filepath.Dir(inv), "id_ed25519"), pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	sshdtest.WriteKey(t, filepath.Join(filepath.Dir(inv), "id_ed25519"))
 
 	cmd := exec.Command(os.Args[0], "plan", "-i", inv, "--remove", "m2")
 	cmd.Env = append(os.Environ(), "MASTERSHRINK_TEST_MAIN=1")

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,6 +62,38 @@ func FreePort(t testing.TB) int {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Mute listens on a loopback port that accepts connections and never says a word, as a hung
+// sshd does, until the test ends, and returns the port: a client's handshake waits on it.
+func Mute(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
 	return l.Addr().(*net.TCPAddr).Port
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 )
 
 // CleanupOptions say where and what to clean. Zero values mean the defaults below, so a real
@@ -835,12 +836,13 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-// shq quotes s for a POSIX shell.
+// shq quotes s for a POSIX shell with host/machine's quoter, leaving a plain word bare: the
+// commands stand in the report as "remove with: ...", for a person to read and run.
 func shq(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:@%+,", r))
 	}) < 0 {
 		return s
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return machine.Quote(s)
 }

@@ -173,4 +173,3 @@ func (b *builder) missingProxies() {
 		b.warn("%s: no nginx config at %s, so it is treated as a host without an apiserver proxy; if it reaches the apiservers through a proxy elsewhere, set nginx_config for it in the inventory and plan again", name, m.Path)
 	}
 }
-

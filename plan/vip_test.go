@@ -125,4 +125,3 @@ func TestVIPRefusals(t *testing.T) {
 		}
 	}
 }
-

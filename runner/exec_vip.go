@@ -23,7 +23,7 @@ var (
 // vipMoveTimeout bounds the wait for a backup to take a VIP over. A stopping keepalived hands
 // it over at once; a backup that missed that advertisement takes it after the master-down
 // interval (three advertisement intervals plus skew, a few seconds at the usual advert_int).
-const vipMoveTimeout = 20 * time.Second
+var vipMoveTimeout = 20 * time.Second
 
 // vipReleaseStep stops keepalived on a leaving host and proves every one of its VIPs held by
 // exactly one other host, a staying one unless another leaving host's release comes later,

@@ -43,6 +43,8 @@ type CA struct {
 	Key crypto.Signer
 	// Config is the cluster's ca-config.json, nil when there is none.
 	Config *config.Config
+	// ownUsages marks a Config made by forCert, not given: there is still no ca-config.
+	ownUsages bool
 }
 
 func (c CA) String() string {
@@ -158,6 +160,39 @@ func (c CA) profile(name string) (string, *config.SigningProfile, error) {
 		return "", nil, fmt.Errorf("profile %s: %w: it signs through a remote cfssl server; mastershrink signs locally with the CA key", profileLabel(name), ErrBadProfile)
 	}
 	return name, p, nil
+}
+
+// forCert is the CA as it re-signs cert. Without a ca-config (a PKI made by openssl, as
+// kubespray's etcd CA; a guide whose ca-config.json stays on another machine) cfssl's
+// default profile would give cert cfssl's usages, not the ones it was made with: the
+// default profile keeps its expiry but takes cert's own usages, where cfssl names them all.
+func (c CA) forCert(cert *x509.Certificate) CA {
+	if c.Config != nil && c.Config.Signing != nil {
+		return c
+	}
+	usages := keyUsageNames(cert.KeyUsage)
+	for _, u := range cert.ExtKeyUsage {
+		n, ok := extKeyUsageNamesByValue[u]
+		if !ok {
+			return c
+		}
+		usages = append(usages, n)
+	}
+	if len(cert.UnknownExtKeyUsage) > 0 || len(usages) == 0 {
+		return c
+	}
+	for _, u := range usages {
+		_, ku := config.KeyUsage[u]
+		_, eku := config.ExtKeyUsage[u]
+		if !ku && !eku {
+			return c
+		}
+	}
+	p := config.DefaultConfig()
+	p.Usage = usages
+	c.Config = &config.Config{Signing: &config.Signing{Default: p}}
+	c.ownUsages = true
+	return c
 }
 
 // ProfileNames lists the ca-config's profiles, sorted.

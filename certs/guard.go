@@ -73,6 +73,9 @@ type resignCheck struct {
 }
 
 func checkResignable(old *x509.Certificate, ca CA, profile string, allowShorter bool, now time.Time) (resignCheck, error) {
+	if profile == "" {
+		ca = ca.forCert(old)
+	}
 	label := certLabel(infoAt(old, now))
 	if ca.Cert == nil || ca.Key == nil {
 		return resignCheck{}, fmt.Errorf("certificate %s: re-sign: no CA loaded", label)
@@ -127,7 +130,7 @@ func checkResignable(old *x509.Certificate, ca CA, profile string, allowShorter 
 					rc.warnings = append(rc.warnings, "shorter validity: "+msg)
 				} else {
 					hint := "use a profile with a longer expiry"
-					if ca.Config == nil {
+					if ca.Config == nil || ca.ownUsages {
 						hint = "give the cluster's ca-config.json (without one, cfssl's default profile signs for one year)"
 					}
 					add(fmt.Errorf("%w: %s; %s, or allow it explicitly (--allow-shorter-validity)", ErrShorterValidity, msg, hint))

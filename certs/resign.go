@@ -66,6 +66,9 @@ func Resign(cert *x509.Certificate, ca CA, opts ResignOptions) (Result, error) {
 }
 
 func resignAt(cert *x509.Certificate, ca CA, opts ResignOptions, now time.Time) (Result, error) {
+	if opts.Profile == "" {
+		ca = ca.forCert(cert)
+	}
 	info := infoAt(cert, now)
 	label := certLabel(info)
 	// The SAN change first: a mistyped host is the likeliest mistake, and the cheapest fix.

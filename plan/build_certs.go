@@ -123,6 +123,14 @@ func (b *builder) certificates() {
 			}
 		}
 	}
+	// A certificate re-signed for naming a leaving address loses the leaving hosts' names
+	// too (kubespray's name every etcd host by its inventory name).
+	gone := slices.Clone(b.leaveIPs)
+	for _, h := range b.f.Hosts {
+		if b.leaving[h.Name] {
+			gone = append(gone, h.Name)
+		}
+	}
 	for _, key := range order {
 		g := groups[key]
 		info := g.cert.Info
@@ -130,13 +138,13 @@ func (b *builder) certificates() {
 		before := append(slices.Clone(info.DNSNames), info.IPAddresses...)
 		var after []string
 		for _, h := range before {
-			if !slices.Contains(b.leaveIPs, h) {
+			if !slices.Contains(gone, h) {
 				after = append(after, h)
 			}
 		}
 		id := ids[key]
 		params := CertResignParams{Path: g.cert.Path, KeyPath: g.cert.KeyPath, Hosts: g.hosts,
-			Serial: serial, Remove: intersect(before, b.leaveIPs), UsedBy: g.cert.UsedBy}
+			Serial: serial, Remove: intersect(before, gone), UsedBy: g.cert.UsedBy}
 		usedBy := strings.Join(g.cert.UsedBy, ", ")
 		if usedBy == "" {
 			usedBy = "no unit on " + g.hosts[0] + " (a copy kept for other hosts)"
@@ -158,7 +166,7 @@ func (b *builder) certificates() {
 		}
 		b.add(Step{ID: id, Kind: KindCertResign, Host: g.hosts[0], Risk: Disruptive,
 			Summary: fmt.Sprintf("re-sign %s (CN %s) without %s, install on %s, confirm it is served",
-				path.Base(g.cert.Path), info.Subject.CommonName, strings.Join(intersect(before, b.leaveIPs), ", "), strings.Join(g.hosts, ", ")),
+				path.Base(g.cert.Path), info.Subject.CommonName, strings.Join(intersect(before, gone), ", "), strings.Join(g.hosts, ", ")),
 			Details: details,
 			Params:  EncodeParams(params),
 			Relies:  []string{"certs." + serial}})

@@ -24,6 +24,8 @@ func kubesprayFacts(t *testing.T) Facts {
 	if tmpl.Path == "" {
 		t.Fatal("seed003 facts have no etcd certificate")
 	}
+	// make-ssl-etcd.sh names every etcd host by its inventory name too.
+	tmpl.Info.DNSNames = []string{"localhost", "m1", "m2", "m3"}
 	const dir = "/etc/ssl/etcd/ssl/"
 	mk := func(host, name, serial string, usedBy ...string) Cert {
 		c := tmpl
@@ -67,6 +69,9 @@ func TestKubesprayCertificates(t *testing.T) {
 		if !ok {
 			t.Errorf("no re-sign of %s; steps %v", path, got)
 			continue
+		}
+		if !slices.Contains(prm.Remove, "m2") || !slices.Contains(prm.Remove, "m3") || slices.Contains(prm.Remove, "m1") || slices.Contains(prm.Remove, "localhost") {
+			t.Errorf("%s: removes %v, want the leaving hosts' addresses and names only", path, prm.Remove)
 		}
 		if !slices.Equal(prm.Hosts, hosts) || prm.CAHost != "m1" || prm.CACert != "/etc/ssl/etcd/ssl/ca.pem" || prm.CAKey != "/etc/ssl/etcd/ssl/ca-key.pem" {
 			t.Errorf("%s: hosts %v, CA %s:%s key %s; want %v and etcd's CA on m1", path, prm.Hosts, prm.CAHost, prm.CACert, prm.CAKey, hosts)

@@ -56,8 +56,8 @@ func (r *run) certStep(st plan.Step, p plan.CertResignParams) executor {
 			return false, nil, err
 		}
 		info := infos[0]
-		for _, ip := range info.IPAddresses {
-			if slices.Contains(remove, ip) {
+		for _, h := range append(slices.Clone(info.IPAddresses), info.DNSNames...) {
+			if slices.Contains(remove, h) {
 				return false, &info, nil
 			}
 		}

@@ -139,14 +139,15 @@ func resignInMemory(ctx context.Context, h host.Host, p plan.CertResignParams, c
 	return err
 }
 
-// lacksAll says whether the first certificate of data names none of the addresses.
-func lacksAll(data []byte, path string, addrs []string) (bool, error) {
+// lacksAll says whether the first certificate of data names none of the hosts (addresses,
+// names).
+func lacksAll(data []byte, path string, hosts []string) (bool, error) {
 	infos, _, err := certs.ParsePEM(data, path)
 	if err != nil || len(infos) == 0 {
 		return false, err
 	}
-	for _, ip := range infos[0].IPAddresses {
-		if slices.Contains(addrs, ip) {
+	for _, h := range append(slices.Clone(infos[0].IPAddresses), infos[0].DNSNames...) {
+		if slices.Contains(hosts, h) {
 			return false, nil
 		}
 	}

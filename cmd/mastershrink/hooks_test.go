@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -369,5 +371,22 @@ func TestInventoryFlags(t *testing.T) {
 		}},
 		{args: []string{"inventory", "import", "ansible", "hosts"}, bad: `no import from "ansible"`},
 		{args: []string{"inventory", "import", "kubeasz"}, bad: "1 arguments; want: mastershrink inventory import kubeasz HOSTS_FILE"},
+	})
+}
+
+func TestVersionAndManFlags(t *testing.T) {
+	testFlags(t, noTerminal, newVersionCmd, []flagCase[*versionOptions]{
+		{args: []string{"version", "-o", "yaml"}, check: func(t *testing.T, o *versionOptions) { want(t, "output", o.Output, "yaml") }},
+		{args: []string{"version"}, check: func(t *testing.T, o *versionOptions) { want(t, "output", o.Output, "text") }},
+		{args: []string{"version", "-o", "table"}, bad: "want text, json or yaml"},
+	})
+	file := filepath.Join(t.TempDir(), "pages")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testFlags(t, noTerminal, newManCmd, []flagCase[*manOptions]{
+		{args: []string{"man", "bin/man"}, check: func(t *testing.T, o *manOptions) { want(t, "dir", o.Dir, "bin/man") }},
+		{args: []string{"man", file}, bad: "is a file: give the folder"},
+		{args: []string{"man"}, bad: "accepts 1 arg(s), received 0"},
 	})
 }

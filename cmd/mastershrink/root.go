@@ -216,12 +216,12 @@ func newRootCmdWithDial(s streams, dial func(ctx context.Context, network, addr 
 // here, in one place, rather than in each file's init.
 func commands(g *globalOptions) []*cobra.Command {
 	return []*cobra.Command{
-		newVersionCmd(g),
+		newVersionCmd(g, nil),
 		newPlanCmd(g, nil), newApplyCmd(g, nil), newUndoCmd(g, nil), newStatusCmd(g, nil),
 		newInventoryCmd(newInventoryValidateCmd(g, nil), newInventoryShowCmd(g, nil), newImportCmd(g, nil)),
 		newNodesCmd(newNodesDrainCmd(g, nil), newNodesCleanupCmd(g, nil), newNodesVerifyCmd(g, nil)),
 		newCertsCmd(newCertsInspectCmd(g, nil), newCertsRegenCmd(g, nil)),
-		newManCmd(g),
+		newManCmd(g, nil),
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 
@@ -10,8 +11,20 @@ import (
 	"github.com/mastershrink/mastershrink/internal/version"
 )
 
-func newVersionCmd(g *globalOptions) *cobra.Command {
-	var output string
+type versionOptions struct {
+	*globalOptions
+	Output string
+}
+
+func (o *versionOptions) validate() error {
+	if o.Output != "text" && o.Output != "json" && o.Output != "yaml" {
+		return usageError{fmt.Errorf("-o %q: want text, json or yaml", o.Output)}
+	}
+	return nil
+}
+
+func newVersionCmd(g *globalOptions, runF func(*versionOptions) error) *cobra.Command {
+	o := &versionOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "version [-o text|json|yaml]",
 		Short: "Print the version of mastershrink",
@@ -19,35 +32,35 @@ func newVersionCmd(g *globalOptions) *cobra.Command {
 and with -o json or yaml also whether the tree was modified, the commit time, the Go version
 and the platform. Plans record the version line: apply refuses a plan from another version.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			info := version.Get()
-			switch output {
-			case "text":
-				_, err := fmt.Fprintln(g.Out, "mastershrink", info.String())
-				return err
-			case "json":
-				out := struct {
-					FormatVersion int `json:"format_version"`
-					version.Info
-				}{1, info}
-				enc := json.NewEncoder(g.Out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(out)
-			case "yaml":
-				out := struct {
-					FormatVersion int `yaml:"format_version"`
-					version.Info  `yaml:",inline"`
-				}{1, info}
-				data, err := yaml.Marshal(out)
-				if err != nil {
-					return err
-				}
-				_, err = g.Out.Write(data)
-				return err
-			}
-			return usageError{fmt.Errorf("-o %q: want text, json or yaml", output)}
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return runOrHook(cmd.Context(), o, runF, runVersion) },
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text, json or yaml")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "text, json or yaml")
 	return cmd
+}
+
+func runVersion(_ context.Context, o *versionOptions) error {
+	info := version.Get()
+	switch o.Output {
+	case "json":
+		out := struct {
+			FormatVersion int `json:"format_version"`
+			version.Info
+		}{1, info}
+		enc := json.NewEncoder(o.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	case "yaml":
+		out := struct {
+			FormatVersion int `yaml:"format_version"`
+			version.Info  `yaml:",inline"`
+		}{1, info}
+		data, err := yaml.Marshal(out)
+		if err != nil {
+			return err
+		}
+		_, err = o.Out.Write(data)
+		return err
+	}
+	_, err := fmt.Fprintln(o.Out, "mastershrink", info.String())
+	return err
 }

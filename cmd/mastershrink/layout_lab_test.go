@@ -264,3 +264,88 @@ func TestLabHAProxyLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestLabHAProxyMixedFleet shrinks 3 masters to 1 on seed 003's layout where one worker, w2,
+// has moved from nginx to Debian's haproxy (its nginx config gone, as on a node rebuilt from
+// another guide): each node's proxy is edited as what it is, nginx's lines marked down and
+// haproxy's servers disabled, with no failed request.
+func TestLabHAProxyMixedFleet(t *testing.T) {
+	testenv.RequireLab(t)
+	lab := testenv.StartLab(t, testenv.Options{Name: "msmixed"})
+	prepare(t, lab)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	lay, _ := testenv.LookupLayout("seed003")
+	conf := "global\n\tdaemon\n\ndefaults\n\tmode tcp\n\ttimeout connect 1s\n\ttimeout client 3m\n\ttimeout server 3m\n\n" +
+		"frontend kube-apiserver\n\tbind *:8443\n\tdefault_backend kube-apiserver\n\nbackend kube-apiserver\n\tbalance roundrobin\n" +
+		"\tserver m1 10.88.0.11:6443 check\n\tserver m2 10.88.0.12:6443 check\n\tserver m3 10.88.0.13:6443 check\n"
+	swap := "systemctl disable --now " + lay.Paths.NginxUnit + " && mv " + lay.Paths.NginxConfig + " " + lay.Paths.NginxConfig + ".gone && " +
+		"printf '" + strings.ReplaceAll(conf, "\n", `\n`) + "' > /etc/haproxy/haproxy.cfg && systemctl enable --now haproxy"
+	if out, err := lab.Exec(ctx, "w2", "sh", "-c", swap); err != nil {
+		t.Fatalf("haproxy on w2: %v\n%s", err, out)
+	}
+	w2, _ := lab.Machine("w2")
+	hc, err := lab.HTTPClient(testenv.DialerIn(w2.NetNS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		resp, err := hc.Get("https://" + lay.Paths.NginxListen + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("w2's haproxy does not reach the apiservers: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	path := filepath.Join(t.TempDir(), "plan.json")
+	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m2,m3", "--out", path)
+	if code != exitOK {
+		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Decode(data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := fileAfter(t, stepByID(t, p, "lb/update/w2"), "/etc/haproxy/haproxy.cfg"); !strings.Contains(s, "server m2 10.88.0.12:6443 check disabled\n") {
+		t.Errorf("w2's haproxy.cfg after the plan:\n%s", s)
+	}
+	if s := fileAfter(t, stepByID(t, p, "lb/update/w1"), lay.Paths.NginxConfig); !strings.Contains(s, "10.88.0.12:6443 max_fails=3 fail_timeout=30s down;") {
+		t.Errorf("w1's nginx config after the plan:\n%s", s)
+	}
+
+	prober := lab.StartProber(context.Background(), 20)
+	start := time.Now()
+	out, errOut, code = cli(t, lab, "apply", path, "-i", lab.Inventory)
+	report := prober.Stop()
+	t.Logf("apply took %s; prober: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
+	if code != exitOK {
+		t.Fatalf("apply exit %d", code)
+	}
+	if report.Failed > 0 {
+		t.Errorf("prober: %d of %d requests failed: %v", report.Failed, report.Total, report.Failures[:min(5, len(report.Failures))])
+	}
+	ec, err := lab.EtcdClient("https://10.88.0.11:2379")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ec.Close()
+	if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
+		t.Errorf("seed keys: %v", err)
+	}
+	if members, err := ec.MemberList(ctx); err != nil || len(members.Members) != 1 {
+		t.Errorf("etcd members %v (%v), want only m1", members, err)
+	}
+	if got, _ := lab.Exec(ctx, "w2", "sh", "-c", "grep -c 'disabled$' /etc/haproxy/haproxy.cfg; systemctl is-active haproxy"); string(got) != "2\nactive\n" {
+		t.Errorf("w2 after apply: %q, want m2 and m3 disabled and haproxy active", got)
+	}
+}

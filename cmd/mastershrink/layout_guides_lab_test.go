@@ -29,6 +29,8 @@ type guideShrink struct {
 	checkPlan func(t *testing.T, p *plan.Plan, out string)
 	// checkAfter asserts what is particular to the layout after apply.
 	checkAfter func(t *testing.T, ctx context.Context, lab *testenv.Lab)
+	// checkReported asserts, after apply, what the plan reported and left in place.
+	checkReported func(t *testing.T, ctx context.Context, lab *testenv.Lab, p *plan.Plan)
 }
 
 var removedIPs = []string{"10.88.0.12", "10.88.0.13"}
@@ -128,8 +130,9 @@ func runGuideShrink(t *testing.T, g guideShrink) {
 				if err != nil {
 					t.Fatalf("%s:%s: %v", h, cert, err)
 				}
-				if s := string(out); strings.Contains(s, removedIPs[0]) || strings.Contains(s, removedIPs[1]) || !strings.Contains(s, m1.Address) {
-					t.Errorf("%s:%s SANs: %s, want m1 and no removed master", h, cert, s)
+				if s := string(out) + ","; strings.Contains(s, removedIPs[0]) || strings.Contains(s, removedIPs[1]) ||
+					strings.Contains(s, "DNS:m2,") || strings.Contains(s, "DNS:m3,") || !strings.Contains(s, m1.Address) {
+					t.Errorf("%s:%s SANs: %s, want m1 and no removed master, by address or name", h, cert, s)
 				}
 			}
 		}
@@ -146,6 +149,9 @@ func runGuideShrink(t *testing.T, g guideShrink) {
 		}
 		if g.checkAfter != nil {
 			g.checkAfter(t, ctx, lab)
+		}
+		if g.checkReported != nil {
+			g.checkReported(t, ctx, lab, p)
 		}
 	})
 }
@@ -166,6 +172,66 @@ func TestLabHardwayLayout(t *testing.T) {
 			unit := fileAfter(t, stepByID(t, p, "etcd/initial-cluster/m1"), "/etc/systemd/system/etcd.service")
 			if !strings.Contains(unit, "--initial-cluster m1=https://10.88.0.11:2380 \\\n") {
 				t.Errorf("etcd.service after the plan:\n%s", unit)
+			}
+		},
+	})
+}
+
+// TestLabKubesprayLayout shrinks 3 masters to 1 with kubespray's etcd: flags as unquoted
+// ETCD_* variables of /etc/etcd.env, etcd's own CA, and make-ssl-etcd.sh's per-host
+// certificates (every host's on every etcd host, each with every etcd address). The plan
+// re-signs with etcd's CA every staying host's certificate wherever it is kept, the
+// apiserver's serving certificate with the cluster CA, and reports the leaving hosts' own
+// certificates left on m1; after apply nothing else in /etc/ssl/etcd/ssl names a removed
+// master.
+func TestLabKubesprayLayout(t *testing.T) {
+	const dir = "/etc/ssl/etcd/ssl/"
+	runGuideShrink(t, guideShrink{
+		layout: "kubespray", lab: "msspray", member: "etcd1",
+		certs: map[string][]string{
+			dir + "member-m1.pem":                {"m1"},
+			dir + "admin-m1.pem":                 {"m1"},
+			dir + "node-m1.pem":                  {"m1"},
+			dir + "node-w1.pem":                  {"m1", "w1"},
+			dir + "node-w2.pem":                  {"m1", "w2"},
+			"/etc/kubernetes/ssl/apiserver.crt": {"m1"},
+		},
+		clean: []string{"/etc/systemd/system", "/etc/etcd.env", "/etc/kubernetes", "/opt/kube-nginx/conf"},
+		checkPlan: func(t *testing.T, p *plan.Plan, out string) {
+			env := fileAfter(t, stepByID(t, p, "etcd/initial-cluster/m1"), "/etc/etcd.env")
+			for _, want := range []string{"\nETCD_INITIAL_CLUSTER=etcd1=https://10.88.0.11:2380\n", "\nETCD_INITIAL_CLUSTER_STATE=existing\n"} {
+				if !strings.Contains(env, want) {
+					t.Errorf("/etc/etcd.env after the plan lacks %q:\n%s", want, env)
+				}
+			}
+			for _, s := range p.Steps {
+				if prm, err := plan.DecodeParams[plan.CertResignParams](s); err == nil && strings.HasPrefix(prm.Path, dir) &&
+					(prm.CAHost != "m1" || prm.CACert != dir+"ca.pem" || prm.CAKey != dir+"ca-key.pem") {
+					t.Errorf("%s is re-signed by %s:%s (key %s), want etcd's CA on m1", prm.Path, prm.CAHost, prm.CACert, prm.CAKey)
+				}
+			}
+		},
+		checkReported: func(t *testing.T, ctx context.Context, lab *testenv.Lab, p *plan.Plan) {
+			var reported string
+			for _, w := range p.Warnings {
+				if strings.HasPrefix(w, "m1 keeps the certificates of leaving hosts") {
+					reported = w
+				}
+			}
+			for _, h := range []string{"m1", "w1", "w2"} {
+				out, err := lab.Exec(ctx, h, "sh", "-c", "for f in "+dir+"*.pem; do case $f in *-key.pem) continue;; esac; "+
+					"openssl x509 -noout -ext subjectAltName -in $f 2>/dev/null | grep -qE '10\\.88\\.0\\.1[23]' && echo $f; done; true")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range strings.Fields(string(out)) {
+					if h != "m1" || !strings.Contains(reported, f+",") && !strings.Contains(reported, f+")") {
+						t.Errorf("%s:%s still names a removed master and the plan did not report it (warning: %q)", h, f, reported)
+					}
+				}
+			}
+			if !strings.Contains(reported, dir+"member-m2.pem") || !strings.Contains(reported, dir+"node-m3.pem") {
+				t.Errorf("the plan does not report the leaving hosts' certificates on m1: %q", reported)
 			}
 		},
 	})

@@ -254,11 +254,13 @@ func (e *Executor) probeTimeout() time.Duration {
 	return 30 * time.Second
 }
 
-// Apply rewrites one node's files atomically with backups, has the node's own nginx test
-// them as its unit runs it, and only then reloads through systemd (never a restart), waits
-// for nginx to run the new config and probes the apiserver through the proxy. When nginx -t
-// rejects the files, the old content is written back and nothing is reloaded: the node keeps
-// serving on its old config, and the error names the node and carries nginx's message.
+// Apply rewrites one node's files atomically with backups, has the node's own proxy test
+// them as its unit runs it (nginx -t, haproxy -c), and only then reloads through systemd
+// (never a restart), waits for the proxy to run the new config (nginx: only new workers
+// accept; haproxy: the master's current worker is one it forked after the reload) and probes
+// the apiserver through the proxy. When the test rejects the files, the old content is
+// written back and nothing is reloaded: the node keeps serving on its old config, and the
+// error names the node and carries the proxy's message.
 func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) {
 	h := t.Host
 	res := NodeResult{Host: h.Name(), Backups: map[string]string{}}
@@ -550,10 +552,11 @@ func lastChange(ctx context.Context, h machine.Host, paths []string) (now, mtime
 	return now, mtime, nil
 }
 
-// CutOldWorkers tells the nginx workers of a node's proxy still finishing connections from
-// before a reload to stop now (SIGTERM: a fast shutdown of that worker only), so their
-// clients reconnect through the new workers. The master is found as the Executor's Reload
-// finds it (systemd's main PID, or the pid file); no master running is nothing to cut.
+// CutOldWorkers tells the workers of a node's proxy still finishing connections from before
+// a reload to stop now (SIGTERM: a fast shutdown of that worker only; for haproxy, see
+// hapCutOld), so their clients reconnect through the new workers. The master is found as the
+// Executor's Reload finds it (systemd's main PID, or the pid file); no master running is
+// nothing to cut.
 func (e *Executor) CutOldWorkers(ctx context.Context, h machine.Host, p inventory.Paths) error {
 	ctl, err := e.controller(ctx, h, p)
 	if err != nil {
@@ -624,8 +627,8 @@ func Undo(ctx context.Context, h machine.Host, p inventory.Paths, backups map[st
 	return e.Undo(ctx, h, p, backups)
 }
 
-// Undo writes each backup (file path to backup path) back over its file, has nginx test the
-// result and reloads. It is the way back from Apply, with Summary.Backups[node].
+// Undo writes each backup (file path to backup path) back over its file, has the proxy test
+// the result and reloads. It is the way back from Apply, with Summary.Backups[node].
 func (e *Executor) Undo(ctx context.Context, h machine.Host, p inventory.Paths, backups map[string]string) error {
 	paths := make([]string, 0, len(backups))
 	for f := range backups {

@@ -9,6 +9,10 @@ const (
 	RoleEtcd   Role = "etcd"
 	RoleMaster Role = "master"
 	RoleWorker Role = "worker"
+	// RoleLB is a load-balancer host in front of the apiservers (nginx or haproxy, often a
+	// keepalived pair sharing the VIP the kubeconfigs name): no etcd, no kubelet. Its proxy
+	// is updated like a node's; kubeasz's ex_lb hosts are such hosts.
+	RoleLB Role = "lb"
 )
 
 // Inventory is the operator's cluster file, with the layout preset and every override

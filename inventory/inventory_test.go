@@ -204,7 +204,7 @@ func TestLoadBad(t *testing.T) {
 		{"tab indentation", "format_version: 1\n\tlayout: seed003\n",
 			[]string{"inventory.yaml:2: invalid YAML: found a tab character that violates indentation (fix the YAML at this line or the one before: indent with spaces, not tabs; close every bracket and quote)"}},
 		{"role typo", goodHead + "  - name: m1\n    address: 10.0.0.1\n    roles: [etcd]\n  - name: m2\n    address: 10.0.0.2\n    roles: [etcd]\n  - name: m3\n    address: 10.0.0.3\n    roles:\n      - mastr\n",
-			[]string{`inventory.yaml:15: hosts[2].roles[0]: unknown role "mastr" (want etcd, master or worker)`}},
+			[]string{`inventory.yaml:15: hosts[2].roles[0]: unknown role "mastr" (want etcd, master, worker or lb)`}},
 		{"duplicate name", goodHead + "  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n  - {name: m1, address: 10.0.0.2, roles: [etcd]}\n",
 			[]string{`inventory.yaml:7: hosts[1].name: duplicate host name "m1" (first at line 6): give each host its own name`}},
 		{"duplicate address", goodHead + "  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n  - {name: m2, address: 10.0.0.1, roles: [etcd]}\n",
@@ -247,8 +247,8 @@ func TestLoadBad(t *testing.T) {
 			}},
 		{"no roles", goodHead + "  - {name: m1, address: 10.0.0.1}\n  - {name: m2, address: 10.0.0.2, roles: []}\n",
 			[]string{
-				`inventory.yaml:6: hosts[0].roles: no roles (want at least one of etcd, master or worker)`,
-				`inventory.yaml:7: hosts[1].roles: no roles (want at least one of etcd, master or worker)`,
+				`inventory.yaml:6: hosts[0].roles: no roles (want at least one of etcd, master, worker or lb)`,
+				`inventory.yaml:7: hosts[1].roles: no roles (want at least one of etcd, master, worker or lb)`,
 			}},
 		{"unknown layout and version", "format_version: 2\nlayout: kubeadm\nhosts:\n  - {name: m1, address: 10.0.0.1, roles: [etcd]}\n" + tail,
 			[]string{

@@ -192,14 +192,14 @@ func (d *decoder) validate(inv *Inventory) {
 			}
 		}
 		if len(h.Roles) == 0 {
-			d.at(p+".roles", "no roles (want at least one of etcd, master or worker)")
+			d.at(p+".roles", "no roles (want at least one of etcd, master, worker or lb)")
 		}
 		seen := map[Role]bool{}
 		for j, r := range h.Roles {
 			rp := fmt.Sprintf("%s.roles[%d]", p, j)
 			switch {
-			case r != RoleEtcd && r != RoleMaster && r != RoleWorker:
-				d.at(rp, "unknown role %q (want etcd, master or worker)", r)
+			case r != RoleEtcd && r != RoleMaster && r != RoleWorker && r != RoleLB:
+				d.at(rp, "unknown role %q (want etcd, master, worker or lb)", r)
 			case seen[r]:
 				d.at(rp, "role %q listed twice: list each role once", r)
 			}

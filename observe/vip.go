@@ -10,13 +10,13 @@ import (
 	"github.com/mastershrink/mastershrink/vip"
 )
 
-// gatherVRRP reads keepalived on the masters and etcd hosts that answered: a VIP in front of
-// the apiservers lives there when it is not on dedicated load balancers, and a leaving master
-// may hold it. Workers are not read, so a large cluster pays nothing for it.
+// gatherVRRP reads keepalived on the masters, etcd and LB hosts that answered: a VIP in front
+// of the apiservers lives on the LB hosts or on the masters, where a leaving one may hold it.
+// Workers are not read, so a large cluster pays nothing for it.
 func gatherVRRP(ctx context.Context, c *Cluster, reachable []string, f *plan.Facts) {
 	var names []string
 	for _, name := range reachable {
-		if ih, ok := c.Inv.Host(name); ok && (ih.Has(inventory.RoleMaster) || ih.Has(inventory.RoleEtcd)) {
+		if ih, ok := c.Inv.Host(name); ok && (ih.Has(inventory.RoleMaster) || ih.Has(inventory.RoleEtcd) || ih.Has(inventory.RoleLB)) {
 			names = append(names, name)
 		}
 	}

@@ -27,6 +27,7 @@ const (
 	BridgeAddress = "10.88.0.1"
 	firstMaster   = 11
 	firstWorker   = 21
+	firstLB       = 31
 )
 
 // Machine is one systemd-nspawn machine of the lab.
@@ -166,6 +167,9 @@ func plan(o Options) *Lab {
 	}
 	for i := 0; i < o.Workers; i++ {
 		add(fmt.Sprintf("w%d", i+1), fmt.Sprintf("10.88.0.%d", firstWorker+i), "worker")
+	}
+	for i := 0; i < o.LBHosts; i++ {
+		add(fmt.Sprintf("lb%d", i+1), fmt.Sprintf("10.88.0.%d", firstLB+i), "lb")
 	}
 	l.Inventory = filepath.Join(o.OutDir, "inventory.yaml")
 	l.Kubeconfig = filepath.Join(o.OutDir, "admin.kubeconfig")
@@ -500,6 +504,9 @@ ssh:
 	b.WriteString("hosts:\n")
 	for _, m := range l.Machines {
 		fmt.Fprintf(&b, "  - name: %s\n    address: %s\n    roles: [%s]\n", m.Name, m.Address, strings.Join(m.Roles, ", "))
+		if l.hasRole(m, "lb") {
+			fmt.Fprintf(&b, "    paths:\n      nginx_listen: \"127.0.0.1:%d\"\n", LBPort)
+		}
 	}
 	return []byte(b.String())
 }

@@ -39,6 +39,10 @@ type Options struct {
 	// Proxy is "haproxy" to give every node Debian's haproxy (ProxyHAProxy) instead of the
 	// layout's nginx; empty for the nginx.
 	Proxy string
+	// LBHosts adds that many load-balancer hosts (lb1, lb2 at 10.88.0.31, .32; role lb), each
+	// running the layout's nginx on every address at LBPort in front of every apiserver, as
+	// the env-file guides' LB pair; AddVIP then puts the VIP on them instead of the masters.
+	LBHosts int
 	// RequestTimeout is kube-apiserver's --request-timeout; 10s by default in the lab.
 	RequestTimeout time.Duration
 	// OutDir receives inventory.yaml, admin.kubeconfig, id_ed25519, known_hosts, lab.json and
@@ -88,6 +92,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Workers < 0 || o.Workers > 4 {
 		return fmt.Errorf("lab %s: %d workers, want 0 to 4", o.Name, o.Workers)
+	}
+	if o.LBHosts < 0 || o.LBHosts > 2 || (o.LBHosts > 0 && o.Proxy != "") {
+		return fmt.Errorf("lab %s: %d LB hosts with proxy %q, want 0 to 2, with the layout's nginx", o.Name, o.LBHosts, o.Proxy)
 	}
 	if o.Layout == "" {
 		o.Layout = "seed003"

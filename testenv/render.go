@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/mastershrink/mastershrink/inventory"
@@ -404,7 +405,10 @@ WantedBy=multi-user.target
 `, desc, cmd("ExecStartPre", " -t"), cmd("ExecStart", ""), cmd("ExecReload", " -s reload"), lay.NginxRestartSec)
 }
 
-func (l *Lab) nginxConf(lay Layout) string {
+func (l *Lab) nginxConf(lay Layout) string { return l.nginxConfListen(lay, lay.NginxListenDirective) }
+
+// nginxConfListen is the layout's proxy config listening at listen.
+func (l *Lab) nginxConfListen(lay Layout, listen string) string {
 	var b strings.Builder
 	b.WriteString("load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n")
 	b.WriteString(lay.NginxHeader)
@@ -424,7 +428,7 @@ func (l *Lab) nginxConf(lay Layout) string {
 		}
 	}
 	fmt.Fprintf(&b, "    }\n\n    server {\n        listen %s;\n        proxy_connect_timeout 1s;\n        proxy_pass %s;\n    }\n}\n",
-		lay.NginxListenDirective, lay.NginxUpstream)
+		listen, lay.NginxUpstream)
 	return b.String()
 }
 
@@ -532,7 +536,11 @@ func (l *Lab) machineFiles(lay Layout, m Machine, b binaries, pki map[string][]b
 		fs = append(fs, l.haproxyFiles(lay)...)
 	} else {
 		link(p.NginxBinary, "/usr/sbin/nginx")
-		add(p.NginxConfig, 0o644, l.nginxConf(lay))
+		if l.hasRole(m, "lb") {
+			add(p.NginxConfig, 0o644, l.nginxConfListen(lay, strconv.Itoa(LBPort)))
+		} else {
+			add(p.NginxConfig, 0o644, l.nginxConf(lay))
+		}
 		dir(path.Join(p.NginxPrefix, "logs"), 0o755)
 		addUnit(p.NginxUnit, l.nginxUnit(lay))
 	}

@@ -9,26 +9,50 @@ import (
 	"time"
 )
 
-// VIPAddress is the keepalived VIP of a lab made with Options.VIP.
-const VIPAddress = "10.88.0.100"
+// VIPAddress is the keepalived VIP of AddVIP; LBPort is where the LB hosts' nginx listens,
+// on every address (the env-file guides' 16443).
+const (
+	VIPAddress = "10.88.0.100"
+	LBPort     = 16443
+)
 
-// vipFront is the VIP's address and port: the proxy every master runs listens on every
-// address (seed003's kube-nginx on *:8443), so the VIP's holder answers there.
-func (l *Lab) vipFront() string {
+// VIPFront is the VIP's address and port: on LB hosts their nginx's port, else the proxy
+// every master runs, which must listen on every address (seed003's kube-nginx on *:8443).
+func (l *Lab) VIPFront() string {
+	if len(l.lbHosts()) > 0 {
+		return fmt.Sprintf("%s:%d", VIPAddress, LBPort)
+	}
 	lay, _ := LookupLayout(l.Layout)
 	_, port, _ := strings.Cut(lay.Paths.NginxListen, ":")
 	return VIPAddress + ":" + port
 }
 
-// keepalivedConf is a master's keepalived.conf as the keepalived+proxy-on-masters guides write
-// it: unicast VRRP between the masters (bridges and clouds often drop multicast), every one
-// starting as BACKUP, and the priority rising with the master's number, so the VIP starts on
-// the last master: the one a shrink removes first.
+func (l *Lab) lbHosts() []Machine {
+	var out []Machine
+	for _, m := range l.Machines {
+		if l.hasRole(m, "lb") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// vipHosts are the hosts keepalived runs on: the LB hosts, else the masters.
+func (l *Lab) vipHosts() []Machine {
+	if lb := l.lbHosts(); len(lb) > 0 {
+		return lb
+	}
+	return l.masters()
+}
+
+// keepalivedConf is a keepalived.conf as the guides write it: unicast VRRP between the VIP's
+// hosts (bridges and clouds often drop multicast), every one starting as BACKUP, and the
+// priority rising with the host's number, so on masters the VIP starts on the last one: the
+// one a shrink removes first.
 func (l *Lab) keepalivedConf(m Machine) string {
-	masters := l.masters()
 	prio := 0
 	var peers strings.Builder
-	for i, o := range masters {
+	for i, o := range l.vipHosts() {
 		if o.Name == m.Name {
 			prio = 100 + 10*i
 			continue
@@ -60,14 +84,14 @@ vrrp_instance apiserver {
 `, m.Name, prio, m.Address, peers.String(), VIPAddress)
 }
 
-// AddVIP runs keepalived on every master for VIPAddress, as the keepalived-on-masters guides
-// set it up, waits until the last master holds the VIP, and returns the path of a kubeconfig
+// AddVIP runs keepalived for VIPAddress on the LB hosts or, without any, on every master, as
+// the guides set it up, waits until the last of them holds the VIP, and returns the path of a kubeconfig
 // that reaches the API through it. The apiserver certificate does not name the VIP, so the
 // kubeconfig says which name to verify (tls-server-name), as an operator adding a VIP to a
 // running cluster does until the certificate is re-signed.
 func (l *Lab) AddVIP(ctx context.Context) (string, error) {
-	masters := l.masters()
-	for _, m := range masters {
+	hosts := l.vipHosts()
+	for _, m := range hosts {
 		conf := filepath.Join(m.Root, "etc/keepalived/keepalived.conf")
 		if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
 			return "", err
@@ -79,7 +103,7 @@ func (l *Lab) AddVIP(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("start keepalived on %s: %v: %s", m.Name, err, out)
 		}
 	}
-	last := masters[len(masters)-1]
+	last := hosts[len(hosts)-1]
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out, err := l.Exec(ctx, last.Name, "ip", "-o", "addr", "show", "dev", "eth0")
@@ -104,7 +128,7 @@ func (l *Lab) AddVIP(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	kc := string(kubeconfig("https://"+l.vipFront(), "admin", ca, cert, key))
+	kc := string(kubeconfig("https://"+l.VIPFront(), "admin", ca, cert, key))
 	kc = strings.Replace(kc, "    server: ", "    tls-server-name: kubernetes\n    server: ", 1)
 	path := filepath.Join(l.OutDir, "vip.kubeconfig")
 	if err := os.WriteFile(path, []byte(kc), 0o600); err != nil {

@@ -67,7 +67,7 @@ func TestInventoryValidateBad(t *testing.T) {
 	out, errOut, code := run(t, "inventory", "validate", file)
 	want := "error: " + file + ":1: cluster: missing (want the cluster's name, e.g. cluster: prod-sh; plans and locks carry it)\n" +
 		file + ":3: kubeconfig: " + filepath.Join(dir, "gone.kubeconfig") + " does not exist: fix kubeconfig: in the inventory (relative paths start at the inventory's folder), or copy the cluster's admin kubeconfig there\n" +
-		file + `:5: hosts[0].roles[1]: unknown role "mastr" (want etcd, master or worker)` + "\n"
+		file + `:5: hosts[0].roles[1]: unknown role "mastr" (want etcd, master, worker or lb)` + "\n"
 	if code != exitUsage || out != "" || errOut != want {
 		t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit %d, stderr:\n%s", code, out, errOut, exitUsage, want)
 	}

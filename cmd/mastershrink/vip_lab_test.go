@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +68,7 @@ func TestLabVIPOnLeavingMaster(t *testing.T) {
 		t.FailNow()
 	}
 
-	prober := lab.StartProberVia(context.Background(), 20, testenv.VIPAddress+":8443", "kubernetes")
+	prober := lab.StartProberVia(context.Background(), 20, lab.VIPFront(), "kubernetes")
 	start := time.Now()
 	out, errOut, code = cli(t, lab, "apply", path, "-i", lab.Inventory, "--kubeconfig", kc)
 	report := prober.Stop()
@@ -111,5 +112,89 @@ func TestLabVIPOnLeavingMaster(t *testing.T) {
 	defer ec.Close()
 	if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
 		t.Errorf("seed keys: %v", err)
+	}
+}
+
+// TestLabLBHostsVIP shrinks 3 masters to 1 on the env-file guides' layout with their front
+// end: two LB hosts (role lb) running nginx on :16443 and a keepalived pair holding the VIP
+// that mastershrink and the prober use, next to every node's own proxy. The LB hosts' nginx
+// is updated like a node's, taken off m1's apiserver while it restarts, and the VIP stays
+// where it is: no request through it may fail.
+func TestLabLBHostsVIP(t *testing.T) {
+	testenv.RequireLab(t)
+	lab := testenv.StartLab(t, testenv.Options{Name: "mslbvip", Layout: "envfile", LBHosts: 2})
+	prepare(t, lab)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	kc, err := lab.AddVIP(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, _ := lab.Machine("m2")
+	m3, _ := lab.Machine("m3")
+
+	path := filepath.Join(t.TempDir(), "plan.json")
+	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--kubeconfig", kc, "--remove", "m2,m3", "--out", path)
+	if code != exitOK {
+		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Decode(data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const lbConf = "/opt/kube-nginx/conf/kube-nginx.conf"
+	for _, lb := range []string{"lb1", "lb2"} {
+		after := fileAfter(t, stepByID(t, p, "lb/update/"+lb), lbConf)
+		if !strings.Contains(after, "listen 16443;") {
+			t.Errorf("%s's nginx after the plan:\n%s", lb, after)
+		}
+	}
+	up := stepByID(t, p, "apiserver/update/m1")
+	var aside []string
+	for _, f := range up.Aside {
+		aside = append(aside, f.Host)
+	}
+	if !slices.Contains(aside, "lb1") || !slices.Contains(aside, "lb2") {
+		t.Errorf("m1's restart sets aside the proxies of %v, want lb1 and lb2 among them", aside)
+	}
+	for _, s := range p.Steps {
+		if strings.HasPrefix(s.ID, "vip/") {
+			t.Errorf("step %s: the VIP is on LB hosts that stay", s.ID)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	prober := lab.StartProberVia(context.Background(), 20, lab.VIPFront(), "kubernetes")
+	start := time.Now()
+	out, errOut, code = cli(t, lab, "apply", path, "-i", lab.Inventory, "--kubeconfig", kc)
+	report := prober.Stop()
+	t.Logf("apply took %s; prober through the VIP on the LB hosts: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
+	if code != exitOK {
+		t.Fatalf("apply exit %d", code)
+	}
+	if report.Failed > 0 {
+		t.Errorf("prober: %d of %d requests through the VIP failed", report.Failed, report.Total)
+		for _, f := range report.Failures {
+			t.Logf("  %s %s %s", f.Worker, f.Start.Format("15:04:05.000"), f.Err)
+		}
+	}
+	for _, lb := range []string{"lb1", "lb2"} {
+		conf, err := lab.Exec(ctx, lb, "cat", lbConf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(conf), m2.Address) || strings.Contains(string(conf), m3.Address) {
+			t.Errorf("%s's nginx still names a removed master:\n%s", lb, conf)
+		}
+	}
+	addrs, err := lab.Exec(ctx, "lb2", "ip", "-o", "addr", "show", "dev", "eth0")
+	if err != nil || !strings.Contains(string(addrs), " "+testenv.VIPAddress+"/") {
+		t.Errorf("the VIP left lb2: %s %v", addrs, err)
 	}
 }

@@ -35,6 +35,11 @@ func observeProxy(ctx context.Context, h host.Host, ih *inventory.Host, apiserve
 	}
 	c, err := lb.Observe(ctx, h, p, apiservers)
 	if err == nil {
+		if p.Proxy == "" {
+			if err := secondProxy(ctx, h, p, apiservers); err != nil {
+				return nil, nil, err
+			}
+		}
 		return &c, nil, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -55,6 +60,28 @@ func observeProxy(ctx context.Context, h host.Host, ih *inventory.Host, apiserve
 		}
 	}
 	return nil, &plan.ProxyMissing{Path: p.NginxConfig, Other: other}, nil
+}
+
+// secondProxy refuses a host where, next to the nginx it runs, an active haproxy fronts the
+// apiservers too: mastershrink edits one proxy per node, and the other would keep sending
+// requests to the leaving masters. A haproxy config that is not running is not in the way.
+func secondProxy(ctx context.Context, h host.Host, p inventory.Paths, apiservers []string) error {
+	hc, err := lb.ObserveHAProxy(ctx, h, p, apiservers)
+	if err != nil || len(hc.Upstreams) == 0 {
+		return nil
+	}
+	_, unit, _ := p.HAProxyPaths()
+	sd, err := h.Systemd(ctx)
+	if err != nil {
+		return nil
+	}
+	defer sd.Close()
+	st, err := sd.Status(ctx, unit)
+	if err != nil || st.ActiveState != "active" {
+		return nil
+	}
+	return fmt.Errorf("both nginx (%s) and haproxy (%s, %s active) front the apiservers there, and mastershrink edits one proxy per node: set proxy: nginx or proxy: haproxy for %s in the inventory, and take the leaving masters out of the other by hand",
+		p.NginxConfig, hc.Main, unit, h.Name())
 }
 
 // withoutHAProxy drops the signs of haproxy from a list of otherProxies.

@@ -35,6 +35,7 @@ func TestObserveProxy(t *testing.T) {
 		kind    string // the proxy read, "-" for none
 		missing string // ProxyMissing.Path, empty for none
 		other   string // ProxyMissing.Other, joined
+		err     string
 	}{
 		{name: "nginx", files: map[string]string{nginxConf: nginx, hapConf: haproxy}, paths: inventory.Paths{NginxConfig: nginxConf}, kind: ""},
 		{name: "nginx missing, haproxy fronts the apiservers", files: map[string]string{hapConf: haproxy}, units: map[string]host.UnitStatus{"haproxy.service": active},
@@ -49,6 +50,12 @@ func TestObserveProxy(t *testing.T) {
 		{name: "proxy: nginx, missing, haproxy there", files: map[string]string{hapConf: haproxy}, units: map[string]host.UnitStatus{"haproxy.service": active},
 			paths: inventory.Paths{Proxy: "nginx", NginxConfig: nginxConf}, kind: "-", missing: nginxConf, other: hapConf + ", haproxy.service active, enabled"},
 		{name: "no proxy in the inventory", files: map[string]string{hapConf: haproxy}, paths: inventory.Paths{}, kind: "-"},
+		{name: "nginx, and a haproxy config that is not running", files: map[string]string{nginxConf: nginx, hapConf: haproxy},
+			paths: inventory.Paths{NginxConfig: nginxConf}, kind: ""},
+		{name: "nginx, and an active haproxy", files: map[string]string{nginxConf: nginx, hapConf: haproxy}, units: map[string]host.UnitStatus{"haproxy": active},
+			paths: inventory.Paths{NginxConfig: nginxConf}, err: "both nginx (/etc/nginx/nginx.conf) and haproxy (/etc/haproxy/haproxy.cfg, haproxy active) front the apiservers"},
+		{name: "proxy: nginx, and an active haproxy", files: map[string]string{nginxConf: nginx, hapConf: haproxy}, units: map[string]host.UnitStatus{"haproxy.service": active},
+			paths: inventory.Paths{Proxy: "nginx", NginxConfig: nginxConf}, kind: ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,6 +72,12 @@ func TestObserveProxy(t *testing.T) {
 			h := &unitfiletest.DirHost{HostName: "w1", Root: root, Statuses: tt.units}
 			ih := &inventory.Host{Name: "w1", Paths: tt.paths}
 			cfg, missing, err := observeProxy(context.Background(), h, ih, apiservers)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want one containing %q", err, tt.err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

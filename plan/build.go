@@ -293,7 +293,7 @@ func (b *builder) warnings() {
 			continue
 		}
 		b.warn("%s:%s (used by %s) could not be read, so it is neither checked nor re-signed: %s; check by hand that it names no removed address",
-			c.Host, c.Path, strings.Join(c.UsedBy, ", "), c.Error)
+			c.Host, c.Path, usedByText(c.UsedBy), c.Error)
 	}
 }
 

@@ -259,3 +259,12 @@ type CertResignParams struct {
 }
 
 func (CertResignParams) ParamsKind() string { return KindCertResign }
+
+// usedByText names a certificate's "unit --flag" uses for a reader; kubespray's per-host
+// copies have none.
+func usedByText(usedBy []string) string {
+	if len(usedBy) == 0 {
+		return "no unit: a per-host copy"
+	}
+	return strings.Join(usedBy, ", ")
+}

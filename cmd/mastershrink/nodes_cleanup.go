@@ -170,11 +170,15 @@ func cleanupGuard(ctx context.Context, c *observe.Cluster, inv *inventory.Invent
 func cleanupHost(ctx context.Context, o *nodesCleanupOptions, c *observe.Cluster, inv *inventory.Inventory, name string) hostCleanupJSON {
 	doc := hostCleanupJSON{Host: name}
 	table := o.Output == "table"
-	h, err := c.Host(ctx, name)
-	if err != nil {
+	// failed ends the host's work at an error, which the report and stderr both name.
+	failed := func(err error) hostCleanupJSON {
 		doc.Error = err.Error()
 		fmt.Fprintf(o.ErrOut, "error: %s: %v\n", name, err)
 		return doc
+	}
+	h, err := c.Host(ctx, name)
+	if err != nil {
+		return failed(err)
 	}
 	ih, _ := inv.Host(name)
 	opts := nodes.CleanupOptionsFor(ih.Paths.KubeletUnit, ih.Paths.KubeProxyUnit)
@@ -186,9 +190,7 @@ func cleanupHost(ctx context.Context, o *nodesCleanupOptions, c *observe.Cluster
 			writeCleanupReport(o.Out, name, rep)
 		}
 		if err != nil {
-			doc.Error = err.Error()
-			fmt.Fprintf(o.ErrOut, "error: %s: %v\n", name, err)
-			return doc
+			return failed(err)
 		}
 	}
 	v, err := nodes.Verify(ctx, h, opts)

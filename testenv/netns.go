@@ -94,6 +94,12 @@ func labNetnsNames(name string) []string {
 	return out
 }
 
+// isMachineName: masters m1..m9, workers w1..w9, LB hosts lb1..lb9.
 func isMachineName(s string) bool {
-	return len(s) == 2 && (s[0] == 'm' || s[0] == 'w') && s[1] >= '1' && s[1] <= '9'
+	for _, prefix := range []string{"m", "w", "lb"} {
+		if n, ok := strings.CutPrefix(s, prefix); ok && len(n) == 1 && n[0] >= '1' && n[0] <= '9' {
+			return true
+		}
+	}
+	return false
 }

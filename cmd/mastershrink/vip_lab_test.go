@@ -134,7 +134,8 @@ func TestLabLBHostsVIP(t *testing.T) {
 	m3, _ := lab.Machine("m3")
 
 	path := filepath.Join(t.TempDir(), "plan.json")
-	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--kubeconfig", kc, "--remove", "m2,m3", "--out", path)
+	// --lb-mode remove: the LB hosts' nginx must end naming no removed master at all.
+	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--kubeconfig", kc, "--remove", "m2,m3", "--lb-mode", "remove", "--out", path)
 	if code != exitOK {
 		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
 	}

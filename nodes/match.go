@@ -63,6 +63,26 @@ func ResolveNodes(ctx context.Context, kube kubernetes.Interface, args []string,
 	return out, nil
 }
 
+// NodeNames lists the Nodes of inventory hosts (Node.OfHost: by the host's name or its
+// address, addressOf giving it as for ResolveNodes), each once, in the hosts' order. A host
+// may have none (already gone) or, with a stale Node of another name, more than one.
+func NodeNames(ctx context.Context, kube kubernetes.Interface, hosts []string, addressOf func(host string) (string, bool)) ([]string, error) {
+	list, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	var out []string
+	for _, name := range hosts {
+		address, _ := addressOf(name)
+		for i := range list.Items {
+			if n := &list.Items[i]; ofHost(n, name, address) && !slices.Contains(out, n.Name) {
+				out = append(out, n.Name)
+			}
+		}
+	}
+	return out, nil
+}
+
 // ofHost is Node.OfHost for a Node of the API.
 func ofHost(n *corev1.Node, name, address string) bool {
 	return Node{Name: n.Name, Addresses: nodeAddresses(n)}.OfHost(name, address)

@@ -92,6 +92,16 @@ func TestResolveNodes(t *testing.T) {
 	}
 }
 
+func TestNodeNames(t *testing.T) {
+	// node-1 carries w1's address; w2 has a Node of its name and a stale one at its address.
+	kube := fake.NewClientset(apiNode("node-1", "10.0.0.1"), apiNode("w2", "10.0.0.2"), apiNode("old-w2", "10.0.0.2"), apiNode("n9", "10.0.0.9"))
+	inv := addressesOf(map[string]string{"w1": "10.0.0.1", "w2": "10.0.0.2", "w3": "10.0.0.3"})
+	got, err := nodes.NodeNames(context.Background(), kube, []string{"w2", "w1", "w3", "n9", "w1"}, inv)
+	if err != nil || !slices.Equal(got, []string{"old-w2", "w2", "node-1", "n9"}) {
+		t.Errorf("got %v, %v; want w2's two Nodes (API order), w1's, none for w3, n9 by name", got, err)
+	}
+}
+
 func TestResolveNodesListFails(t *testing.T) {
 	kube := fake.NewClientset()
 	kube.PrependReactor("list", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {

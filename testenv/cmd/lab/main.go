@@ -60,6 +60,7 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 		fs.StringVar(&o.KubernetesVersion, "k8s", "v1.37.0", "Kubernetes version")
 		fs.StringVar(&o.EtcdVersion, "etcd", "v3.5.21", "etcd version (3.4.23 is Debian's package)")
 		fs.DurationVar(&o.RequestTimeout, "request-timeout", 10*time.Second, "kube-apiserver --request-timeout")
+		fs.StringVar(&o.Proxy, "proxy", "", "node proxy: empty for the layout's nginx, haproxy for Debian's haproxy on every node")
 	}
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}

@@ -179,8 +179,12 @@ func (inv *Inventory) Summary() string {
 		}
 		return strconv.Itoa(n) + " " + many
 	}
-	return fmt.Sprintf("%s (%s, %d etcd, %s)", plural(len(inv.Hosts), "host", "hosts"),
+	lbs := ""
+	if n := len(inv.HostsWithRole(RoleLB)); n > 0 {
+		lbs = ", " + plural(n, "LB host", "LB hosts")
+	}
+	return fmt.Sprintf("%s (%s, %d etcd, %s%s)", plural(len(inv.Hosts), "host", "hosts"),
 		plural(len(inv.HostsWithRole(RoleMaster)), "master", "masters"),
 		len(inv.HostsWithRole(RoleEtcd)),
-		plural(len(inv.HostsWithRole(RoleWorker)), "worker", "workers"))
+		plural(len(inv.HostsWithRole(RoleWorker)), "worker", "workers"), lbs)
 }

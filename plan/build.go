@@ -161,6 +161,13 @@ func (b *builder) checkTarget() bool {
 			}
 		}
 	}
+	for _, name := range append(append([]string{}, b.t.Remove...), b.t.Drain...) {
+		if h, _ := b.f.Host(name); h.Has(inventory.RoleLB) && !h.Has(inventory.RoleMaster) && !h.Has(inventory.RoleEtcd) && !h.Has(inventory.RoleWorker) {
+			b.refuse("lb-host", fmt.Sprintf("%s is a load-balancer host (role lb): mastershrink retires masters and drains workers, and never stops the front end clients reach the apiservers through", name),
+				"take "+name+" out of its keepalived pair and out of DNS by hand, then out of the inventory; or leave it out of --remove and --drain")
+			ok = false
+		}
+	}
 	for _, name := range b.t.Drain {
 		if h, _ := b.f.Host(name); h.Has(inventory.RoleMaster) || h.Has(inventory.RoleEtcd) {
 			b.refuse("drain-control-plane", fmt.Sprintf("--drain %s names a master or etcd host: draining plans its cleanup, which removes its PKI and containers", name),

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/vip"
 )
 
@@ -122,6 +123,18 @@ func TestVIPRefusals(t *testing.T) {
 	for _, s := range p.Steps {
 		if s.ID == "vip/release/m3" {
 			t.Errorf("a stopped keepalived is released again")
+		}
+	}
+}
+
+// An LB host is neither retired nor drained: the refusal says so, not "use --drain".
+func TestLBHostIsNotATarget(t *testing.T) {
+	for _, target := range []Target{{Remove: []string{"lb1"}}, {Drain: []string{"lb1"}}} {
+		f := seed003.facts(t)
+		f.Hosts = append(f.Hosts, Host{Name: "lb1", Address: "172.72.0.91", Roles: []inventory.Role{inventory.RoleLB}, Reachable: true})
+		p := Build(f, target, "test", observedAt)
+		if len(p.Refusals) != 1 || p.Refusals[0].Code != "lb-host" || !strings.Contains(p.Refusals[0].WayOut, "keepalived pair") {
+			t.Errorf("%+v: refusals %+v", target, p.Refusals)
 		}
 	}
 }

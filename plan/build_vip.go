@@ -72,11 +72,14 @@ func (b *builder) vips() {
 		}
 		release = append(release, name)
 	}
-	// Backups first, holders last; by name within each.
+	// Lowest priority first: VRRP elects the highest, so the holder goes last and the VIP moves
+	// once. The priority is configuration, so a failover between plan and apply (which would
+	// change who holds the VIP) does not make the plan stale; a holder that is not the
+	// highest (nopreempt) only makes the VIP move twice.
 	sort.SliceStable(release, func(i, j int) bool {
-		hi, hj := len(b.f.VRRP[release[i]].Holds) > 0, len(b.f.VRRP[release[j]].Holds) > 0
-		if hi != hj {
-			return hj
+		pi, pj := maxPriority(b.f.VRRP[release[i]].Config), maxPriority(b.f.VRRP[release[j]].Config)
+		if pi != pj {
+			return pi < pj
 		}
 		return release[i] < release[j]
 	})
@@ -147,6 +150,14 @@ func (b *builder) vips() {
 			Files:  []host.FileChange{{Host: name, Path: o.Path, Before: o.Text, After: after}},
 			Params: EncodeParams(VIPUpdateParams{Unit: vip.DefaultUnit, Reload: o.Active}), Relies: []string{"vrrp." + name}})
 	}
+}
+
+func maxPriority(c vip.Config) int {
+	m := 0
+	for _, in := range c.Instances {
+		m = max(m, in.Priority)
+	}
+	return m
 }
 
 // priorityOf is the priority of the instance serving addr (0 when none does).

@@ -138,3 +138,19 @@ func TestLBHostIsNotATarget(t *testing.T) {
 		}
 	}
 }
+
+// The release order follows the configured priorities, not who holds the VIP when the plan
+// is made: a failover between plan and apply leaves the plan's steps as they were.
+func TestVIPReleaseOrderIgnoresTheHolder(t *testing.T) {
+	f := vrrpFacts(t)
+	a := Build(f, Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
+	for _, name := range []string{"m2", "m3"} {
+		o := f.VRRP[name]
+		o.Holds = map[string][]string{"m2": {testVIP}, "m3": nil}[name]
+		f.VRRP[name] = o
+	}
+	b := Build(f, Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
+	if strings.Join(ids(a), " ") != strings.Join(ids(b), " ") || Fingerprint(a) != Fingerprint(b) {
+		t.Errorf("a failover changed the plan:\n%v\n%v", ids(a), ids(b))
+	}
+}

@@ -517,7 +517,7 @@ func (l *Lab) Down(ctx context.Context) error {
 	t := time.Now()
 	already := len(Leftovers(l.Name)) == 0
 	err := cleanup(l.Name, l.Log)
-	for _, p := range []string{l.Inventory, l.Kubeconfig, l.SSHKey, l.SSHKey + ".pub", l.KnownHosts, l.EtcdCA, l.EtcdCert, l.EtcdKey, filepath.Join(l.OutDir, "lab.json")} {
+	for _, p := range []string{l.Inventory, l.Kubeconfig, l.SSHKey, l.SSHKey + ".pub", l.KnownHosts, l.EtcdCA, l.EtcdCert, l.EtcdKey, filepath.Join(l.OutDir, "lab.json"), filepath.Join(l.OutDir, "vip.kubeconfig")} {
 		if p != "" {
 			os.Remove(p)
 		}

@@ -16,7 +16,8 @@ import (
 
 const usage = `usage: lab COMMAND [flags]
 
-  lab up     [--name N] [--masters 3] [--workers 2] [--layout seed003|kubeasz|envfile]
+  lab up     [--name N] [--masters 3] [--workers 2] [--layout seed003|kubeasz|envfile|...]
+             [--proxy haproxy] [--lb-hosts 0-2] [--vip]
              [--k8s v1.37.0] [--etcd v3.5.21|v3.6.x|3.4.23] [--request-timeout 10s] [--out DIR]
   lab status [--name N | --out DIR]
   lab exec   [--name N | --out DIR] HOST -- CMD [ARGS...]
@@ -61,6 +62,11 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 		fs.StringVar(&o.EtcdVersion, "etcd", "v3.5.21", "etcd version (3.4.23 is Debian's package)")
 		fs.DurationVar(&o.RequestTimeout, "request-timeout", 10*time.Second, "kube-apiserver --request-timeout")
 		fs.StringVar(&o.Proxy, "proxy", "", "node proxy: empty for the layout's nginx, haproxy for Debian's haproxy on every node")
+		fs.IntVar(&o.LBHosts, "lb-hosts", 0, "load-balancer hosts lb1, lb2 (nginx on :16443 in front of the apiservers), 0-2")
+	}
+	var withVIP bool
+	if cmd == "up" {
+		fs.BoolVar(&withVIP, "vip", false, "keepalived VIP 10.88.0.100 on the LB hosts, or on the masters (starting on the last one)")
 	}
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
@@ -83,6 +89,13 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 		}
 		fmt.Fprintf(stdout, "lab %s is up\n  inventory:  %s\n  kubeconfig: %s\n  ssh key:    %s\n  known_hosts: %s\n  netns:      %s (ip netns exec %s kubectl --kubeconfig %s get nodes)\n",
 			l.Name, l.Inventory, l.Kubeconfig, l.SSHKey, l.KnownHosts, l.NetNS, l.Name, l.Kubeconfig)
+		if withVIP {
+			kc, err := l.AddVIP(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "  VIP:        %s (kubeconfig through it: %s)\n", l.VIPFront(), kc)
+		}
 		return nil
 	case "status":
 		l, err := open()

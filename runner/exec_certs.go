@@ -3,6 +3,7 @@ package runner
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -137,6 +138,22 @@ func (r *run) certStep(st plan.Step, p plan.CertResignParams) executor {
 				newPEM, warnings = res.CertPEM, res.Warnings
 				info = &res.Info
 			}
+			// Each host's copy must still be the certificate the plan saw (or this step's new
+			// one, from an earlier run), proven before anything is written: the new pair
+			// replaces the copy and its key, which must not be a pair issued since.
+			for _, name := range hosts {
+				h, _, err := r.host(ctx, name)
+				if err != nil {
+					return outcome{}, err
+				}
+				cur, err := h.ReadFile(ctx, path)
+				if err != nil {
+					return outcome{}, fmt.Errorf("read %s:%s: %w", name, path, err)
+				}
+				if err := sameCertificate(cur, newPEM, path, p.Serial); err != nil {
+					return outcome{}, fmt.Errorf("%s:%s: %w", name, path, err)
+				}
+			}
 			var changes []Change
 			backups := map[string]string{}
 			for _, name := range hosts {
@@ -166,6 +183,25 @@ func (r *run) certStep(st plan.Step, p plan.CertResignParams) executor {
 				note: fmt.Sprintf("serial %s, SANs %s", info.Serial, strings.Join(certs.Hosts(*info), ", "))}, nil
 		},
 	}
+}
+
+// ErrCertChanged is a certificate that is no longer the one the plan re-signs.
+var ErrCertChanged = errors.New("the certificate changed since the plan")
+
+// sameCertificate proves cur is the certificate of serial the plan saw, or newPEM already.
+// A plan without a serial (made by hand) proves nothing here.
+func sameCertificate(cur, newPEM []byte, path, serial string) error {
+	if serial == "" || bytes.Equal(cur, newPEM) {
+		return nil
+	}
+	infos, _, err := certs.ParsePEM(cur, path)
+	if err != nil {
+		return err
+	}
+	if infos[0].Serial != serial {
+		return fmt.Errorf("%w: it has serial %s, the plan re-signs serial %s; make the plan again", ErrCertChanged, infos[0].Serial, serial)
+	}
+	return nil
 }
 
 // stepCA is the CA that re-signs a step's certificate: etcd's own where the plan names one

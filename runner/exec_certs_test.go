@@ -206,3 +206,30 @@ func TestExecutorCertResignFailures(t *testing.T) {
 		t.Error("done while m2 serves the old certificate")
 	}
 }
+
+// A copy on another host that is no longer the certificate the plan saw (re-issued since)
+// stops the step before anything is written anywhere.
+func TestExecutorCertResignCopyChanged(t *testing.T) {
+	r, fc, st, _ := certFixture(t)
+	m1, m2 := fc.hosts["m1"], fc.hosts["m2"]
+	oldCert, _ := m1.File(etcdCertPath)
+	infos, _, err := certs.ParsePEM([]byte(oldCert), etcdCertPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Params["serial"] = infos[0].Serial
+	r.p.Steps[len(r.p.Steps)-1] = st
+	ca := certstest.NewCA(t, "other", "ecdsa", 256)
+	other, otherKey := certstest.Gencert(t, ca, "kubernetes", "etcd", []string{"192.0.2.2", "192.0.2.3"}, "ecdsa", 256)
+	m2.SetFile(etcdCertPath, string(other))
+	m2.SetFile(etcdKeyPath, string(otherKey))
+	if _, err := apply(t, r, st); !errors.Is(err, ErrCertChanged) || !strings.Contains(err.Error(), "m2:") {
+		t.Fatalf("a copy re-issued since the plan: %v", err)
+	}
+	if got, _ := m1.File(etcdCertPath); got != oldCert {
+		t.Error("m1's certificate was rewritten before m2's copy was proven")
+	}
+	if got, _ := m2.File(etcdCertPath); got != string(other) {
+		t.Error("m2's re-issued certificate was overwritten")
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/observe"
 )
 
 func newCertsCmd(subcommands ...*cobra.Command) *cobra.Command {
@@ -39,23 +40,15 @@ cluster CA, dropping or adding SANs (regen). cfssl runs in-process; nothing is s
 // local file of that name wins.
 var hostPathRE = regexp.MustCompile(`^([A-Za-z0-9][A-Za-z0-9._-]*):(.+)$`)
 
-// connectHost opens an inventory host (SSH, or local when the inventory says so), through
-// the tests' dial hook when one is set.
-func connectHost(ctx context.Context, g *globalOptions, inv *inventory.Inventory, name string) (host.Host, error) {
-	return host.Connect(ctx, inv, name, g.Dial)
-}
-
-// inputReader reads local files and HOST:PATH through the inventory, keeping one
-// connection per host for the whole command.
+// inputReader reads local files, and HOST:PATH through the inventory's hosts: the inventory
+// is loaded and the cluster opened on the first HOST:PATH, whose connection then serves the
+// whole command.
 type inputReader struct {
-	g     *globalOptions
-	inv   *inventory.Inventory
-	hosts map[string]host.Host
+	g *globalOptions
+	c *observe.Cluster
 }
 
-func newInputReader(g *globalOptions) *inputReader {
-	return &inputReader{g: g, hosts: map[string]host.Host{}}
-}
+func newInputReader(g *globalOptions) *inputReader { return &inputReader{g: g} }
 
 // maxArgPath bounds what is taken for a file name: longer, or with a line break, it is
 // content pasted where a path goes (often a key: "$(cat ca-key.pem)"), and is not echoed.
@@ -111,36 +104,24 @@ func (r *inputReader) read(ctx context.Context, arg string) ([]byte, error) {
 }
 
 func (r *inputReader) host(ctx context.Context, name string) (host.Host, error) {
-	if h, ok := r.hosts[name]; ok {
-		return h, nil
-	}
-	if r.g.Inventory == "" {
-		return nil, usageError{fmt.Errorf("no such local file, and reading HOST:PATH needs the inventory: give -i inventory.yaml")}
-	}
-	if r.inv == nil {
+	if r.c == nil {
+		if r.g.Inventory == "" {
+			return nil, usageError{fmt.Errorf("no such local file, and reading HOST:PATH needs the inventory: give -i inventory.yaml")}
+		}
 		inv, err := inventory.Load(r.g.Inventory)
 		if err != nil {
 			return nil, err
 		}
-		r.inv = inv
+		r.c = observe.Open(inv, r.g.observeOptions())
 	}
-	known := false
-	for _, h := range r.inv.Hosts {
-		known = known || h.Name == name
+	if _, ok := r.c.Inv.Host(name); !ok {
+		return nil, fmt.Errorf("no local file of that name and no host %q in the inventory %s (its hosts: %s)", name, r.c.Inv.File, strings.Join(r.c.Inv.HostNames(), ", "))
 	}
-	if !known {
-		return nil, fmt.Errorf("no local file of that name and no host %q in the inventory %s (its hosts: %s)", name, r.inv.File, strings.Join(r.inv.HostNames(), ", "))
-	}
-	h, err := connectHost(ctx, r.g, r.inv, name)
-	if err != nil {
-		return nil, err
-	}
-	r.hosts[name] = h
-	return h, nil
+	return r.c.Host(ctx, name)
 }
 
 func (r *inputReader) Close() {
-	for _, h := range r.hosts {
-		h.Close()
+	if r.c != nil {
+		r.c.Close()
 	}
 }

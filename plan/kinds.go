@@ -72,7 +72,7 @@ type KindInfo struct {
 var Kinds = []KindInfo{
 	{Kind: KindPreflight, ReadOnly: true, AlwaysRuns: true, Phase: "preflight"},
 	{Kind: KindSnapshot, One: "snapshot", Many: "snapshots", ReadOnly: true, Phase: "snapshot"},
-	{Kind: KindVIPRelease, Params: VIPReleaseParams{}, One: "VIP to move off a leaving host", Many: "VIPs to move off leaving hosts", Phase: "VIPs"},
+	{Kind: KindVIPRelease, Params: VIPReleaseParams{}, One: "keepalived on a leaving host to stop", Many: "keepalived on leaving hosts to stop", Phase: "VIPs"},
 	{Kind: KindVIPUpdate, Params: VIPUpdateParams{}, One: "keepalived peer list to update", Many: "keepalived peer lists to update", Phase: "VIPs",
 		Requires: []Prerequisite{{KindVIPRelease, AnyHost, "a staying keepalived that forgets a leaving peer still holding the VIP may take the VIP too: two holders"}}},
 	{Kind: KindAPIServerRewrite, Params: APIServerUpdateParams{}, One: "apiserver to update", Many: "apiservers to update", Phase: "survivor restarts",

@@ -5,20 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/hosttest"
 	"github.com/mastershrink/mastershrink/nodes"
 )
 
-// reply is what scriptHost answers to a command.
+// reply is what a scripted host answers to a command.
 type reply struct {
 	out  string
 	exit int
@@ -26,76 +25,51 @@ type reply struct {
 	real bool // run it on this machine
 }
 
-// scriptHost is a host.Host whose commands answer from a script, and which records what ran:
-// it shows what cleanup would run on machines this one cannot be (IPVS, docker, a hung NFS).
-type scriptHost struct {
-	name   string
-	script func(cmd string) reply
-	exists map[string]bool // paths Stat finds
-	// realFS makes Stat look at this machine's files, for the commands the script runs here.
-	realFS bool
-
-	mu  sync.Mutex
-	ran []string
-}
-
-func (h *scriptHost) Name() string { return h.name }
-
-func (h *scriptHost) Run(ctx context.Context, cmd string) (host.Result, error) {
-	h.mu.Lock()
-	h.ran = append(h.ran, cmd)
-	h.mu.Unlock()
-	r := h.script(cmd)
-	if r.real {
-		return host.NewLocal(h.name).Run(ctx, cmd)
+// scripted is a fake host whose commands answer from a script (ran lists them): it shows
+// what cleanup would run on machines this one cannot be (IPVS, docker, a hung NFS). exists
+// are the folders its Stat finds.
+func scripted(name string, exists []string, script func(cmd string) reply) *hosttest.Host {
+	h := hosttest.New(name)
+	for _, p := range exists {
+		h.SetFile(p+"/.exists", "")
 	}
-	if r.hang {
-		<-ctx.Done()
-		return host.Result{ExitCode: -1}, fmt.Errorf("%s: command %q: %w", h.name, cmd, ctx.Err())
-	}
-	res := host.Result{Stdout: []byte(r.out), ExitCode: r.exit}
-	if r.exit != 0 {
-		return res, &host.CmdError{Host: h.name, Cmd: cmd, ExitCode: r.exit}
-	}
-	return res, nil
-}
-
-func (h *scriptHost) Stat(_ context.Context, p string) (host.FileInfo, error) {
-	if h.realFS {
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return host.FileInfo{}, err
+	h.RunContext = func(ctx context.Context, cmd string) (host.Result, error) {
+		r := script(cmd)
+		switch {
+		case r.real:
+			return host.NewLocal(name).Run(ctx, cmd)
+		case r.hang:
+			<-ctx.Done()
+			return host.Result{ExitCode: -1}, fmt.Errorf("%s: command %q: %w", name, cmd, ctx.Err())
+		case r.exit != 0:
+			return host.Result{Stdout: []byte(r.out), ExitCode: r.exit}, &host.CmdError{Host: name, Cmd: cmd, ExitCode: r.exit}
 		}
-		return host.FileInfo{Path: p, Mode: fi.Mode(), IsDir: fi.IsDir()}, nil
+		return host.Result{Stdout: []byte(r.out)}, nil
 	}
-	if h.exists[p] {
-		return host.FileInfo{Path: p, IsDir: true}, nil
+	return h
+}
+
+// ran lists the commands a fake host was given, in order.
+func ran(h *hosttest.Host) []string {
+	var out []string
+	for _, l := range h.Log() {
+		if cmd, ok := strings.CutPrefix(l, "run "); ok {
+			out = append(out, cmd)
+		}
 	}
-	return host.FileInfo{}, fmt.Errorf("stat %s: %w", p, fs.ErrNotExist)
+	return out
 }
 
-func (h *scriptHost) ReadFile(context.Context, string) ([]byte, error) {
-	return nil, errors.New("not scripted")
-}
+// onThisMachine is a scripted host whose Stat looks at this machine's files, for the commands
+// its script runs here.
+type onThisMachine struct{ *hosttest.Host }
 
-func (h *scriptHost) WriteFile(context.Context, string, []byte, host.WriteOptions) (host.WriteResult, error) {
-	return host.WriteResult{}, errors.New("not scripted")
-}
-
-func (h *scriptHost) Systemd(context.Context) (host.Systemd, error) {
-	return nil, errors.New("no systemd here")
-}
-
-func (h *scriptHost) DialContext(context.Context, string, string) (net.Conn, error) {
-	return nil, errors.New("not scripted")
-}
-
-func (h *scriptHost) Close() error { return nil }
-
-func (h *scriptHost) commands() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.Clone(h.ran)
+func (h onThisMachine) Stat(_ context.Context, p string) (host.FileInfo, error) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return host.FileInfo{}, err
+	}
+	return host.FileInfo{Path: p, Mode: fi.Mode(), IsDir: fi.IsDir()}, nil
 }
 
 // has answers "command -v NAME" for the tools named.
@@ -140,7 +114,7 @@ FWM  5 rr
 		failDelete string // an ipvsadm -D that fails
 	}{{"all deleted", ""}, {"one IPVS delete fails", "ipvsadm -D -u 10.96.0.10:53"}} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &scriptHost{name: "w4", exists: map[string]bool{}, script: func(cmd string) reply {
+			h := scripted("w4", nil, func(cmd string) reply {
 				if r, ok := has(cmd, "docker", "ipvsadm"); ok {
 					return r
 				}
@@ -179,21 +153,21 @@ FWM  5 rr
 					return reply{exit: 1}
 				}
 				return reply{}
-			}}
+			})
 			rep, err := nodes.Cleanup(context.Background(), h, nodes.CleanupOptions{CommandTimeout: 5 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
-			ran := h.commands()
-			ranAny := func(pred func(string) bool) bool { return slices.ContainsFunc(ran, pred) }
+			commands := ran(h)
+			ranAny := func(pred func(string) bool) bool { return slices.ContainsFunc(commands, pred) }
 
-			if !slices.Contains(ran, "docker rm -f aaa111 bbb222") || ranAny(func(c string) bool { return strings.Contains(c, "site-db") }) ||
+			if !slices.Contains(commands, "docker rm -f aaa111 bbb222") || ranAny(func(c string) bool { return strings.Contains(c, "site-db") }) ||
 				ranAny(func(c string) bool { return c == "docker ps -aq" }) {
-				t.Errorf("docker: want only kubelet's containers removed; ran:\n%s", strings.Join(ran, "\n"))
+				t.Errorf("docker: want only kubelet's containers removed; commands:\n%s", strings.Join(commands, "\n"))
 			}
 
 			var deleted []string
-			for _, c := range ran {
+			for _, c := range commands {
 				if l, ok := strings.CutPrefix(c, "ip link delete "); ok {
 					deleted = append(deleted, l)
 				}
@@ -212,10 +186,10 @@ FWM  5 rr
 			if ranAny(func(c string) bool {
 				return strings.Contains(c, "--clear") || strings.Contains(c, "-C") && strings.HasPrefix(c, "ipvsadm")
 			}) {
-				t.Errorf("the whole IPVS table was cleared; ran:\n%s", strings.Join(ran, "\n"))
+				t.Errorf("the whole IPVS table was cleared; commands:\n%s", strings.Join(commands, "\n"))
 			}
 			var ipvsDeleted []string
-			for _, c := range ran {
+			for _, c := range commands {
 				if strings.HasPrefix(c, "ipvsadm -D ") {
 					ipvsDeleted = append(ipvsDeleted, c)
 				}
@@ -225,7 +199,7 @@ FWM  5 rr
 				t.Errorf("IPVS deletes %q, want %q", ipvsDeleted, wantIPVS)
 			}
 			// Services first, then the link whose addresses identified them.
-			if i, j := slices.Index(ran, "ipvsadm -D -t 10.96.0.1:443"), slices.Index(ran, "ip link delete kube-ipvs0"); j >= 0 && j < i {
+			if i, j := slices.Index(commands, "ipvsadm -D -t 10.96.0.1:443"), slices.Index(commands, "ip link delete kube-ipvs0"); j >= 0 && j < i {
 				t.Errorf("kube-ipvs0 deleted before its services")
 			}
 			other, _ := action(rep, "delete-ipvs-service", "3 other virtual services")
@@ -239,7 +213,7 @@ FWM  5 rr
 // Every host command has a deadline: a hung one is killed and reported naming the command and
 // the host, and the cleanup and the verification go on to the end.
 func TestCleanupCommandDeadline(t *testing.T) {
-	h := &scriptHost{name: "w7", exists: map[string]bool{}, script: func(cmd string) reply {
+	h := scripted("w7", nil, func(cmd string) reply {
 		if r, ok := has(cmd, "docker"); ok {
 			return r
 		}
@@ -254,7 +228,7 @@ func TestCleanupCommandDeadline(t *testing.T) {
 			return reply{exit: 1}
 		}
 		return reply{}
-	}}
+	})
 	opts := nodes.CleanupOptions{CommandTimeout: 150 * time.Millisecond}
 	start := time.Now()
 	rep, err := nodes.Cleanup(context.Background(), h, opts)
@@ -276,8 +250,8 @@ func TestCleanupCommandDeadline(t *testing.T) {
 		t.Errorf("umount timed out but reported %q", umount.Result)
 	}
 	// The steps after the hung ones still ran.
-	if _, ok := action(rep, "delete-link", "ip -o link show"); !ok && !slices.Contains(h.commands(), "ip -o link show") {
-		t.Errorf("cleanup stopped after the timeouts; ran:\n%s", strings.Join(h.commands(), "\n"))
+	if _, ok := action(rep, "delete-link", "ip -o link show"); !ok && !slices.Contains(ran(h), "ip -o link show") {
+		t.Errorf("cleanup stopped after the timeouts; ran:\n%s", strings.Join(ran(h), "\n"))
 	}
 
 	v, err := nodes.Verify(context.Background(), h, opts)
@@ -297,7 +271,7 @@ func TestCleanupCommandDeadline(t *testing.T) {
 // The backup holds private keys: written 0600 into a 0700 folder, and the report names the key
 // files and warns, louder when the CA key is among them.
 func TestCleanupBackupWarning(t *testing.T) {
-	h := &scriptHost{name: "m3", exists: map[string]bool{"/etc/kubernetes": true}, script: func(cmd string) reply {
+	h := scripted("m3", []string{"/etc/kubernetes"}, func(cmd string) reply {
 		if r, ok := has(cmd); ok {
 			return r
 		}
@@ -308,7 +282,7 @@ func TestCleanupBackupWarning(t *testing.T) {
 			return reply{exit: 1}
 		}
 		return reply{}
-	}}
+	})
 	now := func() time.Time { return time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC) }
 	rep, err := nodes.Cleanup(context.Background(), h, nodes.CleanupOptions{Now: now})
 	if err != nil {
@@ -318,7 +292,7 @@ func TestCleanupBackupWarning(t *testing.T) {
 	if rep.Backup != want {
 		t.Fatalf("backup %q, want %q", rep.Backup, want)
 	}
-	backup := h.commands()[slices.IndexFunc(h.commands(), func(c string) bool { return strings.Contains(c, "tar -czf") })]
+	backup := ran(h)[slices.IndexFunc(ran(h), func(c string) bool { return strings.Contains(c, "tar -czf") })]
 	for _, part := range []string{"umask 077", "[ -L /var/backups/mastershrink ]", "chmod 700 /var/backups/mastershrink", "chmod 600 " + want + ".part", "mv -f " + want + ".part " + want} {
 		if !strings.Contains(backup, part) {
 			t.Errorf("backup command lacks %q:\n%s", part, backup)
@@ -344,7 +318,7 @@ func TestCleanupBackupWarning(t *testing.T) {
 // own (links, chains, containers, units) is touched.
 func TestCleanupBackupFolderSymlink(t *testing.T) {
 	root := t.TempDir()
-	h := &scriptHost{name: "local", realFS: true, script: func(cmd string) reply {
+	h := onThisMachine{scripted("local", nil, func(cmd string) reply {
 		switch {
 		case strings.Contains(cmd, "tar -czf"), strings.HasPrefix(cmd, "grep -rlE"), strings.HasPrefix(cmd, "rm -rf --one-file-system "+root+"/"):
 			return reply{real: true}
@@ -352,7 +326,7 @@ func TestCleanupBackupFolderSymlink(t *testing.T) {
 			return reply{exit: 1}
 		}
 		return reply{}
-	}}
+	})}
 	opts := nodes.CleanupOptions{Root: root, Units: []string{}, Processes: []string{}, Shims: []string{}, Folders: []string{"/etc/kubernetes"}}
 	conf := filepath.Join(root, "etc/kubernetes/kubelet.conf")
 	if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {

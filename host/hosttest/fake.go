@@ -19,6 +19,9 @@ type Host struct {
 	HostName string
 	// Run answers commands; nil answers every command with exit 127.
 	RunFunc func(cmd string) (host.Result, error)
+	// RunContext, when set, answers commands instead of RunFunc, with the command's context:
+	// a command that hangs (umount on a dead NFS server) waits on it.
+	RunContext func(ctx context.Context, cmd string) (host.Result, error)
 	// Dial makes the host's TCP connections; nil dials directly from this machine (the
 	// loopback components of a test are reachable "from the host").
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -123,11 +126,14 @@ func (h *Host) record(format string, args ...any) {
 
 func (h *Host) Name() string { return h.HostName }
 
-func (h *Host) Run(_ context.Context, cmd string) (host.Result, error) {
+func (h *Host) Run(ctx context.Context, cmd string) (host.Result, error) {
 	h.mu.Lock()
 	h.record("run %s", cmd)
-	run := h.RunFunc
+	run, runCtx := h.RunFunc, h.RunContext
 	h.mu.Unlock()
+	if runCtx != nil {
+		return runCtx(ctx, cmd)
+	}
 	if run == nil {
 		return host.Result{ExitCode: 127}, &host.CmdError{Host: h.HostName, Cmd: cmd, ExitCode: 127, Stderr: "not available on the fake host"}
 	}

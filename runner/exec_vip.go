@@ -268,6 +268,41 @@ func (r *run) vipUpdateStep(st plan.Step, p plan.VIPUpdateParams) executor {
 	}
 }
 
+// undoVIPUpdate checks the keepalived config undo put back and reloads keepalived, unless it
+// holds one of the config's VIPs (a reload re-elects: see vipUpdateStep).
+func undoVIPUpdate(ctx context.Context, h host.Host, files []UndoFile) error {
+	for _, f := range files {
+		if _, err := h.Run(ctx, "keepalived --config-test --use-file "+machine.Quote(f.Path)); err != nil {
+			return fmt.Errorf("keepalived refuses the restored %s: %w", f.Path, err)
+		}
+		data, err := h.ReadFile(ctx, f.Path)
+		if err != nil {
+			return err
+		}
+		c, err := vip.Parse(string(data))
+		if err != nil {
+			return err
+		}
+		held, err := vip.HeldOn(ctx, h)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(c.VIPs(), func(v string) bool { return slices.Contains(held, v) }) {
+			continue
+		}
+		sd, err := h.Systemd(ctx)
+		if err != nil {
+			return err
+		}
+		err = sd.Reload(ctx, vip.DefaultUnit)
+		sd.Close()
+		if err != nil {
+			return fmt.Errorf("reload %s: %w", vip.DefaultUnit, err)
+		}
+	}
+	return nil
+}
+
 // mayHoldVIP says whether a staying host ran keepalived with a VIP when the plan was made.
 func (r *run) mayHoldVIP(name string) bool {
 	o, ok := r.p.Facts.VRRP[name]

@@ -192,3 +192,37 @@ func TestExecutorVIPUpdate(t *testing.T) {
 		})
 	}
 }
+
+// Undoing vip/update checks the restored config and reloads keepalived, unless it holds the
+// VIP; a restored config keepalived refuses fails the undo.
+func TestUndoVIPUpdate(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		holder     bool
+		refuse     bool
+		wantReload bool
+	}{{"backup", false, false, true}, {"holder", true, false, false}, {"refused", false, true, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newVIPWorld(t)
+			if tc.holder {
+				w.stuck = "m1"
+			}
+			m1 := w.host("m1")
+			if tc.refuse {
+				prev := m1.RunFunc
+				m1.RunFunc = shell(on("keepalived --config-test", exitWith("m1", 1, "bad")), func(cmd string) (host.Result, error, bool) {
+					res, err := prev(cmd)
+					return res, err, true
+				})
+			}
+			err := undoVIPUpdate(ctxT(t), m1, []UndoFile{{Path: vip.DefaultConfig}})
+			if (err != nil) != tc.refuse {
+				t.Fatalf("err %v", err)
+			}
+			reloaded := slices.ContainsFunc(m1.Log(), func(l string) bool { return strings.HasPrefix(l, "reload "+vip.DefaultUnit) })
+			if reloaded != tc.wantReload {
+				t.Errorf("reloaded %v, want %v", reloaded, tc.wantReload)
+			}
+		})
+	}
+}

@@ -63,6 +63,10 @@ func (a UndoAction) Describe() string {
 		return fmt.Sprintf("restore %s from its backup, daemon-reload, restart kube-apiserver, wait for /readyz", joinPaths(a.Files))
 	case plan.KindRetire:
 		return "enable and start " + strings.Join(a.Units, ", ")
+	case plan.KindVIPUpdate:
+		return fmt.Sprintf("restore %s from its backup, keepalived --config-test, reload keepalived unless it holds a VIP", joinPaths(a.Files))
+	case plan.KindVIPRelease:
+		return "enable and start " + strings.Join(a.Units, ", ") + " (the VIP moves back if it has the highest priority)"
 	}
 	return a.Kind
 }
@@ -219,7 +223,7 @@ func PlanUndo(p *plan.Plan, rec Records, planPath, invPath string) (UndoPlan, er
 		}
 		a := UndoAction{Step: st.ID, Kind: st.Kind, Host: st.Host}
 		switch st.Kind {
-		case plan.KindLBUpdate, plan.KindAPIServerRewrite:
+		case plan.KindLBUpdate, plan.KindAPIServerRewrite, plan.KindVIPUpdate:
 			for _, f := range st.Files {
 				hp := f.Host + ":" + f.Path
 				if f.Host == "" {
@@ -254,6 +258,12 @@ func PlanUndo(p *plan.Plan, rec Records, planPath, invPath string) (UndoPlan, er
 					a.Units = append(a.Units, unit)
 				}
 			}
+		case plan.KindVIPRelease:
+			vp, err := plan.DecodeParams[plan.VIPReleaseParams](st)
+			if err != nil {
+				return UndoPlan{}, err
+			}
+			a.Units = []string{vp.Unit}
 		case plan.KindMoveLeader:
 			u.Notes = append(u.Notes, st.ID+": which member leads etcd needs no undo")
 			continue

@@ -223,3 +223,33 @@ func TestUndoRunStopsWhenTheLockIsLost(t *testing.T) {
 		t.Error("a host was reached after the lock was lost")
 	}
 }
+
+// The VIP steps run first, so an undo of any shrink reaches them: the staying keepalived's
+// peers come back from their backup, then keepalived starts again on the leaving hosts
+// (holder last in the plan, so first back).
+func TestPlanUndoVIP(t *testing.T) {
+	p := undoPlan()
+	vipSteps := []plan.Step{
+		{ID: "vip/release/m2", Kind: plan.KindVIPRelease, Host: "m2", Params: plan.EncodeParams(plan.VIPReleaseParams{Unit: "keepalived.service", VIPs: []string{"10.0.0.100"}})},
+		{ID: "vip/update/m1", Kind: plan.KindVIPUpdate, Host: "m1", Files: []host.FileChange{{Path: "/etc/keepalived/keepalived.conf"}}},
+	}
+	p.Steps = append(p.Steps[:2], append(vipSteps, p.Steps[2:]...)...)
+	var rec Records
+	ran(&rec, p, "preflight", "etcd/snapshot", "vip/release/m2", "vip/update/m1", "apiserver/update/m1")
+	u, err := PlanUndo(p, rec, "plan.json", "inv.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range u.Actions {
+		got = append(got, a.Step+": "+a.Describe())
+	}
+	want := []string{
+		"apiserver/update/m1: restore /etc/systemd/system/kube-apiserver.service from its backup, daemon-reload, restart kube-apiserver, wait for /readyz",
+		"vip/update/m1: restore /etc/keepalived/keepalived.conf from its backup, keepalived --config-test, reload keepalived unless it holds a VIP",
+		"vip/release/m2: enable and start keepalived.service (the VIP moves back if it has the highest priority)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("undo:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -131,7 +131,9 @@ func undoOne(ctx context.Context, env UndoEnv, a UndoAction) error {
 			return fmt.Errorf("restart %s: %w", ih.Paths.APIServerUnit, err)
 		}
 		return waitReady(ctx, env, a.Host)
-	case plan.KindRetire:
+	case plan.KindVIPUpdate:
+		return undoVIPUpdate(ctx, h, a.Files)
+	case plan.KindRetire, plan.KindVIPRelease:
 		sd, err := h.Systemd(ctx)
 		if err != nil {
 			return err

@@ -60,8 +60,8 @@ func ran(h *hosttest.Host) []string {
 	return out
 }
 
-// onThisMachine is a scripted host whose Stat looks at this machine's files, for the commands
-// its script runs here.
+// onThisMachine is a fake host whose Stat and ReadFile look at this machine's files, for the
+// commands it runs here.
 type onThisMachine struct{ *hosttest.Host }
 
 func (h onThisMachine) Stat(_ context.Context, p string) (host.FileInfo, error) {
@@ -69,8 +69,10 @@ func (h onThisMachine) Stat(_ context.Context, p string) (host.FileInfo, error) 
 	if err != nil {
 		return host.FileInfo{}, err
 	}
-	return host.FileInfo{Path: p, Mode: fi.Mode(), IsDir: fi.IsDir()}, nil
+	return host.FileInfo{Path: p, Size: fi.Size(), Mode: fi.Mode(), IsDir: fi.IsDir()}, nil
 }
+
+func (h onThisMachine) ReadFile(_ context.Context, p string) ([]byte, error) { return os.ReadFile(p) }
 
 // has answers "command -v NAME" for the tools named.
 func has(cmd string, tools ...string) (reply, bool) {

@@ -1,14 +1,12 @@
 package nodes_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,56 +15,22 @@ import (
 	"time"
 
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/hosttest"
+	"github.com/mastershrink/mastershrink/host/machine"
 	"github.com/mastershrink/mastershrink/nodes"
 )
 
-// nsHost is a test-only host.Host running commands locally inside a network namespace, so
-// links, iptables and IPVS changes stay in the namespace. It enters only the network
-// namespace (nsenter --net): `ip netns exec` would also give each command a private mount
-// namespace where an umount does not reach the host.
-type nsHost struct{ netns string }
-
-func (h nsHost) Name() string { return "netns-" + h.netns }
-
-func (h nsHost) Run(ctx context.Context, cmd string) (host.Result, error) {
-	c := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+h.netns, "sh", "-c", cmd)
-	var out, errb bytes.Buffer
-	c.Stdout, c.Stderr = &out, &errb
-	start := time.Now()
-	err := c.Run()
-	res := host.Result{Stdout: out.Bytes(), Stderr: errb.Bytes(), Duration: time.Since(start)}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		res.ExitCode = ee.ExitCode()
-		return res, &host.CmdError{Host: h.Name(), Cmd: cmd, ExitCode: res.ExitCode, Stderr: errb.String()}
+// inNetns is this machine seen from a network namespace: its commands run there, so links,
+// iptables and IPVS changes stay in the namespace, and its files are this machine's. It
+// enters only the network namespace (nsenter --net): `ip netns exec` would also give each
+// command a private mount namespace where an umount does not reach the host.
+func inNetns(ns string) host.Host {
+	h := hosttest.New("netns-" + ns)
+	h.RunContext = func(ctx context.Context, cmd string) (host.Result, error) {
+		return host.NewLocal(h.HostName).Run(ctx, "nsenter --net=/run/netns/"+ns+" sh -c "+machine.Quote(cmd))
 	}
-	return res, err
+	return onThisMachine{h}
 }
-
-func (h nsHost) ReadFile(_ context.Context, path string) ([]byte, error) { return os.ReadFile(path) }
-
-func (h nsHost) Stat(_ context.Context, path string) (host.FileInfo, error) {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return host.FileInfo{}, err
-	}
-	return host.FileInfo{Path: path, Size: fi.Size(), Mode: fi.Mode(), IsDir: fi.IsDir()}, nil
-}
-
-func (h nsHost) WriteFile(_ context.Context, path string, data []byte, _ host.WriteOptions) (host.WriteResult, error) {
-	return host.WriteResult{Changed: true}, os.WriteFile(path, data, 0o644)
-}
-
-func (h nsHost) Systemd(context.Context) (host.Systemd, error) {
-	return nil, errors.New("no systemd in the test namespace")
-}
-
-func (h nsHost) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, network, addr)
-}
-
-func (h nsHost) Close() error { return nil }
 
 func sh(t *testing.T, cmd string) string {
 	t.Helper()
@@ -166,7 +130,7 @@ iptables -N cali-INPUT && iptables -A INPUT -p tcp --dport 22 -j ACCEPT`)
 	start(filepath.Join(bin, kubelet), "-MIO::Socket::INET", "-e", `$s=IO::Socket::INET->new(LocalAddr=>"0.0.0.0",LocalPort=>10250,Listen=>5,ReuseAddr=>1) or die "$!"; sleep 600`)
 	start(filepath.Join(bin, shim), "600")
 
-	h := nsHost{netns: ns}
+	h := inNetns(ns)
 	opts := nodes.CleanupOptions{Root: root, Processes: []string{kubelet}, Shims: []string{shim},
 		Now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -16,7 +16,7 @@ import (
 
 const usage = `usage: lab COMMAND [flags]
 
-  lab up     [--name N] [--masters 3] [--workers 2] [--layout seed003|kubeasz|envfile|...]
+  lab up     [--name N] [--masters 3] [--workers 2] [--layout seed003|kubeasz|envfile|hardway|kubespray]
              [--proxy haproxy] [--lb-hosts 0-2] [--vip]
              [--k8s v1.37.0] [--etcd v3.5.21|v3.6.x|3.4.23] [--request-timeout 10s] [--out DIR]
   lab status [--name N | --out DIR]
@@ -57,7 +57,7 @@ func run(ctx context.Context, cmd string, args []string, stdout, stderr io.Write
 	if cmd == "up" {
 		fs.IntVar(&o.Masters, "masters", 3, "masters (etcd + control plane), 1-5")
 		fs.IntVar(&o.Workers, "workers", 2, "workers (nginx proxy + kwok), 0-4")
-		fs.StringVar(&o.Layout, "layout", "seed003", "layout: seed003, kubeasz or envfile (flags in EnvironmentFiles, as the env-file guides)")
+		fs.StringVar(&o.Layout, "layout", "seed003", "layout: seed003, kubeasz, envfile (flags in EnvironmentFiles, as the env-file guides), hardway (Kubernetes the hard way) or kubespray (its etcd: etcd.env, etcd's own CA, per-host certificates)")
 		fs.StringVar(&o.KubernetesVersion, "k8s", "v1.37.0", "Kubernetes version")
 		fs.StringVar(&o.EtcdVersion, "etcd", "v3.5.21", "etcd version (3.4.23 is Debian's package)")
 		fs.DurationVar(&o.RequestTimeout, "request-timeout", 10*time.Second, "kube-apiserver --request-timeout")

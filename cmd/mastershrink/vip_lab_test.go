@@ -70,9 +70,37 @@ func TestLabVIPOnLeavingMaster(t *testing.T) {
 
 	prober := lab.StartProberVia(context.Background(), 20, lab.VIPFront(), "kubernetes")
 	start := time.Now()
+	// An operator who stops after the VIP moved and undoes: keepalived runs again on m2 and
+	// m3, the VIP goes back to m3, m1's peers are restored; the whole plan then still applies.
+	out, errOut, code = cli(t, lab, "apply", path, "-i", lab.Inventory, "--kubeconfig", kc, "--only", "vip/")
+	if code != exitOK {
+		t.Fatalf("apply --only vip/ exit %d\n%s%s", code, errOut, out)
+	}
+	out, errOut, code = cli(t, lab, "undo", path, "-i", lab.Inventory, "--kubeconfig", kc, "--yes")
+	if code != exitOK {
+		t.Fatalf("undo exit %d\n%s%s", code, errOut, out)
+	}
+	holder := func() string {
+		for _, m := range []string{"m1", "m2", "m3"} {
+			addrs, _ := lab.Exec(ctx, m, "ip", "-o", "addr", "show", "dev", "eth0")
+			if strings.Contains(string(addrs), " "+testenv.VIPAddress+"/") {
+				return m
+			}
+		}
+		return ""
+	}
+	for deadline := time.Now().Add(20 * time.Second); holder() != "m3" && time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+	}
+	if h := holder(); h != "m3" {
+		t.Errorf("after the undo the VIP is on %q, want m3 again", h)
+	}
+	if conf, _ := lab.Exec(ctx, "m1", "cat", "/etc/keepalived/keepalived.conf"); !strings.Contains(string(conf), m3.Address) {
+		t.Errorf("undo did not restore m1's peers:\n%s", conf)
+	}
 	out, errOut, code = cli(t, lab, "apply", path, "-i", lab.Inventory, "--kubeconfig", kc)
 	report := prober.Stop()
-	t.Logf("apply took %s; prober through the VIP: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
+	t.Logf("apply --only vip/, undo, apply took %s; prober through the VIP: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
 	if code != exitOK {
 		t.Fatalf("apply exit %d", code)
 	}

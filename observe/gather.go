@@ -185,26 +185,21 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 	return f, nil
 }
 
-// nodeNames maps inventory host names to the Node names that match them by name or address.
+// nodeNames maps inventory host names to their Nodes, by name or address (nodes.NodeNames,
+// the one matcher).
 func nodeNames(ctx context.Context, kube kubernetes.Interface, inv *inventory.Inventory, hosts []string) []string {
-	list, err := kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	names, err := nodes.NodeNames(ctx, kube, hosts, func(host string) (string, bool) {
+		ih, ok := inv.Host(host)
+		if !ok {
+			return "", false
+		}
+		return ih.Address, true
+	})
 	if err != nil {
+		// The Nodes will be asked for again by name, and that error is the one to report.
 		return hosts
 	}
-	var out []string
-	for _, name := range hosts {
-		ih, _ := inv.Host(name)
-		for _, n := range list.Items {
-			match := n.Name == name
-			for _, a := range n.Status.Addresses {
-				match = match || (ih != nil && a.Address == ih.Address)
-			}
-			if match && !slices.Contains(out, n.Name) {
-				out = append(out, n.Name)
-			}
-		}
-	}
-	return out
+	return names
 }
 
 // ready asks one apiserver for /readyz.

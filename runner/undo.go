@@ -58,7 +58,7 @@ type UndoAction struct {
 func (a UndoAction) Describe() string {
 	switch a.Kind {
 	case plan.KindLBUpdate:
-		return fmt.Sprintf("restore %s from its backup, nginx -t, reload", joinPaths(a.Files))
+		return fmt.Sprintf("restore %s from its backup, test it (nginx -t or haproxy -c), reload", joinPaths(a.Files))
 	case plan.KindAPIServerRewrite:
 		return fmt.Sprintf("restore %s from its backup, daemon-reload, restart kube-apiserver, wait for /readyz", joinPaths(a.Files))
 	case plan.KindRetire:

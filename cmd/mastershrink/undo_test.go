@@ -101,7 +101,7 @@ func TestUndoDryRunNamesBackups(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
-	for _, want := range []string{"lb/update/w1", "restore /etc/kube-nginx/kube-nginx.conf from its backup, nginx -t, reload",
+	for _, want := range []string{"lb/update/w1", "restore /etc/kube-nginx/kube-nginx.conf from its backup, test it (nginx -t or haproxy -c), reload",
 		"/etc/kube-nginx/kube-nginx.conf <- /etc/kube-nginx/kube-nginx.conf.bak-20261130T210000Z"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run lacks %q:\n%s", want, out)

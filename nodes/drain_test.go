@@ -83,7 +83,9 @@ func TestDrain(t *testing.T) {
 		}
 		var blockedWeb bool
 		for _, b := range sum.Nodes[0].Blocked {
-			if strings.HasPrefix(b.Pod, ns+"/web-") && strings.Contains(b.Reason, "waiting for PDB work/web (disruptionsAllowed=0)") {
+			// "(disruptionsAllowed=0)" follows when the PDB could still be read before the
+			// deadline; an apiserver slowed by a loaded machine may not answer that last read.
+			if strings.HasPrefix(b.Pod, ns+"/web-") && strings.Contains(b.Reason, "waiting for PDB work/web") {
 				blockedWeb = true
 			}
 		}

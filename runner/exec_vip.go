@@ -137,6 +137,9 @@ func (r *run) vipHolders(ctx context.Context, from string, vips []string) (strin
 				return "", err
 			}
 			where += ", /readyz through it answers"
+		} else {
+			// Which port clients use on the VIP is known only from a kubeconfig that names it.
+			where += " (mastershrink's kubeconfig does not use it, so /readyz through it is not asked)"
 		}
 		said = append(said, where)
 	}

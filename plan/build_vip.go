@@ -83,6 +83,16 @@ func (b *builder) vips() {
 		}
 		return release[i] < release[j]
 	})
+	if len(release) > 0 {
+		var all []string
+		for _, name := range release {
+			all = append(all, b.f.VRRP[name].Config.VIPs()...)
+		}
+		if !slices.Contains(all, PeerHost(b.f.KubeServer)) {
+			b.warn("mastershrink's kubeconfig (server %s) does not use the VIP %s: apply proves where the VIP moves, but can only ask /readyz through it with a kubeconfig that names it (--kubeconfig)",
+				b.f.KubeServer, strings.Join(all, ", "))
+		}
+	}
 	for _, name := range release {
 		o := b.f.VRRP[name]
 		vips := o.Config.VIPs()

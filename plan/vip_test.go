@@ -154,3 +154,16 @@ func TestVIPReleaseOrderIgnoresTheHolder(t *testing.T) {
 		t.Errorf("a failover changed the plan:\n%v\n%v", ids(a), ids(b))
 	}
 }
+
+// Apply can ask /readyz through the VIP only with a kubeconfig that names it: the plan says so
+// when mastershrink's does not.
+func TestVIPKubeconfigWarning(t *testing.T) {
+	for server, want := range map[string]bool{"https://" + masterIP(1) + ":6443": true, "https://" + testVIP + ":8443": false} {
+		f := vrrpFacts(t)
+		f.KubeServer = server
+		p := Build(f, Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
+		if got := strings.Contains(strings.Join(p.Warnings, "\n"), "does not use the VIP "+testVIP); got != want {
+			t.Errorf("kubeconfig %s: warned %v, want %v: %q", server, got, want, p.Warnings)
+		}
+	}
+}

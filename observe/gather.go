@@ -293,18 +293,28 @@ func observeUnits(ctx context.Context, h host.Host, ih *inventory.Host) (plan.Ho
 			units = append(units, hu.Etcd)
 		}
 	}
+	// A unit the inventory names that is not running there (unknown to systemd, or a
+	// distribution's packaged unit left inactive) may be the wrong one: ask what runs etcd.
+	states := map[string]string{}
+	if ih.Has(inventory.RoleEtcd) && ih.Paths.EtcdUnit != "" && hu.EtcdStatus.ActiveState != "active" {
+		states["etcd_unit"] = unitState(hu.EtcdStatus)
+	}
 	if ih.Has(inventory.RoleMaster) {
 		c, err := apiserver.Observe(ctx, h, ih.Paths)
 		if err != nil {
 			return hu, nil, err
 		}
 		hu.Components = &c
-		for _, comp := range c.Each() {
+		for i, comp := range c.Each() {
 			if comp.Present {
 				units = append(units, comp.Unit)
 			}
+			if !comp.Active {
+				states[unitFields[i+1].field] = unitState(comp.Status)
+			}
 		}
 	}
+	hu.Mismatches = discoverUnits(ctx, h, ih, states)
 	var refs []certRef
 	// etcdctl's client certificate in etcd's environment file (kubespray's admin-<host>.pem,
 	// which holds every etcd address like the member certificates).

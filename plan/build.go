@@ -57,6 +57,7 @@ func BuildWithSecrets(f Facts, t Target, toolVersion string, now time.Time) *Pla
 		b.finish()
 		return b.p
 	}
+	b.unitMismatches()
 	b.mapMembers()
 	b.add(Step{ID: "preflight", Kind: KindPreflight, Risk: Safe,
 		Summary: "re-check hosts, etcd health, CA key, LB configs and survivors' /readyz; take the apply lock"})

@@ -114,6 +114,21 @@ type HostUnits struct {
 	Etcd       *unitfile.Unit        `json:"etcd,omitempty"`
 	EtcdStatus host.UnitStatus       `json:"etcd_status"`
 	Components *apiserver.Components `json:"components,omitempty"`
+	// Mismatches are the units the inventory names there that do not run, while their
+	// program runs there under another unit.
+	Mismatches []UnitMismatch `json:"unit_mismatches,omitempty"`
+}
+
+// UnitMismatch is an inventory unit field the host disagrees with.
+type UnitMismatch struct {
+	// Field is the inventory paths field ("etcd_unit"), Inventory the unit it names, State
+	// that unit's state on the host ("not-found", "inactive", "failed").
+	Field     string `json:"field"`
+	Inventory string `json:"inventory"`
+	State     string `json:"state"`
+	// Program runs on the host as the unit Found.
+	Program string `json:"program"`
+	Found   string `json:"found"`
 }
 
 // Cert is a certificate a unit references, on a host.

@@ -174,15 +174,35 @@ func TestLabSafety(t *testing.T) {
 		}
 	})
 
-	t.Run("a leaving master running keepalived", func(t *testing.T) {
-		conf := "vrrp_instance VI_1 {\n  state BACKUP\n  interface host0\n  virtual_router_id 51\n  virtual_ipaddress {\n    10.88.0.100\n  }\n}\n"
-		if out, err := lab.Exec(ctx, "m3", "sh", "-c", "mkdir -p /etc/keepalived && printf '"+conf+"' > /etc/keepalived/keepalived.conf"); err != nil {
+	t.Run("a leaving master holding a VIP no staying master serves", func(t *testing.T) {
+		conf := "vrrp_instance VI_1 {\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority 100\n  virtual_ipaddress {\n    10.88.0.100/24\n  }\n}\n"
+		if out, err := lab.Exec(ctx, "m3", "sh", "-c", "mkdir -p /etc/keepalived && printf '"+conf+"' > /etc/keepalived/keepalived.conf && systemctl start keepalived"); err != nil {
 			t.Fatalf("keepalived on m3: %v\n%s", err, out)
 		}
-		defer lab.Exec(ctx, "m3", "rm", "-rf", "/etc/keepalived")
+		defer lab.Exec(ctx, "m3", "sh", "-c", "systemctl stop keepalived; rm -rf /etc/keepalived")
 		out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m3")
-		if code != exitRefused || !strings.Contains(out, "m3 runs keepalived (/etc/keepalived/keepalived.conf)") || !strings.Contains(out, "move the VIP off m3") {
-			t.Errorf("plan --remove m3 with keepalived on m3: exit %d, want %d naming it:\n%s%s", code, exitRefused, out, errOut)
+		if code != exitRefused || !strings.Contains(out, "VIP 10.88.0.100 on the leaving m3 has no staying host running keepalived for it") || !strings.Contains(out, "on a staying master") {
+			t.Errorf("plan --remove m3 with the only keepalived on m3: exit %d, want %d naming it:\n%s%s", code, exitRefused, out, errOut)
+		}
+	})
+
+	t.Run("an inventory naming the wrong etcd unit", func(t *testing.T) {
+		// The inventory says etcd.service, Debian's packaged unit, there but inactive; the
+		// hosts run kube-etcd.service: refused, naming the field and the unit to set.
+		inv, _ := os.ReadFile(lab.Inventory)
+		inv = regexp.MustCompile(`(?m)^hosts:$`).ReplaceAll(inv, []byte("paths:\n  etcd_unit: etcd.service\nhosts:"))
+		invPath := filepath.Join(filepath.Dir(lab.Inventory), "inventory-etcdunit.yaml")
+		if err := os.WriteFile(invPath, inv, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, errOut, code := cli(t, lab, "plan", "-i", invPath, "--remove", "m3")
+		for _, want := range []string{
+			"m1: the inventory's etcd_unit is etcd.service, which is inactive there, but etcd runs there as kube-etcd.service",
+			"set etcd_unit: kube-etcd.service for m1 in the inventory",
+		} {
+			if code != exitRefused || !strings.Contains(out, want) {
+				t.Errorf("plan with etcd_unit: etcd.service: exit %d, want %d with %q:\n%s%s", code, exitRefused, want, out, errOut)
+			}
 		}
 	})
 

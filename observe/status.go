@@ -2,6 +2,7 @@ package observe
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -363,6 +364,13 @@ func Disagreements(f plan.Facts) []string {
 			out = append(out, fmt.Sprintf("%s has the etcd role, but no etcd member has its address (%s)", h.Name, h.Address))
 		case n > 1:
 			out = append(out, fmt.Sprintf("%s has %d etcd members at its address", h.Name, n))
+		}
+	}
+	// A unit the inventory names that does not run where its program runs under another.
+	for _, name := range slices.Sorted(maps.Keys(f.Units)) {
+		for _, m := range f.Units[name].Mismatches {
+			out = append(out, fmt.Sprintf("%s: the inventory's %s is %s (%s there), but %s runs as %s: set %s: %s",
+				name, m.Field, m.Inventory, m.State, m.Program, m.Found, m.Field, m.Found))
 		}
 	}
 	// A master that no proxy sends to gets no traffic from the nodes; one that some proxies

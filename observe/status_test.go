@@ -145,6 +145,14 @@ func TestStatusDisagreements(t *testing.T) {
 	f.Etcd.Members[2].PeerURLs = []string{"https://10.0.0.77:2380"}
 	f.Etcd.Members[0].Name, f.Etcd.Members[1].Name = "m2", "m1"
 	f.LB["w1"].Upstreams[0].Servers[2].Down = true
+	// m2's inventory names etcd.service, Debian's packaged unit, inactive there; etcd runs as
+	// kube-etcd.service.
+	if f.Units == nil {
+		f.Units = map[string]plan.HostUnits{}
+	}
+	hu := f.Units["m2"]
+	hu.Mismatches = []plan.UnitMismatch{{Field: "etcd_unit", Inventory: "etcd.service", State: "inactive", Program: "etcd", Found: "kube-etcd.service"}}
+	f.Units["m2"] = hu
 	got := strings.Join(Disagreements(f), "\n")
 	for _, want := range []string{
 		"etcd member m3 (a2) with peer URLs https://10.0.0.77:2380 is on no inventory host",
@@ -152,6 +160,7 @@ func TestStatusDisagreements(t *testing.T) {
 		"etcd member m2 (a0) has the peer address of m1, but its name is that of m2",
 		"etcd member m1 (a1) has the peer address of m2, but its name is that of m1",
 		"master m3 (10.0.0.3:6443) is in no upstream of the proxy on w1",
+		"m2: the inventory's etcd_unit is etcd.service (inactive there), but etcd runs as kube-etcd.service: set etcd_unit: kube-etcd.service",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("disagreements lack %q:\n%s", want, got)

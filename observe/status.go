@@ -13,6 +13,7 @@ import (
 	"github.com/mastershrink/mastershrink/etcd"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/plan"
+	"github.com/mastershrink/mastershrink/unitfile"
 )
 
 // StatusFormatVersion is the version of the status document (-o json|yaml).
@@ -29,15 +30,18 @@ type Status struct {
 	Kubeconfig string `json:"kubeconfig,omitempty"`
 	KubeServer string `json:"kube_server,omitempty"`
 	// Leader is the leading member's name, LeaderHost the inventory host it runs on.
-	Leader        string            `json:"leader,omitempty"`
-	LeaderHost    string            `json:"leader_host,omitempty"`
-	Members       []MemberStatus    `json:"members"`
-	APIServers    []APIServerStatus `json:"apiservers"`
-	Proxies       []ProxyStatus     `json:"proxies"`
-	Certs         []CertStatus      `json:"certificates"`
-	Unreachable   []HostProblem     `json:"unreachable,omitempty"`
-	Leftovers     []string          `json:"leftovers,omitempty"`
-	Disagreements []string          `json:"disagreements,omitempty"`
+	Leader     string            `json:"leader,omitempty"`
+	LeaderHost string            `json:"leader_host,omitempty"`
+	Members    []MemberStatus    `json:"members"`
+	APIServers []APIServerStatus `json:"apiservers"`
+	Proxies    []ProxyStatus     `json:"proxies"`
+	Certs      []CertStatus      `json:"certificates"`
+	// Found is what each host was found to run, and from which files: where a preset
+	// guessed a path or a unit wrong, this is what to set in the inventory.
+	Found         []HostFound   `json:"found"`
+	Unreachable   []HostProblem `json:"unreachable,omitempty"`
+	Leftovers     []string      `json:"leftovers,omitempty"`
+	Disagreements []string      `json:"disagreements,omitempty"`
 }
 
 // MemberStatus is one etcd member.
@@ -102,6 +106,93 @@ type CertStatus struct {
 	UsedBy   []string  `json:"used_by"`
 }
 
+// HostFound is what one host runs that mastershrink reads or rewrites.
+type HostFound struct {
+	Host string `json:"host"`
+	// Units are the control-plane units found, with the files systemd builds each from.
+	Units []FoundUnit `json:"units,omitempty"`
+	// Proxy is the apiserver proxy ("nginx" or "haproxy") and its main config file.
+	Proxy       string `json:"proxy,omitempty"`
+	ProxyConfig string `json:"proxy_config,omitempty"`
+	// Keepalived is its config, VIPs and the ones this host holds, when it runs keepalived.
+	Keepalived *FoundVRRP `json:"keepalived,omitempty"`
+}
+
+// FoundUnit is one unit as systemd has it on a host.
+type FoundUnit struct {
+	Unit  string `json:"unit"`
+	State string `json:"state"`
+	// Files are the fragment, its drop-ins, and the environment and config files it reads.
+	Files []string `json:"files,omitempty"`
+}
+
+// FoundVRRP is keepalived on one host.
+type FoundVRRP struct {
+	Config string   `json:"config"`
+	State  string   `json:"state"`
+	VIPs   []string `json:"vips"`
+	Holds  []string `json:"holds,omitempty"`
+}
+
+// FoundRows lists, per reachable host in inventory order, what it was found to run.
+func FoundRows(f plan.Facts) []HostFound {
+	var out []HostFound
+	for _, h := range f.Hosts {
+		if !h.Reachable {
+			continue
+		}
+		row := HostFound{Host: h.Name}
+		hu := f.Units[h.Name]
+		if hu.Etcd != nil {
+			row.Units = append(row.Units, foundUnit(hu.Etcd, hu.EtcdStatus.ActiveState))
+		}
+		if hu.Components != nil {
+			for _, c := range hu.Components.Each() {
+				if c.Present && c.Unit != nil {
+					row.Units = append(row.Units, foundUnit(c.Unit, c.Status.ActiveState))
+				}
+			}
+		}
+		if cfg, ok := f.LB[h.Name]; ok {
+			row.Proxy, row.ProxyConfig = "nginx", cfg.Main
+			if cfg.Kind != "" {
+				row.Proxy = cfg.Kind
+			}
+		}
+		if o, ok := f.VRRP[h.Name]; ok {
+			state := "inactive"
+			if o.Active {
+				state = "active"
+			}
+			if o.Error != "" {
+				state = "unreadable: " + o.Error
+			}
+			row.Keepalived = &FoundVRRP{Config: o.Path, State: state, VIPs: o.Config.VIPs(), Holds: o.Holds}
+		}
+		if len(row.Units) > 0 || row.Proxy != "" || row.Keepalived != nil {
+			out = append(out, row)
+		}
+	}
+	return out
+}
+
+func foundUnit(u *unitfile.Unit, state string) FoundUnit {
+	fu := FoundUnit{Unit: u.Name, State: state}
+	if u.FragmentPath != "" {
+		fu.Files = append(fu.Files, u.FragmentPath)
+	}
+	fu.Files = append(fu.Files, u.DropIns...)
+	for _, e := range u.EnvironmentFiles {
+		if !e.Missing {
+			fu.Files = append(fu.Files, e.Path)
+		}
+	}
+	if u.ConfigFile != "" {
+		fu.Files = append(fu.Files, u.ConfigFile)
+	}
+	return fu
+}
+
 // HostProblem is a host that could not be reached.
 type HostProblem struct {
 	Host  string `json:"host"`
@@ -117,6 +208,7 @@ func BuildStatus(f plan.Facts, kubeconfig string) Status {
 		APIServers: APIServerRows(f),
 		Proxies:    ProxyRows(f),
 		Certs:      CertRows(f),
+		Found:      FoundRows(f),
 	}
 	for _, m := range s.Members {
 		if m.Leader {

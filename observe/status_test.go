@@ -12,6 +12,8 @@ import (
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/lb"
 	"github.com/mastershrink/mastershrink/plan"
+	"github.com/mastershrink/mastershrink/unitfile"
+	"github.com/mastershrink/mastershrink/vip"
 )
 
 // kubeconfigFile writes a kubeconfig with one context per server, the first current.
@@ -196,5 +198,34 @@ func TestStatusMemberByResolvedName(t *testing.T) {
 	f.Resolved = map[string][]string{"etcd-2.example": {"10.0.0.2"}}
 	if rows := MemberRows(f); rows[1].Host != "m2" {
 		t.Errorf("member with a peer URL by name maps to %q, want m2", rows[1].Host)
+	}
+}
+
+// What each host was found to run: its units with the files systemd builds them from, its
+// proxy and its keepalived; a host with none of them is left out.
+func TestStatusFound(t *testing.T) {
+	f := statusFacts()
+	hu := f.Units["m1"]
+	hu.Etcd = &unitfile.Unit{Name: "etcd.service", FragmentPath: "/etc/systemd/system/etcd.service",
+		DropIns:          []string{"/etc/systemd/system/etcd.service.d/10-flags.conf"},
+		EnvironmentFiles: []unitfile.EnvironmentFile{{Path: "/etc/etcd.env"}, {Path: "/etc/default/etcd", Optional: true, Missing: true}}}
+	hu.EtcdStatus.ActiveState = "active"
+	f.Units["m1"] = hu
+	f.LB["w1"] = lb.NodeConfig{Host: "w1", Kind: lb.KindHAProxy, Main: "/etc/haproxy/haproxy.cfg"}
+	f.VRRP = map[string]vip.Observed{"m1": {Path: vip.DefaultConfig, Active: true, Holds: []string{"10.0.0.100"},
+		Config: vip.Config{Instances: []vip.Instance{{VIPs: []string{"10.0.0.100"}}}}}}
+	rows := FoundRows(f)
+	if len(rows) != 2 || rows[0].Host != "m1" || rows[1].Host != "w1" {
+		t.Fatalf("rows %+v", rows)
+	}
+	if got := rows[0].Units[0]; got.Unit != "etcd.service" || got.State != "active" ||
+		strings.Join(got.Files, " ") != "/etc/systemd/system/etcd.service /etc/systemd/system/etcd.service.d/10-flags.conf /etc/etcd.env" {
+		t.Errorf("m1's etcd unit %+v", got)
+	}
+	if k := rows[0].Keepalived; k == nil || k.State != "active" || strings.Join(k.Holds, ",") != "10.0.0.100" {
+		t.Errorf("m1's keepalived %+v", k)
+	}
+	if rows[1].Proxy != "haproxy" || rows[1].ProxyConfig != "/etc/haproxy/haproxy.cfg" {
+		t.Errorf("w1's proxy %+v", rows[1])
 	}
 }

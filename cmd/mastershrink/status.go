@@ -234,6 +234,26 @@ func renderStatus(w io.Writer, s observe.Status, problems []string) error {
 	}
 	tw.Flush()
 
+	fmt.Fprintf(w, "\nfound on the hosts: %d\n", len(s.Found))
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tWHAT\tSTATE\tFROM")
+	for _, h := range s.Found {
+		for _, u := range h.Units {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Host, u.Unit, u.State, strings.Join(u.Files, ", "))
+		}
+		if h.Proxy != "" {
+			fmt.Fprintf(tw, "%s\t%s proxy\t-\t%s\n", h.Host, h.Proxy, h.ProxyConfig)
+		}
+		if k := h.Keepalived; k != nil {
+			what := "keepalived, VIP " + strings.Join(k.VIPs, ", ")
+			if len(k.Holds) > 0 {
+				what += " (holds " + strings.Join(k.Holds, ", ") + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Host, what, k.State, k.Config)
+		}
+	}
+	tw.Flush()
+
 	fmt.Fprintf(w, "\ncertificates: %d\n", len(s.Certs))
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tPATH\tCN\tEXPIRES\tDAYS\tSANS")

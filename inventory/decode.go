@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/mastershrink/mastershrink/internal/editdist"
 )
 
 // decoder fills Go values from a yaml.Node itself, instead of yaml.v3's Decode, so that
@@ -188,29 +190,9 @@ func closest(name string, fields map[string]int) string {
 	sort.Strings(keys)
 	best, bestDist := "", 3
 	for _, k := range keys {
-		if dist := editDistance(name, k); dist < bestDist {
+		if dist := editdist.Distance(name, k); dist < bestDist {
 			best, bestDist = k, dist
 		}
 	}
 	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/mastershrink/mastershrink/internal/editdist"
 )
 
 // TargetProblem is one reason the operator's target cannot be planned, decided from the
@@ -227,7 +229,7 @@ func (inv *Inventory) hostByAddress(a string) *Host {
 func (inv *Inventory) closestName(name string) string {
 	best, bestDist, ties := "", 3, 0
 	for _, h := range inv.Hosts {
-		switch d := editDistance(name, h.Name); {
+		switch d := editdist.Distance(name, h.Name); {
 		case d < bestDist:
 			best, bestDist, ties = h.Name, d, 0
 		case d == bestDist:

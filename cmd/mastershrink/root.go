@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"github.com/mastershrink/mastershrink/internal/editdist"
 	"github.com/mastershrink/mastershrink/internal/version"
 	"github.com/mastershrink/mastershrink/observe"
 )
@@ -335,32 +336,11 @@ func flagError(c *cobra.Command, err error) error {
 func nearestFlag(c *cobra.Command, typed string) string {
 	best, bestDist := "", 3
 	c.Flags().VisitAll(func(f *pflag.Flag) {
-		if d := editDistance(typed, f.Name); d < bestDist && d <= len(f.Name)/3 && !f.Hidden {
+		if d := editdist.Distance(typed, f.Name); d < bestDist && d <= len(f.Name)/3 && !f.Hidden {
 			best, bestDist = f.Name, d
 		}
 	})
 	return best
-}
-
-// editDistance is the Levenshtein distance between two short strings.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // withSubcommandArgs gives every command that has subcommands an Args that names an unknown
@@ -383,7 +363,7 @@ func withSubcommandArgs(cmd *cobra.Command) {
 				continue
 			}
 			names = append(names, sub.Name())
-			if d := editDistance(args[0], sub.Name()); d < nearDist && d <= len(sub.Name())/3 {
+			if d := editdist.Distance(args[0], sub.Name()); d < nearDist && d <= len(sub.Name())/3 {
 				near, nearDist = sub.Name(), d
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/internal/golden"
 )
 
 // haproxyCheck runs the real `haproxy -c` on text: the one on PATH, or else Debian's in the
@@ -79,7 +80,7 @@ func TestHAProxyParseAndRewrite(t *testing.T) {
 				Upstreams []Upstream `json:"upstreams"`
 				Listen    string     `json:"listen"`
 			}{cfg.Upstreams, cfg.Listen}, "", "  ")
-			golden(t, filepath.Join("testdata", tc.name, "parse.golden.json"), string(parsed)+"\n")
+			golden.Check(t, filepath.Join("testdata", tc.name, "parse.golden.json"), string(parsed)+"\n")
 
 			changes, err := Rewrite(cfg, tc.leaving, tc.mode)
 			if err != nil || len(changes) != 1 {
@@ -89,12 +90,12 @@ func TestHAProxyParseAndRewrite(t *testing.T) {
 			if c.Before != in || c.Path != file {
 				t.Fatalf("change of %s: before differs from the file read", c.Path)
 			}
-			golden(t, filepath.Join("testdata", tc.name, "out", "haproxy.cfg"), c.After)
+			golden.Check(t, filepath.Join("testdata", tc.name, "out", "haproxy.cfg"), c.After)
 			var diff string
 			for _, g := range GroupDiffs(map[string][]host.FileChange{"node-1": changes}) {
 				diff += g.Diff
 			}
-			golden(t, filepath.Join("testdata", tc.name, "diff.golden"), diff)
+			golden.Check(t, filepath.Join("testdata", tc.name, "diff.golden"), diff)
 			haproxyCheck(t, in)
 			haproxyCheck(t, c.After)
 

@@ -3,7 +3,6 @@ package lb
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,9 +13,8 @@ import (
 	"testing"
 
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 const streamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
@@ -129,7 +127,7 @@ func TestParseAndRewrite(t *testing.T) {
 				Upstreams []Upstream `json:"upstreams"`
 				Listen    string     `json:"listen"`
 			}{cfg.Upstreams, cfg.Listen}, "", "  ")
-			golden(t, filepath.Join("testdata", dir, "parse.golden.json"), string(parsed)+"\n")
+			golden.Check(t, filepath.Join("testdata", dir, "parse.golden.json"), string(parsed)+"\n")
 
 			changes, err := Rewrite(cfg, tc.leaving, tc.mode)
 			if tc.wantErr != nil {
@@ -153,13 +151,13 @@ func TestParseAndRewrite(t *testing.T) {
 				}
 				checkOnlyLeavingLines(t, cfg, c, tc.leaving, tc.mode)
 				after[c.Path] = c.After
-				golden(t, filepath.Join("testdata", dir, "out", strings.TrimPrefix(c.Path, tc.root+"/")), c.After)
+				golden.Check(t, filepath.Join("testdata", dir, "out", strings.TrimPrefix(c.Path, tc.root+"/")), c.After)
 			}
 			for _, g := range GroupDiffs(map[string][]host.FileChange{"node-1": changes}) {
 				diffs += g.Diff
 			}
 			if tc.changed > 0 {
-				golden(t, filepath.Join("testdata", dir, "diff.golden"), diffs)
+				golden.Check(t, filepath.Join("testdata", dir, "diff.golden"), diffs)
 			}
 			nginxTestFiles(t, files, tc.root, main)
 			nginxTestFiles(t, after, tc.root, main)
@@ -243,26 +241,6 @@ func checkOnlyLeavingLines(t *testing.T, cfg NodeConfig, c host.FileChange, leav
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("%s: lines changed %v, want %v", c.Path, got, want)
-	}
-}
-
-func golden(t *testing.T, file, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run go test ./lb -update)", err)
-	}
-	if string(want) != got {
-		t.Fatalf("%s differs from the output:\n%s", file, got)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,14 +16,13 @@ import (
 	"github.com/mastershrink/mastershrink/certs"
 	"github.com/mastershrink/mastershrink/etcd"
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/internal/golden"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/lb"
 	"github.com/mastershrink/mastershrink/nodes"
 	"github.com/mastershrink/mastershrink/unitfile"
 	"github.com/mastershrink/mastershrink/unitfile/unitfiletest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 var observedAt = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 
@@ -255,29 +253,9 @@ func TestBuildGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("testdata", tc.name, "plan.txt"), text.Bytes())
-			golden(t, filepath.Join("testdata", tc.name, "plan.json"), append(js, '\n'))
+			golden.Check(t, filepath.Join("testdata", tc.name, "plan.txt"), text.String())
+			golden.Check(t, filepath.Join("testdata", tc.name, "plan.json"), string(js)+"\n")
 		})
-	}
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./plan -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the output (go test ./plan -update rewrites it):\n%s", path, got)
 	}
 }
 

@@ -6,6 +6,7 @@ package golden
 import (
 	"flag"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -16,6 +17,9 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 func Check(t testing.TB, path, got string) {
 	t.Helper()
 	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}

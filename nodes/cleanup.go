@@ -455,7 +455,7 @@ func (c *cleaner) kubeMounts(ctx context.Context) ([]string, error) {
 		if len(f) < 2 {
 			continue
 		}
-		mp := unescapeMount(f[1])
+		mp := machine.UnescapeMount(f[1])
 		for _, base := range []string{"/var/lib/kubelet", "/var/lib/rancher"} {
 			b := c.o.path(base)
 			if mp == b || strings.HasPrefix(mp, b+"/") {
@@ -814,26 +814,6 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(ks)
 	return ks
-}
-
-// unescapeMount decodes the octal escapes (\040 for a space) of /proc/self/mounts.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var v int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // shq quotes s for a POSIX shell with host/machine's quoter, leaving a plain word bare: the

@@ -29,7 +29,6 @@ func TestLabVIPOnLeavingMaster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m1, _ := lab.Machine("m1")
 	m2, _ := lab.Machine("m2")
 	m3, _ := lab.Machine("m3")
 
@@ -133,14 +132,7 @@ func TestLabVIPOnLeavingMaster(t *testing.T) {
 	if strings.Contains(string(conf), m2.Address) || strings.Contains(string(conf), m3.Address) {
 		t.Errorf("m1's keepalived.conf still names a removed master:\n%s", conf)
 	}
-	ec, err := lab.EtcdClient("https://" + m1.Address + ":2379")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ec.Close()
-	if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
-		t.Errorf("seed keys: %v", err)
-	}
+	keysAndCertsKept(ctx, t, lab, "/etc/kubernetes/ssl/etcd.pem", "/etc/kubernetes/ssl/kubernetes.pem")
 }
 
 // TestLabLBHostsVIP shrinks 3 masters to 1 on the env-file guides' layout with their front
@@ -225,5 +217,32 @@ func TestLabLBHostsVIP(t *testing.T) {
 	addrs, err := lab.Exec(ctx, "lb2", "ip", "-o", "addr", "show", "dev", "eth0")
 	if err != nil || !strings.Contains(string(addrs), " "+testenv.VIPAddress+"/") {
 		t.Errorf("the VIP left lb2: %s %v", addrs, err)
+	}
+	keysAndCertsKept(ctx, t, lab, "/opt/etcd/ssl/server.pem", "/opt/kubernetes/ssl/kubernetes.pem")
+}
+
+// keysAndCertsKept checks, after a 3-to-1 shrink to m1, that etcd has every seed key and that
+// the certificates m1 serves name no removed master.
+func keysAndCertsKept(ctx context.Context, t *testing.T, lab *testenv.Lab, certs ...string) {
+	t.Helper()
+	m1, _ := lab.Machine("m1")
+	m2, _ := lab.Machine("m2")
+	m3, _ := lab.Machine("m3")
+	ec, err := lab.EtcdClient("https://" + m1.Address + ":2379")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ec.Close()
+	if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
+		t.Errorf("seed keys: %v", err)
+	}
+	for _, cert := range certs {
+		out, err := lab.Exec(ctx, "m1", "openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", cert)
+		if err != nil {
+			t.Fatalf("%s: %v", cert, err)
+		}
+		if s := string(out); strings.Contains(s, m2.Address) || strings.Contains(s, m3.Address) || !strings.Contains(s, m1.Address) {
+			t.Errorf("%s SANs: %s, want m1 and no removed master", cert, s)
+		}
 	}
 }

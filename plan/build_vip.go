@@ -37,9 +37,8 @@ func (VIPUpdateParams) ParamsKind() string { return KindVIPUpdate }
 // A VIP that kubeconfigs point at sits on one keepalived host and routes through that host's
 // proxy. A leaving host's proxy is never taken off a survivor's restarting apiserver (only
 // staying proxies are), nor kept once its host is retired, so every client of a VIP left
-// there would see the restart and then lose the API. So keepalived is stopped on each leaving host first: its
-// priority-0 advertisement hands the VIP to the best backup at once. Hosts that only back the
-// VIP up go first and the holder last, so the VIP moves once, straight to a staying host.
+// there would see the restart and then lose the API. So keepalived is stopped on each leaving
+// host first: its priority-0 advertisement hands the VIP to the best backup at once.
 func (b *builder) vips() {
 	var release []string
 	for _, name := range b.t.Remove {
@@ -86,7 +85,11 @@ func (b *builder) vips() {
 	if len(release) > 0 {
 		var all []string
 		for _, name := range release {
-			all = append(all, b.f.VRRP[name].Config.VIPs()...)
+			for _, v := range b.f.VRRP[name].Config.VIPs() {
+				if !slices.Contains(all, v) {
+					all = append(all, v)
+				}
+			}
 		}
 		if !slices.Contains(all, PeerHost(b.f.KubeServer)) {
 			b.warn("mastershrink's kubeconfig (server %s) does not use the VIP %s: apply proves where the VIP moves, but can only ask /readyz through it with a kubeconfig that names it (--kubeconfig)",

@@ -162,7 +162,7 @@ func TestVIPKubeconfigWarning(t *testing.T) {
 		f := vrrpFacts(t)
 		f.KubeServer = server
 		p := Build(f, Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
-		if got := strings.Contains(strings.Join(p.Warnings, "\n"), "does not use the VIP "+testVIP); got != want {
+		if got := strings.Contains(strings.Join(p.Warnings, "\n"), "does not use the VIP "+testVIP+":"); got != want {
 			t.Errorf("kubeconfig %s: warned %v, want %v: %q", server, got, want, p.Warnings)
 		}
 	}

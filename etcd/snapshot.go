@@ -643,6 +643,23 @@ func parseMeta(b []byte) (boltMeta, bool) {
 		highWater: le.Uint64(m[40:]), txid: le.Uint64(m[48:])}, true
 }
 
+// newestMeta is the meta page bbolt opens the file with: the valid one, or of two valid ones
+// the one of the later transaction. false: neither is valid.
+func newestMeta(m0 boltMeta, ok0 bool, m1 boltMeta, ok1 bool) (boltMeta, bool) {
+	switch {
+	case ok0 && ok1 && m1.txid > m0.txid, !ok0 && ok1:
+		return m1, true
+	case ok0:
+		return m0, true
+	}
+	return boltMeta{}, false
+}
+
+// validPageSize: bbolt's pages are a power of two from 512 bytes to 1 MiB.
+func validPageSize(ps uint64) bool {
+	return ps >= 512 && ps <= 1<<20 && ps&(ps-1) == 0
+}
+
 func (w *boltWalker) check() error {
 	m0, ok0 := w.readMeta(0)
 	ps := int64(os.Getpagesize())
@@ -650,16 +667,12 @@ func (w *boltWalker) check() error {
 		ps = int64(m0.pageSize)
 	}
 	m1, ok1 := w.readMeta(ps)
-	switch {
-	case ok0 && ok1 && m1.txid > m0.txid, !ok0 && ok1:
-		w.meta = m1
-	case ok0:
-		w.meta = m0
-	default:
+	m, ok := newestMeta(m0, ok0, m1, ok1)
+	if !ok {
 		return corrupt("neither meta page is valid")
 	}
-	m := w.meta
-	if m.pageSize < 512 || m.pageSize > 1<<20 || m.pageSize&(m.pageSize-1) != 0 {
+	w.meta = m
+	if !validPageSize(m.pageSize) {
 		return corrupt("page size %d", m.pageSize)
 	}
 	if m.highWater < 2 || m.highWater > uint64(w.size)/m.pageSize {
@@ -915,16 +928,13 @@ func (s *pageScan) chooseMeta() bool {
 		return false
 	}
 	m1, ok1 := parseMeta(s.head[ps:])
-	switch {
-	case ok0 && ok1 && m1.txid > m0.txid, !ok0 && ok1:
-		s.meta = m1
-	case ok0:
-		s.meta = m0
-	default:
+	m, ok := newestMeta(m0, ok0, m1, ok1)
+	if !ok {
 		s.fallback = true
 		return false
 	}
-	if m := s.meta; m.pageSize < 512 || m.pageSize > 1<<20 || m.pageSize&(m.pageSize-1) != 0 || m.highWater < 2 {
+	s.meta = m
+	if !validPageSize(m.pageSize) || m.highWater < 2 {
 		s.fallback = true
 		return false
 	}

@@ -15,10 +15,28 @@ import (
 )
 
 // boltSnapshot writes an etcd-like bbolt file (a "key" bucket of revisions, a "meta" bucket)
-// with etcd's sha256 trailer, as a snapshot stream ends.
-func boltSnapshot(t *testing.T, keys int) string {
+// with etcd's sha256 trailer, as a snapshot stream ends. data is the bbolt part, the bytes a
+// test damages.
+func boltSnapshot(t *testing.T, keys int) (path string, data []byte) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "snap.db")
+	path = boltFile(t, "snap.db", keys, func(i int) ([]byte, error) {
+		return proto.Marshal(&mvccpb.KeyValue{Key: []byte(fmt.Sprintf("/registry/secrets/ns/s%04d", i)), Value: make([]byte, 100), ModRevision: int64(i)})
+	}, func(mb *bolt.Bucket) error {
+		return mb.Put([]byte("consistent_index"), make([]byte, 8))
+	})
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withTrailer(t, path, data)
+	return path, data
+}
+
+// boltFile writes a bbolt file named name with etcd's two buckets: revisions 1 to keys in
+// "key", each holding value(revision), and "meta", which meta fills (nil leaves it empty).
+func boltFile(t *testing.T, name string, keys int, value func(rev int) ([]byte, error), meta func(*bolt.Bucket) error) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +50,7 @@ func boltSnapshot(t *testing.T, keys int) string {
 			rev := make([]byte, 17)
 			binary.BigEndian.PutUint64(rev, uint64(i))
 			rev[8] = '_'
-			v, err := proto.Marshal(&mvccpb.KeyValue{Key: []byte(fmt.Sprintf("/registry/secrets/ns/s%04d", i)), Value: make([]byte, 100), ModRevision: int64(i)})
+			v, err := value(i)
 			if err != nil {
 				return err
 			}
@@ -41,10 +59,10 @@ func boltSnapshot(t *testing.T, keys int) string {
 			}
 		}
 		mb, err := tx.CreateBucket([]byte("meta"))
-		if err != nil {
+		if err != nil || meta == nil {
 			return err
 		}
-		return mb.Put([]byte("consistent_index"), make([]byte, 8))
+		return meta(mb)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -97,12 +115,7 @@ func bucketRootOffset(t *testing.T, data []byte, name string) int {
 // re-hashed) must come back as ErrSnapshotCorrupt: without the bounds walk, bbolt follows the
 // page number into unmapped memory and the whole process dies.
 func TestVerifySnapshotDamagedPages(t *testing.T) {
-	path := boltSnapshot(t, 200)
-	good, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	withTrailer(t, path, good)
+	path, good := boltSnapshot(t, 200)
 	info, err := VerifySnapshot(path)
 	if err != nil || info.Keys != 200 || info.Revision != 200 {
 		t.Fatalf("intact snapshot: %+v, %v", info, err)

@@ -11,8 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // scanFile streams data through a pageScan in chunks of random sizes, as a snapshot arrives.
@@ -31,12 +29,7 @@ func scanFile(data []byte, r *rand.Rand) *pageScan {
 // snapshot and on a thousand damaged ones, each damage in a page header, an element, a
 // bucket value or a meta page (re-checksummed, so the damage gets past the meta check).
 func TestPageScanDecidesAsTheFileWalk(t *testing.T) {
-	path := boltSnapshot(t, 3000)
-	good, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	withTrailer(t, path, good)
+	path, good := boltSnapshot(t, 3000)
 	r := rand.New(rand.NewPCG(15, 1))
 	if s := scanFile(good, r); !s.ready || s.fallback || len(s.pages) == 0 {
 		t.Fatalf("intact snapshot: scan ready %v, fallback %v, %d pages", s.ready, s.fallback, len(s.pages))
@@ -131,11 +124,7 @@ func fnvSum(b []byte) uint64 {
 // were read: the one-pass check finds what the file walk finds (TestVerifySnapshotDamagedPages
 // has the cases); here the scan's shortcuts are bypassed one by one.
 func TestPageScanFallsBack(t *testing.T) {
-	path := boltSnapshot(t, 50)
-	good, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, good := boltSnapshot(t, 50)
 	// Both meta pages broken: the scan gives up, the file walk refuses.
 	b := append([]byte(nil), good...)
 	ps := int(binary.LittleEndian.Uint32(good[boltPageHeader+8:]))
@@ -151,12 +140,7 @@ func TestPageScanFallsBack(t *testing.T) {
 		t.Error("a snapshot without a valid meta page passed")
 	}
 	// A scan of other bytes than the file's (its meta differs) is not used.
-	other := boltSnapshot(t, 400)
-	ob, err := os.ReadFile(other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	withTrailer(t, path, good)
+	_, ob := boltSnapshot(t, 400)
 	if err := boltBoundsScan(path, scanFile(ob, rand.New(rand.NewPCG(3, 4)))); err != nil {
 		t.Errorf("scan of another file: %v", err)
 	}
@@ -180,12 +164,7 @@ func (r *failingReader) Read(p []byte) (int, error) {
 // saveSnapshot keeps a snapshot only when every check passed: a damaged one (its trailer
 // right or wrong) or a stream that breaks leaves neither the .part file nor the snapshot.
 func TestSaveSnapshotRefuses(t *testing.T) {
-	src := boltSnapshot(t, 500)
-	good, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	withTrailer(t, src, good)
+	src, good := boltSnapshot(t, 500)
 	sealed, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
@@ -270,31 +249,7 @@ func TestSaveSnapshotRefuses(t *testing.T) {
 // A page whose elements run past its first page cannot be summarised from the stream: it is
 // deferred, and the walk reads it from the file, deciding as the file walk does.
 func TestPageScanDefers(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "big.db")
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		kb, err := tx.CreateBucket([]byte("key"))
-		if err != nil {
-			return err
-		}
-		for i := 1; i <= 20; i++ {
-			rev := make([]byte, 17)
-			binary.BigEndian.PutUint64(rev, uint64(i))
-			rev[8] = '_'
-			if err := kb.Put(rev, make([]byte, 10<<10)); err != nil {
-				return err
-			}
-		}
-		_, err = tx.CreateBucket([]byte("meta"))
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	path := boltFile(t, "big.db", 20, func(int) ([]byte, error) { return make([]byte, 10<<10), nil }, nil)
 	good, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -70,6 +70,18 @@ func memberIDs(t testing.TB, cli *clientv3.Client) []uint64 {
 	return ids
 }
 
+// membersKept notes the member list cli's member knows now; the returned check fails the test
+// when it has changed since, as a refused removal must leave it.
+func membersKept(t testing.TB, cli *clientv3.Client) (check func()) {
+	before := memberIDs(t, cli)
+	return func() {
+		t.Helper()
+		if after := memberIDs(t, cli); !slices.Equal(before, after) {
+			t.Fatalf("member list changed by a refused removal: %x -> %x", before, after)
+		}
+	}
+}
+
 func memberIndex(t testing.TB, c *etcdtest.Cluster, f etcd.Facts, id uint64) int {
 	t.Helper()
 	m, ok := f.Member(id)
@@ -77,6 +89,16 @@ func memberIndex(t testing.TB, c *etcdtest.Cluster, f etcd.Facts, id uint64) int
 		t.Fatalf("member %x not in facts", id)
 	}
 	return c.Index(m.Name)
+}
+
+// follower is the first member that does not lead (the zero Member when there is none).
+func follower(f etcd.Facts) etcd.Member {
+	for _, m := range f.Members {
+		if !m.IsLeader {
+			return m
+		}
+	}
+	return etcd.Member{}
 }
 
 func idByName(t testing.TB, f etcd.Facts, name string) uint64 {

@@ -27,18 +27,26 @@ func layoutHost(t *testing.T, layout, unit, fragment string) *unitfiletest.DirHo
 	}}
 }
 
-func TestPlanSurvivorUnitSeed003(t *testing.T) {
-	h := layoutHost(t, "seed003", "kube-etcd.service", "/etc/systemd/system/kube-etcd.service")
-	ctx := context.Background()
-	u, err := unitfile.Read(ctx, h, "kube-etcd")
+// planSurvivor reads unit from h as a survivor's rewrite does and plans it for the initial
+// cluster ic.
+func planSurvivor(t *testing.T, h host.Host, unit, ic string) []host.FileChange {
+	t.Helper()
+	u, err := unitfile.Read(context.Background(), h, unit)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const ic = "172.72.0.95=https://172.72.0.95:2380"
 	changes, err := etcd.PlanSurvivorUnit(u, h.Name(), ic)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return changes
+}
+
+func TestPlanSurvivorUnitSeed003(t *testing.T) {
+	h := layoutHost(t, "seed003", "kube-etcd.service", "/etc/systemd/system/kube-etcd.service")
+	ctx := context.Background()
+	const ic = "172.72.0.95=https://172.72.0.95:2380"
+	changes := planSurvivor(t, h, "kube-etcd", ic)
 	if len(changes) != 1 || changes[0].Path != "/etc/systemd/system/kube-etcd.service" || changes[0].Host != "master-1" {
 		t.Fatalf("changes %+v", changes)
 	}
@@ -64,7 +72,7 @@ func TestPlanSurvivorUnitSeed003(t *testing.T) {
 	}
 
 	// Applying writes the file; the test host has no systemd, so the reload step reports it.
-	err = etcd.ApplySurvivorUnit(ctx, h, changes)
+	err := etcd.ApplySurvivorUnit(ctx, h, changes)
 	if !errors.Is(err, unitfiletest.ErrNotSupported) || !strings.Contains(err.Error(), "daemon-reload") {
 		t.Fatalf("apply: %v", err)
 	}
@@ -73,7 +81,7 @@ func TestPlanSurvivorUnitSeed003(t *testing.T) {
 		t.Fatal("unit not rewritten")
 	}
 	// Planning again on the rewritten unit: nothing to do.
-	u, err = unitfile.Read(ctx, h, "kube-etcd")
+	u, err := unitfile.Read(ctx, h, "kube-etcd")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,15 +92,7 @@ func TestPlanSurvivorUnitSeed003(t *testing.T) {
 
 func TestPlanSurvivorUnitEnvironmentFile(t *testing.T) {
 	h := layoutHost(t, "debian", "etcd.service", "/lib/systemd/system/etcd.service")
-	ctx := context.Background()
-	u, err := unitfile.Read(ctx, h, "etcd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	changes, err := etcd.PlanSurvivorUnit(u, h.Name(), "m1=https://10.88.0.11:2380")
-	if err != nil {
-		t.Fatal(err)
-	}
+	changes := planSurvivor(t, h, "etcd", "m1=https://10.88.0.11:2380")
 	if len(changes) != 1 || changes[0].Path != "/etc/default/etcd" {
 		t.Fatalf("changes %+v", changes)
 	}
@@ -158,15 +158,8 @@ func TestPlanSurvivorUnitWhereTheValueLives(t *testing.T) {
 		t.Run(c.layout, func(t *testing.T) {
 			h := layoutHost(t, c.layout, "etcd.service", c.fragment)
 			ctx := context.Background()
-			u, err := unitfile.Read(ctx, h, "etcd")
-			if err != nil {
-				t.Fatal(err)
-			}
 			const ic = "etcd-1=https://192.168.31.71:2380"
-			changes, err := etcd.PlanSurvivorUnit(u, h.Name(), ic)
-			if err != nil {
-				t.Fatal(err)
-			}
+			changes := planSurvivor(t, h, "etcd", ic)
 			if len(changes) != 1 || changes[0].Path != c.file {
 				t.Fatalf("changes %+v, want one change of %s", changes, c.file)
 			}
@@ -190,7 +183,7 @@ func TestPlanSurvivorUnitWhereTheValueLives(t *testing.T) {
 			if err := etcd.ApplySurvivorUnit(ctx, h, changes); !errors.Is(err, unitfiletest.ErrNotSupported) {
 				t.Fatalf("apply: %v", err)
 			}
-			u, err = unitfile.Read(ctx, h, "etcd")
+			u, err := unitfile.Read(ctx, h, "etcd")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -31,31 +31,21 @@ func RetireComponents(ctx context.Context, h host.Host, p inventory.Paths) error
 		return fmt.Errorf("retire control plane on %s: %w", h.Name(), err)
 	}
 	defer sd.Close()
-	var errs []error
 	disabled := false
-	for _, u := range controlPlaneUnits(p) {
-		st, err := sd.Status(ctx, u)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s on %s: %w", u, h.Name(), err))
-			continue
-		}
-		if st.LoadState == "not-found" {
-			continue
-		}
+	errs := eachKnownUnit(ctx, h, sd, p, func(u string, st host.UnitStatus) error {
 		if !stopped(st) {
 			if err := sd.Stop(ctx, u); err != nil {
-				errs = append(errs, fmt.Errorf("stop %s on %s: %w", u, h.Name(), err))
-				continue
+				return fmt.Errorf("stop %s on %s: %w", u, h.Name(), err)
 			}
 		}
 		if !disabledState(st) {
 			if err := sd.Disable(ctx, u); err != nil {
-				errs = append(errs, fmt.Errorf("disable %s on %s: %w", u, h.Name(), err))
-				continue
+				return fmt.Errorf("disable %s on %s: %w", u, h.Name(), err)
 			}
 			disabled = true
 		}
-	}
+		return nil
+	})
 	if disabled {
 		// systemctl disable reloads the manager; the D-Bus call does not.
 		if err := sd.DaemonReload(ctx); err != nil {
@@ -84,6 +74,18 @@ func Retired(ctx context.Context, h host.Host, p inventory.Paths) (bool, error) 
 }
 
 func confirmRetired(ctx context.Context, h host.Host, sd host.Systemd, p inventory.Paths) error {
+	return errors.Join(eachKnownUnit(ctx, h, sd, p, func(u string, st host.UnitStatus) error {
+		if !stopped(st) || !disabledState(st) {
+			return fmt.Errorf("%s on %s is %s/%s: %w", u, h.Name(), st.ActiveState, st.UnitFileState, ErrStillRunning)
+		}
+		return nil
+	})...)
+}
+
+// eachKnownUnit calls fn with each control-plane unit's status, skipping the units systemd
+// does not know (nothing to retire there), and returns the errors of every unit, not only
+// the first, so one report names them all.
+func eachKnownUnit(ctx context.Context, h host.Host, sd host.Systemd, p inventory.Paths, fn func(unit string, st host.UnitStatus) error) []error {
 	var errs []error
 	for _, u := range controlPlaneUnits(p) {
 		st, err := sd.Status(ctx, u)
@@ -94,11 +96,11 @@ func confirmRetired(ctx context.Context, h host.Host, sd host.Systemd, p invento
 		if st.LoadState == "not-found" {
 			continue
 		}
-		if !stopped(st) || !disabledState(st) {
-			errs = append(errs, fmt.Errorf("%s on %s is %s/%s: %w", u, h.Name(), st.ActiveState, st.UnitFileState, ErrStillRunning))
+		if err := fn(u, st); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func stopped(st host.UnitStatus) bool {

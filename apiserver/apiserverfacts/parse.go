@@ -25,26 +25,14 @@ func ParseFlags(u *unitfile.Unit) (Flags, error) {
 			}
 		}
 	}
-	if v := get("--apiserver-count"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return f, fmt.Errorf("--apiserver-count=%q: %w", v, err)
-		}
-		f.APIServerCount = n
+	if err := parseFlag(get, "--apiserver-count", strconv.Atoi, &f.APIServerCount); err != nil {
+		return f, err
 	}
-	if v := get("--secure-port"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return f, fmt.Errorf("--secure-port=%q: %w", v, err)
-		}
-		f.SecurePort = n
+	if err := parseFlag(get, "--secure-port", strconv.Atoi, &f.SecurePort); err != nil {
+		return f, err
 	}
-	if v := get("--request-timeout"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return f, fmt.Errorf("--request-timeout=%q: %w", v, err)
-		}
-		f.RequestTimeout = d
+	if err := parseFlag(get, "--request-timeout", time.ParseDuration, &f.RequestTimeout); err != nil {
+		return f, err
 	}
 	f.AdvertiseAddress = get("--advertise-address")
 	f.BindAddress = get("--bind-address")
@@ -60,6 +48,21 @@ func ParseFlags(u *unitfile.Unit) (Flags, error) {
 	f.Config = get("--config")
 	f.Master = get("--master")
 	return f, nil
+}
+
+// parseFlag sets *dst to the flag's value as parse reads it, leaving it as it is when the
+// flag is not given; a value that does not parse is an error naming the flag.
+func parseFlag[T any](get func(name string) string, name string, parse func(string) (T, error), dst *T) error {
+	v := get(name)
+	if v == "" {
+		return nil
+	}
+	x, err := parse(v)
+	if err != nil {
+		return fmt.Errorf("%s=%q: %w", name, v, err)
+	}
+	*dst = x
+	return nil
 }
 
 // KubeconfigServers finds clusters[].cluster.server with their positions, so an edit can

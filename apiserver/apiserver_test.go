@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/internal/golden"
 	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/testenv"
 	"github.com/mastershrink/mastershrink/unitfile/unitfiletest"
 )
 
@@ -152,18 +152,7 @@ func TestPlanRewriteSeed003(t *testing.T) {
 	assertChangesApply(t, c, r)
 
 	// Planning again on the result changes nothing (idempotent).
-	h := seed003Host()
-	h.Root = t.TempDir()
-	copyTree(t, "testdata/seed003/root", h.Root)
-	for _, ch := range r.Changes {
-		if _, err := h.WriteFile(context.Background(), ch.Path, []byte(ch.After), host.WriteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c2, err := Observe(context.Background(), h, inventory.Paths{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := observeRewritten(t, seed003Host(), r)
 	r2, err := PlanRewrite(c2, "m1", []string{"https://172.72.0.95:2379"}, 1, []string{"172.72.0.96", "172.72.0.97", "m2", "m3"})
 	if err != nil {
 		t.Fatal(err)
@@ -215,6 +204,25 @@ func assertChangesApply(t *testing.T, c Components, r Rewrite) {
 			t.Errorf("%s: line count changed", ch.Path)
 		}
 	}
+}
+
+// observeRewritten observes h again after r's changes, written to a copy of its fixture so
+// testdata stays as it is.
+func observeRewritten(t *testing.T, h *unitfiletest.DirHost, r Rewrite) Components {
+	t.Helper()
+	rewritten := *h
+	rewritten.Root = t.TempDir()
+	copyTree(t, h.Root, rewritten.Root)
+	for _, ch := range r.Changes {
+		if _, err := rewritten.WriteFile(context.Background(), ch.Path, []byte(ch.After), host.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := Observe(context.Background(), &rewritten, inventory.Paths{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func copyTree(t *testing.T, from, to string) {
@@ -294,7 +302,7 @@ func TestHeartbeatLine(t *testing.T) {
 	old := heartbeatEvery
 	heartbeatEvery = 20 * time.Millisecond
 	defer func() { heartbeatEvery = old }()
-	var buf syncBuffer
+	var buf testenv.Buffer
 	hb := startHeartbeat(&buf, "waiting for kube-apiserver on m1 /readyz")
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(buf.String(), "\n") && time.Now().Before(deadline) {
@@ -308,23 +316,6 @@ func TestHeartbeatLine(t *testing.T) {
 	if got := formatElapsed(80 * time.Second); got != "01m20s" {
 		t.Errorf("formatElapsed = %s", got)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestLeasesAndEndpointSlices(t *testing.T) {
@@ -397,18 +388,7 @@ func TestPlanRewriteOptsString(t *testing.T) {
 		t.Fatalf("changes %+v, want kube-apiserver.conf first", r.Changes)
 	}
 	// The rewritten conf reads back with one etcd server and every other flag as it was.
-	h := envguideHost()
-	h.Root = t.TempDir()
-	copyTree(t, "testdata/envguide/root", h.Root)
-	for _, ch := range r.Changes {
-		if _, err := h.WriteFile(context.Background(), ch.Path, []byte(ch.After), host.WriteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c2, err := Observe(context.Background(), h, inventory.Paths{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := observeRewritten(t, envguideHost(), r)
 	if got := c2.APIServer.Flags.EtcdServers; len(got) != 1 || got[0] != "https://192.168.31.71:2379" {
 		t.Errorf("after the rewrite etcd servers %v", got)
 	}

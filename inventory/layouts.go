@@ -5,19 +5,36 @@ import (
 	"strings"
 )
 
+// upstream is what every preset has in common: the units named after the binaries and the
+// ports the components listen on by default. A preset says only where its guide differs.
+var upstream = Paths{
+	EtcdUnit:              "etcd",
+	APIServerUnit:         "kube-apiserver",
+	ControllerManagerUnit: "kube-controller-manager",
+	SchedulerUnit:         "kube-scheduler",
+	KubeletUnit:           "kubelet",
+	KubeProxyUnit:         "kube-proxy",
+
+	APIServerPort:  6443,
+	EtcdClientPort: 2379,
+	EtcdPeerPort:   2380,
+}
+
+// preset is upstream with a layout's own settings over it.
+func preset(own Paths) Paths {
+	p := upstream
+	overlay(&p, own)
+	return p
+}
+
 // layouts are the presets a host's Paths start from. File names without a folder (ca.pem)
 // are inside PKIDir.
 var layouts = map[string]Paths{
 	// seed003 is the layout of seed 003's write-up: units named kube-*, an nginx stream proxy
 	// on every node at 127.0.0.1:8443, everything PKI in /etc/kubernetes/ssl.
-	"seed003": {
-		EtcdUnit:              "kube-etcd",
-		APIServerUnit:         "kube-apiserver",
-		ControllerManagerUnit: "kube-controller-manager",
-		SchedulerUnit:         "kube-scheduler",
-		NginxUnit:             "kube-nginx",
-		KubeletUnit:           "kubelet",
-		KubeProxyUnit:         "kube-proxy",
+	"seed003": preset(Paths{
+		EtcdUnit:  "kube-etcd",
+		NginxUnit: "kube-nginx",
 
 		NginxBinary: "/approot/data/k8s/bin/nginx",
 		NginxPrefix: "/approot/data/k8s/kube-nginx",
@@ -35,25 +52,15 @@ var layouts = map[string]Paths{
 		EtcdCACert: "ca.pem",
 		EtcdCert:   "etcd.pem",
 		EtcdKey:    "etcd-key.pem",
-
-		APIServerPort:  6443,
-		EtcdClientPort: 2379,
-		EtcdPeerPort:   2380,
-	},
+	}),
 	// kubeasz is easzlab/kubeasz's layout (roles/etcd, roles/kube-master, roles/kube-lb):
 	// the node proxy is nginx installed as /etc/kube-lb/sbin/kube-lb listening on
 	// 127.0.0.1:6443; ca.pem and ca-key.pem are copied to every master's ca_dir. The CA
 	// config and CSR JSON files are where kubeasz 2.x made them, in ca_dir; kubeasz 3.x
 	// keeps them on its deploy node in /etc/kubeasz/clusters/NAME/ssl (override csr_dir
 	// and ca_config for that).
-	"kubeasz": {
-		EtcdUnit:              "etcd",
-		APIServerUnit:         "kube-apiserver",
-		ControllerManagerUnit: "kube-controller-manager",
-		SchedulerUnit:         "kube-scheduler",
-		NginxUnit:             "kube-lb",
-		KubeletUnit:           "kubelet",
-		KubeProxyUnit:         "kube-proxy",
+	"kubeasz": preset(Paths{
+		NginxUnit: "kube-lb",
 
 		NginxBinary: "/etc/kube-lb/sbin/kube-lb",
 		NginxPrefix: "/etc/kube-lb",
@@ -69,11 +76,7 @@ var layouts = map[string]Paths{
 		EtcdCACert: "ca.pem",
 		EtcdCert:   "etcd.pem",
 		EtcdKey:    "etcd-key.pem",
-
-		APIServerPort:  6443,
-		EtcdClientPort: 2379,
-		EtcdPeerPort:   2380,
-	},
+	}),
 	// hardway is Kelsey Hightower's "Kubernetes the hard way": units named after the
 	// binaries with every flag on ExecStart, etcd's certificates (kubernetes.pem, shared with
 	// the apiserver, and ca.pem) in /etc/etcd, the apiserver's and the CA key in
@@ -81,14 +84,7 @@ var layouts = map[string]Paths{
 	// with a cloud load balancer), so no nginx path is set; ca-config.json stays on the
 	// machine the guide made the certificates on (set ca_config to a copy of it, else the
 	// cfssl defaults apply).
-	"hardway": {
-		EtcdUnit:              "etcd",
-		APIServerUnit:         "kube-apiserver",
-		ControllerManagerUnit: "kube-controller-manager",
-		SchedulerUnit:         "kube-scheduler",
-		KubeletUnit:           "kubelet",
-		KubeProxyUnit:         "kube-proxy",
-
+	"hardway": preset(Paths{
 		PKIDir: "/var/lib/kubernetes",
 		CACert: "ca.pem",
 		CAKey:  "ca-key.pem",
@@ -96,11 +92,7 @@ var layouts = map[string]Paths{
 		EtcdCACert: "/etc/etcd/ca.pem",
 		EtcdCert:   "/etc/etcd/kubernetes.pem",
 		EtcdKey:    "/etc/etcd/kubernetes-key.pem",
-
-		APIServerPort:  6443,
-		EtcdClientPort: 2379,
-		EtcdPeerPort:   2380,
-	},
+	}),
 	// envfile is the layout of the most copied env-file binary-install guides: etcd in
 	// /opt/etcd/{bin,cfg,ssl} with its flags as ETCD_* variables in /opt/etcd/cfg/etcd.conf,
 	// kubernetes in /opt/kubernetes/{bin,cfg,ssl} with each component's flags in one
@@ -110,14 +102,7 @@ var layouts = map[string]Paths{
 	// friends on the hosts that run one). The guide runs cfssl as root in ~/TLS/k8s on the
 	// first master, where ca-config.json and the CSR files stay (a host without them signs
 	// with the CA's own profile).
-	"envfile": {
-		EtcdUnit:              "etcd",
-		APIServerUnit:         "kube-apiserver",
-		ControllerManagerUnit: "kube-controller-manager",
-		SchedulerUnit:         "kube-scheduler",
-		KubeletUnit:           "kubelet",
-		KubeProxyUnit:         "kube-proxy",
-
+	"envfile": preset(Paths{
 		PKIDir:   "/opt/kubernetes/ssl",
 		CACert:   "ca.pem",
 		CAKey:    "ca-key.pem",
@@ -127,11 +112,7 @@ var layouts = map[string]Paths{
 		EtcdCACert: "/opt/etcd/ssl/ca.pem",
 		EtcdCert:   "/opt/etcd/ssl/server.pem",
 		EtcdKey:    "/opt/etcd/ssl/server-key.pem",
-
-		APIServerPort:  6443,
-		EtcdClientPort: 2379,
-		EtcdPeerPort:   2380,
-	},
+	}),
 	// kubespray is kubespray's etcd with etcd_deployment_type: host (roles/etcd):
 	// /etc/systemd/system/etcd.service runs the bare /usr/local/bin/etcd with every flag an
 	// ETCD_* variable of /etc/etcd.env, and the certificates make-ssl-etcd.sh signs with
@@ -142,14 +123,7 @@ var layouts = map[string]Paths{
 	// talks to etcd as etcdctl does there. The Kubernetes side follows kubespray's
 	// kube_cert_dir (kubeadm's ca.crt and ca.key in /etc/kubernetes/ssl), with the
 	// components as systemd units: kubespray's own static pods are not supported.
-	"kubespray": {
-		EtcdUnit:              "etcd",
-		APIServerUnit:         "kube-apiserver",
-		ControllerManagerUnit: "kube-controller-manager",
-		SchedulerUnit:         "kube-scheduler",
-		KubeletUnit:           "kubelet",
-		KubeProxyUnit:         "kube-proxy",
-
+	"kubespray": preset(Paths{
 		PKIDir: "/etc/kubernetes/ssl",
 		CACert: "ca.crt",
 		CAKey:  "ca.key",
@@ -157,11 +131,7 @@ var layouts = map[string]Paths{
 		EtcdCACert: "/etc/ssl/etcd/ssl/ca.pem",
 		EtcdCert:   "/etc/ssl/etcd/ssl/admin-" + HostPattern + ".pem",
 		EtcdKey:    "/etc/ssl/etcd/ssl/admin-" + HostPattern + "-key.pem",
-
-		APIServerPort:  6443,
-		EtcdClientPort: 2379,
-		EtcdPeerPort:   2380,
-	},
+	}),
 }
 
 // HostPattern in a path stands for the host's inventory name: kubespray names its per-host

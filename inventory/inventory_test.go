@@ -187,6 +187,21 @@ func mustParse(t *testing.T, src string) *Inventory {
 	return inv
 }
 
+// problems are the lines of Load's *ValidationError, as the user reads them; any other error
+// fails the test.
+func problems(t *testing.T, err error) []string {
+	t.Helper()
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Load = %v, want *ValidationError", err)
+	}
+	var got []string
+	for _, p := range ve.Problems {
+		got = append(got, p.String())
+	}
+	return got
+}
+
 const goodHead = "format_version: 1\ncluster: t\nlayout: seed003\nkubeconfig: admin.kubeconfig\nhosts:\n"
 
 // tail completes a case that writes its own head, after its last line so the lines it
@@ -287,14 +302,7 @@ func TestLoadBad(t *testing.T) {
 			// Load from inside the folder so the message names the file as the user typed it.
 			t.Chdir(dir)
 			_, err := Load("inventory.yaml")
-			var ve *ValidationError
-			if !errors.As(err, &ve) {
-				t.Fatalf("Load = %v, want *ValidationError", err)
-			}
-			var got []string
-			for _, p := range ve.Problems {
-				got = append(got, p.String())
-			}
+			got := problems(t, err)
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
@@ -380,15 +388,7 @@ func TestLoadReferencedFiles(t *testing.T) {
 		if err == nil {
 			return nil
 		}
-		var ve *ValidationError
-		if !errors.As(err, &ve) {
-			t.Fatalf("Load = %v, want *ValidationError", err)
-		}
-		var got []string
-		for _, p := range ve.Problems {
-			got = append(got, p.String())
-		}
-		return got
+		return problems(t, err)
 	}
 	check := func(name string, got, want []string) {
 		t.Helper()

@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,15 +31,7 @@ func TestProxyValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Load(file)
-	var ve *ValidationError
-	if !errors.As(err, &ve) {
-		t.Fatalf("Load = %v, want *ValidationError", err)
-	}
-	var got []string
-	for _, p := range ve.Problems {
-		got = append(got, p.String())
-	}
-	all := strings.Join(got, "\n")
+	all := strings.Join(problems(t, err), "\n")
 	for _, want := range []string{
 		`hosts[0].paths.haproxy_config: want an absolute path, got "haproxy.cfg"`,
 		`hosts[0].paths.haproxy_unit: invalid unit name "ha proxy"`,

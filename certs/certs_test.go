@@ -2,6 +2,10 @@ package certs
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -39,6 +43,28 @@ func parseOne(t *testing.T, certPEM []byte) (Info, *x509.Certificate) {
 		t.Fatalf("ParsePEM: %d infos, %d certs, want 1", len(infos), len(certs))
 	}
 	return infos[0], certs[0]
+}
+
+// signLeaf signs tmpl for a new P-256 key, with parentKey under parent, or by that key itself
+// when parent is nil: the certificates cfssl does not make, as openssl does.
+func signLeaf(t *testing.T, tmpl, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, key
 }
 
 // opensslFacts is what `openssl x509 -noout -text` says of a certificate.

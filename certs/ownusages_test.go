@@ -1,9 +1,6 @@
 package certs
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -25,10 +22,6 @@ func TestResignWithoutConfigKeepsUsages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(7),
 		Subject:      pkix.Name{CommonName: "etcd-member-m1"},
@@ -38,14 +31,7 @@ func TestResignWithoutConfigKeepsUsages(t *testing.T) {
 		DNSNames:     []string{"localhost", "m1"},
 		IPAddresses:  []net.IP{net.ParseIP("10.0.0.1"), net.ParseIP("10.0.0.2")},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.Cert, key.Public(), c.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	old, key := signLeaf(t, tmpl, c.Cert, c.Key)
 	keyDER, _ := x509.MarshalECPrivateKey(key)
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 	res, err := Resign(old, c, ResignOptions{RemoveHosts: []string{"10.0.0.2"}, ReuseKey: true, ExistingKeyPEM: keyPEM})
@@ -56,7 +42,7 @@ func TestResignWithoutConfigKeepsUsages(t *testing.T) {
 	if got.KeyUsage != 0 || !slices.Equal(got.ExtKeyUsage, old.ExtKeyUsage) || len(res.Warnings) != 0 {
 		t.Errorf("key usage %v, extended %v, warnings %q; want none, %v and no warning", got.KeyUsage, got.ExtKeyUsage, res.Warnings, old.ExtKeyUsage)
 	}
-	if err := CheckResignablePEM(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), "member-m1.pem", c, ""); err != nil {
+	if err := CheckResignablePEM(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: old.Raw}), "member-m1.pem", c, ""); err != nil {
 		t.Errorf("CheckResignablePEM: %v", err)
 	}
 }

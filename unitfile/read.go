@@ -165,16 +165,7 @@ func environmentFileRefs(name, frag string, files map[string]string, dropIns []s
 			if a.section != "Service" || a.key != "EnvironmentFile" {
 				continue
 			}
-			v := a.value.String()
-			if v == "" {
-				refs = nil
-				continue
-			}
-			ef := EnvironmentFile{Path: v}
-			if strings.HasPrefix(v, "-") {
-				ef.Optional, ef.Path = true, strings.TrimSpace(v[1:])
-			}
-			refs = append(refs, ef)
+			refs = withEnvironmentFile(refs, a.value.String())
 		}
 	}
 	return refs, nil

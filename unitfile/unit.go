@@ -60,6 +60,19 @@ type EnvironmentFile struct {
 	Missing bool `json:"missing,omitempty"`
 }
 
+// withEnvironmentFile adds one EnvironmentFile= value to the list before it. As in systemd,
+// an empty value empties the list, and a "-" before the path lets the file be missing.
+func withEnvironmentFile(refs []EnvironmentFile, v string) []EnvironmentFile {
+	if v == "" {
+		return nil
+	}
+	ef := EnvironmentFile{Path: v}
+	if strings.HasPrefix(v, "-") {
+		ef.Optional, ef.Path = true, strings.TrimSpace(v[1:])
+	}
+	return append(refs, ef)
+}
+
 // Unit is what mastershrink knows of one systemd service's command line.
 type Unit struct {
 	Name         string   `json:"name"`
@@ -143,16 +156,7 @@ func Parse(name, fragmentPath string, files map[string]string, dropIns []string,
 					environ = append(environ, a.value)
 				}
 			case "EnvironmentFile":
-				v := a.value.String()
-				if v == "" {
-					envRefs = nil
-					continue
-				}
-				ef := EnvironmentFile{Path: v}
-				if strings.HasPrefix(v, "-") {
-					ef.Optional, ef.Path = true, strings.TrimSpace(v[1:])
-				}
-				envRefs = append(envRefs, ef)
+				envRefs = withEnvironmentFile(envRefs, a.value.String())
 			}
 		}
 	}

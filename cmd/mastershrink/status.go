@@ -161,6 +161,13 @@ func plural(n int, one, many string) string {
 
 // renderStatus prints the status as tables, one section each, rows from observe's builders.
 func renderStatus(w io.Writer, s observe.Status, problems []string) error {
+	// section starts a table under its title line, the columns aligned for awk.
+	section := func(title, header string) *tabwriter.Writer {
+		fmt.Fprintf(w, "\n%s\n", title)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, header)
+		return tw
+	}
 	fmt.Fprintf(w, "Cluster %q, observed %s\n", s.Cluster, s.ObservedAt.Format(time.RFC3339))
 	if s.KubeServer != "" {
 		fmt.Fprintf(w, "Kubernetes API %s (kubeconfig %s)\n", s.KubeServer, s.Kubeconfig)
@@ -179,9 +186,7 @@ func renderStatus(w io.Writer, s observe.Status, problems []string) error {
 			healthy++
 		}
 	}
-	fmt.Fprintf(w, "\netcd: %d members, %d healthy, leader %s\n", len(s.Members), healthy, leader)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tID\tHOST\tPEER URLS\tHEALTH\tLEADER\tVERSION\tRAFT INDEX\tLAG\tDB SIZE")
+	tw := section(fmt.Sprintf("etcd: %d members, %d healthy, leader %s", len(s.Members), healthy, leader), "NAME\tID\tHOST\tPEER URLS\tHEALTH\tLEADER\tVERSION\tRAFT INDEX\tLAG\tDB SIZE")
 	for _, m := range s.Members {
 		health := "healthy"
 		if !m.Healthy {
@@ -201,9 +206,7 @@ func renderStatus(w io.Writer, s observe.Status, problems []string) error {
 			ready++
 		}
 	}
-	fmt.Fprintf(w, "\napiservers: %d of %d ready\n", ready, len(s.APIServers))
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tADDRESS\tUNIT\tREADYZ\tETCD SERVERS")
+	tw = section(fmt.Sprintf("apiservers: %d of %d ready", ready, len(s.APIServers)), "HOST\tADDRESS\tUNIT\tREADYZ\tETCD SERVERS")
 	for _, a := range s.APIServers {
 		r := "ready"
 		if !a.Ready {
@@ -213,9 +216,7 @@ func renderStatus(w io.Writer, s observe.Status, problems []string) error {
 	}
 	tw.Flush()
 
-	fmt.Fprintf(w, "\nnode proxies: %d\n", len(s.Proxies))
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tLISTEN\tUPSTREAM\tSERVERS")
+	tw = section(fmt.Sprintf("node proxies: %d", len(s.Proxies)), "HOST\tLISTEN\tUPSTREAM\tSERVERS")
 	for _, p := range s.Proxies {
 		for _, u := range p.Upstreams {
 			var servers []string
@@ -234,9 +235,7 @@ func renderStatus(w io.Writer, s observe.Status, problems []string) error {
 	}
 	tw.Flush()
 
-	fmt.Fprintf(w, "\nfound on the hosts: %d\n", len(s.Found))
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tWHAT\tSTATE\tFROM")
+	tw = section(fmt.Sprintf("found on the hosts: %d", len(s.Found)), "HOST\tWHAT\tSTATE\tFROM")
 	for _, h := range s.Found {
 		for _, u := range h.Units {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Host, u.Unit, u.State, strings.Join(u.Files, ", "))
@@ -254,9 +253,7 @@ func renderStatus(w io.Writer, s observe.Status, problems []string) error {
 	}
 	tw.Flush()
 
-	fmt.Fprintf(w, "\ncertificates: %d\n", len(s.Certs))
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tPATH\tCN\tEXPIRES\tDAYS\tSANS")
+	tw = section(fmt.Sprintf("certificates: %d", len(s.Certs)), "HOST\tPATH\tCN\tEXPIRES\tDAYS\tSANS")
 	for _, c := range s.Certs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", c.Host, c.Path, c.CN, c.NotAfter.Format("2006-01-02"), c.DaysLeft, strings.Join(c.SANs, ","))
 	}

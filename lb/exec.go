@@ -476,7 +476,7 @@ type worker struct {
 }
 
 func workers(ctx context.Context, h machine.Host, master int) ([]worker, error) {
-	res, err := h.Run(ctx, fmt.Sprintf("ps -o pid=,etimes=,args= --ppid %d || true", master))
+	res, err := h.Run(ctx, childrenCmd(master, false))
 	if err != nil {
 		return nil, err
 	}
@@ -486,12 +486,12 @@ func workers(ctx context.Context, h machine.Host, master int) ([]worker, error) 
 func parseWorkers(out string) []worker {
 	var ws []worker
 	for _, l := range strings.Split(out, "\n") {
-		f := strings.Fields(l)
-		if len(f) < 3 || !strings.Contains(l, "worker process") {
+		f := strings.Fields(l) // pid ppid etimes args (childrenCmd)
+		if len(f) < 4 || !strings.Contains(l, "worker process") {
 			continue
 		}
 		pid, err1 := strconv.Atoi(f[0])
-		age, err2 := strconv.ParseInt(f[1], 10, 64)
+		age, err2 := strconv.ParseInt(f[2], 10, 64)
 		if err1 != nil || err2 != nil {
 			continue
 		}
@@ -573,7 +573,7 @@ func (e *Executor) CutOldWorkers(ctx context.Context, h machine.Host, p inventor
 		}
 		return nil
 	}
-	cmd := fmt.Sprintf("ps -o pid=,args= --ppid %d | awk '/shutting down/ {print $1}' | xargs -r kill -TERM", pid)
+	cmd := "{\n" + childrenCmd(pid, false) + "\n} | awk '/shutting down/ {print $1}' | xargs -r kill -TERM"
 	if _, err := h.Run(ctx, cmd); err != nil {
 		return fmt.Errorf("close old nginx workers on %s: %w", h.Name(), err)
 	}

@@ -91,7 +91,7 @@ type hapProc struct {
 // hapChildren lists the haproxy processes the master forked (its workers, current and old).
 // A child that is not the master's own program (a `program` section) is left out.
 func hapChildren(ctx context.Context, h machine.Host, master int) ([]hapProc, error) {
-	res, err := h.Run(ctx, fmt.Sprintf("ps -ww -o pid=,ppid=,etimes=,args= -p %d --ppid %d || true", master, master))
+	res, err := h.Run(ctx, childrenCmd(master, true))
 	if err != nil {
 		return nil, err
 	}

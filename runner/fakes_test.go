@@ -156,7 +156,7 @@ const (
 
 // clock answers, from the host's log, the commands that tell whether a process runs what
 // its files hold: `date; stat -c %Y FILES | sort | tail` (with `ps -o etimes= -p PID` of one
-// of units after it), and nginx's `ps --ppid MASTER` whose one worker started at the last
+// of units after it), and nginx's worker list (lb's childrenCmd) whose one worker started at the last
 // reload of nginxUnit.
 func clock(h *hosttest.Host, nginxUnit string, units ...string) rule {
 	last := func(entries ...string) int {
@@ -191,9 +191,9 @@ func clock(h *hosttest.Host, nginxUnit string, units ...string) rule {
 			}
 			return host.Result{Stdout: []byte(out)}, nil, true
 		}
-		if strings.HasPrefix(cmd, "ps -o pid=,etimes=,args= --ppid ") {
+		if strings.HasPrefix(cmd, "f=/proc/") && strings.Contains(cmd, "/children\n") {
 			reload := last("reload "+nginxUnit, "restart "+nginxUnit)
-			out := fmt.Sprintf("%d %d nginx: worker process\n", 2000+reload+1, clockNow-at(reload, clockUnits))
+			out := fmt.Sprintf("%d 1 %d nginx: worker process\n", 2000+reload+1, clockNow-at(reload, clockUnits))
 			return host.Result{Stdout: []byte(out)}, nil, true
 		}
 		return host.Result{}, nil, false

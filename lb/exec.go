@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mastershrink/mastershrink/host/machine"
@@ -88,6 +89,23 @@ func detectReload(ctx context.Context, h machine.Host) (ReloadMethod, error) {
 	return ReloadSystemd, fmt.Errorf("tell whether systemd runs the node: %w", err)
 }
 
+// detectReload is detectReload, once per node when the Executor remembers.
+func (e *Executor) detectReload(ctx context.Context, h machine.Host) (ReloadMethod, error) {
+	if e.memo == nil {
+		return detectReload(ctx, h)
+	}
+	e.memo.mu.Lock()
+	defer e.memo.mu.Unlock()
+	if !e.memo.known {
+		m, err := detectReload(ctx, h)
+		if err != nil {
+			return m, err
+		}
+		e.memo.method, e.memo.known = m, true
+	}
+	return e.memo.method, nil
+}
+
 // Executor applies LB changes on nodes. The zero value is ready to use.
 type Executor struct {
 	// ReloadTimeout bounds the wait for nginx to start workers on the new config (30 s).
@@ -99,6 +117,26 @@ type Executor struct {
 	Reload ReloadMethod
 	// Kind is the node's proxy (NodeConfig.Kind): empty for nginx, KindHAProxy.
 	Kind string
+
+	// memo, when set (NewNodeExecutor), keeps what a node's proxy does not change while a
+	// run lasts, so each fan-out over a thousand nodes does not ask them again.
+	memo *nodeMemo
+}
+
+// nodeMemo is what an Executor made for one node learnt of it: how it reloads (ReloadDetect's
+// answer) and where nginx writes its pid (read from its config and `nginx -V`). Neither
+// depends on the upstream servers the rewrites change.
+type nodeMemo struct {
+	mu      sync.Mutex
+	method  ReloadMethod
+	known   bool
+	pidFile string
+}
+
+// NewNodeExecutor is an Executor for one node's proxy that remembers what it learnt of the
+// node between calls (see nodeMemo); use one per node for the whole run.
+func NewNodeExecutor(reload ReloadMethod, kind string) *Executor {
+	return &Executor{Reload: reload, Kind: kind, memo: &nodeMemo{}}
 }
 
 // controller is what the executor needs from whatever runs nginx on a node.
@@ -116,12 +154,12 @@ func (e *Executor) controller(ctx context.Context, h machine.Host, p inventory.P
 	method := e.Reload
 	if method == ReloadDetect {
 		var err error
-		if method, err = detectReload(ctx, h); err != nil {
+		if method, err = e.detectReload(ctx, h); err != nil {
 			return nil, err
 		}
 	}
 	if method == ReloadSignal {
-		return &signalController{h: h, p: p}, nil
+		return &signalController{h: h, p: p, memo: e.memo}, nil
 	}
 	sd, err := h.Systemd(ctx)
 	if err != nil {
@@ -153,12 +191,13 @@ func (c *unitController) reload(ctx context.Context) error {
 func (c *unitController) Close() error { return c.sd.Close() }
 
 type signalController struct {
-	h machine.Host
-	p inventory.Paths
+	h    machine.Host
+	p    inventory.Paths
+	memo *nodeMemo // nil: find the pid file each time
 }
 
 func (c *signalController) mainPID(ctx context.Context) int {
-	pidFile, err := c.pidFile(ctx)
+	pidFile, err := c.rememberedPidFile(ctx)
 	if err != nil {
 		return 0
 	}
@@ -173,6 +212,23 @@ func (c *signalController) mainPID(ctx context.Context) int {
 	// A stale pid file names a process that is gone, or another one: the master's
 	// children are then not nginx workers, and the reload wait finds no worker.
 	return pid
+}
+
+// rememberedPidFile is pidFile, found once per node when the controller has a memo.
+func (c *signalController) rememberedPidFile(ctx context.Context) (string, error) {
+	if c.memo == nil {
+		return c.pidFile(ctx)
+	}
+	c.memo.mu.Lock()
+	defer c.memo.mu.Unlock()
+	if c.memo.pidFile == "" {
+		f, err := c.pidFile(ctx)
+		if err != nil {
+			return "", err
+		}
+		c.memo.pidFile = f
+	}
+	return c.memo.pidFile, nil
 }
 
 // pidFile resolves the pid directive as nginx does: relative to the prefix (-p, else the

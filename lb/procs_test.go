@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/hosttest"
+	"github.com/mastershrink/mastershrink/inventory"
 )
 
 // childrenCmd must print what ps prints for the same processes, from /proc, and ps's output
@@ -78,4 +83,56 @@ func rows(out string) []string {
 		return a < b
 	})
 	return rs
+}
+
+// readCounter counts a fake host's file reads, which the fake does not log.
+type readCounter struct {
+	*hosttest.Host
+	reads map[string]int
+}
+
+func (h *readCounter) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	h.reads[path]++
+	return h.Host.ReadFile(ctx, path)
+}
+
+// An Executor made for one node asks it once how it reloads and where nginx's pid file is,
+// however many fan-outs use it; the zero Executor asks each time.
+func TestNodeExecutorRemembers(t *testing.T) {
+	ctx := context.Background()
+	p := inventory.Paths{NginxConfig: "/etc/kube-nginx/kube-nginx.conf", NginxPrefix: "/etc/kube-nginx"}
+	for _, tc := range []struct {
+		name        string
+		ex          *Executor
+		tests, cfgs int
+	}{
+		{"NewNodeExecutor", NewNodeExecutor(ReloadDetect, ""), 1, 1},
+		{"zero Executor", &Executor{Reload: ReloadDetect}, 3, 3},
+	} {
+		fake := hosttest.New("w1")
+		fake.SetFile(p.NginxConfig, "pid /run/kube-nginx.pid;\nstream {}\n")
+		fake.SetFile("/run/kube-nginx.pid", "812\n")
+		fake.RunFunc = func(cmd string) (host.Result, error) {
+			if cmd == "test -d /run/systemd/system" {
+				return host.Result{ExitCode: 1}, &host.CmdError{Host: "w1", Cmd: cmd, ExitCode: 1}
+			}
+			return host.Result{}, nil
+		}
+		h := &readCounter{Host: fake, reads: map[string]int{}}
+		for range 3 {
+			if err := tc.ex.CutOldWorkers(ctx, h, p); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+		}
+		tests := 0
+		for _, l := range fake.Log() {
+			if l == "run test -d /run/systemd/system" {
+				tests++
+			}
+		}
+		if tests != tc.tests || h.reads[p.NginxConfig] != tc.cfgs || h.reads["/run/kube-nginx.pid"] != 3 {
+			t.Errorf("%s: systemd asked %d times (want %d), config read %d times (want %d), pid file %d times (want 3: the pid itself may change)",
+				tc.name, tests, tc.tests, h.reads[p.NginxConfig], tc.cfgs, h.reads["/run/kube-nginx.pid"])
+		}
+	}
 }

@@ -208,9 +208,13 @@ func (r *run) cutsOldWorkers(node string) bool {
 // or haproxy: the plan's facts, which apply checked against the live hosts before it ran).
 // It detects per node whether systemd runs it (lb.ReloadDetect): a node whose nginx no unit
 // can run (no systemd) is reloaded by signal, one with systemd through its nginx_unit as
-// always; haproxy only through its unit.
-func (r *run) lbExecutor(node string) lb.Executor {
-	return lb.Executor{Reload: lb.ReloadDetect, Kind: r.p.Facts.LB[node].Kind}
+// always; haproxy only through its unit. One per node for the run (see lb.NewNodeExecutor).
+func (r *run) lbExecutor(node string) *lb.Executor {
+	if ex, ok := r.lbExecs.Load(node); ok {
+		return ex.(*lb.Executor)
+	}
+	ex, _ := r.lbExecs.LoadOrStore(node, lb.NewNodeExecutor(lb.ReloadDetect, r.p.Facts.LB[node].Kind))
+	return ex.(*lb.Executor)
 }
 
 // proxyListen is where to probe a node's proxy: for haproxy, where its config binds the

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mastershrink/mastershrink/observe"
@@ -133,6 +134,9 @@ type run struct {
 	lock     *Lock
 	id       string
 	warnings []string
+	// lbExecs are the node proxies' executors by node (*lb.Executor), each remembering what
+	// it learnt of its node for the later fan-outs of the run.
+	lbExecs sync.Map
 }
 
 // Run applies the plan: it validates the step selection, takes the cluster lock, refuses a

@@ -279,3 +279,25 @@ func TestLocalSystemdWithoutSystemd(t *testing.T) {
 		t.Errorf("Systemd without a system bus = %v, want an error naming the host", err)
 	}
 }
+
+// An existing empty file is read with its mode in the same command as a file with content
+// (readStat): its old checksum is the empty one and its mode is kept.
+func TestWriteOverEmptyFile(t *testing.T) {
+	transports(t, func(t *testing.T, h Host) {
+		file := filepath.Join(t.TempDir(), "empty")
+		if err := os.WriteFile(file, nil, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(file, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		res, err := h.WriteFile(testCtx(t), file, []byte("x\n"), WriteOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := os.Stat(file)
+		if res.OldSHA256 != sha256hex(nil) || !res.Changed || fi.Mode().Perm() != 0o640 {
+			t.Fatalf("old %s, changed %v, mode %v", res.OldSHA256, res.Changed, fi.Mode())
+		}
+	})
+}

@@ -245,7 +245,43 @@ type knownHosts struct {
 	cb   ssh.HostKeyCallback
 }
 
+// knownHostsCache holds the parsed known_hosts by file. Every connection keeps its host
+// key callback for the re-keys to come, so a database parsed per Dial grew with the hosts
+// squared: 1,000 hosts each holding its own copy of a 1,000-line known_hosts was most of a
+// 640 MB plan. The file's identity, size and modification time tell when to parse it again
+// (a key added by the operator or a test between two Dials).
+var knownHostsCache = struct {
+	sync.Mutex
+	files map[string]cachedKnownHosts
+}{files: map[string]cachedKnownHosts{}}
+
+type cachedKnownHosts struct {
+	info os.FileInfo
+	kh   *knownHosts
+}
+
 func loadKnownHosts(file string) (*knownHosts, error) {
+	knownHostsCache.Lock()
+	defer knownHostsCache.Unlock()
+	info, err := os.Stat(file)
+	if err == nil {
+		c, ok := knownHostsCache.files[file]
+		if ok && os.SameFile(c.info, info) && c.info.Size() == info.Size() && c.info.ModTime().Equal(info.ModTime()) {
+			return c.kh, nil
+		}
+	}
+	kh, err := parseKnownHosts(file)
+	if err != nil {
+		delete(knownHostsCache.files, file)
+		return nil, err
+	}
+	if info != nil {
+		knownHostsCache.files[file] = cachedKnownHosts{info: info, kh: kh}
+	}
+	return kh, nil
+}
+
+func parseKnownHosts(file string) (*knownHosts, error) {
 	cb, err := knownhosts.New(file)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("known_hosts file %s does not exist: create it with the hosts' keys (ssh-keyscan -p PORT ADDRESS >> %s) or set ssh.known_hosts in the inventory", file, file)

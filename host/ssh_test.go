@@ -377,3 +377,58 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// Every connection keeps its known_hosts database for its re-keys: one database per file
+// version, shared, keeps that from growing with the hosts squared; a file changed between
+// two Dials (a key added with ssh-keyscan) is read again.
+func TestKnownHostsSharedUntilChanged(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "known_hosts")
+	key := func(name string) string {
+		k := sshdtest.WriteKey(t, filepath.Join(t.TempDir(), name))
+		return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+	}
+	k1, k2 := key("k1"), key("k2")
+	if err := os.WriteFile(file, []byte("10.0.0.1 "+k1+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := loadKnownHosts(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := loadKnownHosts(file); err != nil || b != a {
+		t.Fatalf("second load of an unchanged file = %p, %v; want the first one's %p", b, err, a)
+	}
+
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "10.0.0.2 %s\n", k2)
+	f.Close()
+	c, err := loadKnownHosts(file)
+	if err != nil || c == a {
+		t.Fatalf("load after a line was added = %p, %v; want a new database", c, err)
+	}
+	if got := c.algorithms("10.0.0.2:22"); len(got) != 1 || got[0] != ssh.KeyAlgoED25519 {
+		t.Errorf("the added host's algorithms = %v, want [%s]", got, ssh.KeyAlgoED25519)
+	}
+
+	// Same size, same inode, another key: the modification time tells.
+	if err := os.WriteFile(file, []byte("10.0.0.1 "+k2+"\n10.0.0.2 "+k1+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(file, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := loadKnownHosts(file); err != nil || d == c {
+		t.Fatalf("load after a rewrite = %p, %v; want a new database", d, err)
+	}
+
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadKnownHosts(file); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("load of a removed file = %v, want does not exist", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mastershrink/mastershrink/apiserver"
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/lb"
 	"github.com/mastershrink/mastershrink/nodes"
 	"github.com/mastershrink/mastershrink/plan"
@@ -164,14 +165,22 @@ func (r *run) scanLeftovers(ctx context.Context) []string {
 	if len(ips) == 0 {
 		return nil
 	}
-	var out []string
+	var names []string
+	planned := map[string]*inventory.Host{}
 	for _, ih := range r.plannedHosts() {
 		if r.leaving(ih.Name) || r.offline(ih.Name) || slices.Contains(r.p.Target.Drain, ih.Name) {
 			continue
 		}
-		h, err := r.c.Host(ctx, ih.Name)
+		names = append(names, ih.Name)
+		planned[ih.Name] = ih
+	}
+	// Every staying host is scanned, with the proxy phase's bound: one at a time, the
+	// scan was most of the final check's time past a hundred nodes.
+	found, _ := host.Collect(ctx, names, r.lbConcurrency(), func(ctx context.Context, name string) ([]string, error) {
+		ih := planned[name]
+		h, err := r.c.Host(ctx, name)
 		if err != nil {
-			continue
+			return nil, nil
 		}
 		cmd := "grep -rlsIE --exclude='*.bak-*'"
 		for _, ip := range ips {
@@ -181,21 +190,27 @@ func (r *run) scanLeftovers(ctx context.Context) []string {
 		if ih.Paths.NginxConfig != "" {
 			dirs = append(dirs, ih.Paths.NginxConfig)
 		}
-		if r.p.Facts.LB[ih.Name].Kind == lb.KindHAProxy {
+		if r.p.Facts.LB[name].Kind == lb.KindHAProxy {
 			hapConfig, _, _ := ih.Paths.HAProxyPaths()
 			dirs = append(dirs, hapConfig)
 		}
 		res, err := h.Run(ctx, cmd+" "+strings.Join(dirs, " ")+" 2>/dev/null || true")
 		if err != nil {
-			continue
+			return nil, nil
 		}
+		var left []string
 		for _, l := range strings.Fields(string(res.Stdout)) {
 			// Files the plan rewrote name removed servers on purpose ("down" in the proxy).
-			if r.rewrote(ih.Name, l) {
+			if r.rewrote(name, l) {
 				continue
 			}
-			out = append(out, fmt.Sprintf("%s:%s still names a removed address", ih.Name, l))
+			left = append(left, fmt.Sprintf("%s:%s still names a removed address", name, l))
 		}
+		return left, nil
+	})
+	var out []string
+	for _, name := range names {
+		out = append(out, found[name]...)
 	}
 	return out
 }

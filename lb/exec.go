@@ -325,19 +325,9 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 		listen = t.Paths.NginxListen
 	}
 
-	var pending []machine.FileChange
-	for _, c := range t.Changes {
-		cur, err := h.ReadFile(ctx, c.Path)
-		if err != nil {
-			return res, fmt.Errorf("%s: read %s: %w", h.Name(), c.Path, err)
-		}
-		switch string(cur) {
-		case c.After:
-		case c.Before:
-			pending = append(pending, c)
-		default:
-			return res, fmt.Errorf("%s: %s: %w", h.Name(), c.Path, ErrDrift)
-		}
+	pending, err := pendingChanges(ctx, h, t.Changes)
+	if err != nil {
+		return res, err
 	}
 
 	ctl, err := e.controller(ctx, h, t.Paths)
@@ -365,25 +355,9 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 		// test and reload, which is harmless when nginx already runs this config.
 	}
 
-	var written []machine.FileChange
-	restore := func() error {
-		var errs []error
-		for _, c := range written {
-			if _, err := h.WriteFile(ctx, c.Path, []byte(c.Before), machine.WriteOptions{}); err != nil {
-				errs = append(errs, fmt.Errorf("restore %s: %w", c.Path, err))
-			}
-		}
-		return errors.Join(errs...)
-	}
-	for _, c := range pending {
-		wr, err := h.WriteFile(ctx, c.Path, []byte(c.After), machine.WriteOptions{Backup: true})
-		if err != nil {
-			return res, fmt.Errorf("%s: write %s: %w", h.Name(), c.Path, errors.Join(err, restore()))
-		}
-		written = append(written, c)
-		if wr.Backup != "" {
-			res.Backups[c.Path] = wr.Backup
-		}
+	restore, err := writeChanges(ctx, h, pending, res.Backups)
+	if err != nil {
+		return res, err
 	}
 
 	if err := e.test(ctx, h, t.Paths); err != nil {
@@ -404,6 +378,69 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 		return res, err
 	}
 	return res, nil
+}
+
+// Stage writes one node's files as Apply does (the same drift check, the same atomic writes
+// with backups) and leaves the running proxy alone: it keeps its config until the node's next
+// Apply, which finds the files newer than its workers and reloads. It is for a config the
+// proxy ran before (an apiserver put back after its restart) when the node's own update
+// follows in the same run: one reload then loads both, where two would cost every node a
+// test, a reload and a probe more.
+func (e *Executor) Stage(ctx context.Context, t NodeTarget) (NodeResult, error) {
+	res := NodeResult{Host: t.Host.Name(), Backups: map[string]string{}}
+	pending, err := pendingChanges(ctx, t.Host, t.Changes)
+	if err != nil {
+		return res, err
+	}
+	res.Skipped = len(pending) == 0
+	_, err = writeChanges(ctx, t.Host, pending, res.Backups)
+	return res, err
+}
+
+// pendingChanges are the changes whose file still holds its planned old content; a file
+// holding neither its old nor its new content is ErrDrift.
+func pendingChanges(ctx context.Context, h machine.Host, changes []machine.FileChange) ([]machine.FileChange, error) {
+	var pending []machine.FileChange
+	for _, c := range changes {
+		cur, err := h.ReadFile(ctx, c.Path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: read %s: %w", h.Name(), c.Path, err)
+		}
+		switch string(cur) {
+		case c.After:
+		case c.Before:
+			pending = append(pending, c)
+		default:
+			return nil, fmt.Errorf("%s: %s: %w", h.Name(), c.Path, ErrDrift)
+		}
+	}
+	return pending, nil
+}
+
+// writeChanges writes each change's new content with a backup, noted in backups; the files
+// already written are put back when one fails. restore puts them back later (a rejected test).
+func writeChanges(ctx context.Context, h machine.Host, pending []machine.FileChange, backups map[string]string) (restore func() error, err error) {
+	var written []machine.FileChange
+	restore = func() error {
+		var errs []error
+		for _, c := range written {
+			if _, err := h.WriteFile(ctx, c.Path, []byte(c.Before), machine.WriteOptions{}); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s: %w", c.Path, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	for _, c := range pending {
+		wr, err := h.WriteFile(ctx, c.Path, []byte(c.After), machine.WriteOptions{Backup: true})
+		if err != nil {
+			return restore, fmt.Errorf("%s: write %s: %w", h.Name(), c.Path, errors.Join(err, restore()))
+		}
+		written = append(written, c)
+		if wr.Backup != "" {
+			backups[c.Path] = wr.Backup
+		}
+	}
+	return restore, nil
 }
 
 func (e *Executor) probe(ctx context.Context, h machine.Host, listen string, tlsConfig *tls.Config) error {

@@ -71,6 +71,7 @@ func BuildWithSecrets(f Facts, t Target, toolVersion string, now time.Time) *Pla
 	b.vips()
 	b.apiservers()
 	b.loadBalancers()
+	b.notePutBack()
 	b.retire()
 	b.etcdMembership(removals)
 	b.certificates()

@@ -174,3 +174,28 @@ type RetireParams struct {
 }
 
 func (RetireParams) ParamsKind() string { return KindRetire }
+
+// notePutBack says, on the last restart that sets an apiserver aside, which proxies get it
+// back with their own lb/update step (the runner's putBack): one reload loads both.
+func (b *builder) notePutBack() {
+	last := -1
+	for i, s := range b.p.Steps {
+		if len(s.Aside) > 0 {
+			last = i
+		}
+	}
+	if last < 0 {
+		return
+	}
+	aside := hostsOf(b.p.Steps[last].Aside)
+	n := 0
+	for _, s := range b.p.Steps[last+1:] {
+		if s.Kind == KindLBUpdate && slices.Contains(aside, s.Host) {
+			n++
+		}
+	}
+	if n > 0 {
+		b.p.Steps[last].Details = append(b.p.Steps[last].Details, fmt.Sprintf(
+			"%d of those proxies are put back with their own lb/update below, one reload for both when that step runs in the same apply (until then they serve through the other apiservers)", n))
+	}
+}

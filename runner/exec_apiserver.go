@@ -125,9 +125,16 @@ func (r *run) apiserverStep(st plan.Step, p plan.APIServerUpdateParams) executor
 				}
 			}
 			results, err := apiserver.RollingRestart(ctx, steps, r.detail())
+			staged := 0
 			if aside {
 				// Back in either way: a failed restart was rolled back to the old files.
-				if perr := r.setAside(context.WithoutCancel(ctx), st, false); perr != nil {
+				var perr error
+				if err == nil {
+					staged, perr = r.putBack(context.WithoutCancel(ctx), st)
+				} else {
+					perr = r.setAside(context.WithoutCancel(ctx), st, false)
+				}
+				if perr != nil {
 					if err == nil {
 						err = fmt.Errorf("put %s back into the proxies: %w", addr, perr)
 					} else {
@@ -152,7 +159,10 @@ func (r *run) apiserverStep(st plan.Step, p plan.APIServerUpdateParams) executor
 				took = append(took, fmt.Sprintf("%s %s", strings.TrimSuffix(res.Unit, ".service"), formatDuration(res.Restarted)))
 			}
 			note := "restarted and ready: " + strings.Join(took, ", ")
-			if aside {
+			switch {
+			case staged > 0:
+				note += fmt.Sprintf(" (out of the proxies meanwhile; back in %d of them with their lb/update step's reload, which follows)", staged)
+			case aside:
 				note += " (out of the proxies meanwhile)"
 			}
 			return outcome{backups: hostBackups(st.Host, backups), changes: changes, note: note}, nil

@@ -304,3 +304,58 @@ func TestExecutorRetire(t *testing.T) {
 		t.Errorf("offline master: %v, warnings %v", err, out.warnings)
 	}
 }
+
+// When w1's own lb/update step follows in the same run, putting m1 back only writes w1's
+// planned config, and that step's reload loads it with its own change: two reloads in all
+// instead of three. Where that step does not run here (--only, or ended in an earlier run),
+// the put-back reloads as before.
+func TestExecutorAPIServerPutBackWithUpdate(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		only    []string
+		ended   bool
+		reloads int // at w1 by the apiserver step
+	}{
+		{"update follows", nil, false, 1},
+		{"--only apiserver/", []string{"apiserver/"}, false, 2},
+		{"update ended earlier", nil, true, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newCPFixture(t)
+			st := f.update(t, apiserver.KubeAPIServer)
+			down, err := lb.Rewrite(f.p.Facts.LB["w1"], []string{"192.0.2.3:6443"}, lb.MarkDown)
+			if err != nil || len(down) != 1 {
+				t.Fatalf("lb rewrite %+v: %v", down, err)
+			}
+			lbst := mkStep(plan.KindLBUpdate, "w1", plan.LBUpdateParams{}, down...)
+			f.p.Steps = []plan.Step{st, lbst}
+			f.r.sel = Selection{only: tc.only}
+			f.r.history.Ended[lbst.ID] = tc.ended
+			w1 := f.fc.hosts["w1"]
+			conf, _ := w1.File(nginxConfPath)
+			out, err := apply(t, f.r, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := w1.File(nginxConfPath); got != conf {
+				t.Fatalf("w1's config after the restart:\n%s\nwant it as planned:\n%s", got, conf)
+			}
+			if n := countOf(w1.Log(), "reload kube-nginx.service"); n != tc.reloads {
+				t.Fatalf("w1 reloaded %d times during the restart, want %d: %v", n, tc.reloads, w1.Log())
+			}
+			if staged := strings.Contains(out.note, "back in 1 of them with their lb/update step's reload"); staged != (tc.reloads == 1) {
+				t.Errorf("note %q", out.note)
+			}
+			if tc.reloads != 1 {
+				return
+			}
+			// The update finds its file as planned but not loaded, and loads both at once.
+			if _, err := apply(t, f.r, lbst); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := w1.File(nginxConfPath); got != down[0].After || countOf(w1.Log(), "reload kube-nginx.service") != 2 {
+				t.Errorf("after lb/update/w1: reloads %d, config:\n%s", countOf(w1.Log(), "reload kube-nginx.service"), got)
+			}
+		})
+	}
+}

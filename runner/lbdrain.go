@@ -90,13 +90,53 @@ const (
 // an apiserver that is not restarted is not left out of some proxies; the error names every
 // node that failed.
 func (r *run) setAside(ctx context.Context, st plan.Step, aside bool) error {
+	return r.moveAside(ctx, st, aside, nil)
+}
+
+// putBack puts a restarted apiserver back into the proxies, as setAside(false) does, except
+// on the nodes whose own lb/update step follows in this run with no other restart between
+// (updateFollows): there the planned config is written back and left for that step's
+// reload, which loads it with its own change. Until then such a node's proxy keeps serving
+// through the other apiservers, which are all running. It says how many nodes it left so.
+func (r *run) putBack(ctx context.Context, st plan.Step) (int, error) {
+	staged := r.updateFollows(st)
+	n := 0
+	for _, ok := range staged {
+		if ok {
+			n++
+		}
+	}
+	return n, r.moveAside(ctx, st, false, staged)
+}
+
+// updateFollows are the nodes of st's set-aside whose lb/update step runs later in this run
+// (selected, not ended in an earlier run) with no step setting another apiserver aside
+// before it.
+func (r *run) updateFollows(st plan.Step) map[string]bool {
+	out := map[string]bool{}
+	after := false
+	for _, s := range r.p.Steps {
+		switch {
+		case s.ID == st.ID:
+			after = true
+		case !after:
+		case len(s.Aside) > 0:
+			return out
+		case s.Kind == plan.KindLBUpdate && len(asideOn(st, s.Host)) > 0:
+			out[s.Host] = r.sel.Runs(s) && !r.history.Ended[s.ID]
+		}
+	}
+	return out
+}
+
+func (r *run) moveAside(ctx context.Context, st plan.Step, aside bool, staged map[string]bool) error {
 	nodes := asideHosts(st)
 	var (
 		mu  sync.Mutex
 		cut []string
 	)
 	errs := host.ForEach(ctx, nodes, r.lbConcurrency(), func(ctx context.Context, node string) error {
-		changed, err := r.setAsideOn(ctx, st, node, aside)
+		changed, err := r.setAsideOn(ctx, st, node, aside, staged[node])
 		if err == nil && changed && aside && r.cutsOldWorkers(node) {
 			mu.Lock()
 			cut = append(cut, node)
@@ -123,7 +163,8 @@ func (r *run) setAside(ctx context.Context, st plan.Step, aside bool) error {
 }
 
 // setAsideOn is setAside on one node; changed says whether it rewrote and reloaded the proxy.
-func (r *run) setAsideOn(ctx context.Context, st plan.Step, node string, aside bool) (bool, error) {
+// With stage, it only writes the files (lb.Executor.Stage).
+func (r *run) setAsideOn(ctx context.Context, st plan.Step, node string, aside, stage bool) (bool, error) {
 	changes := asideOn(st, node)
 	if !aside {
 		changes = reversed(changes)
@@ -141,7 +182,12 @@ func (r *run) setAsideOn(ctx context.Context, st plan.Step, node string, aside b
 		return false, nil
 	}
 	ex := r.lbExecutor(node)
-	if _, err := ex.Apply(ctx, lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: changes, Listen: r.proxyListen(node, ih)}); err != nil {
+	t := lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: changes, Listen: r.proxyListen(node, ih)}
+	if stage {
+		_, err := ex.Stage(ctx, t)
+		return false, err
+	}
+	if _, err := ex.Apply(ctx, t); err != nil {
 		return false, err
 	}
 	return true, nil

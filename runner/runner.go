@@ -137,6 +137,8 @@ type run struct {
 	// lbExecs are the node proxies' executors by node (*lb.Executor), each remembering what
 	// it learnt of its node for the later fan-outs of the run.
 	lbExecs sync.Map
+	// sel is the run's step selection (--only, --skip).
+	sel Selection
 }
 
 // Run applies the plan: it validates the step selection, takes the cluster lock, refuses a
@@ -170,7 +172,7 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 		ids = append(ids, s.ID)
 	}
 	r := &run{opts: opts, p: p, c: opts.Cluster, cluster: opts.Cluster, prog: newProgress(opts.Progress, opts.Terminal, ids),
-		id: fmt.Sprintf("%s-%d", time.Now().UTC().Format("20060102T150405Z"), os.Getpid())}
+		id: fmt.Sprintf("%s-%d", time.Now().UTC().Format("20060102T150405Z"), os.Getpid()), sel: sel}
 	if err := plan.CheckKinds(p); err != nil {
 		return sum, err
 	}

@@ -2,6 +2,7 @@ package host
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -430,5 +431,28 @@ func TestKnownHostsSharedUntilChanged(t *testing.T) {
 	}
 	if _, err := loadKnownHosts(file); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("load of a removed file = %v, want does not exist", err)
+	}
+}
+
+// run writes stdin straight to the channel: a payload past the channel's window (2 MiB)
+// arrives whole, and a command that never reads its stdin still ends.
+func TestSSHStdinPastTheWindow(t *testing.T) {
+	h := startSSHD(t, "").dial(t)
+	ctx := testCtx(t)
+	data := make([]byte, 5<<20+17)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	file := filepath.Join(t.TempDir(), "big")
+	if _, err := h.WriteFile(ctx, file, data, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(file)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("written %d bytes (%v), want the %d sent", len(got), err, len(data))
+	}
+	res, err := h.(*sshHost).run(ctx, "true", "true", bytes.NewReader(data))
+	if err != nil || res.ExitCode != 0 {
+		t.Errorf("a command not reading its stdin = %+v, %v", res, err)
 	}
 }

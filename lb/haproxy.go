@@ -3,7 +3,6 @@ package lb
 import (
 	"fmt"
 	"net"
-	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -221,13 +220,8 @@ func HAProxyServerNames(file, text string) []string {
 			if l.words[0].val != "server" || len(l.words) < 3 {
 				continue
 			}
-			k, err := hapAddrKey(l.words[2].val)
-			if err != nil {
-				continue
-			}
-			h, _, _ := net.SplitHostPort(k)
-			if _, err := netip.ParseAddr(h); err != nil && !slices.Contains(out, h) {
-				out = append(out, h)
+			if k, err := hapAddrKey(l.words[2].val); err == nil {
+				out = appendName(out, k)
 			}
 		}
 	}
@@ -242,20 +236,10 @@ func HAProxyServerNames(file, text string) []string {
 // naming file:line: a server-template or a server address that cannot be matched in a
 // backend that fronts an apiserver, a conditional block, a config that does not read.
 func ParseHAProxy(host, file, text string, apiservers []string, resolved map[string][]string) (NodeConfig, error) {
-	cfg := NodeConfig{Host: host, Main: file, Files: map[string]string{file: text}, Kind: KindHAProxy}
-	if len(resolved) > 0 {
-		cfg.Resolved = map[string][]string{}
-		for n, addrs := range resolved {
-			cfg.Resolved[strings.ToLower(n)] = addrs
-		}
-	}
-	want := make(map[string]bool, len(apiservers))
-	for _, a := range apiservers {
-		k, err := addrKey(a)
-		if err != nil {
-			return cfg, fmt.Errorf("apiserver address %q: %w", a, err)
-		}
-		want[k] = true
+	cfg := NodeConfig{Host: host, Main: file, Files: map[string]string{file: text}, Kind: KindHAProxy, Resolved: byLowerName(resolved)}
+	want, err := apiserverKeys(apiservers)
+	if err != nil {
+		return cfg, err
 	}
 	secs, err := parseHAProxy(file, text)
 	if err != nil {

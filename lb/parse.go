@@ -83,13 +83,8 @@ func (cfg NodeConfig) keys(s Server) []string {
 func ServerNames(mainPath string, files map[string]string) []string {
 	var out []string
 	parse("", mainPath, files, nil, nil, func(s Server) {
-		k, err := addrKey(s.Address)
-		if err != nil {
-			return
-		}
-		h, _, _ := net.SplitHostPort(k)
-		if _, err := netip.ParseAddr(h); err != nil && !slices.Contains(out, h) {
-			out = append(out, h)
+		if k, err := addrKey(s.Address); err == nil {
+			out = appendName(out, k)
 		}
 	})
 	sort.Strings(out)
@@ -116,20 +111,10 @@ func ParseResolved(host, mainPath string, files map[string]string, apiservers []
 
 // parse is Parse; each server of every stream upstream is also given to seen, if set.
 func parse(host, mainPath string, files map[string]string, apiservers []string, resolved map[string][]string, seen func(Server)) (NodeConfig, error) {
-	cfg := NodeConfig{Host: host, Main: mainPath, Files: files}
-	if len(resolved) > 0 {
-		cfg.Resolved = map[string][]string{}
-		for n, addrs := range resolved {
-			cfg.Resolved[strings.ToLower(n)] = addrs
-		}
-	}
-	want := make(map[string]bool, len(apiservers))
-	for _, a := range apiservers {
-		k, err := addrKey(a)
-		if err != nil {
-			return cfg, fmt.Errorf("apiserver address %q: %w", a, err)
-		}
-		want[k] = true
+	cfg := NodeConfig{Host: host, Main: mainPath, Files: files, Resolved: byLowerName(resolved)}
+	want, err := apiserverKeys(apiservers)
+	if err != nil {
+		return cfg, err
 	}
 	if _, ok := files[mainPath]; !ok {
 		return cfg, fmt.Errorf("%s: not among the files read", mainPath)
@@ -371,6 +356,43 @@ func dialAddr(listen string) string {
 		h = "::1"
 	}
 	return net.JoinHostPort(h, p)
+}
+
+// apiserverKeys are the address keys of apiservers (host:port), the set a config's servers
+// are matched against.
+func apiserverKeys(apiservers []string) (map[string]bool, error) {
+	want := make(map[string]bool, len(apiservers))
+	for _, a := range apiservers {
+		k, err := addrKey(a)
+		if err != nil {
+			return nil, fmt.Errorf("apiserver address %q: %w", a, err)
+		}
+		want[k] = true
+	}
+	return want, nil
+}
+
+// byLowerName is resolved keyed by lower-case host name, as the address keys name hosts (DNS
+// names are case-insensitive); nil when there is nothing resolved.
+func byLowerName(resolved map[string][]string) map[string][]string {
+	if len(resolved) == 0 {
+		return nil
+	}
+	out := make(map[string][]string, len(resolved))
+	for n, addrs := range resolved {
+		out[strings.ToLower(n)] = addrs
+	}
+	return out
+}
+
+// appendName adds the host of the address key k to names when it is a name (an address needs
+// no resolving) not listed yet.
+func appendName(names []string, k string) []string {
+	h, _, _ := net.SplitHostPort(k)
+	if _, err := netip.ParseAddr(h); err != nil && !slices.Contains(names, h) {
+		names = append(names, h)
+	}
+	return names
 }
 
 // addrKey normalizes host:port so "10.0.0.1:6443", "[::1]:6443" and "[0::1]:6443" compare

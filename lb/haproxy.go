@@ -372,13 +372,7 @@ func hapDialAddr(bind string) string {
 		p = lo // a port range: its first port
 	}
 	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-	switch h {
-	case "", "*", "0.0.0.0":
-		h = "127.0.0.1"
-	case "::":
-		h = "::1"
-	}
-	return net.JoinHostPort(h, p)
+	return net.JoinHostPort(dialHost(h), p)
 }
 
 // rewriteHAProxyFile marks the servers disabled (appending the keyword, before any comment)

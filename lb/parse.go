@@ -349,13 +349,19 @@ func dialAddr(listen string) string {
 	if err != nil {
 		return ""
 	}
+	return net.JoinHostPort(dialHost(h), p)
+}
+
+// dialHost is the host to dial a listener bound at h from the node itself: a wildcard bind
+// answers on loopback.
+func dialHost(h string) string {
 	switch h {
 	case "*", "", "0.0.0.0":
-		h = "127.0.0.1"
+		return "127.0.0.1"
 	case "::":
-		h = "::1"
+		return "::1"
 	}
-	return net.JoinHostPort(h, p)
+	return h
 }
 
 // apiserverKeys are the address keys of apiservers (host:port), the set a config's servers

@@ -167,11 +167,8 @@ func (r *run) cleanupStep(st plan.Step) executor {
 			return err == nil && len(rep.Leftovers) == 0, "no Kubernetes left on the host", err
 		},
 		apply: func(ctx context.Context) (outcome, error) {
-			h, ih, err := r.host(ctx, st.Host)
+			h, ih, err := r.leftHost(ctx, st.Host)
 			if err != nil {
-				return outcome{}, err
-			}
-			if err := r.proveLeft(ctx, st.Host, h, ih); err != nil {
 				return outcome{}, err
 			}
 			opts := nodes.CleanupOptionsFor(ih.Paths.KubeletUnit, ih.Paths.KubeProxyUnit)
@@ -211,6 +208,34 @@ func (r *run) cleanupStep(st plan.Step) executor {
 // ErrStillControlPlane means a host to clean still serves the control plane.
 var ErrStillControlPlane = errors.New("refusing to clean a host that still serves the control plane")
 
+// leftHost is the host called name, once proveLeft has proven it left the control plane: what
+// cleans or wipes a host reaches it only through here.
+func (r *run) leftHost(ctx context.Context, name string) (host.Host, *inventory.Host, error) {
+	h, ih, err := r.host(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := r.proveLeft(ctx, name, h, ih); err != nil {
+		return nil, nil, err
+	}
+	return h, ih, nil
+}
+
+// unitUp is unit's ActiveState on h and whether the unit runs: one still activating
+// counts, as it is about to serve.
+func unitUp(ctx context.Context, h host.Host, unit string) (string, bool, error) {
+	sd, err := h.Systemd(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	defer sd.Close()
+	st, err := sd.Status(ctx, unit)
+	if err != nil {
+		return "", false, err
+	}
+	return st.ActiveState, st.ActiveState == "active" || st.ActiveState == "activating", nil
+}
+
 // proveLeft proves, on the live cluster, that a host about to be cleaned (its PKI and
 // containers removed) is neither an etcd member nor running an apiserver, whatever the plan
 // says it is: a typo in --drain, or a run resumed after the cluster changed, must not wipe a
@@ -235,17 +260,12 @@ func (r *run) proveLeft(ctx context.Context, name string, h host.Host, ih *inven
 	if ih.Paths.APIServerUnit == "" {
 		return nil
 	}
-	sd, err := h.Systemd(ctx)
+	state, running, err := unitUp(ctx, h, ih.Paths.APIServerUnit)
 	if err != nil {
 		return err
 	}
-	defer sd.Close()
-	st, err := sd.Status(ctx, ih.Paths.APIServerUnit)
-	if err != nil {
-		return err
-	}
-	if st.ActiveState == "active" || st.ActiveState == "activating" {
-		return fmt.Errorf("%w: %s runs %s (%s); nothing was cleaned", ErrStillControlPlane, name, ih.Paths.APIServerUnit, st.ActiveState)
+	if running {
+		return fmt.Errorf("%w: %s runs %s (%s); nothing was cleaned", ErrStillControlPlane, name, ih.Paths.APIServerUnit, state)
 	}
 	return nil
 }
@@ -268,24 +288,16 @@ func (r *run) wipeStep(st plan.Step, p plan.WipeParams) executor {
 			return err == nil && left.Empty(), "no private key or etcd data left", err
 		},
 		apply: func(ctx context.Context) (outcome, error) {
-			h, ih, err := r.host(ctx, st.Host)
+			h, ih, err := r.leftHost(ctx, st.Host)
 			if err != nil {
 				return outcome{}, err
 			}
-			if err := r.proveLeft(ctx, st.Host, h, ih); err != nil {
-				return outcome{}, err
-			}
 			if unit := ih.Paths.EtcdUnit; unit != "" {
-				sd, err := h.Systemd(ctx)
+				_, running, err := unitUp(ctx, h, unit)
 				if err != nil {
 					return outcome{}, err
 				}
-				s, err := sd.Status(ctx, unit)
-				sd.Close()
-				if err != nil {
-					return outcome{}, err
-				}
-				if s.ActiveState == "active" || s.ActiveState == "activating" {
+				if running {
 					return outcome{}, fmt.Errorf("%w: %s still runs %s; nothing was wiped", ErrStillControlPlane, st.Host, unit)
 				}
 			}

@@ -40,76 +40,76 @@ func (r *run) nodeGone(ctx context.Context, node string) (bool, string, error) {
 	return false, "", err
 }
 
-func (r *run) drainStep(st plan.Step, p plan.DrainParams) executor {
-	node := p.Node
+// nodeExecutor is a step that removes Node node from the API: done once the Node is gone,
+// whatever the journal says, so a resumed run does not act on it twice.
+func (r *run) nodeExecutor(phase, node string, apply func(ctx context.Context, kube kubernetes.Interface) (outcome, error)) executor {
 	return executor{
-		phase: "draining node " + node,
+		phase: phase,
 		done:  func(ctx context.Context) (bool, string, error) { return r.nodeGone(ctx, node) },
 		apply: func(ctx context.Context) (outcome, error) {
 			kube, _, err := r.c.Kube()
 			if err != nil {
 				return outcome{}, err
 			}
-			opts := nodes.DefaultDrainOptions()
-			opts.Progress = r.detail()
-			opts.DeletePodsOfDownNode = p.NodeDown
-			var evicted, deleted, skipped int
-			var warnings []string
-			// A scheduler that had not yet seen the cordon can place a replacement on the
-			// node while it drains: drain again until the Node runs nothing left to evict
-			// (nodes/delete proves the same before it deletes).
-			for round := 0; ; round++ {
-				sum, err := nodes.Drain(ctx, kube, []string{node}, opts)
-				if err != nil {
-					return outcome{}, err
-				}
-				skipped = 0
-				for _, n := range sum.Nodes {
-					evicted += len(n.Evicted)
-					deleted += len(n.Deleted)
-					skipped += len(n.Skipped)
-				}
-				if sum.RemoveErr != "" {
-					warnings = append(warnings, "temporary PDBs left: "+sum.RemoveErr)
-				}
-				perr := provesDrained(ctx, kube, node)
-				if perr == nil {
-					break
-				}
-				if !errors.Is(perr, ErrNotDrained) || round == 4 {
-					return outcome{}, fmt.Errorf("pods keep arriving on the cordoned Node after %d drains: %w", round+1, perr)
-				}
-				select {
-				case <-ctx.Done():
-					return outcome{}, ctx.Err()
-				case <-time.After(time.Second):
-				}
-			}
-			return outcome{warnings: warnings, changes: []Change{{Node: node, Action: "cordon+drain", Detail: fmt.Sprintf("%d evicted, %d deleted", evicted, deleted)}},
-				note: fmt.Sprintf("cordoned; %d pods evicted, %d deleted, %d left (DaemonSets)", evicted, deleted, skipped)}, nil
+			return apply(ctx, kube)
 		},
 	}
 }
 
-func (r *run) deleteNodeStep(st plan.Step, p plan.DeleteNodeParams) executor {
+func (r *run) drainStep(st plan.Step, p plan.DrainParams) executor {
 	node := p.Node
-	return executor{
-		phase: "deleting node " + node,
-		done:  func(ctx context.Context) (bool, string, error) { return r.nodeGone(ctx, node) },
-		apply: func(ctx context.Context) (outcome, error) {
-			kube, _, err := r.c.Kube()
+	return r.nodeExecutor("draining node "+node, node, func(ctx context.Context, kube kubernetes.Interface) (outcome, error) {
+		opts := nodes.DefaultDrainOptions()
+		opts.Progress = r.detail()
+		opts.DeletePodsOfDownNode = p.NodeDown
+		var evicted, deleted, skipped int
+		var warnings []string
+		// A scheduler that had not yet seen the cordon can place a replacement on the
+		// node while it drains: drain again until the Node runs nothing left to evict
+		// (nodes/delete proves the same before it deletes).
+		for round := 0; ; round++ {
+			sum, err := nodes.Drain(ctx, kube, []string{node}, opts)
 			if err != nil {
 				return outcome{}, err
 			}
-			if err := provesDrained(ctx, kube, node); err != nil {
-				return outcome{}, err
+			skipped = 0
+			for _, n := range sum.Nodes {
+				evicted += len(n.Evicted)
+				deleted += len(n.Deleted)
+				skipped += len(n.Skipped)
 			}
-			if err := nodes.DeleteNode(ctx, kube, node); err != nil {
-				return outcome{}, err
+			if sum.RemoveErr != "" {
+				warnings = append(warnings, "temporary PDBs left: "+sum.RemoveErr)
 			}
-			return outcome{changes: []Change{{Node: node, Action: "delete"}}, note: "Node deleted"}, nil
-		},
-	}
+			perr := provesDrained(ctx, kube, node)
+			if perr == nil {
+				break
+			}
+			if !errors.Is(perr, ErrNotDrained) || round == 4 {
+				return outcome{}, fmt.Errorf("pods keep arriving on the cordoned Node after %d drains: %w", round+1, perr)
+			}
+			select {
+			case <-ctx.Done():
+				return outcome{}, ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+		return outcome{warnings: warnings, changes: []Change{{Node: node, Action: "cordon+drain", Detail: fmt.Sprintf("%d evicted, %d deleted", evicted, deleted)}},
+			note: fmt.Sprintf("cordoned; %d pods evicted, %d deleted, %d left (DaemonSets)", evicted, deleted, skipped)}, nil
+	})
+}
+
+func (r *run) deleteNodeStep(st plan.Step, p plan.DeleteNodeParams) executor {
+	node := p.Node
+	return r.nodeExecutor("deleting node "+node, node, func(ctx context.Context, kube kubernetes.Interface) (outcome, error) {
+		if err := provesDrained(ctx, kube, node); err != nil {
+			return outcome{}, err
+		}
+		if err := nodes.DeleteNode(ctx, kube, node); err != nil {
+			return outcome{}, err
+		}
+		return outcome{changes: []Change{{Node: node, Action: "delete"}}, note: "Node deleted"}, nil
+	})
 }
 
 // ErrNotDrained means a Node a step would delete still has its pods, or was never cordoned.

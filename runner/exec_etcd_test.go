@@ -32,10 +32,7 @@ type fakeCluster struct {
 }
 
 func (c *fakeCluster) Host(_ context.Context, name string) (host.Host, error) {
-	if h, ok := c.hosts[name]; ok {
-		return h, nil
-	}
-	return nil, errors.New("no fake host " + name)
+	return fakeHost(c.hosts, name)
 }
 func (c *fakeCluster) Etcd(context.Context) (*etcd.Client, error) {
 	if c.etcd == nil {

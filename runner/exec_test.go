@@ -27,10 +27,7 @@ import (
 type hostsOnly map[string]*hosttest.Host
 
 func (c hostsOnly) Host(_ context.Context, name string) (host.Host, error) {
-	if h, ok := c[name]; ok {
-		return h, nil
-	}
-	return nil, errors.New("no fake host " + name)
+	return fakeHost(c, name)
 }
 func (hostsOnly) Etcd(context.Context) (*etcd.Client, error) { return nil, errors.New("no etcd") }
 func (hostsOnly) EtcdKV(context.Context) (*clientv3.Client, error) {
@@ -154,12 +151,7 @@ func (c withAPI) Kube() (kubernetes.Interface, *rest.Config, error) {
 // cordoned, or still running a ReplicaSet's pod, is refused with the Node left; DaemonSet,
 // static and terminating pods do not count.
 func TestExecutorDeleteNode(t *testing.T) {
-	yes := true
-	owned := func(name, kind string) *corev1.Pod {
-		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "work", Name: name,
-			OwnerReferences: []metav1.OwnerReference{{Kind: kind, Name: "x", Controller: &yes}}},
-			Spec: corev1.PodSpec{NodeName: "w2"}, Status: corev1.PodStatus{Phase: corev1.PodRunning}}
-	}
+	owned := func(name, kind string) *corev1.Pod { return podOn("w2", name, kind, "x") }
 	static := owned("kube-proxy-w2", "Node")
 	static.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: "x"}
 	going := owned("web-old", "ReplicaSet")
@@ -167,8 +159,7 @@ func TestExecutorDeleteNode(t *testing.T) {
 	kube := fake.NewSimpleClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "w2"}},
 		owned("web-1", "ReplicaSet"), owned("node-exporter-w2", "DaemonSet"), static, going)
 	st := plan.Step{ID: plan.KindDeleteNode + "/w2", Kind: plan.KindDeleteNode, Host: "w2", Params: map[string]string{"node": "w2"}}
-	r := &run{p: &plan.Plan{Steps: []plan.Step{st}}, c: withAPI{hostsOnly{}, kube}, prog: newProgress(io.Discard, false, nil),
-		history: History{Started: map[string]bool{}, Ended: map[string]bool{}}}
+	r := hostRun(withAPI{hostsOnly{}, kube}, &plan.Plan{Steps: []plan.Step{st}})
 	if doneOf(t, r, st) {
 		t.Fatal("done while the Node exists")
 	}

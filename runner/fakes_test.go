@@ -42,6 +42,14 @@ func newFakes(cli *etcd.Client, kube kubernetes.Interface, fhs ...plan.Host) (*f
 	return fc, p
 }
 
+// fakeHost is hosts[name], or the error of a cluster that has no such host.
+func fakeHost(hosts map[string]*hosttest.Host, name string) (host.Host, error) {
+	if h, ok := hosts[name]; ok {
+		return h, nil
+	}
+	return nil, errors.New("no fake host " + name)
+}
+
 // mkStep is a step of kind on hostName with typed params (nil for a kind without).
 func mkStep(kind, hostName string, params plan.Params, files ...host.FileChange) plan.Step {
 	id := kind

@@ -160,11 +160,7 @@ func TestExecutorVIPUpdate(t *testing.T) {
 			}
 			m1 := w.host("m1")
 			if tc.configTest != nil {
-				prev := m1.RunFunc
-				m1.RunFunc = shell(on("keepalived --config-test", tc.configTest), func(cmd string) (host.Result, error, bool) {
-					res, err := prev(cmd)
-					return res, err, true
-				})
+				m1.RunFunc = shell(on("keepalived --config-test", tc.configTest), fallback(m1.RunFunc))
 			}
 			before := keepalivedConf(1)
 			after, err := vip.DropPeers(before, []string{"192.0.2.2", "192.0.2.3"})
@@ -209,11 +205,7 @@ func TestUndoVIPUpdate(t *testing.T) {
 			}
 			m1 := w.host("m1")
 			if tc.refuse {
-				prev := m1.RunFunc
-				m1.RunFunc = shell(on("keepalived --config-test", exitWith("m1", 1, "bad")), func(cmd string) (host.Result, error, bool) {
-					res, err := prev(cmd)
-					return res, err, true
-				})
+				m1.RunFunc = shell(on("keepalived --config-test", exitWith("m1", 1, "bad")), fallback(m1.RunFunc))
 			}
 			err := undoVIPUpdate(ctxT(t), m1, []UndoFile{{Path: vip.DefaultConfig}})
 			if (err != nil) != tc.refuse {

@@ -101,6 +101,15 @@ func shell(rules ...rule) func(string) (host.Result, error) {
 	}
 }
 
+// fallback answers every command as run does: last in a shell that overrides a few commands
+// of a host's earlier RunFunc.
+func fallback(run func(string) (host.Result, error)) rule {
+	return func(cmd string) (host.Result, error, bool) {
+		res, err := run(cmd)
+		return res, err, true
+	}
+}
+
 // failing is a hosttest Fail hook that fails verb on unit (any unit when "") with msg.
 func failing(verb, unit, msg string) func(string, string) error {
 	return func(v, u string) error {

@@ -19,14 +19,6 @@ func refusalCodes(p *Plan) []string {
 	return out
 }
 
-func stepIDs(p *Plan) []string {
-	var out []string
-	for _, s := range p.Steps {
-		out = append(out, s.ID)
-	}
-	return out
-}
-
 // Member names swapped between m2 and m3 (each restarted with the other's --name): removing
 // m2 must never remove the member at m3's address.
 func TestIdentitySwappedNamesRefused(t *testing.T) {
@@ -34,7 +26,7 @@ func TestIdentitySwappedNamesRefused(t *testing.T) {
 	f.Etcd.Members[1].Name, f.Etcd.Members[2].Name = f.Etcd.Members[2].Name, f.Etcd.Members[1].Name
 	p := Build(f, Target{Remove: []string{"m2"}}, "test", observedAt)
 	if !slices.Contains(refusalCodes(p), "etcd-identity-conflict") || len(p.Steps) != 0 {
-		t.Fatalf("swapped names: refusals %v, steps %v; want etcd-identity-conflict and no step", p.Refusals, stepIDs(p))
+		t.Fatalf("swapped names: refusals %v, steps %v; want etcd-identity-conflict and no step", p.Refusals, ids(p))
 	}
 	named := false
 	for _, r := range p.Refusals {
@@ -77,7 +69,7 @@ func TestIdentityPeerURLsByName(t *testing.T) {
 	}
 	for _, id := range []string{"etcd/remove-member/m2", "etcd/stop/m2", "etcd/remove-member/m3", "etcd/stop/m3"} {
 		if _, ok := p.Step(id); !ok {
-			t.Errorf("plan lacks %s: %v", id, stepIDs(p))
+			t.Errorf("plan lacks %s: %v", id, ids(p))
 		}
 	}
 	delete(f.Resolved, "etcd3.lan")
@@ -128,7 +120,7 @@ func TestPlanAfterCrashStopsRemovedMember(t *testing.T) {
 	}
 	st, ok := p.Step("etcd/stop/m2")
 	if !ok {
-		t.Fatalf("no stop for the removed member's etcd: %v", stepIDs(p))
+		t.Fatalf("no stop for the removed member's etcd: %v", ids(p))
 	}
 	normal := Build(seed003.facts(t), Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
 	want, _ := normal.Step("etcd/stop/m2")
@@ -262,7 +254,7 @@ func TestPlanAfterRemovalsKeepsInitialCluster(t *testing.T) {
 	p := Build(f, Target{Remove: []string{"m2", "m3"}}, "test", observedAt)
 	got, ok := p.Step("etcd/initial-cluster/m1")
 	if !ok {
-		t.Fatalf("plan after the removals lacks etcd/initial-cluster/m1: %v (refusals %v)", stepIDs(p), p.Refusals)
+		t.Fatalf("plan after the removals lacks etcd/initial-cluster/m1: %v (refusals %v)", ids(p), p.Refusals)
 	}
 	if d := StepDiffs(*want, *got); len(d) > 0 {
 		t.Errorf("initial-cluster step differs after the removals: %v", d)
@@ -365,7 +357,7 @@ func TestCertGroupKeepsEachHostsUsers(t *testing.T) {
 	p := Build(f, Target{Remove: []string{"m4", "m5"}}, "test", observedAt)
 	st, ok := p.Step("certs/resign/etcd")
 	if !ok {
-		t.Fatalf("no certs/resign/etcd: %v", stepIDs(p))
+		t.Fatalf("no certs/resign/etcd: %v", ids(p))
 	}
 	if st.Params["used_by"] != "kube-etcd --cert-file,kube-apiserver --etcd-certfile" || st.Params["used_by@m2"] != "kube-apiserver --etcd-certfile" {
 		t.Errorf("params %v", st.Params)

@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"slices"
 	"strings"
@@ -102,8 +101,9 @@ func newEtcdFixture(t *testing.T) *etcdFixture {
 
 // run is a runner run over the fixture, for the plan's steps.
 func (f *etcdFixture) run(p *plan.Plan) *run {
-	return &run{opts: Options{SnapshotDir: f.t.TempDir() + "/snap", SnapshotMaxAge: DefaultSnapshotMaxAge}, p: p, c: f.fc,
-		prog: newProgress(io.Discard, false, nil), history: History{Started: map[string]bool{}, Ended: map[string]bool{}}}
+	r := hostRun(f.fc, p)
+	r.opts = Options{SnapshotDir: f.t.TempDir() + "/snap", SnapshotMaxAge: DefaultSnapshotMaxAge}
+	return r
 }
 
 func (f *etcdFixture) removeStep(host string, id uint64, peer string) plan.Step {

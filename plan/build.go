@@ -128,6 +128,17 @@ func normalizeFacts(f Facts) Facts {
 	return f
 }
 
+// sortedKeys are m's keys in order: the plan walks maps of facts by host, and must come out
+// the same for the same facts.
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
 func set(xs []string) map[string]bool {
 	m := make(map[string]bool, len(xs))
 	for _, x := range xs {
@@ -278,12 +289,7 @@ func (b *builder) warnings() {
 			}
 		}
 	}
-	var hosts []string
-	for h := range b.f.Leftovers {
-		hosts = append(hosts, h)
-	}
-	sort.Strings(hosts)
-	for _, h := range hosts {
+	for _, h := range sortedKeys(b.f.Leftovers) {
 		var files []string
 		for _, f := range b.f.Leftovers[h] {
 			if !planned[h+":"+f] {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -56,24 +55,6 @@ func hostsOf(cs []host.FileChange) []string {
 	return out
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func (b *builder) sortedUnitHosts() []string {
-	var names []string
-	for name := range b.f.Units {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
-}
-
 // apiservers plans the rewrite and rolling restart of every surviving master's
 // control-plane units: --etcd-servers to the surviving members, --apiserver-count, and any
 // controller-manager or scheduler setting that names a leaving master.
@@ -90,7 +71,7 @@ func (b *builder) apiservers() {
 	}
 	removed := slices.Clone(b.leaveIPs)
 	removed = append(removed, b.t.Remove...)
-	for _, name := range b.sortedUnitHosts() {
+	for _, name := range sortedKeys(b.f.Units) {
 		c := b.f.Units[name].Components
 		if c == nil || !c.APIServer.Present || b.leaving[name] {
 			continue

@@ -210,12 +210,7 @@ func perHostOwner(p string) string {
 // staleCerts warns, per staying host, about the per-host certificates of leaving hosts it
 // keeps: they name the removed addresses, and their keys stay valid for etcd's CA.
 func (b *builder) staleCerts(stale map[string][]string) {
-	hosts := make([]string, 0, len(stale))
-	for h := range stale {
-		hosts = append(hosts, h)
-	}
-	sort.Strings(hosts)
-	for _, h := range hosts {
+	for _, h := range sortedKeys(stale) {
 		files := stale[h]
 		sort.Strings(files)
 		var keys []string

@@ -127,7 +127,7 @@ func (b *builder) etcdMembership(removals []etcd.Member) {
 		survivorNames = append(survivorNames, m.Name)
 	}
 	initial := etcd.InitialClusterFor(b.f.Etcd, survivorNames)
-	for _, name := range b.sortedUnitHosts() {
+	for _, name := range sortedKeys(b.f.Units) {
 		u := b.f.Units[name].Etcd
 		if u == nil || b.leaving[name] {
 			continue

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -35,12 +34,7 @@ func (b *builder) loadBalancers() {
 	if b.t.LBMode == "remove" {
 		mode = lb.Remove
 	}
-	var names []string
-	for name := range b.f.LB {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range sortedKeys(b.f.LB) {
 		if b.leaving[name] || b.offline[name] {
 			continue
 		}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -106,13 +105,8 @@ func ids(p *Plan) []string {
 }
 
 func formatParams(p map[string]string) string {
-	keys := make([]string, 0, len(p))
-	for k := range p {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var parts []string
-	for _, k := range keys {
+	for _, k := range sortedKeys(p) {
 		parts = append(parts, k+"="+p[k])
 	}
 	return strings.Join(parts, " ")

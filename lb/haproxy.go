@@ -237,7 +237,7 @@ func HAProxyServerNames(file, text string) []string {
 // backend that fronts an apiserver, a conditional block, a config that does not read.
 func ParseHAProxy(host, file, text string, apiservers []string, resolved map[string][]string) (NodeConfig, error) {
 	cfg := NodeConfig{Host: host, Main: file, Files: map[string]string{file: text}, Kind: KindHAProxy, Resolved: byLowerName(resolved)}
-	want, err := apiserverKeys(apiservers)
+	want, err := addrKeys("apiserver", apiservers)
 	if err != nil {
 		return cfg, err
 	}

@@ -112,7 +112,7 @@ func ParseResolved(host, mainPath string, files map[string]string, apiservers []
 // parse is Parse; each server of every stream upstream is also given to seen, if set.
 func parse(host, mainPath string, files map[string]string, apiservers []string, resolved map[string][]string, seen func(Server)) (NodeConfig, error) {
 	cfg := NodeConfig{Host: host, Main: mainPath, Files: files, Resolved: byLowerName(resolved)}
-	want, err := apiserverKeys(apiservers)
+	want, err := addrKeys("apiserver", apiservers)
 	if err != nil {
 		return cfg, err
 	}
@@ -364,18 +364,18 @@ func dialHost(h string) string {
 	return h
 }
 
-// apiserverKeys are the address keys of apiservers (host:port), the set a config's servers
-// are matched against.
-func apiserverKeys(apiservers []string) (map[string]bool, error) {
-	want := make(map[string]bool, len(apiservers))
-	for _, a := range apiservers {
+// addrKeys are the address keys of addrs (host:port), the set a config's servers are matched
+// against; an error names the address as one of role's ("apiserver").
+func addrKeys(role string, addrs []string) (map[string]bool, error) {
+	keys := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
 		k, err := addrKey(a)
 		if err != nil {
-			return nil, fmt.Errorf("apiserver address %q: %w", a, err)
+			return nil, fmt.Errorf("%s address %q: %w", role, a, err)
 		}
-		want[k] = true
+		keys[k] = true
 	}
-	return want, nil
+	return keys, nil
 }
 
 // byLowerName is resolved keyed by lower-case host name, as the address keys name hosts (DNS

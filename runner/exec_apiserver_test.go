@@ -349,6 +349,12 @@ func TestExecutorAPIServerPutBackWithUpdate(t *testing.T) {
 			if tc.reloads != 1 {
 				return
 			}
+			// An update nginx refuses says the proxy still runs without m1.
+			w1.RunFunc = nginxShell(w1, exitWith("w1", 1, "nginx: [emerg] unknown directive\nnginx: configuration file test failed"))
+			if _, err := apply(t, f.r, lbst); err == nil || !strings.Contains(err.Error(), "still runs without 192.0.2.1:6443") {
+				t.Fatalf("a refused update: %v", err)
+			}
+			w1.RunFunc = nginxShell(w1, nil)
 			// The update finds its file as planned but not loaded, and loads both at once.
 			if _, err := apply(t, f.r, lbst); err != nil {
 				t.Fatal(err)

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/mastershrink/mastershrink/etcd"
 	"github.com/mastershrink/mastershrink/lb"
@@ -29,6 +30,9 @@ func (r *run) lbStep(st plan.Step, _ plan.LBUpdateParams) executor {
 			}
 			res, err := ex.Apply(ctx, lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: st.Files, Listen: r.proxyListen(st.Host, ih)})
 			if err != nil {
+				if addr, ok := r.staged.Load(st.Host); ok {
+					err = fmt.Errorf("%w (%s's %s still runs without %s, as during its restart: the other apiservers serve its clients until this step succeeds)", err, st.Host, proxy, addr)
+				}
 				return outcome{}, err
 			}
 			if res.Skipped {

@@ -101,8 +101,9 @@ func (r *run) setAside(ctx context.Context, st plan.Step, aside bool) error {
 func (r *run) putBack(ctx context.Context, st plan.Step) (int, error) {
 	staged := r.updateFollows(st)
 	n := 0
-	for _, ok := range staged {
+	for node, ok := range staged {
 		if ok {
+			r.staged.Store(node, r.apiserverAddr(st.Host))
 			n++
 		}
 	}

@@ -139,6 +139,9 @@ type run struct {
 	lbExecs sync.Map
 	// sel is the run's step selection (--only, --skip).
 	sel Selection
+	// staged are the nodes whose proxy runs without a restarted apiserver until their
+	// lb/update step reloads it (putBack), with that apiserver's address.
+	staged sync.Map
 }
 
 // Run applies the plan: it validates the step selection, takes the cluster lock, refuses a

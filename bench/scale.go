@@ -234,6 +234,10 @@ func ScaleFigures(runs map[int][]ScaleResult) []Figure {
 			Figure{ID: fmt.Sprintf("scale.%d.plan", n), Title: fmt.Sprintf("  %s: mastershrink plan", label), Unit: "s",
 				Ours:      col(rs, func(r ScaleResult) float64 { return r.Plan.Seconds() }),
 				PeakRSSMB: col(rs, func(r ScaleResult) float64 { return float64(r.PlanMaxRSSKB) / 1024 })})
+		if cpu := col(rs, func(r ScaleResult) float64 { return r.CPU.Seconds() }); cpu != nil && cpu.Median > 0 {
+			figs = append(figs, Figure{ID: fmt.Sprintf("scale.%d.cpu", n), Unit: "s", Ours: cpu,
+				Title: fmt.Sprintf("  %s: mastershrink's own CPU time in the apply (user+system)", label)})
+		}
 		pf := Figure{ID: fmt.Sprintf("scale.%d.proxies", n), Title: fmt.Sprintf("  %s: node-proxy phase of the apply", label), Unit: "s",
 			Ours: col(rs, func(r ScaleResult) float64 { return r.ProxyPhase.Seconds() })}
 		var loops, lratios []float64

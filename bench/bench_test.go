@@ -141,3 +141,29 @@ func TestMerge(t *testing.T) {
 		t.Errorf("rendered:\n%s", b.String())
 	}
 }
+
+// The scale rows carry mastershrink's own CPU time where the runs measured it, and leave the
+// row out for results of before it was measured.
+func TestScaleFiguresCPU(t *testing.T) {
+	run := func(total, cpu time.Duration) ScaleResult {
+		return ScaleResult{ShrinkResult: ShrinkResult{Total: total, CPU: cpu}, Proxies: 203, ProxyPhase: 10 * time.Second}
+	}
+	find := func(figs []Figure, id string) *Figure {
+		for i := range figs {
+			if figs[i].ID == id {
+				return &figs[i]
+			}
+		}
+		return nil
+	}
+	figs := ScaleFigures(map[int][]ScaleResult{0: {run(36*time.Second, 3*time.Second)}, 200: {run(63*time.Second, 12*time.Second)}})
+	if f := find(figs, "scale.200.cpu"); f == nil || f.Ours == nil || f.Ours.Median != 12 {
+		t.Fatalf("scale.200.cpu: %+v", f)
+	}
+	if f := find(figs, "scale.200.apply"); f == nil || f.Ratio == nil || f.Ratio.Median != 63.0/36.0 {
+		t.Fatalf("scale.200.apply: %+v", f)
+	}
+	if f := find(ScaleFigures(map[int][]ScaleResult{200: {run(63*time.Second, 0)}}), "scale.200.cpu"); f != nil {
+		t.Fatalf("a row for runs without CPU time: %+v", f)
+	}
+}

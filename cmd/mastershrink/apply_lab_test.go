@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,10 +43,7 @@ func prepare(t *testing.T, lab *testenv.Lab) kubernetes.Interface {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	ec, err := lab.EtcdClient()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ec := labEtcd(t, lab)
 	defer ec.Close()
 	if err := seed.WriteKeys(ctx, ec, "/seed/", seedKeys); err != nil {
 		t.Fatal(err)
@@ -73,18 +71,7 @@ func prepare(t *testing.T, lab *testenv.Lab) kubernetes.Interface {
 func makeLabPlan(t *testing.T, lab *testenv.Lab, dir string) (string, *plan.Plan) {
 	t.Helper()
 	path := filepath.Join(dir, "plan.json")
-	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m2,m3", "--drain", "w2", "--out", path)
-	if code != exitOK {
-		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Decode(data, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p := planLab(t, lab, path, "--remove", "m2,m3", "--drain", "w2")
 	return path, p
 }
 
@@ -94,20 +81,8 @@ func checkShrunk(t *testing.T, lab *testenv.Lab, kube kubernetes.Interface, etcd
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	m1, _ := lab.Machine("m1")
-	ec, err := lab.EtcdClient("https://" + m1.Address + ":2379")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ec.Close()
-	members, err := ec.MemberList(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(members.Members) != 1 || members.Members[0].Name != m1.Address {
-		t.Errorf("etcd members %v, want only %s", members.Members, m1.Address)
-	}
-	if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
-		t.Errorf("seed keys: %v", err)
+	if members := m1EtcdAfterShrink(ctx, t, lab); !slices.Equal(members, []string{m1.Address}) {
+		t.Errorf("etcd members %v, want only %s", members, m1.Address)
 	}
 	for _, name := range []string{"m2", "m3"} {
 		// The leaving host's own proxy too: it would keep routing to the old apiservers.
@@ -139,15 +114,7 @@ func checkShrunk(t *testing.T, lab *testenv.Lab, kube kubernetes.Interface, etcd
 			t.Errorf("proxy on %s routes to %v, want only m1", name, live)
 		}
 	}
-	for _, cert := range []string{"etcd.pem", "kubernetes.pem"} {
-		out, err := lab.Exec(ctx, "m1", "openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", "/etc/kubernetes/ssl/"+cert)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s := string(out); strings.Contains(s, "10.88.0.12") || strings.Contains(s, "10.88.0.13") || !strings.Contains(s, m1.Address) {
-			t.Errorf("%s SANs still name removed masters, or lack m1: %s", cert, s)
-		}
-	}
+	m1CertsNameOnlyM1(ctx, t, lab, "/etc/kubernetes/ssl/etcd.pem", "/etc/kubernetes/ssl/kubernetes.pem")
 	// The drained worker's cleanup backup holds its kubelet's keys: 0600 in a 0700 folder.
 	modes, err := lab.Exec(ctx, "w2", "sh", "-c", "stat -c '%a %n' /var/backups/mastershrink /var/backups/mastershrink/*.tar.gz")
 	if err != nil || !strings.Contains(string(modes), "700 /var/backups/mastershrink\n") || !strings.Contains(string(modes), "600 /var/backups/mastershrink/") ||
@@ -212,10 +179,7 @@ func TestLabApply(t *testing.T) {
 	})
 
 	t.Run("second apply refused", func(t *testing.T) {
-		ec, err := lab.EtcdClient()
-		if err != nil {
-			t.Fatal(err)
-		}
+		ec := labEtcd(t, lab)
 		defer ec.Close()
 		// The other apply: a holder of the lock, as a running apply keeps it.
 		other, err := runner.AcquireLock(context.Background(), ec, "sha256:other", 0, nil)
@@ -235,17 +199,7 @@ func TestLabApply(t *testing.T) {
 	}
 
 	t.Run("shrink", func(t *testing.T) {
-		prober := lab.StartProber(context.Background(), 20)
-		start := time.Now()
-		out, errOut, code := cli(t, lab, "apply", path, "-i", lab.Inventory)
-		report := prober.Stop()
-		t.Logf("apply took %s; prober: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
-		if code != exitOK {
-			t.Fatalf("apply exit %d", code)
-		}
-		if report.Failed > 0 {
-			t.Errorf("prober: %d of %d requests failed: %v", report.Failed, report.Total, report.Failures[:min(5, len(report.Failures))])
-		}
+		_, errOut := applyProbed(t, lab, path)
 		if !strings.Contains(errOut, "the backup w2:/var/backups/mastershrink/") || !strings.Contains(errOut, "private keys") {
 			t.Errorf("apply does not report what the cleanup backup holds:\n%s", errOut)
 		}

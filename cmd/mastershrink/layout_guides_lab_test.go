@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/mastershrink/mastershrink/plan"
 	"github.com/mastershrink/mastershrink/testenv"
-	"github.com/mastershrink/mastershrink/testenv/seed"
 )
 
 // guideShrink is what one layout's 3-to-1 lab shrink must end with, besides what every layout
@@ -61,18 +59,7 @@ func runGuideShrink(t *testing.T, g guideShrink) {
 
 	path := filepath.Join(t.TempDir(), "plan.json")
 	// --lb-mode remove: the proxies keep no line naming a removed master, not even "down".
-	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", strings.Join(g.remove, ","), "--lb-mode", "remove", "--out", path)
-	if code != exitOK {
-		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Decode(data, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, p := planLab(t, lab, path, "--remove", strings.Join(g.remove, ","), "--lb-mode", "remove")
 
 	t.Run("plan", func(t *testing.T) {
 		got := map[string][]string{}
@@ -113,38 +100,11 @@ func runGuideShrink(t *testing.T, g guideShrink) {
 	}
 
 	t.Run("apply", func(t *testing.T) {
-		prober := lab.StartProber(context.Background(), 20)
-		start := time.Now()
-		out, errOut, code := cli(t, lab, "apply", path, "-i", lab.Inventory)
-		report := prober.Stop()
-		t.Logf("apply took %s; prober: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
-		if code != exitOK {
-			t.Fatalf("apply exit %d", code)
-		}
-		if report.Failed > 0 {
-			t.Errorf("prober: %d of %d requests failed: %v", report.Failed, report.Total, report.Failures[:min(5, len(report.Failures))])
-		}
+		applyProbed(t, lab, path)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		ec, err := lab.EtcdClient("https://" + m1.Address + ":2379")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ec.Close()
-		members, err := ec.MemberList(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, m := range members.Members {
-			names = append(names, m.Name)
-		}
-		slices.Sort(names)
-		if !slices.Equal(names, g.members) {
+		if names := m1EtcdAfterShrink(ctx, t, lab); !slices.Equal(names, g.members) {
 			t.Errorf("etcd members %v, want %v", names, g.members)
-		}
-		if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
-			t.Errorf("seed keys: %v", err)
 		}
 		for cert, hosts := range g.certs {
 			for _, h := range hosts {
@@ -326,10 +286,7 @@ func moveEtcdLeader(t *testing.T, lab *testenv.Lab, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ec, err := lab.EtcdClient()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ec := labEtcd(t, lab)
 	defer ec.Close()
 	members, err := ec.MemberList(ctx)
 	if err != nil {

@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -11,7 +11,6 @@ import (
 
 	"github.com/mastershrink/mastershrink/plan"
 	"github.com/mastershrink/mastershrink/testenv"
-	"github.com/mastershrink/mastershrink/testenv/seed"
 )
 
 // stepByID returns the plan's step with that ID.
@@ -54,20 +53,8 @@ func TestLabEnvFileLayout(t *testing.T) {
 	prepare(t, lab)
 	m1, _ := lab.Machine("m1")
 
-	dir := t.TempDir()
-	path := filepath.Join(dir, "plan.json")
-	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m2,m3", "--out", path)
-	if code != exitOK {
-		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Decode(data, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	path := filepath.Join(t.TempDir(), "plan.json")
+	out, p := planLab(t, lab, path, "--remove", "m2,m3")
 
 	t.Run("plan", func(t *testing.T) {
 		// --etcd-servers inside KUBE_APISERVER_OPTS, on its own continuation line.
@@ -124,43 +111,13 @@ func TestLabEnvFileLayout(t *testing.T) {
 	}
 
 	t.Run("apply", func(t *testing.T) {
-		prober := lab.StartProber(context.Background(), 20)
-		start := time.Now()
-		out, errOut, code := cli(t, lab, "apply", path, "-i", lab.Inventory)
-		report := prober.Stop()
-		t.Logf("apply took %s; prober: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
-		if code != exitOK {
-			t.Fatalf("apply exit %d", code)
-		}
-		if report.Failed > 0 {
-			t.Errorf("prober: %d of %d requests failed: %v", report.Failed, report.Total, report.Failures[:min(5, len(report.Failures))])
-		}
+		applyProbed(t, lab, path)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		ec, err := lab.EtcdClient("https://" + m1.Address + ":2379")
-		if err != nil {
-			t.Fatal(err)
+		if members := m1EtcdAfterShrink(ctx, t, lab); !slices.Equal(members, []string{"etcd-" + m1.Address}) {
+			t.Errorf("etcd members %v, want only etcd-%s", members, m1.Address)
 		}
-		defer ec.Close()
-		members, err := ec.MemberList(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(members.Members) != 1 || members.Members[0].Name != "etcd-"+m1.Address {
-			t.Errorf("etcd members %v, want only etcd-%s", members.Members, m1.Address)
-		}
-		if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
-			t.Errorf("seed keys: %v", err)
-		}
-		for _, cert := range []string{"/opt/etcd/ssl/server.pem", "/opt/kubernetes/ssl/kubernetes.pem"} {
-			out, err := lab.Exec(ctx, "m1", "openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", cert)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s := string(out); strings.Contains(s, "10.88.0.12") || strings.Contains(s, "10.88.0.13") || !strings.Contains(s, m1.Address) {
-				t.Errorf("%s SANs: %s, want m1 and no removed master", cert, s)
-			}
-		}
+		m1CertsNameOnlyM1(ctx, t, lab, "/opt/etcd/ssl/server.pem", "/opt/kubernetes/ssl/kubernetes.pem")
 		for file, want := range map[string]string{
 			"/opt/etcd/cfg/etcd.conf":                 "ETCD_INITIAL_CLUSTER=\"etcd-" + m1.Address + "=https://" + m1.Address + ":2380\"",
 			"/opt/kubernetes/cfg/kube-apiserver.conf": "--etcd-servers=https://" + m1.Address + ":2379 \\",
@@ -188,18 +145,7 @@ func TestLabHAProxyLayout(t *testing.T) {
 	prepare(t, lab)
 	m1, _ := lab.Machine("m1")
 	path := filepath.Join(t.TempDir(), "plan.json")
-	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m2,m3", "--lb-mode", "remove", "--out", path)
-	if code != exitOK {
-		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Decode(data, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, p := planLab(t, lab, path, "--remove", "m2,m3", "--lb-mode", "remove")
 	for _, node := range []string{"m1", "w1", "w2"} {
 		s := stepByID(t, p, "lb/update/"+node)
 		if after := fileAfter(t, s, "/etc/haproxy/haproxy.cfg"); strings.Contains(after, "10.88.0.12:") || !strings.Contains(after, "server m1 "+m1.Address+":6443 check\n") {
@@ -216,33 +162,11 @@ func TestLabHAProxyLayout(t *testing.T) {
 		t.Fatalf("plan:\n%s", out)
 	}
 
-	prober := lab.StartProber(context.Background(), 20)
-	start := time.Now()
-	out, errOut, code = cli(t, lab, "apply", path, "-i", lab.Inventory)
-	report := prober.Stop()
-	t.Logf("apply took %s; prober: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
-	if code != exitOK {
-		t.Fatalf("apply exit %d", code)
-	}
-	if report.Failed > 0 {
-		t.Errorf("prober: %d of %d requests failed: %v", report.Failed, report.Total, report.Failures[:min(5, len(report.Failures))])
-	}
+	applyProbed(t, lab, path)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ec, err := lab.EtcdClient("https://" + m1.Address + ":2379")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ec.Close()
-	members, err := ec.MemberList(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(members.Members) != 1 || members.Members[0].Name != "m1" {
-		t.Errorf("etcd members %v, want only m1", members.Members)
-	}
-	if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
-		t.Errorf("seed keys: %v", err)
+	if members := m1EtcdAfterShrink(ctx, t, lab); !slices.Equal(members, []string{"m1"}) {
+		t.Errorf("etcd members %v, want only m1", members)
 	}
 	// No haproxy config (backups aside) names a removed master, on any host that stays; the
 	// leaving ones have theirs stopped. Every staying haproxy runs and accepts its config.
@@ -304,18 +228,7 @@ func TestLabHAProxyMixedFleet(t *testing.T) {
 	}
 
 	path := filepath.Join(t.TempDir(), "plan.json")
-	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m2,m3", "--out", path)
-	if code != exitOK {
-		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Decode(data, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p := planLab(t, lab, path, "--remove", "m2,m3")
 	if s := fileAfter(t, stepByID(t, p, "lb/update/w2"), "/etc/haproxy/haproxy.cfg"); !strings.Contains(s, "server m2 10.88.0.12:6443 check disabled\n") {
 		t.Errorf("w2's haproxy.cfg after the plan:\n%s", s)
 	}
@@ -323,29 +236,11 @@ func TestLabHAProxyMixedFleet(t *testing.T) {
 		t.Errorf("w1's nginx config after the plan:\n%s", s)
 	}
 
-	prober := lab.StartProber(context.Background(), 20)
-	start := time.Now()
-	out, errOut, code = cli(t, lab, "apply", path, "-i", lab.Inventory)
-	report := prober.Stop()
-	t.Logf("apply took %s; prober: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
-	if code != exitOK {
-		t.Fatalf("apply exit %d", code)
-	}
-	if report.Failed > 0 {
-		t.Errorf("prober: %d of %d requests failed: %v", report.Failed, report.Total, report.Failures[:min(5, len(report.Failures))])
-	}
-	ec, err := lab.EtcdClient("https://10.88.0.11:2379")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ec.Close()
-	if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
-		t.Errorf("seed keys: %v", err)
-	}
-	if members, err := ec.MemberList(ctx); err != nil || len(members.Members) != 1 {
-		t.Errorf("etcd members %v (%v), want only m1", members, err)
-	}
+	applyProbed(t, lab, path)
 	if got, _ := lab.Exec(ctx, "w2", "sh", "-c", "grep -c 'disabled$' /etc/haproxy/haproxy.cfg; systemctl is-active haproxy"); string(got) != "2\nactive\n" {
 		t.Errorf("w2 after apply: %q, want m2 and m3 disabled and haproxy active", got)
+	}
+	if members := m1EtcdAfterShrink(ctx, t, lab); len(members) != 1 {
+		t.Errorf("etcd members %v, want only m1", members)
 	}
 }

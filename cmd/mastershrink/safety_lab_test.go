@@ -41,10 +41,7 @@ func etcdIntact(t *testing.T, lab *testenv.Lab, members int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ec, err := lab.EtcdClient()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ec := labEtcd(t, lab)
 	defer ec.Close()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -87,9 +84,7 @@ func TestLabSafety(t *testing.T) {
 	defer func() {
 		report := prober.Stop()
 		t.Logf("prober: %s", report)
-		if report.Failed > 0 {
-			t.Errorf("prober: %d of %d requests failed: %v", report.Failed, report.Total, report.Failures[:min(5, len(report.Failures))])
-		}
+		checkProbes(t, report)
 	}()
 	netns := filepath.Base(lab.NetNS)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -246,10 +241,7 @@ func TestLabSafety(t *testing.T) {
 			first.Process.Kill()
 			t.Fatalf("first apply never ended preflight:\n%s", firstOut.String())
 		}
-		ec, err := lab.EtcdClient()
-		if err != nil {
-			t.Fatal(err)
-		}
+		ec := labEtcd(t, lab)
 		defer ec.Close()
 		holder, err := runner.ReadLock(ctx, ec)
 		if err != nil || holder == nil {
@@ -283,10 +275,7 @@ func TestLabSafety(t *testing.T) {
 	t.Run("member replaced after a crash", func(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "plan.json")
-		if out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m3", "--out", path); code != exitOK {
-			t.Fatalf("plan: exit %d\n%s%s", code, out, errOut)
-		}
-		p := readPlan(t, path)
+		_, p := planLab(t, lab, path, "--remove", "m3")
 		var oldID string
 		for _, s := range p.Steps {
 			if s.Kind == plan.KindRemoveMember {
@@ -320,19 +309,6 @@ func TestLabSafety(t *testing.T) {
 		sameState(t, before, labState(t, lab))
 		etcdIntact(t, lab, 3)
 	})
-}
-
-func readPlan(t *testing.T, path string) *plan.Plan {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Decode(data, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func readChecksum(t *testing.T, path string) string { return readPlan(t, path).Checksum }
@@ -371,9 +347,7 @@ func TestLabFingerprintStable5to3(t *testing.T) {
 	if code != exitOK {
 		t.Errorf("apply of a fresh plan: exit %d, want it accepted:\n%s", code, errOut)
 	}
-	if report := prober.Stop(); report.Failed > 0 {
-		t.Errorf("prober: %d of %d requests failed", report.Failed, report.Total)
-	}
+	checkProbes(t, prober.Stop())
 	etcdIntact(t, lab, 5)
 }
 
@@ -385,10 +359,7 @@ func TestLabPeerURLsByName(t *testing.T) {
 	kube := prepare(t, lab)
 	// The leaving hosts are also wiped of the keys and etcd data they keep.
 	path := filepath.Join(t.TempDir(), "plan.json")
-	if out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--remove", "m2,m3", "--drain", "w2", "--wipe-leaving", "move", "--out", path); code != exitOK {
-		t.Fatalf("plan: exit %d\n%s%s", code, out, errOut)
-	}
-	p := readPlan(t, path)
+	_, p := planLab(t, lab, path, "--remove", "m2,m3", "--drain", "w2", "--wipe-leaving", "move")
 	for _, host := range []string{"m2", "m3"} {
 		st, ok := p.Step("etcd/remove-member/" + host)
 		if !ok || st.Params["peer_urls"] != "https://"+host+":2380" {
@@ -403,15 +374,7 @@ func TestLabPeerURLsByName(t *testing.T) {
 			t.Fatalf("lb/update/w1 does not mark %s down by its name: %+v", host, lbStep)
 		}
 	}
-	prober := lab.StartProber(context.Background(), 20)
-	out, errOut, code := cli(t, lab, "apply", path, "-i", lab.Inventory)
-	report := prober.Stop()
-	if code != exitOK {
-		t.Fatalf("apply: exit %d\n%s%s", code, errOut, out)
-	}
-	if report.Failed > 0 {
-		t.Errorf("prober: %d of %d requests failed", report.Failed, report.Total)
-	}
+	applyProbed(t, lab, path)
 	checkShrunk(t, lab, kube, []string{"m2", "m3"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

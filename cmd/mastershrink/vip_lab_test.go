@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mastershrink/mastershrink/plan"
 	"github.com/mastershrink/mastershrink/testenv"
-	"github.com/mastershrink/mastershrink/testenv/seed"
 )
 
 // TestLabVIPOnLeavingMaster shrinks 3 masters to 1 where keepalived on the masters holds the
@@ -20,33 +18,18 @@ import (
 // straight to m1, and take m2 and m3 out of m1's unicast peers; mastershrink itself and the
 // prober reach the API only through the VIP, and no request may fail.
 func TestLabVIPOnLeavingMaster(t *testing.T) {
-	testenv.RequireLab(t)
-	lab := testenv.StartLab(t, testenv.Options{Name: "msvip"})
-	prepare(t, lab)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	kc, err := lab.AddVIP(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab, ctx, kc := startVIPLab(t, testenv.Options{Name: "msvip"})
 	m2, _ := lab.Machine("m2")
 	m3, _ := lab.Machine("m3")
 
 	path := filepath.Join(t.TempDir(), "plan.json")
-	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--kubeconfig", kc, "--remove", "m2,m3", "--out", path)
-	if code != exitOK {
-		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
-	}
+	_, p := planLab(t, lab, path, "--kubeconfig", kc, "--remove", "m2,m3")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(string(data), "labvrrp1") {
 		t.Errorf("the plan file holds keepalived's auth_pass")
-	}
-	p, err := plan.Decode(data, "")
-	if err != nil {
-		t.Fatal(err)
 	}
 	pos := map[string]int{}
 	for i, s := range p.Steps {
@@ -71,7 +54,7 @@ func TestLabVIPOnLeavingMaster(t *testing.T) {
 	start := time.Now()
 	// An operator who stops after the VIP moved and undoes: keepalived runs again on m2 and
 	// m3, the VIP goes back to m3, m1's peers are restored; the whole plan then still applies.
-	out, errOut, code = cli(t, lab, "apply", path, "-i", lab.Inventory, "--kubeconfig", kc, "--only", "vip/")
+	out, errOut, code := cli(t, lab, "apply", path, "-i", lab.Inventory, "--kubeconfig", kc, "--only", "vip/")
 	if code != exitOK {
 		t.Fatalf("apply --only vip/ exit %d\n%s%s", code, errOut, out)
 	}
@@ -103,12 +86,7 @@ func TestLabVIPOnLeavingMaster(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("apply exit %d", code)
 	}
-	if report.Failed > 0 {
-		t.Errorf("prober: %d of %d requests through the VIP failed", report.Failed, report.Total)
-		for _, f := range report.Failures {
-			t.Logf("  %s %s %s", f.Worker, f.Start.Format("15:04:05.000"), f.Err)
-		}
-	}
+	checkVIPProbes(t, report)
 
 	for _, m := range []string{"m1", "m2", "m3"} {
 		addrs, err := lab.Exec(ctx, m, "ip", "-o", "addr", "show", "dev", "eth0")
@@ -132,7 +110,8 @@ func TestLabVIPOnLeavingMaster(t *testing.T) {
 	if strings.Contains(string(conf), m2.Address) || strings.Contains(string(conf), m3.Address) {
 		t.Errorf("m1's keepalived.conf still names a removed master:\n%s", conf)
 	}
-	keysAndCertsKept(ctx, t, lab, "/etc/kubernetes/ssl/etcd.pem", "/etc/kubernetes/ssl/kubernetes.pem")
+	m1EtcdAfterShrink(ctx, t, lab)
+	m1CertsNameOnlyM1(ctx, t, lab, "/etc/kubernetes/ssl/etcd.pem", "/etc/kubernetes/ssl/kubernetes.pem")
 }
 
 // TestLabLBHostsVIP shrinks 3 masters to 1 on the env-file guides' layout with their front
@@ -141,32 +120,13 @@ func TestLabVIPOnLeavingMaster(t *testing.T) {
 // is updated like a node's, taken off m1's apiserver while it restarts, and the VIP stays
 // where it is: no request through it may fail.
 func TestLabLBHostsVIP(t *testing.T) {
-	testenv.RequireLab(t)
-	lab := testenv.StartLab(t, testenv.Options{Name: "mslbvip", Layout: "envfile", LBHosts: 2})
-	prepare(t, lab)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	kc, err := lab.AddVIP(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lab, ctx, kc := startVIPLab(t, testenv.Options{Name: "mslbvip", Layout: "envfile", LBHosts: 2})
 	m2, _ := lab.Machine("m2")
 	m3, _ := lab.Machine("m3")
 
 	path := filepath.Join(t.TempDir(), "plan.json")
 	// --lb-mode remove: the LB hosts' nginx must end naming no removed master at all.
-	out, errOut, code := cli(t, lab, "plan", "-i", lab.Inventory, "--kubeconfig", kc, "--remove", "m2,m3", "--lb-mode", "remove", "--out", path)
-	if code != exitOK {
-		t.Fatalf("plan exit %d\n%s\n%s", code, errOut, out)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Decode(data, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p := planLab(t, lab, path, "--kubeconfig", kc, "--remove", "m2,m3", "--lb-mode", "remove")
 	const lbConf = "/opt/kube-nginx/conf/kube-nginx.conf"
 	for _, lb := range []string{"lb1", "lb2"} {
 		after := fileAfter(t, stepByID(t, p, "lb/update/"+lb), lbConf)
@@ -193,18 +153,13 @@ func TestLabLBHostsVIP(t *testing.T) {
 
 	prober := lab.StartProberVia(context.Background(), 20, lab.VIPFront(), "kubernetes")
 	start := time.Now()
-	out, errOut, code = cli(t, lab, "apply", path, "-i", lab.Inventory, "--kubeconfig", kc)
+	out, errOut, code := cli(t, lab, "apply", path, "-i", lab.Inventory, "--kubeconfig", kc)
 	report := prober.Stop()
 	t.Logf("apply took %s; prober through the VIP on the LB hosts: %s\n%s%s", time.Since(start).Round(time.Second), report, errOut, out)
 	if code != exitOK {
 		t.Fatalf("apply exit %d", code)
 	}
-	if report.Failed > 0 {
-		t.Errorf("prober: %d of %d requests through the VIP failed", report.Failed, report.Total)
-		for _, f := range report.Failures {
-			t.Logf("  %s %s %s", f.Worker, f.Start.Format("15:04:05.000"), f.Err)
-		}
-	}
+	checkVIPProbes(t, report)
 	for _, lb := range []string{"lb1", "lb2"} {
 		conf, err := lab.Exec(ctx, lb, "cat", lbConf)
 		if err != nil {
@@ -218,31 +173,18 @@ func TestLabLBHostsVIP(t *testing.T) {
 	if err != nil || !strings.Contains(string(addrs), " "+testenv.VIPAddress+"/") {
 		t.Errorf("the VIP left lb2: %s %v", addrs, err)
 	}
-	keysAndCertsKept(ctx, t, lab, "/opt/etcd/ssl/server.pem", "/opt/kubernetes/ssl/kubernetes.pem")
+	m1EtcdAfterShrink(ctx, t, lab)
+	m1CertsNameOnlyM1(ctx, t, lab, "/opt/etcd/ssl/server.pem", "/opt/kubernetes/ssl/kubernetes.pem")
 }
 
-// keysAndCertsKept checks, after a 3-to-1 shrink to m1, that etcd has every seed key and that
-// the certificates m1 serves name no removed master.
-func keysAndCertsKept(ctx context.Context, t *testing.T, lab *testenv.Lab, certs ...string) {
+// checkVIPProbes fails the test when any request through the VIP failed, and logs every
+// failure: when and from where they came tells which step moved the VIP badly.
+func checkVIPProbes(t *testing.T, report testenv.ProbeReport) {
 	t.Helper()
-	m1, _ := lab.Machine("m1")
-	m2, _ := lab.Machine("m2")
-	m3, _ := lab.Machine("m3")
-	ec, err := lab.EtcdClient("https://" + m1.Address + ":2379")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ec.Close()
-	if err := seed.CheckKeys(ctx, ec, "/seed/", seedKeys); err != nil {
-		t.Errorf("seed keys: %v", err)
-	}
-	for _, cert := range certs {
-		out, err := lab.Exec(ctx, "m1", "openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", cert)
-		if err != nil {
-			t.Fatalf("%s: %v", cert, err)
-		}
-		if s := string(out); strings.Contains(s, m2.Address) || strings.Contains(s, m3.Address) || !strings.Contains(s, m1.Address) {
-			t.Errorf("%s SANs: %s, want m1 and no removed master", cert, s)
+	if report.Failed > 0 {
+		t.Errorf("prober: %d of %d requests through the VIP failed", report.Failed, report.Total)
+		for _, f := range report.Failures {
+			t.Logf("  %s %s %s", f.Worker, f.Start.Format("15:04:05.000"), f.Err)
 		}
 	}
 }

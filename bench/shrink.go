@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,34 +123,14 @@ func ReadyThroughWorker(ctx context.Context, lab *testenv.Lab, worker string) er
 	if !ok {
 		return fmt.Errorf("no machine %s", worker)
 	}
-	hc, err := lab.HTTPClient(testenv.DialerIn(m.NetNS))
-	if err != nil {
-		return err
-	}
-	defer hc.CloseIdleConnections()
 	lay, err := testenv.LookupLayout(lab.Layout)
 	if err != nil {
 		return err
 	}
-	var last error
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+lay.Paths.NginxListen+"/readyz", nil)
-		resp, err := hc.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("HTTP %d", resp.StatusCode)
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("/readyz through %s's proxy: %w", worker, last)
-		case <-time.After(500 * time.Millisecond):
-		}
+	if err := lab.WaitReadyz(ctx, "https://"+lay.Paths.NginxListen+"/readyz", testenv.DialerIn(m.NetNS)); err != nil {
+		return fmt.Errorf("/readyz through %s's proxy: %w", worker, err)
 	}
+	return nil
 }
 
 // runMastershrink runs the binary in the lab's network namespace, as an operator on that

@@ -6,15 +6,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/mastershrink/mastershrink/internal/version"
 	"github.com/mastershrink/mastershrink/inventory"
@@ -178,32 +178,12 @@ func stepEvent(step, event string) func(Entry) bool {
 
 // readyz polls GET /readyz at url with sockets made by dial until it answers 200.
 func (f *faultLab) readyz(what, url string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) error {
-	hc, err := f.lab.HTTPClient(dial)
-	if err != nil {
-		return err
-	}
-	defer hc.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(f.ctx, 2*time.Minute)
 	defer cancel()
-	var last error
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := hc.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("HTTP %d", resp.StatusCode)
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s /readyz: %w", what, last)
-		case <-time.After(500 * time.Millisecond):
-		}
+	if err := f.lab.WaitReadyz(ctx, url, dial); err != nil {
+		return fmt.Errorf("%s /readyz: %w", what, err)
 	}
+	return nil
 }
 
 // checkServing asserts the API answers through every worker's proxy and every key written
@@ -217,11 +197,7 @@ func (f *faultLab) checkServing() {
 			}
 		}
 	}
-	m1, _ := f.lab.Machine("m1")
-	ec, err := f.lab.EtcdClient("https://" + m1.Address + ":2379")
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	ec := f.m1Etcd()
 	defer ec.Close()
 	ctx, cancel := context.WithTimeout(f.ctx, time.Minute)
 	defer cancel()
@@ -230,14 +206,22 @@ func (f *faultLab) checkServing() {
 	}
 }
 
-// checkShrunk asserts the shrink completed: m1 is etcd's only member.
-func (f *faultLab) checkShrunk() {
+// m1Etcd returns a client of m1's etcd, which stays in every fault.
+func (f *faultLab) m1Etcd() *clientv3.Client {
 	f.t.Helper()
 	m1, _ := f.lab.Machine("m1")
 	ec, err := f.lab.EtcdClient("https://" + m1.Address + ":2379")
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	return ec
+}
+
+// checkShrunk asserts the shrink completed: m1 is etcd's only member.
+func (f *faultLab) checkShrunk() {
+	f.t.Helper()
+	m1, _ := f.lab.Machine("m1")
+	ec := f.m1Etcd()
 	defer ec.Close()
 	ctx, cancel := context.WithTimeout(f.ctx, time.Minute)
 	defer cancel()

@@ -301,3 +301,62 @@ func TestWriteOverEmptyFile(t *testing.T) {
 		}
 	})
 }
+
+// A write given the content the caller read (Expect) checks it on the host as it replaces the
+// file, and keeps the file's owner and mode as it finds them, with no read before.
+func TestWriteExpect(t *testing.T) {
+	transports(t, func(t *testing.T, h Host) {
+		ctx := testCtx(t)
+		dir := t.TempDir()
+		file := filepath.Join(dir, "kube-nginx.conf")
+		old := "server 10.0.0.1:6443;\n"
+		if err := os.WriteFile(file, []byte(old), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(file, 0o640|fs.ModeSetgid); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(file, 1234, 2345); err != nil {
+			t.Fatal(err)
+		}
+		content := "server 10.0.0.1:6443 down;\n"
+
+		stale := "server 10.0.0.9:6443;\n"
+		if _, err := h.WriteFile(ctx, file, []byte(content), WriteOptions{Backup: true, Expect: &stale}); !errors.Is(err, ErrFileChanged) {
+			t.Fatalf("WriteFile(expecting other content) = %v, want ErrFileChanged", err)
+		}
+		if _, err := h.WriteFile(ctx, filepath.Join(dir, "missing"), []byte(content), WriteOptions{Expect: &old}); !errors.Is(err, ErrFileChanged) {
+			t.Fatalf("WriteFile(missing, expecting content) = %v, want ErrFileChanged", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("a refused write created the file: %v", err)
+		}
+
+		res, err := h.WriteFile(ctx, file, []byte(content), WriteOptions{Backup: true, Expect: &old})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Changed || res.OldSHA256 != sha256hex([]byte(old)) || res.Backup == "" {
+			t.Errorf("WriteResult = %+v", res)
+		}
+		if got, _ := os.ReadFile(file); string(got) != content {
+			t.Errorf("content = %q", got)
+		}
+		if got, _ := os.ReadFile(res.Backup); string(got) != old {
+			t.Errorf("backup holds %q", got)
+		}
+		info, err := h.Stat(ctx, file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode != 0o640|fs.ModeSetgid || info.UID != 1234 || info.GID != 2345 {
+			t.Errorf("after the write: mode %v, owner %d:%d; want -rw-r----- with setgid, 1234:2345", info.Mode, info.UID, info.GID)
+		}
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if strings.Contains(e.Name(), ".mastershrink-") {
+				t.Errorf("temporary file left: %s", e.Name())
+			}
+		}
+	})
+}

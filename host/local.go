@@ -103,6 +103,9 @@ func (l *local) writeFile(path string, data []byte, opts WriteOptions) (WriteRes
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return res, err
 	}
+	if opts.Expect != nil && (!exists || string(old) != *opts.Expect) {
+		return res, ErrFileChanged
+	}
 	mode, uid, gid := fs.FileMode(defaultNewFileMode), -1, -1
 	if exists {
 		res.OldSHA256 = sha256hex(old)

@@ -69,6 +69,9 @@ func (h *localHost) WriteFile(_ context.Context, p string, data []byte, opts hos
 	res.NewSHA256 = hex.EncodeToString(sum[:])
 	mode := opts.Mode
 	old, err := os.ReadFile(p)
+	if opts.Expect != nil && (err != nil || string(old) != *opts.Expect) {
+		return res, host.ErrFileChanged
+	}
 	switch {
 	case err == nil:
 		o := sha256.Sum256(old)

@@ -173,6 +173,9 @@ func (h *Host) WriteFile(_ context.Context, path string, data []byte, opts host.
 	}
 	var res host.WriteResult
 	old, existed := h.files[path]
+	if opts.Expect != nil && (!existed || old != *opts.Expect) {
+		return res, fmt.Errorf("%s: write %s: %w", h.HostName, path, host.ErrFileChanged)
+	}
 	if existed && old == string(data) {
 		return res, nil
 	}

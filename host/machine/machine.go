@@ -71,6 +71,11 @@ type WriteOptions struct {
 	Mode fs.FileMode
 	// Backup copies an existing file to PATH.bak-<UTC timestamp> before replacing it.
 	Backup bool
+	// Expect, when set, is the content the caller has just read from the file: the write
+	// does not read it again, and is refused (host.ErrFileChanged) unless the file exists and
+	// holds exactly Expect when it is replaced. The file keeps its owner and mode as the
+	// write finds them. Over SSH that is one command per write instead of two.
+	Expect *string
 }
 
 // WriteResult reports what WriteFile did.

@@ -59,6 +59,9 @@ func (h *DirHost) WriteFile(_ context.Context, p string, data []byte, opts host.
 	full := h.path(p)
 	var res host.WriteResult
 	old, err := os.ReadFile(full)
+	if opts.Expect != nil && (err != nil || string(old) != *opts.Expect) {
+		return res, fmt.Errorf("%s: write %s: %w", h.HostName, p, host.ErrFileChanged)
+	}
 	if err == nil {
 		sum := sha256.Sum256(old)
 		res.OldSHA256 = hex.EncodeToString(sum[:])

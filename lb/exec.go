@@ -34,6 +34,10 @@ type NodeTarget struct {
 	Listen string
 	// TLS is used for the probe; nil probes without verification (see Probe).
 	TLS *tls.Config
+	// Current is what the caller has just read of the changes' files, by path: Apply and
+	// Stage do not read them again. Each write still checks, on the node as it replaces the
+	// file, that it holds the content it was planned from.
+	Current map[string]string
 }
 
 // NodeResult says what Apply did on one node.
@@ -294,6 +298,49 @@ func (c *signalController) reload(ctx context.Context) error {
 	return nil
 }
 
+// pidScript is shell that sets pid to the master's PID from its pid file, 0 where mainPID
+// answers 0 (no pid file, or no number in it).
+func (c *signalController) pidScript(ctx context.Context) string {
+	f, err := c.rememberedPidFile(ctx)
+	if err != nil {
+		return "pid=0\n"
+	}
+	return "pid=$(cat -- " + shq(f) + " 2>/dev/null) || pid=0\ncase $pid in ''|*[!0-9]*) pid=0 ;; esac\n"
+}
+
+// listedMark separates the parts of reloadListed's output.
+const listedMark = "--- mastershrink: reloaded"
+
+// reloadListed is mainPID, the workers, the reload, and the workers 0.1 s after it, in one
+// command: over a fleet that is one SSH round trip per node where it was four, and the
+// master's PID is read from its pid file as mainPID reads it. before is nil when there is
+// no master to list the workers of.
+func (c *signalController) reloadListed(ctx context.Context) (pid int, before, after []worker, err error) {
+	list := `[ "$pid" -gt 0 ] && ( ` + childrenOf(`"$pid"`, false) + "\n) 2>/dev/null\n"
+	script := c.pidScript(ctx) + "echo \"$pid\"\n" + list +
+		"echo '" + listedMark + "'\n" + nginxCmd(c.p) + " -s reload || exit\nsleep 0.1\n" + list + "exit 0\n"
+	res, err := c.h.Run(ctx, script)
+	var ce *machine.CmdError
+	if errors.As(err, &ce) {
+		shown := *ce
+		shown.Cmd = nginxCmd(c.p) + " -s reload"
+		err = &shown
+	}
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("nginx -s reload: %w", err)
+	}
+	head, tail, ok := strings.Cut(string(res.Stdout), listedMark+"\n")
+	first, rest, _ := strings.Cut(head, "\n")
+	pid, perr := strconv.Atoi(strings.TrimSpace(first))
+	if !ok || perr != nil {
+		return 0, nil, nil, fmt.Errorf("nginx -s reload on %s: unexpected output %q", c.h.Name(), res.Stdout)
+	}
+	if pid <= 0 {
+		return 0, nil, nil, nil
+	}
+	return pid, parseWorkers(rest), parseWorkers(tail), nil
+}
+
 func (c *signalController) Close() error { return nil }
 
 func (e *Executor) reloadTimeout() time.Duration {
@@ -325,7 +372,7 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 		listen = t.Paths.NginxListen
 	}
 
-	pending, err := pendingChanges(ctx, h, t.Changes)
+	pending, err := pendingChanges(ctx, h, t.Changes, t.Current)
 	if err != nil {
 		return res, err
 	}
@@ -388,7 +435,7 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 // test, a reload and a probe more.
 func (e *Executor) Stage(ctx context.Context, t NodeTarget) (NodeResult, error) {
 	res := NodeResult{Host: t.Host.Name(), Backups: map[string]string{}}
-	pending, err := pendingChanges(ctx, t.Host, t.Changes)
+	pending, err := pendingChanges(ctx, t.Host, t.Changes, t.Current)
 	if err != nil {
 		return res, err
 	}
@@ -398,15 +445,20 @@ func (e *Executor) Stage(ctx context.Context, t NodeTarget) (NodeResult, error) 
 }
 
 // pendingChanges are the changes whose file still holds its planned old content; a file
-// holding neither its old nor its new content is ErrDrift.
-func pendingChanges(ctx context.Context, h machine.Host, changes []machine.FileChange) ([]machine.FileChange, error) {
+// holding neither its old nor its new content is ErrDrift. current is what the caller read
+// (NodeTarget.Current); the files it lacks are read.
+func pendingChanges(ctx context.Context, h machine.Host, changes []machine.FileChange, current map[string]string) ([]machine.FileChange, error) {
 	var pending []machine.FileChange
 	for _, c := range changes {
-		cur, err := h.ReadFile(ctx, c.Path)
-		if err != nil {
-			return nil, fmt.Errorf("%s: read %s: %w", h.Name(), c.Path, err)
+		cur, ok := current[c.Path]
+		if !ok {
+			b, err := h.ReadFile(ctx, c.Path)
+			if err != nil {
+				return nil, fmt.Errorf("%s: read %s: %w", h.Name(), c.Path, err)
+			}
+			cur = string(b)
 		}
-		switch string(cur) {
+		switch cur {
 		case c.After:
 		case c.Before:
 			pending = append(pending, c)
@@ -431,7 +483,9 @@ func writeChanges(ctx context.Context, h machine.Host, pending []machine.FileCha
 		return errors.Join(errs...)
 	}
 	for _, c := range pending {
-		wr, err := h.WriteFile(ctx, c.Path, []byte(c.After), machine.WriteOptions{Backup: true})
+		// Expect: the write checks on the node that the file still holds what pendingChanges
+		// saw, without reading it again.
+		wr, err := h.WriteFile(ctx, c.Path, []byte(c.After), machine.WriteOptions{Backup: true, Expect: &c.Before})
 		if err != nil {
 			return restore, fmt.Errorf("%s: write %s: %w", h.Name(), c.Path, errors.Join(err, restore()))
 		}
@@ -513,19 +567,29 @@ func nginxMessage(stderr string) string {
 // accept), which is when the new config is live: `nginx -s reload` (the usual ExecReload)
 // returns as soon as the signal is sent, and a reload nginx refuses leaves the old workers.
 func reload(ctx context.Context, h machine.Host, ctl controller, timeout time.Duration) error {
-	pid := ctl.mainPID(ctx)
-	var before map[int]bool
-	if pid > 0 {
-		ws, err := workers(ctx, h, pid)
-		if err == nil {
-			before = map[int]bool{}
-			for _, w := range ws {
-				before[w.pid] = true
+	var (
+		pid    int
+		before map[int]bool
+		seen   []worker // the workers after the reload, when already listed
+	)
+	if sc, ok := ctl.(*signalController); ok {
+		p, ws, after, err := sc.reloadListed(ctx)
+		if err != nil {
+			return err
+		}
+		if p > 0 {
+			pid, before, seen = p, pids(ws), after
+		}
+	} else {
+		pid = ctl.mainPID(ctx)
+		if pid > 0 {
+			if ws, err := workers(ctx, h, pid); err == nil {
+				before = pids(ws)
 			}
 		}
-	}
-	if err := ctl.reload(ctx); err != nil {
-		return err
+		if err := ctl.reload(ctx); err != nil {
+			return err
+		}
 	}
 	if before == nil {
 		// Workers cannot be listed here (no main PID or no ps): the probe that follows is
@@ -534,10 +598,14 @@ func reload(ctx context.Context, h machine.Host, ctl controller, timeout time.Du
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		ws, err := workers(ctx, h, pid)
-		if err != nil {
-			return fmt.Errorf("list nginx workers after the reload: %w", err)
+		ws := seen
+		if ws == nil {
+			var err error
+			if ws, err = workers(ctx, h, pid); err != nil {
+				return fmt.Errorf("list nginx workers after the reload: %w", err)
+			}
 		}
+		seen = nil
 		fresh, stale := 0, 0
 		for _, w := range ws {
 			switch {
@@ -560,6 +628,15 @@ func reload(ctx context.Context, h machine.Host, ctl controller, timeout time.Du
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// pids is the set of the workers' PIDs.
+func pids(ws []worker) map[int]bool {
+	m := make(map[int]bool, len(ws))
+	for _, w := range ws {
+		m[w.pid] = true
+	}
+	return m
 }
 
 type worker struct {
@@ -656,6 +733,14 @@ func (e *Executor) CutOldWorkers(ctx context.Context, h machine.Host, p inventor
 		return fmt.Errorf("%s: %w", h.Name(), err)
 	}
 	defer ctl.Close()
+	if sc, ok := ctl.(*signalController); ok {
+		// The pid file read by the same command: one round trip per node.
+		cmd := sc.pidScript(ctx) + "[ \"$pid\" -gt 0 ] || exit 0\n{\n" + childrenOf(`"$pid"`, false) + "\n} | awk '/shutting down/ {print $1}' | xargs -r kill -TERM"
+		if _, err := h.Run(ctx, cmd); err != nil {
+			return fmt.Errorf("close old nginx workers on %s: %w", h.Name(), err)
+		}
+		return nil
+	}
 	pid := ctl.mainPID(ctx)
 	if pid <= 0 {
 		return nil

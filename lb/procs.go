@@ -13,12 +13,18 @@ import "fmt"
 // The age is whole seconds since the process started, truncated as ps's etimes is: the
 // uptime in hundredths against the start time in clock ticks.
 func childrenCmd(master int, withMaster bool) string {
+	return childrenOf(fmt.Sprint(master), withMaster)
+}
+
+// childrenOf is childrenCmd for a master named by a shell word: a number, or "$pid" where
+// the script read it itself.
+func childrenOf(master string, withMaster bool) string {
 	self, selfPS := "", ""
 	if withMaster {
-		self, selfPS = fmt.Sprint(master)+" ", fmt.Sprintf("-p %d ", master)
+		self, selfPS = master+" ", "-p "+master+" "
 	}
-	return fmt.Sprintf(`f=/proc/%[1]d/task/%[1]d/children
-if [ ! -r "$f" ]; then ps -ww -o pid=,ppid=,etimes=,args= %[2]s--ppid %[1]d || true; exit 0; fi
+	return fmt.Sprintf(`f=/proc/%[1]s/task/%[1]s/children
+if [ ! -r "$f" ]; then ps -ww -o pid=,ppid=,etimes=,args= %[2]s--ppid %[1]s || true; exit 0; fi
 read -r up _ < /proc/uptime; c=${up%%.*}${up#*.}; hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 for p in %[3]s$(cat "$f"); do
   read -r s 2>/dev/null < /proc/$p/stat || continue

@@ -2,11 +2,17 @@ package lb
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mastershrink/mastershrink/host"
 )
@@ -138,5 +144,85 @@ func TestReloadDetect(t *testing.T) {
 	}
 	if h := hitsDuring(t, n.listen, bs, 20); h[1] != 0 {
 		t.Fatalf("after the detected signal reload: hits per backend %v", h)
+	}
+}
+
+// The signal path reads the pid file in the same command as it lists or cuts the workers: a
+// worker kept by a client across the reload is "shutting down" after it, and gone, with its
+// client's connection, after CutOldWorkers.
+func TestCutOldWorkersSignal(t *testing.T) {
+	requireNginx(t)
+	ctx := context.Background()
+	bs := startBackends(t, "127.0.0.2", "127.0.0.3")
+	n := startNode(t, "bare-3", bs, false)
+	tg := n.target(t, bs, []string{bs[1].addr})
+	tg.Host = noSystemd{n.h}
+
+	held, err := tls.Dial("tcp", n.listen, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a test backend
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	e := Executor{Reload: ReloadSignal}
+	if _, err := e.Apply(ctx, tg); err != nil {
+		t.Fatal(err)
+	}
+	master := n.nginx.cmd.Process.Pid
+	shuttingDown := func() int {
+		out, _ := exec.Command("ps", "-o", "args=", "--ppid", strconv.Itoa(master)).Output()
+		return strings.Count(string(out), "shutting down")
+	}
+	if shuttingDown() != 1 {
+		t.Fatalf("after the reload, %d workers shutting down; want the one holding the client", shuttingDown())
+	}
+	if err := e.CutOldWorkers(ctx, tg.Host, tg.Paths); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for shuttingDown() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the old worker still runs 5 s after CutOldWorkers")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	held.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := held.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the held connection is still open after the cut: %v", err)
+	}
+}
+
+// A refused signal reload names the command and nginx's own message, not the script around
+// it, and the old config is written back.
+func TestSignalReloadRefused(t *testing.T) {
+	requireNginx(t)
+	ctx := context.Background()
+	bs := startBackends(t, "127.0.0.2", "127.0.0.3")
+	n := startNode(t, "bare-4", bs, false)
+	tg := n.target(t, bs, []string{bs[1].addr})
+	tg.Host = noSystemd{n.h}
+	before, err := os.ReadFile(tg.Paths.NginxConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// nginx stopped: no pid file, so `nginx -s reload` fails.
+	if err := n.nginx.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(n.nginx.prefix, "logs", "nginx.pid")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(pidFile); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nginx did not stop")
+		}
+	}
+	_, err = (&Executor{Reload: ReloadSignal}).Apply(ctx, tg)
+	if err == nil || !strings.Contains(err.Error(), `"/usr/sbin/nginx -p`) || !strings.Contains(err.Error(), "-s reload") ||
+		!strings.Contains(err.Error(), "nginx.pid") || strings.Contains(err.Error(), listedMark) || !strings.Contains(err.Error(), "old config restored") {
+		t.Fatalf("Apply with nginx stopped: %v", err)
+	}
+	if after, _ := os.ReadFile(tg.Paths.NginxConfig); string(after) != string(before) {
+		t.Fatalf("the config was left rewritten:\n%s", after)
 	}
 }

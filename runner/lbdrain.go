@@ -174,7 +174,7 @@ func (r *run) setAsideOn(ctx context.Context, st plan.Step, node string, aside, 
 	if err != nil {
 		return false, err
 	}
-	state, err := fileState(ctx, h, changes)
+	state, read, err := readFileState(ctx, h, changes)
 	if err != nil {
 		return false, err
 	}
@@ -183,7 +183,7 @@ func (r *run) setAsideOn(ctx context.Context, st plan.Step, node string, aside, 
 		return false, nil
 	}
 	ex := r.lbExecutor(node)
-	t := lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: changes, Listen: r.proxyListen(node, ih)}
+	t := lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: changes, Listen: r.proxyListen(node, ih), Current: read}
 	if stage {
 		_, err := ex.Stage(ctx, t)
 		return false, err

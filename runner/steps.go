@@ -146,21 +146,29 @@ func (r *run) survivingMasters() []*inventory.Host {
 // fileState says whether every planned file holds its new content ("after"), every one holds
 // its old or new content ("before"), or some hold neither ("drift").
 func fileState(ctx context.Context, h host.Host, files []host.FileChange) (string, error) {
+	state, _, err := readFileState(ctx, h, files)
+	return state, err
+}
+
+// readFileState is fileState with what it read, by path (lb.NodeTarget.Current).
+func readFileState(ctx context.Context, h host.Host, files []host.FileChange) (string, map[string]string, error) {
 	state := "after"
+	read := make(map[string]string, len(files))
 	for _, f := range files {
 		cur, err := h.ReadFile(ctx, f.Path)
 		if err != nil {
-			return "", fmt.Errorf("read %s:%s: %w", h.Name(), f.Path, err)
+			return "", nil, fmt.Errorf("read %s:%s: %w", h.Name(), f.Path, err)
 		}
+		read[f.Path] = string(cur)
 		switch string(cur) {
 		case f.After:
 		case f.Before:
 			state = "before"
 		default:
-			return "drift", nil
+			return "drift", read, nil
 		}
 	}
-	return state, nil
+	return state, read, nil
 }
 
 func fileChanges(hostName string, files []host.FileChange, backups map[string]string, only func(path string) bool) []Change {

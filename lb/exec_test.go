@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mastershrink/mastershrink/host/sshdtest"
 )
 
 func requireNginx(t testing.TB) {
@@ -59,7 +61,7 @@ func startNode(t testing.TB, name string, bs []*backend, include bool) *node {
 	for _, b := range bs {
 		fmt.Fprintf(&servers, "        server %s max_fails=3 fail_timeout=30s;\n", b.addr)
 	}
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	listen := fmt.Sprintf("127.0.0.1:%d", sshdtest.FreePort(t))
 	inc := ""
 	extra := map[string]string{}
 	if include {
@@ -262,7 +264,7 @@ func TestProbeStatuses(t *testing.T) {
 			t.Errorf("status %d: Probe error %v, want ok=%v", tt.status, err, tt.ok)
 		}
 	}
-	if err := Probe(context.Background(), &localHost{name: "n"}, fmt.Sprintf("127.0.0.1:%d", freePort(t)), nil); err == nil {
+	if err := Probe(context.Background(), &localHost{name: "n"}, fmt.Sprintf("127.0.0.1:%d", sshdtest.FreePort(t)), nil); err == nil {
 		t.Error("Probe of a closed port succeeded")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -29,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/sshdtest"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/testenv"
 )
@@ -245,8 +245,8 @@ func startFarm(b *testing.B, ctx context.Context, count int) *farm {
 
 	// Keys: one host key for every sshd (each node still has its own known_hosts line), one
 	// client key.
-	hostPub := ed25519Key(b, filepath.Join(dir, "ssh_host_ed25519_key"))
-	clientPub := ed25519Key(b, filepath.Join(dir, "id_ed25519"))
+	hostPub := sshdtest.WriteKey(b, filepath.Join(dir, "ssh_host_ed25519_key"))
+	clientPub := sshdtest.WriteKey(b, filepath.Join(dir, "id_ed25519"))
 	writeFile(b, filepath.Join(dir, "authorized_keys"), string(ssh.MarshalAuthorizedKey(clientPub)))
 	var kh strings.Builder
 	for _, n := range f.names {
@@ -436,25 +436,6 @@ func writeFile(b *testing.B, p, s string) {
 	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
 		b.Fatal(err)
 	}
-}
-
-// ed25519Key writes a new private key in OpenSSH format to file.
-func ed25519Key(b *testing.B, file string) ssh.PublicKey {
-	b.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	blk, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	writeFile(b, file, string(pem.EncodeToMemory(blk)))
-	sp, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return sp
 }
 
 // selfSigned writes cert.pem and key.pem for the stand-ins.

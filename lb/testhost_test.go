@@ -261,16 +261,6 @@ func startBackends(t testing.TB, ips ...string) []*backend {
 	return bs
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // get does one request through the proxy on a new connection and says which backend answered.
 func get(ctx context.Context, listen string) (string, error) {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mastershrink/mastershrink/internal/heartbeat"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -184,25 +185,12 @@ func (d *drainer) call(f func() error) error {
 }
 
 func (d *drainer) heartbeat(ctx context.Context) func() {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				d.mu.Lock()
-				n := d.pending
-				d.mu.Unlock()
-				d.logf("still draining: %d pods to go [%s elapsed]", n, time.Since(d.start).Round(time.Second))
-			}
-		}
-	}()
-	return func() { close(done) }
+	return heartbeat.Start(ctx, 10*time.Second, func(time.Duration) {
+		d.mu.Lock()
+		n := d.pending
+		d.mu.Unlock()
+		d.logf("still draining: %d pods to go [%s elapsed]", n, time.Since(d.start).Round(time.Second))
+	})
 }
 
 func (d *drainer) uncordon(names []string) {

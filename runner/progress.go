@@ -1,11 +1,14 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mastershrink/mastershrink/internal/heartbeat"
 )
 
 // heartbeatEvery is how often a running step says it is still at work (a variable so that a
@@ -87,26 +90,9 @@ func (p *progress) heartbeat(phase string) (stop func()) {
 // heartbeatf is heartbeat with the text asked of text each time: a concurrent phase's
 // counts change while it runs.
 func (p *progress) heartbeatf(text func() string) (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	start := time.Now()
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(heartbeatEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				p.printf("        still %s [%s elapsed]\n", text(), formatElapsed(time.Since(start)))
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-finished
-	}
+	return heartbeat.Start(context.Background(), heartbeatEvery, func(elapsed time.Duration) {
+		p.printf("        still %s [%s elapsed]\n", text(), formatElapsed(elapsed))
+	})
 }
 
 // formatElapsed is the heartbeat's "01m10s".

@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/mastershrink/mastershrink/internal/heartbeat"
 	"github.com/mastershrink/mastershrink/testenv"
 	"github.com/mastershrink/mastershrink/testenv/seed"
 )
@@ -195,25 +196,11 @@ func up(ctx context.Context, name string) (*testenv.Lab, error) {
 	}
 	defer logf.Close()
 	start := time.Now()
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				fmt.Printf("  %sstill bringing the lab up [%s elapsed] (first run builds the rootfs)%s\n", dim, time.Since(start).Round(time.Second), reset)
-			}
-		}
-	}()
+	stop := heartbeat.Start(ctx, 10*time.Second, func(elapsed time.Duration) {
+		fmt.Printf("  %sstill bringing the lab up [%s elapsed] (first run builds the rootfs)%s\n", dim, elapsed.Round(time.Second), reset)
+	})
 	lab, err := testenv.Up(ctx, testenv.Options{Name: name, Log: logf})
-	close(done)
-	wg.Wait()
+	stop()
 	if err != nil {
 		return nil, fmt.Errorf("lab up: %w (log: %s)", err, logPath)
 	}

@@ -12,27 +12,11 @@ set -euo pipefail
 
 component=${1:?component}
 version=${2:?version}
-cache=${MASTERSHRINK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mastershrink}
+source "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
 out="$cache/bin/$component-$version"
-
-if [[ -f "$out/.complete" ]]; then
-  echo "$out"
-  exit 0
-fi
+built_or_locked "$out" "lab build"
 
 log() { printf '[lab build] %s\n' "$*" >&2; }
-
-# One build per folder at a time: a second caller waits, then finds the result.
-mkdir -p "$(dirname "$out")"
-exec 9>"$out.lock"
-if ! flock -n 9; then
-  log "waiting for another build of $out"
-  flock 9
-fi
-if [[ -f "$out/.complete" ]]; then
-  echo "$out"
-  exit 0
-fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/mastershrink-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out.tmp"

@@ -14,28 +14,12 @@ suite=bookworm
 rev=4
 packages=systemd,systemd-sysv,dbus,openssh-server,nginx,libnginx-mod-stream,iproute2,iptables,ca-certificates,procps,openssl,curl,less,etcd-server,etcd-client,haproxy,keepalived
 
-cache=${MASTERSHRINK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mastershrink}
+source "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
 key=$(printf '%s %s %s' "$suite" "$rev" "$packages" | sha256sum | cut -c1-12)
 out="$cache/rootfs/$suite-$key"
-
-if [[ -f "$out/.complete" ]]; then
-  echo "$out"
-  exit 0
-fi
+built_or_locked "$out" "lab rootfs"
 
 log() { printf '[lab rootfs] %s\n' "$*" >&2; }
-
-# One build per folder at a time: a second caller waits, then finds the result.
-mkdir -p "$(dirname "$out")"
-exec 9>"$out.lock"
-if ! flock -n 9; then
-  log "waiting for another build of $out"
-  flock 9
-fi
-if [[ -f "$out/.complete" ]]; then
-  echo "$out"
-  exit 0
-fi
 
 for tool in debootstrap chroot; do
   command -v "$tool" >/dev/null || { log "missing $tool: apt-get install debootstrap"; exit 1; }

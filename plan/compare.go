@@ -80,7 +80,7 @@ func PlanDiffs(reviewed, now *Plan) []string {
 		revIDs[s.ID] = true
 		n, ok := nowSteps[s.ID]
 		if !ok {
-			out = append(out, fmt.Sprintf("step %s is not what the live cluster calls for", s.ID))
+			out = append(out, fmt.Sprintf("step %s is no longer needed or possible", s.ID))
 			continue
 		}
 		out = append(out, StepDiffs(s, n)...)

@@ -70,25 +70,7 @@ func staleness(old, now *plan.Plan) []string {
 			out = append(out, fmt.Sprintf("host %s is %s", h.Name, state))
 		}
 	}
-	oldSteps := map[string]plan.Step{}
-	for _, s := range old.Steps {
-		oldSteps[s.ID] = s
-	}
-	nowSteps := map[string]plan.Step{}
-	for _, s := range now.Steps {
-		nowSteps[s.ID] = s
-		o, ok := oldSteps[s.ID]
-		if !ok {
-			out = append(out, fmt.Sprintf("the plan would now have step %s", s.ID))
-			continue
-		}
-		out = append(out, plan.StepDiffs(o, s)...)
-	}
-	for _, s := range old.Steps {
-		if _, ok := nowSteps[s.ID]; !ok {
-			out = append(out, fmt.Sprintf("step %s is no longer needed or possible", s.ID))
-		}
-	}
+	out = append(out, plan.PlanDiffs(old, now)...)
 	for _, r := range now.Refusals {
 		out = append(out, "a new plan would be refused: "+r.Reason)
 	}

@@ -2,13 +2,10 @@ package certs
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,62 +17,16 @@ import (
 	"github.com/mastershrink/mastershrink/host"
 )
 
-// dirHost is a host.Host over this machine's files and loopback, enough for Install; the
-// host package's own transports are tested there.
+// dirHost is this machine (host.NewLocal: its files, its shell, loopback) with a fake
+// systemd whose restart the test supplies.
 type dirHost struct {
+	host.Host
 	restart func() error
 }
 
-func (dirHost) Name() string { return "local" }
-func (dirHost) Run(context.Context, string) (host.Result, error) {
-	return host.Result{}, errors.New("not supported")
-}
-func (dirHost) ReadFile(_ context.Context, p string) ([]byte, error) { return os.ReadFile(p) }
-func (dirHost) Stat(_ context.Context, p string) (host.FileInfo, error) {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return host.FileInfo{}, err
-	}
-	return host.FileInfo{Path: p, Size: fi.Size(), Mode: fi.Mode().Perm()}, nil
-}
-func (dirHost) WriteFile(_ context.Context, p string, data []byte, o host.WriteOptions) (host.WriteResult, error) {
-	var res host.WriteResult
-	mode := o.Mode
-	if old, err := os.ReadFile(p); err == nil {
-		fi, _ := os.Stat(p)
-		if mode == 0 {
-			mode = fi.Mode().Perm()
-		}
-		if o.Backup {
-			res.Backup = fmt.Sprintf("%s.bak-%s", p, time.Now().UTC().Format("20060102T150405.000000000Z"))
-			if err := os.WriteFile(res.Backup, old, fi.Mode().Perm()); err != nil {
-				return res, err
-			}
-		}
-		s := sha256.Sum256(old)
-		res.OldSHA256 = hex.EncodeToString(s[:])
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return res, err
-	}
-	if mode == 0 {
-		mode = 0o644
-	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return res, err
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return res, err
-	}
-	res.Changed = true
-	return res, os.Rename(tmp, p)
-}
+func newDirHost(restart func() error) dirHost { return dirHost{host.NewLocal("local"), restart} }
+
 func (h dirHost) Systemd(context.Context) (host.Systemd, error) { return fakeSystemd{h.restart}, nil }
-func (dirHost) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, network, addr)
-}
-func (dirHost) Close() error { return nil }
 
 type fakeSystemd struct{ restart func() error }
 
@@ -165,7 +116,7 @@ func TestInstall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h := dirHost{restart: srv.restart}
+			h := newDirHost(srv.restart)
 			plan := InstallPlan{CertPath: certPath, KeyPath: keyPath, CertPEM: res.CertPEM, KeyPEM: res.KeyPEM,
 				Probe: srv.addr, Unit: "etcd.service", ReloadWait: 2 * time.Second, Timeout: 20 * time.Second}
 			if done, err := Installed(context.Background(), h, plan); done || err != nil {
@@ -220,7 +171,7 @@ func TestInstall(t *testing.T) {
 		plan := InstallPlan{CertPath: certPath, KeyPath: keyPath, CertPEM: res.CertPEM, KeyPEM: res.KeyPEM,
 			Probe: srv.addr, Unit: "etcd.service", ReloadWait: 300 * time.Millisecond, Timeout: 20 * time.Second,
 			BeforeRestart: func(context.Context) error { asked++; return quorum }}
-		ir, err := Install(context.Background(), dirHost{restart: srv.restart}, plan)
+		ir, err := Install(context.Background(), newDirHost(srv.restart), plan)
 		if !errors.Is(err, ErrRestartRefused) || !errors.Is(err, quorum) || !strings.Contains(err.Error(), "copy them back to restore") {
 			t.Errorf("Install: %v", err)
 		}
@@ -233,7 +184,7 @@ func TestInstall(t *testing.T) {
 		dir := t.TempDir()
 		certPEM, _ := certstest.Gencert(t, ca, "server", "etcd", []string{"127.0.0.1"}, "ecdsa", 256)
 		_, otherKey := certstest.Gencert(t, ca, "server", "etcd", []string{"127.0.0.1"}, "ecdsa", 256)
-		_, err := Install(context.Background(), dirHost{}, InstallPlan{CertPath: filepath.Join(dir, "a.pem"), KeyPath: filepath.Join(dir, "a-key.pem"), CertPEM: certPEM, KeyPEM: otherKey})
+		_, err := Install(context.Background(), newDirHost(nil), InstallPlan{CertPath: filepath.Join(dir, "a.pem"), KeyPath: filepath.Join(dir, "a-key.pem"), CertPEM: certPEM, KeyPEM: otherKey})
 		if !errors.Is(err, ErrKeyMismatch) {
 			t.Errorf("err %v", err)
 		}

@@ -70,7 +70,7 @@ func startNode(t testing.TB, name string, bs []*backend, include bool) *node {
 	}
 	conf := strings.NewReplacer("%SERVERS%", servers.String(), "%LISTEN%", listen, "%INCLUDE%", inc).Replace(proxyConf)
 	n := startNginx(t, conf, extra)
-	return &node{h: &localHost{name: name, nginx: n}, nginx: n, listen: listen}
+	return &node{h: newLocalHost(name, n), nginx: n, listen: listen}
 }
 
 func addrs(bs []*backend) []string {
@@ -258,13 +258,13 @@ func TestProbeStatuses(t *testing.T) {
 			}
 			w.WriteHeader(tt.status)
 		}))
-		err := Probe(context.Background(), &localHost{name: "n"}, strings.TrimPrefix(srv.URL, "https://"), nil)
+		err := Probe(context.Background(), newLocalHost("n", nil), strings.TrimPrefix(srv.URL, "https://"), nil)
 		srv.Close()
 		if (err == nil) != tt.ok {
 			t.Errorf("status %d: Probe error %v, want ok=%v", tt.status, err, tt.ok)
 		}
 	}
-	if err := Probe(context.Background(), &localHost{name: "n"}, fmt.Sprintf("127.0.0.1:%d", sshdtest.FreePort(t)), nil); err == nil {
+	if err := Probe(context.Background(), newLocalHost("n", nil), fmt.Sprintf("127.0.0.1:%d", sshdtest.FreePort(t)), nil); err == nil {
 		t.Error("Probe of a closed port succeeded")
 	}
 }

@@ -60,7 +60,7 @@ func TestSignalPIDFile(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "nginx.conf")
-	h := &localHost{name: "n"}
+	h := newLocalHost("n", nil)
 	for _, tt := range []struct{ conf, prefix, want string }{
 		{"pid logs/x.pid;\nevents {}\n", dir, filepath.Join(dir, "logs/x.pid")},
 		{"pid /run/y.pid;\nevents {}\n", dir, "/run/y.pid"},
@@ -78,7 +78,7 @@ func TestSignalPIDFile(t *testing.T) {
 }
 
 func builtinPIDPath(t *testing.T) string {
-	res, err := (&localHost{name: "n"}).Run(context.Background(), "nginx -V 2>&1")
+	res, err := (newLocalHost("n", nil)).Run(context.Background(), "nginx -V 2>&1")
 	if err != nil {
 		t.Fatal(err)
 	}

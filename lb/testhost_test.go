@@ -3,12 +3,9 @@ package lb
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,106 +23,21 @@ import (
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
-// localHost is a test-only host.Host on this machine: commands through sh, files through os,
-// and a real nginx process started by the test. The one part that is not real is Systemd:
-// this machine has no systemd, so Reload runs what the nginx units' ExecReload runs
+// localHost is this machine as a node (host.NewLocal: commands through sh, its files,
+// loopback) running a real nginx started by the test. The one part that is not real is
+// Systemd: this machine has no systemd, so Reload runs what the nginx units' ExecReload runs
 // (`nginx -p PREFIX -c CONF -s reload`) and Status reports the nginx master as MainPID.
 type localHost struct {
+	host.Host
 	name  string
 	nginx *testNginx
 }
 
-func (h *localHost) Name() string { return h.name }
-
-func (h *localHost) Run(ctx context.Context, cmd string) (host.Result, error) {
-	start := time.Now()
-	c := exec.CommandContext(ctx, "sh", "-c", cmd)
-	var out, errb bytes.Buffer
-	c.Stdout, c.Stderr = &out, &errb
-	err := c.Run()
-	res := host.Result{Stdout: out.Bytes(), Stderr: errb.Bytes(), Duration: time.Since(start)}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		res.ExitCode = ee.ExitCode()
-		return res, &host.CmdError{Host: h.name, Cmd: cmd, ExitCode: res.ExitCode, Stderr: errb.String()}
-	}
-	return res, err
-}
-
-func (h *localHost) ReadFile(_ context.Context, p string) ([]byte, error) { return os.ReadFile(p) }
-
-func (h *localHost) Stat(_ context.Context, p string) (host.FileInfo, error) {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return host.FileInfo{}, err
-	}
-	st := fi.Sys().(*syscall.Stat_t)
-	return host.FileInfo{Path: p, Size: fi.Size(), Mode: fi.Mode(), UID: int(st.Uid), GID: int(st.Gid), IsDir: fi.IsDir()}, nil
-}
-
-func (h *localHost) WriteFile(_ context.Context, p string, data []byte, opts host.WriteOptions) (host.WriteResult, error) {
-	var res host.WriteResult
-	sum := sha256.Sum256(data)
-	res.NewSHA256 = hex.EncodeToString(sum[:])
-	mode := opts.Mode
-	old, err := os.ReadFile(p)
-	if opts.Expect != nil && (err != nil || string(old) != *opts.Expect) {
-		return res, host.ErrFileChanged
-	}
-	switch {
-	case err == nil:
-		o := sha256.Sum256(old)
-		res.OldSHA256 = hex.EncodeToString(o[:])
-		if bytes.Equal(old, data) {
-			return res, nil
-		}
-		if fi, err := os.Stat(p); err == nil && mode == 0 {
-			mode = fi.Mode().Perm()
-		}
-		if opts.Backup {
-			res.Backup = p + ".bak-" + time.Now().UTC().Format("20060102T150405.000000000Z")
-			if err := os.WriteFile(res.Backup, old, mode); err != nil {
-				return res, err
-			}
-		}
-	case errors.Is(err, fs.ErrNotExist):
-	default:
-		return res, err
-	}
-	if mode == 0 {
-		mode = 0o644
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-"+filepath.Base(p))
-	if err != nil {
-		return res, err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return res, err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return res, err
-	}
-	if err := tmp.Close(); err != nil {
-		return res, err
-	}
-	if err := os.Chmod(tmp.Name(), mode); err != nil {
-		return res, err
-	}
-	res.Changed = true
-	return res, os.Rename(tmp.Name(), p)
+func newLocalHost(name string, n *testNginx) *localHost {
+	return &localHost{Host: host.NewLocal(name), name: name, nginx: n}
 }
 
 func (h *localHost) Systemd(context.Context) (host.Systemd, error) { return &testSystemd{h.nginx}, nil }
-
-func (h *localHost) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, network, addr)
-}
-
-func (h *localHost) Close() error { return nil }
 
 type testSystemd struct{ n *testNginx }
 

@@ -3,16 +3,8 @@ package lb
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"flag"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 	"golang.org/x/sys/unix"
 
+	"github.com/mastershrink/mastershrink/certs/certstest"
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/host/sshdtest"
 	"github.com/mastershrink/mastershrink/inventory"
@@ -441,26 +434,14 @@ func writeFile(b *testing.B, p, s string) {
 // selfSigned writes cert.pem and key.pem for the stand-ins.
 func selfSigned(b *testing.B, dir string) {
 	b.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubernetes"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
+	var ips []string
 	for _, a := range farmAPIServers {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(strings.Split(a, ":")[0]))
+		ips = append(ips, strings.Split(a, ":")[0])
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	certPEM, keyPEM, err := certstest.SelfSigned("kubernetes", ips)
 	if err != nil {
 		b.Fatal(err)
 	}
-	kd, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	writeFile(b, filepath.Join(dir, "cert.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	writeFile(b, filepath.Join(dir, "key.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd})))
+	writeFile(b, filepath.Join(dir, "cert.pem"), string(certPEM))
+	writeFile(b, filepath.Join(dir, "key.pem"), string(keyPEM))
 }

@@ -17,8 +17,6 @@ import (
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/testenv"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -300,21 +298,7 @@ func verifiedServed(t *testing.T, ctx context.Context, lab *testenv.Lab, addr, s
 
 func etcdClient(t *testing.T, lab *testenv.Lab, m1 string) *clientv3.Client {
 	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(readFile(t, lab.EtcdCA))
-	pair, err := tls.X509KeyPair(readFile(t, lab.EtcdCert), readFile(t, lab.EtcdKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dial := lab.DialContext
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{"https://" + m1 + ":2379"},
-		TLS:         &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
-		DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return dial(ctx, "tcp", addr)
-		})},
-	})
+	cli, err := lab.EtcdClient("https://" + m1 + ":2379")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,9 @@ package etcd_test
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -27,8 +24,6 @@ import (
 	"github.com/mastershrink/mastershrink/testenv/seed"
 	"github.com/mastershrink/mastershrink/unitfile"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
 )
 
 // labVersions are the etcd releases the lab shrinks; 3.4 is Debian's etcd-server package.
@@ -56,7 +51,6 @@ func TestLabShrink(t *testing.T) {
 type labEtcd struct {
 	lab    *testenv.Lab
 	inv    *inventory.Inventory
-	files  etcd.TLSFiles
 	cli    *etcd.Client
 	kv     *clientv3.Client
 	unit   string
@@ -212,7 +206,7 @@ func openLabEtcd(t *testing.T, ctx context.Context, lab *testenv.Lab) *labEtcd {
 		t.Fatalf("dial the lab's etcd: %v", err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	e := &labEtcd{lab: lab, inv: inv, files: files, cli: cli, hostOf: map[uint64]string{}, idOf: map[string]uint64{}}
+	e := &labEtcd{lab: lab, inv: inv, cli: cli, hostOf: map[uint64]string{}, idOf: map[string]uint64{}}
 	e.kv = e.newKV(t, lab.EtcdEndpoints()...)
 	h, ok := inv.Host("m1")
 	if !ok {
@@ -252,17 +246,7 @@ func labTLS(t *testing.T, ca, cert, key string) etcd.TLSFiles {
 // newKV is a plain clientv3 client through the lab's namespace, for seeding and checking keys.
 func (e *labEtcd) newKV(t *testing.T, endpoints ...string) *clientv3.Client {
 	t.Helper()
-	tlsConf, err := etcdTLSConfig(e.files)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dial := e.lab.DialContext
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints: endpoints, TLS: tlsConf, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return dial(ctx, "tcp", addr)
-		})},
-	})
+	cli, err := e.lab.EtcdClient(endpoints...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,18 +508,6 @@ func TestLabHelperRemoveThenBlock(t *testing.T) {
 	// StopAndDisable would come here; the parent kills this process first.
 	<-ctx.Done()
 	t.Fatal("not killed")
-}
-
-func etcdTLSConfig(f etcd.TLSFiles) (*tls.Config, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(f.CA) {
-		return nil, errors.New("lab etcd CA: no certificate")
-	}
-	pair, err := tls.X509KeyPair(f.Cert, f.Key)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // rewriteSurvivorUnit does what the etcd/initial-cluster executor does: read the unit, plan

@@ -59,7 +59,7 @@ func startTLS(t *testing.T, certPath, keyPath string, reload bool) *tlsServer {
 		t.Fatal(err)
 	}
 	s.restarts = 0
-	cfg := &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	s.addr = certstest.ServeTLS(t, func() (*tls.Certificate, error) {
 		if reload {
 			c, err := tls.LoadX509KeyPair(certPath, keyPath)
 			return &c, err
@@ -67,22 +67,7 @@ func startTLS(t *testing.T, certPath, keyPath string, reload bool) *tlsServer {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.cached, nil
-	}}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	s.addr = ln.Addr().String()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
-		}
-	}()
+	}).String()
 	return s
 }
 

@@ -57,26 +57,13 @@ type certServer struct {
 func serveCert(t *testing.T, h *hosttest.Host) *certServer {
 	t.Helper()
 	s := &certServer{h: h}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	addr := certstest.ServeTLS(t, func() (*tls.Certificate, error) {
 		if c := s.frozen.Load(); c != nil {
 			return c, nil
 		}
 		return s.pair()
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
-		}
-	}()
-	s.port = ln.Addr().(*net.TCPAddr).Port
+	})
+	s.port = addr.(*net.TCPAddr).Port
 	return s
 }
 

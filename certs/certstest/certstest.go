@@ -3,6 +3,8 @@
 package certstest
 
 import (
+	"crypto/tls"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -130,4 +132,26 @@ func SelfSigned(cn string, hosts []string) (certPEM, keyPEM []byte, err error) {
 		Expiry: 24 * time.Hour,
 	})
 	return certPEM, keyPEM, err
+}
+
+// ServeTLS listens on loopback and serves the certificate get returns at each handshake,
+// then closes the connection: a stand-in for a server whose certificate a test installs or
+// replaces. It stops at the end of the test.
+func ServeTLS(tb testing.TB, get func() (*tls.Certificate, error)) net.Addr {
+	tb.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return get() }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	return ln.Addr()
 }

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-//go:embed scripts/build-binaries.sh scripts/build-rootfs.sh
+//go:embed scripts/*.sh
 var scripts embed.FS
 
 // HostPackages are the Debian packages the host needs for the lab, by the command each provides.
@@ -65,21 +65,26 @@ func CheckHost() error {
 // runScript runs an embedded build script with args, streaming its progress to log, and returns
 // the last line of its stdout (the folder it built or found).
 func runScript(ctx context.Context, log io.Writer, name string, args ...string) (string, error) {
-	body, err := scripts.ReadFile("scripts/" + name)
+	// Every script beside it: the build scripts source cache.sh from their own folder.
+	dir, err := os.MkdirTemp("", "mastershrink-scripts-")
 	if err != nil {
 		return "", fmt.Errorf("script %s: %w", name, err)
 	}
-	f, err := os.CreateTemp("", "mastershrink-"+name)
+	defer os.RemoveAll(dir)
+	entries, err := scripts.ReadDir("scripts")
 	if err != nil {
 		return "", fmt.Errorf("script %s: %w", name, err)
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(body); err != nil {
-		f.Close()
-		return "", fmt.Errorf("script %s: %w", name, err)
+	for _, e := range entries {
+		body, err := scripts.ReadFile("scripts/" + e.Name())
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, e.Name()), body, 0o700)
+		}
+		if err != nil {
+			return "", fmt.Errorf("script %s: %w", name, err)
+		}
 	}
-	f.Close()
-	cmd := exec.CommandContext(ctx, "bash", append([]string{f.Name()}, args...)...)
+	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(dir, name)}, args...)...)
 	cmd.Env = append(os.Environ(), "MASTERSHRINK_CACHE="+CacheDir())
 	cmd.Stderr = log
 	// The script's go builds are its children: cancelling kills the whole process group.

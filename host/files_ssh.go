@@ -190,17 +190,19 @@ chown "$1" -- "$tmp"; chmod "$2" -- "$tmp"
 		// chmod after chown, which clears setuid bits.
 		fmt.Fprintf(&s, "chmod %04o -- \"$tmp\"\n", toUnixPerm(mode))
 	}
-	s.WriteString("sync -- \"$tmp\"\n")
 	if exists {
 		fmt.Fprintf(&s, "cur=$(sha256sum < \"$p\"); [ \"${cur%%%% *}\" = %s ] || exit %d\n", res.OldSHA256, exitChanged)
 		if opts.Backup {
+			// The new content and the backup are on disk, in one sync, before the rename.
 			fmt.Fprintf(&s, `bak="$p"%s; n=1
 while [ -e "$bak" ]; do n=$((n+1)); bak="$p"%s-$n; done
-cp -p -- "$p" "$bak"; sync -- "$bak"; printf '%%s' "$bak"
+cp -p -- "$p" "$bak"; sync -- "$tmp" "$bak"; printf '%%s' "$bak"
 `, BackupSuffix(h.now()), BackupSuffix(h.now()))
+		} else {
+			s.WriteString("sync -- \"$tmp\"\n")
 		}
 	} else {
-		fmt.Fprintf(&s, "[ ! -e \"$p\" ] || exit %d\n", exitChanged)
+		fmt.Fprintf(&s, "sync -- \"$tmp\"\n[ ! -e \"$p\" ] || exit %d\n", exitChanged)
 	}
 	s.WriteString("mv -f -- \"$tmp\" \"$p\"\ntrap - EXIT\nsync -- \"$d\"\n")
 

@@ -410,13 +410,24 @@ type lifeline struct{}
 
 func (lifeline) Read([]byte) (int, error) { return 0, io.EOF }
 
-// killable wraps cmd so that it runs in its own session and process group, killed as a
-// group when the wrapper's stdin reaches end of file. The command's own pid is killed too
-// and the group once more, for a cancel that lands before setsid has made the group.
+// killable wraps cmd so that its processes are killed as a group when the wrapper's stdin
+// reaches end of file. Where sshd made the wrapper the leader of its own process group (a
+// session leader, as OpenSSH does for every command), the command runs in that group and a
+// cancel kills the whole group, wrapper included: no setsid to run on every command. Where
+// it did not, killing the group would reach sshd's own processes, so the command gets its
+// own session and group (setsid); its own pid is killed too and the group once more, for a
+// cancel that lands before setsid has made the group.
 func killable(cmd string) string {
+	q := shq(cmd)
 	return `exec 3<&0
-setsid /bin/sh -c ` + shq(cmd) + ` </dev/null 3<&- & c=$!
+s=; read -r s < /proc/$$/stat 2>/dev/null; s=${s##*) }; set -- $s
+if [ "${3:-}" = "$$" ]; then
+/bin/sh -c ` + q + ` </dev/null 3<&- & c=$!
+{ read -r _ <&3; kill -9 0; } &
+else
+setsid /bin/sh -c ` + q + ` </dev/null 3<&- & c=$!
 { read -r _ <&3; kill -9 -$c $c 2>/dev/null; sleep 0.2; kill -9 -$c 2>/dev/null; } &
+fi
 w=$!
 exec 3<&-
 wait $c; rc=$?

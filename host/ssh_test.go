@@ -456,3 +456,57 @@ func TestSSHStdinPastTheWindow(t *testing.T) {
 		t.Errorf("a command not reading its stdin = %+v, %v", res, err)
 	}
 }
+
+// pgidScript prints the process group of the shell that runs it, then its own pid.
+const pgidScript = `read -r s < /proc/$$/stat; s=${s##*) }; set -- $s; echo "$3 $$"`
+
+// Over SSH the wrapper leads its process group (sshd made it a session leader), so the
+// command runs in that group, with no setsid of its own.
+func TestKillableInSSHGroup(t *testing.T) {
+	h := startSSHD(t, "").dial(t)
+	res, err := h.Run(testCtx(t), pgidScript)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(res.Stdout))
+	if len(f) != 2 || f[0] == f[1] {
+		t.Fatalf("the command's process group and pid: %q; want it in the wrapper's group, not a group of its own", res.Stdout)
+	}
+}
+
+// Where the wrapper does not lead its group, the command gets a group of its own, and the end
+// of stdin kills that group and nothing else: here the wrapper shares this test's group.
+func TestKillableOwnGroupElsewhere(t *testing.T) {
+	marker := fmt.Sprintf("38.%d", time.Now().UnixNano()%1000000)
+	c := exec.Command("sh", "-c", killable(pgidScript+"; sleep "+marker+"; true"))
+	stdin, err := c.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := c.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the command printed nothing: %v", err)
+	}
+	if f := strings.Fields(line); len(f) != 2 || f[0] != f[1] {
+		t.Fatalf("the command's process group and pid: %q; want a group of its own", line)
+	}
+	stdin.Close()
+	c.Wait()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		res, _ := exec.Command("sh", "-c", "pgrep -f '[s]leep "+marker+"' || true").Output()
+		if len(bytes.TrimSpace(res)) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sleep %s still running after stdin ended", marker)
+		}
+	}
+	// Still here: the kill reached only the command's group.
+}

@@ -305,7 +305,8 @@ func (c *signalController) pidScript(ctx context.Context) string {
 	if err != nil {
 		return "pid=0\n"
 	}
-	return "pid=$(cat -- " + shq(f) + " 2>/dev/null) || pid=0\ncase $pid in ''|*[!0-9]*) pid=0 ;; esac\n"
+	// read, not cat: a builtin, where this runs on every node of every fan-out.
+	return "pid=; read -r pid < " + shq(f) + " 2>/dev/null\ncase $pid in ''|*[!0-9]*) pid=0 ;; esac\n"
 }
 
 // listedMark separates the parts of reloadListed's output.

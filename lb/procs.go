@@ -26,7 +26,8 @@ func childrenOf(master string, withMaster bool) string {
 	return fmt.Sprintf(`f=/proc/%[1]s/task/%[1]s/children
 if [ ! -r "$f" ]; then ps -ww -o pid=,ppid=,etimes=,args= %[2]s--ppid %[1]s || true; exit 0; fi
 read -r up _ < /proc/uptime; c=${up%%.*}${up#*.}; hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
-for p in %[3]s$(cat "$f"); do
+kids=; read -r kids < "$f"
+for p in %[3]s$kids; do
   read -r s 2>/dev/null < /proc/$p/stat || continue
   s=${s##*) }; set -- $s
   a=$(tr '\0' ' ' 2>/dev/null < /proc/$p/cmdline) || continue

@@ -130,7 +130,7 @@ func TestNodeExecutorRemembers(t *testing.T) {
 				tests++
 			}
 			// The cut reads the pid file in its own command (one round trip).
-			if strings.HasPrefix(l, "run ") && strings.Contains(l, "cat -- "+shq("/run/kube-nginx.pid")) {
+			if strings.HasPrefix(l, "run ") && strings.Contains(l, "read -r pid < "+shq("/run/kube-nginx.pid")) {
 				pidReads++
 			}
 		}

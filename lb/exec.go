@@ -317,9 +317,12 @@ const listedMark = "--- mastershrink: reloaded"
 // master's PID is read from its pid file as mainPID reads it. before is nil when there is
 // no master to list the workers of.
 func (c *signalController) reloadListed(ctx context.Context) (pid int, before, after []worker, err error) {
-	list := `[ "$pid" -gt 0 ] && ( ` + childrenOf(`"$pid"`, false) + "\n) 2>/dev/null\n"
-	script := c.pidScript(ctx) + "echo \"$pid\"\n" + list +
-		"echo '" + listedMark + "'\n" + nginxCmd(c.p) + " -s reload || exit\nsleep 0.1\n" + list + "exit 0\n"
+	list := `[ "$pid" -gt 0 ] && ( ` + nginxWorkersOf(`"$pid"`) + "\n) 2>/dev/null\n"
+	// SIGHUP to the master, as `nginx -s reload` sends it (nginx's documented reload) but
+	// without parsing the whole config once more: the caller has just tested it. With no
+	// master to signal, `nginx -s reload` says why.
+	script := c.pidScript(ctx) + "echo \"$pid\"\n" + list + "echo '" + listedMark + "'\n" +
+		"if [ \"$pid\" -gt 0 ]; then kill -HUP \"$pid\" || exit; else " + nginxCmd(c.p) + " -s reload || exit; fi\nsleep 0.1\n" + list + "exit 0\n"
 	res, err := c.h.Run(ctx, script)
 	var ce *machine.CmdError
 	if errors.As(err, &ce) {
@@ -584,7 +587,7 @@ func reload(ctx context.Context, h machine.Host, ctl controller, timeout time.Du
 	} else {
 		pid = ctl.mainPID(ctx)
 		if pid > 0 {
-			if ws, err := workers(ctx, h, pid); err == nil {
+			if ws, err := reloadWorkers(ctx, h, pid); err == nil {
 				before = pids(ws)
 			}
 		}
@@ -602,7 +605,7 @@ func reload(ctx context.Context, h machine.Host, ctl controller, timeout time.Du
 		ws := seen
 		if ws == nil {
 			var err error
-			if ws, err = workers(ctx, h, pid); err != nil {
+			if ws, err = reloadWorkers(ctx, h, pid); err != nil {
 				return fmt.Errorf("list nginx workers after the reload: %w", err)
 			}
 		}
@@ -644,6 +647,15 @@ type worker struct {
 	pid          int
 	age          int64 // seconds since start
 	shuttingDown bool
+}
+
+// reloadWorkers lists the workers for the reload wait (nginxWorkersOf: no ages).
+func reloadWorkers(ctx context.Context, h machine.Host, master int) ([]worker, error) {
+	res, err := h.Run(ctx, nginxWorkersOf(strconv.Itoa(master)))
+	if err != nil {
+		return nil, err
+	}
+	return parseWorkers(string(res.Stdout)), nil
 }
 
 func workers(ctx context.Context, h machine.Host, master int) ([]worker, error) {
@@ -736,7 +748,7 @@ func (e *Executor) CutOldWorkers(ctx context.Context, h machine.Host, p inventor
 	defer ctl.Close()
 	if sc, ok := ctl.(*signalController); ok {
 		// The pid file read by the same command: one round trip per node.
-		cmd := sc.pidScript(ctx) + "[ \"$pid\" -gt 0 ] || exit 0\n{\n" + childrenOf(`"$pid"`, false) + "\n} | awk '/shutting down/ {print $1}' | xargs -r kill -TERM"
+		cmd := sc.pidScript(ctx) + "[ \"$pid\" -gt 0 ] || exit 0\n" + cutShuttingDown(`"$pid"`)
 		if _, err := h.Run(ctx, cmd); err != nil {
 			return fmt.Errorf("close old nginx workers on %s: %w", h.Name(), err)
 		}
@@ -752,7 +764,7 @@ func (e *Executor) CutOldWorkers(ctx context.Context, h machine.Host, p inventor
 		}
 		return nil
 	}
-	cmd := "{\n" + childrenCmd(pid, false) + "\n} | awk '/shutting down/ {print $1}' | xargs -r kill -TERM"
+	cmd := cutShuttingDown(strconv.Itoa(pid))
 	if _, err := h.Run(ctx, cmd); err != nil {
 		return fmt.Errorf("close old nginx workers on %s: %w", h.Name(), err)
 	}

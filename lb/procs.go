@@ -34,3 +34,24 @@ for p in %[3]s$kids; do
   echo "$p $2 $(( (c - ${20} * 100 / hz) / 100 )) $a"
 done`, master, selfPS, self)
 }
+
+// nginxWorkersOf lists an nginx master's children for the reload wait and the cut, in
+// childrenCmd's columns, with no process per worker: the age column is 0 (neither needs it)
+// and a worker's title is taken by the shell's own read, since nginx writes it over its
+// argv as one string ("nginx: worker process is shutting down"). master is a shell word.
+// Where the kernel has no children list, it is ps as in childrenCmd.
+func nginxWorkersOf(master string) string {
+	return fmt.Sprintf(`f=/proc/%[1]s/task/%[1]s/children
+if [ ! -r "$f" ]; then ps -ww -o pid=,ppid=,etimes=,args= --ppid %[1]s || true; exit 0; fi
+kids=; read -r kids < "$f"
+for p in $kids; do
+  a=; read -r a 2>/dev/null < /proc/$p/cmdline || [ -n "$a" ] || continue
+  echo "$p %[1]s 0 $a"
+done`, master)
+}
+
+// cutShuttingDown is the shell that sends SIGTERM to the nginx workers of master that are
+// shutting down (still serving connections from before a reload).
+func cutShuttingDown(master string) string {
+	return "( " + nginxWorkersOf(master) + "\n) | while read -r p _ _ a; do case $a in *'shutting down'*) kill -TERM \"$p\" ;; esac; done"
+}

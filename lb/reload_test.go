@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -174,6 +175,25 @@ func TestCutOldWorkersSignal(t *testing.T) {
 	}
 	if shuttingDown() != 1 {
 		t.Fatalf("after the reload, %d workers shutting down; want the one holding the client", shuttingDown())
+	}
+	// The reload wait's cheap listing sees the same workers, in the same states, as the full one.
+	full, err := workers(ctx, tg.Host, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cheap, err := reloadWorkers(ctx, tg.Host, master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := func(ws []worker) map[int]bool {
+		m := map[int]bool{}
+		for _, w := range ws {
+			m[w.pid] = w.shuttingDown
+		}
+		return m
+	}
+	if got, want := states(cheap), states(full); len(want) < 2 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("reloadWorkers: %v, the full listing: %v", got, want)
 	}
 	if err := e.CutOldWorkers(ctx, tg.Host, tg.Paths); err != nil {
 		t.Fatal(err)

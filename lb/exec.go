@@ -59,9 +59,11 @@ const (
 	// where systemd-stdio-bridge is missing), which runs the unit's ExecReload. The default,
 	// and the right one wherever a unit runs nginx: systemd keeps track of the reload.
 	ReloadSystemd ReloadMethod = iota
-	// ReloadSignal runs `nginx -p PREFIX -c CONFIG -s reload` on the node, for an nginx that no
-	// systemd unit runs (started by another supervisor or by hand). The master is the PID in
-	// the pid file named by the config's top-level pid directive, or nginx's built-in one.
+	// ReloadSignal sends SIGHUP to the nginx master, as `nginx -s reload` does, for an nginx
+	// that no systemd unit runs (started by another supervisor or by hand); the config was
+	// tested just before (nginx -t). The master is the PID in the pid file named by the
+	// config's top-level pid directive, or nginx's built-in one; with none running, it runs
+	// `nginx -p PREFIX -c CONFIG -s reload`, whose error says why.
 	ReloadSignal
 	// ReloadDetect picks one per node: ReloadSystemd where systemd runs the node (it was
 	// booted with it: /run/systemd/system exists, sd_booted's test), else ReloadSignal, since
@@ -291,6 +293,8 @@ func configureArgs(out string) map[string]string {
 	return m
 }
 
+// reload is the controller's plain reload; the reload wait uses reloadListed, which sends
+// the same signal with the workers listed around it in one command.
 func (c *signalController) reload(ctx context.Context) error {
 	if _, err := c.h.Run(ctx, nginxCmd(c.p)+" -s reload"); err != nil {
 		return fmt.Errorf("nginx -s reload: %w", err)

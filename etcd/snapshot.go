@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mastershrink/mastershrink/internal/heartbeat"
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -215,43 +216,27 @@ func (c *Client) snapshotClient(ep string) (*clientv3.Client, error) {
 	return c.newClientWith([]grpc.DialOption{grpc.WithDefaultCallOptions(grpc.ForceCodecV2(snapshotCodec{}))}, ep)
 }
 
-// watch prints progress and cancels a stream that stalls; the returned func stops it.
+// watch prints progress and cancels a stream that stalls; the returned func stops it. ctx
+// is the stream's, which cancel ends.
 func watch(ctx context.Context, cancel context.CancelCauseFunc, received *atomic.Int64, start time.Time, progress io.Writer, from string) func() {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		tick := time.NewTicker(min(progressInterval, snapshotStall/4))
-		defer tick.Stop()
-		lastReport := start
-		lastBytes, lastChange := int64(0), start
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case now := <-tick.C:
-				n := received.Load()
-				if n != lastBytes {
-					lastBytes, lastChange = n, now
-				} else if now.Sub(lastChange) >= snapshotStall {
-					cancel(fmt.Errorf("snapshot stream from %s stalled: no data for %s", from, snapshotStall))
-					return
-				}
-				if progress != nil && now.Sub(lastReport) >= progressInterval {
-					lastReport = now
-					elapsed := now.Sub(start)
-					fmt.Fprintf(progress, "snapshot from %s: %s received [%s elapsed, %s/s]\n",
-						from, humanBytes(n), elapsed.Round(time.Second), humanBytes(int64(float64(n)/elapsed.Seconds())))
-				}
-			}
+	lastReport := start
+	lastBytes, lastChange := int64(0), start
+	return heartbeat.Start(ctx, min(progressInterval, snapshotStall/4), func(time.Duration) {
+		now := time.Now()
+		n := received.Load()
+		if n != lastBytes {
+			lastBytes, lastChange = n, now
+		} else if now.Sub(lastChange) >= snapshotStall {
+			cancel(fmt.Errorf("snapshot stream from %s stalled: no data for %s", from, snapshotStall))
+			return
 		}
-	}()
-	return func() {
-		close(done)
-		<-finished
-	}
+		if progress != nil && now.Sub(lastReport) >= progressInterval {
+			lastReport = now
+			elapsed := now.Sub(start)
+			fmt.Fprintf(progress, "snapshot from %s: %s received [%s elapsed, %s/s]\n",
+				from, humanBytes(n), elapsed.Round(time.Second), humanBytes(int64(float64(n)/elapsed.Seconds())))
+		}
+	})
 }
 
 // streamError is a failure to read the snapshot stream, as opposed to a failure of the file

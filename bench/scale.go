@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -109,17 +108,9 @@ func RunLoop(ctx context.Context, lab *testenv.Lab, o ShrinkOptions, leavingAddr
 }
 
 func inLab(ctx context.Context, lab *testenv.Lab, o ShrinkOptions, script string) (time.Duration, error) {
-	c := exec.CommandContext(ctx, "ip", "netns", "exec", filepath.Base(lab.NetNS), "sh", "-c", script)
-	var out bytes.Buffer
-	c.Stdout, c.Stderr = &out, &out
-	start := time.Now()
-	err := c.Run()
-	took := time.Since(start)
-	if o.Log != nil {
-		fmt.Fprintf(o.Log, "$ %s\n%s\n", script, out.String())
-	}
+	took, _, out, err := runInLab(ctx, lab, o, "", script, "sh", "-c", script)
 	if err != nil {
-		return took, fmt.Errorf("%w: %s", err, tail(out.String(), 20))
+		return took, fmt.Errorf("%w: %s", err, tail(out, 20))
 	}
 	return took, nil
 }

@@ -143,28 +143,36 @@ func runMastershrink(ctx context.Context, lab *testenv.Lab, o ShrinkOptions, arg
 // runMastershrinkCPU is runMastershrink with the process's CPU time, user and system.
 func runMastershrinkCPU(ctx context.Context, lab *testenv.Lab, o ShrinkOptions, args ...string) (time.Duration, int64, time.Duration, error) {
 	// ip netns exec execs the binary in place, so the rusage is mastershrink's.
-	c := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", filepath.Base(lab.NetNS), o.Bin}, args...)...)
-	c.Dir = filepath.Dir(lab.Inventory)
+	took, ps, out, err := runInLab(ctx, lab, o, filepath.Dir(lab.Inventory), "mastershrink "+strings.Join(args, " "), append([]string{o.Bin}, args...)...)
+	var rss int64
+	var cpu time.Duration
+	if ps != nil {
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			rss = ru.Maxrss
+		}
+		cpu = ps.UserTime() + ps.SystemTime()
+	}
+	if err != nil {
+		return took, rss, cpu, fmt.Errorf("mastershrink %s: %w\n%s", args[0], err, tail(out, 30))
+	}
+	return took, rss, cpu, nil
+}
+
+// runInLab runs argv in the lab's network namespace from dir, logs it as shown with its
+// output, and returns its wall time, its process state (nil when it did not start) and its
+// output.
+func runInLab(ctx context.Context, lab *testenv.Lab, o ShrinkOptions, dir, shown string, argv ...string) (time.Duration, *os.ProcessState, string, error) {
+	c := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", filepath.Base(lab.NetNS)}, argv...)...)
+	c.Dir = dir
 	var out bytes.Buffer
 	c.Stdout, c.Stderr = &out, &out
 	start := time.Now()
 	err := c.Run()
 	took := time.Since(start)
 	if o.Log != nil {
-		fmt.Fprintf(o.Log, "$ mastershrink %s\n%s\n", strings.Join(args, " "), out.String())
+		fmt.Fprintf(o.Log, "$ %s\n%s\n", shown, out.String())
 	}
-	var rss int64
-	var cpu time.Duration
-	if c.ProcessState != nil {
-		if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			rss = ru.Maxrss
-		}
-		cpu = c.ProcessState.UserTime() + c.ProcessState.SystemTime()
-	}
-	if err != nil {
-		return took, rss, cpu, fmt.Errorf("mastershrink %s: %w\n%s", args[0], err, tail(out.String(), 30))
-	}
-	return took, rss, cpu, nil
+	return took, c.ProcessState, out.String(), err
 }
 
 // ApplyShrink retires m2 and m3 of a fresh lab with `mastershrink plan` then `mastershrink

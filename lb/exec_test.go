@@ -169,33 +169,42 @@ func TestApplyMarksDownWithoutDroppingRequestsThenUndo(t *testing.T) {
 	}
 }
 
+// A config nginx -t rejects is written back and nothing is reloaded, whether the node reloads
+// through systemd (a test command of its own) or by signal (the test runs in the reload's
+// command).
 func TestApplyRejectedConfigKeepsOldConfig(t *testing.T) {
 	requireNginx(t)
-	ctx := context.Background()
-	bs := startBackends(t, "127.0.0.2", "127.0.0.3")
-	n := startNode(t, "worker-7", bs, true)
-	tg := n.target(t, bs, []string{bs[1].addr})
-	// A broken include appears on this node after nginx last loaded its config.
-	broken := filepath.Join(n.nginx.prefix, "conf", "conf.d", "20-broken.conf")
-	if err := os.WriteFile(broken, []byte("proxy_timeout 10m\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	for _, signal := range []bool{false, true} {
+		ctx := context.Background()
+		bs := startBackends(t, "127.0.0.2", "127.0.0.3")
+		n := startNode(t, "worker-7", bs, true)
+		tg := n.target(t, bs, []string{bs[1].addr})
+		var e Executor
+		if signal {
+			tg.Host, e.Reload = noSystemd{n.h}, ReloadSignal
+		}
+		// A broken include appears on this node after nginx last loaded its config.
+		broken := filepath.Join(n.nginx.prefix, "conf", "conf.d", "20-broken.conf")
+		if err := os.WriteFile(broken, []byte("proxy_timeout 10m\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 
-	var e Executor
-	_, err := e.Apply(ctx, tg)
-	if err == nil {
-		t.Fatal("Apply succeeded with a broken include")
-	}
-	msg := err.Error()
-	if !strings.HasPrefix(msg, "worker-7: ") || !strings.Contains(msg, "20-broken.conf") || !strings.Contains(msg, "old config restored") {
-		t.Fatalf("error %q does not name the node, nginx's message and the restore", msg)
-	}
-	if b, _ := os.ReadFile(n.nginx.conf); string(b) != tg.Changes[0].Before {
-		t.Fatal("the old config was not restored")
-	}
-	// Still serving, on the old config: the leaving backend still gets traffic.
-	if h := hitsDuring(t, n.listen, bs, 20); h[1] == 0 {
-		t.Fatalf("hits per backend %v: old config not live", h)
+		_, err := e.Apply(ctx, tg)
+		if err == nil {
+			t.Fatalf("signal %v: Apply succeeded with a broken include", signal)
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "worker-7: nginx -t rejected the config: ") || !strings.Contains(msg, "20-broken.conf") ||
+			!strings.HasSuffix(msg, "old config restored, nginx not reloaded") {
+			t.Fatalf("signal %v: error %q does not name the node, nginx's message and the restore", signal, msg)
+		}
+		if b, _ := os.ReadFile(n.nginx.conf); string(b) != tg.Changes[0].Before {
+			t.Fatalf("signal %v: the old config was not restored", signal)
+		}
+		// Still serving, on the old config: the leaving backend still gets traffic.
+		if h := hitsDuring(t, n.listen, bs, 20); h[1] == 0 {
+			t.Fatalf("signal %v: hits per backend %v: old config not live", signal, h)
+		}
 	}
 }
 

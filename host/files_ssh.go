@@ -160,12 +160,14 @@ func (h *sshHost) WriteFile(ctx context.Context, path string, data []byte, opts 
 	}
 
 	var s strings.Builder
-	fmt.Fprintf(&s, "set -e\np=$(readlink -f -- %s)\n", shq(path))
+	// The link's target is replaced, not the link; readlink only for a link, since this runs
+	// on every node of a fleet-wide change.
+	fmt.Fprintf(&s, "set -e\np=%s\n[ ! -L \"$p\" ] || p=$(readlink -f -- \"$p\")\n", shq(path))
 	if expect {
 		fmt.Fprintf(&s, "[ -f \"$p\" ] || exit %d\n", exitChanged)
 	}
 	// d and b by expansion, not dirname and basename: two processes fewer on every write of a
-	// fleet-wide change. p is absolute (readlink -f).
+	// fleet-wide change. Paths are absolute.
 	s.WriteString(`d=${p%/*}; d=${d:-/}; b=${p##*/}
 tmp=$(mktemp -- "$d/.$b.mastershrink-XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
@@ -177,8 +179,10 @@ sum=$(sha256sum < "$tmp")
 		mode = opts.Mode
 	}
 	if expect && opts.Mode == 0 {
-		s.WriteString(`set -- $(stat -c '%u:%g %a' -- "$p")
-chown "$1" -- "$tmp"; chmod "$2" -- "$tmp"
+		// The file's owner and mode, given to the temporary file where they differ from its own.
+		s.WriteString(`set -- $(stat -c '%u:%g %a' -- "$p" "$tmp")
+[ "$1" = "$3" ] || chown "$1" -- "$tmp"
+[ "$2" = "$4" ] || chmod "$2" -- "$tmp"
 `)
 	} else {
 		if expect {

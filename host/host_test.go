@@ -352,6 +352,18 @@ func TestWriteExpect(t *testing.T) {
 		if info.Mode != 0o640|fs.ModeSetgid || info.UID != 1234 || info.GID != 2345 {
 			t.Errorf("after the write: mode %v, owner %d:%d; want -rw-r----- with setgid, 1234:2345", info.Mode, info.UID, info.GID)
 		}
+		// A file already as the temporary one is made (this user's, 0600) stays so.
+		key := filepath.Join(dir, "key.pem")
+		if err := os.WriteFile(key, []byte("old key\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		oldKey := "old key\n"
+		if _, err := h.WriteFile(ctx, key, []byte("new key\n"), WriteOptions{Expect: &oldKey}); err != nil {
+			t.Fatal(err)
+		}
+		if fi, _ := os.Stat(key); fi.Mode() != 0o600 {
+			t.Errorf("key.pem is %v after the write, want -rw-------", fi.Mode())
+		}
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
 			if strings.Contains(e.Name(), ".mastershrink-") {

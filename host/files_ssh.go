@@ -167,8 +167,9 @@ func (h *sshHost) WriteFile(ctx context.Context, path string, data []byte, opts 
 		fmt.Fprintf(&s, "[ -f \"$p\" ] || exit %d\n", exitChanged)
 	}
 	// d and b by expansion, not dirname and basename: two processes fewer on every write of a
-	// fleet-wide change. Paths are absolute.
-	s.WriteString(`d=${p%/*}; d=${d:-/}; b=${p##*/}
+	// fleet-wide change.
+	s.WriteString(`case $p in */*) ;; *) p=./$p ;; esac
+d=${p%/*}; d=${d:-/}; b=${p##*/}
 tmp=$(mktemp -- "$d/.$b.mastershrink-XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
 cat > "$tmp"

@@ -3,29 +3,12 @@ package etcd
 import (
 	"context"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mastershrink/mastershrink/testenv"
 )
-
-// syncWriter is a strings.Builder safe for the watcher's goroutine and the test.
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
 
 // A stream that delivers reports its progress; one that stops delivering for snapshotStall
 // is cancelled, with the cause naming the member and the wait.
@@ -37,7 +20,7 @@ func TestWatchProgressThenStall(t *testing.T) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	var received atomic.Int64
-	var out syncWriter
+	var out testenv.Buffer
 	stop := watch(ctx, cancel, &received, time.Now(), &out, "m1")
 	defer stop()
 	for i := range 10 {

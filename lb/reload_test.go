@@ -28,10 +28,7 @@ func (noSystemd) Systemd(context.Context) (host.Systemd, error) {
 func TestReloadSignalWithoutSystemd(t *testing.T) {
 	requireNginx(t)
 	ctx := context.Background()
-	bs := startBackends(t, "127.0.0.2", "127.0.0.3")
-	n := startNode(t, "bare-1", bs, false)
-	tg := n.target(t, bs, []string{bs[1].addr})
-	tg.Host = noSystemd{n.h}
+	n, bs, tg := signalNode(t, "bare-1")
 
 	var def Executor
 	if _, err := def.Apply(ctx, tg); err == nil {
@@ -154,10 +151,7 @@ func TestReloadDetect(t *testing.T) {
 func TestCutOldWorkersSignal(t *testing.T) {
 	requireNginx(t)
 	ctx := context.Background()
-	bs := startBackends(t, "127.0.0.2", "127.0.0.3")
-	n := startNode(t, "bare-3", bs, false)
-	tg := n.target(t, bs, []string{bs[1].addr})
-	tg.Host = noSystemd{n.h}
+	n, _, tg := signalNode(t, "bare-3")
 
 	held, err := tls.Dial("tcp", n.listen, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a test backend
 	if err != nil {
@@ -216,10 +210,7 @@ func TestCutOldWorkersSignal(t *testing.T) {
 func TestSignalReloadRefused(t *testing.T) {
 	requireNginx(t)
 	ctx := context.Background()
-	bs := startBackends(t, "127.0.0.2", "127.0.0.3")
-	n := startNode(t, "bare-4", bs, false)
-	tg := n.target(t, bs, []string{bs[1].addr})
-	tg.Host = noSystemd{n.h}
+	n, _, tg := signalNode(t, "bare-4")
 	before, err := os.ReadFile(tg.Paths.NginxConfig)
 	if err != nil {
 		t.Fatal(err)
@@ -245,4 +236,15 @@ func TestSignalReloadRefused(t *testing.T) {
 	if after, _ := os.ReadFile(tg.Paths.NginxConfig); string(after) != string(before) {
 		t.Fatalf("the config was left rewritten:\n%s", after)
 	}
+}
+
+// signalNode is a real nginx proxy in front of two backends on a node without systemd, and
+// the target that marks the second backend down.
+func signalNode(t *testing.T, name string) (*node, []*backend, NodeTarget) {
+	t.Helper()
+	bs := startBackends(t, "127.0.0.2", "127.0.0.3")
+	n := startNode(t, name, bs, false)
+	tg := n.target(t, bs, []string{bs[1].addr})
+	tg.Host = noSystemd{n.h}
+	return n, bs, tg
 }

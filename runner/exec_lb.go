@@ -39,7 +39,7 @@ func (r *run) lbStep(st plan.Step, _ plan.LBUpdateParams) executor {
 				return outcome{already: true, note: proxy + " runs the new config; probe through it answers"}, nil
 			}
 			if r.cutsOldWorkers(st.Host) {
-				if err := ex.CutOldWorkers(ctx, h, ih.Paths); err != nil {
+				if err := r.cutOldWorkers(ctx, st.Host); err != nil {
 					return outcome{}, err
 				}
 			}

@@ -9,8 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/mastershrink/mastershrink/apiserver"
 	"github.com/mastershrink/mastershrink/host"
@@ -69,23 +69,40 @@ func reversed(cs []host.FileChange) []host.FileChange {
 	return out
 }
 
-// Old workers are cut in batches of asideCutBatch proxies, asideCutPause apart. What limits
-// the batch is the surviving apiservers, not the nodes: every node's clients (its kubelet and
-// kube-proxy, a few connections each) reconnect at once and resume their watches, each a TLS
-// handshake and a few requests served from the watch cache. 64 nodes are a few hundred such
-// requests, within one apiserver's default --max-requests-inflight (400) and its priority
-// and fairness seats, and the pause lets them finish before the next batch lands: 1,000
-// nodes take 16 batches (about 8 s) instead of 1,000 staggers (over 8 minutes).
+// Old workers are cut at most asideCutBatch proxies per asideCutPause (r.cutPace), each as
+// soon as its own reload is done. What limits the pace is the surviving apiservers, not the
+// nodes: every node's clients (its kubelet and kube-proxy, a few connections each) reconnect
+// at once and resume their watches, each a TLS handshake and a few requests served from the
+// watch cache. 64 nodes are a few hundred such requests, within one apiserver's default
+// --max-requests-inflight (400) and its priority and fairness seats, and spreading each 64
+// over half a second lets them finish before the next land: 1,000 nodes take about 8 s at
+// the most instead of 1,000 staggers (over 8 minutes). Cutting as each reload ends, not in
+// a phase after the last one, spends no pause where the reloads are slower than the pace.
 const (
 	asideCutBatch = 64
 	asideCutPause = apiserver.DefaultAsideStagger
 )
 
+// cutOldWorkers ends the old workers of a node's proxy once the run's pace allows.
+func (r *run) cutOldWorkers(ctx context.Context, node string) error {
+	r.cutPaceOnce.Do(func() {
+		r.cutPace = rate.NewLimiter(rate.Every(asideCutPause/asideCutBatch), asideCutBatch)
+	})
+	if err := r.cutPace.Wait(ctx); err != nil {
+		return err
+	}
+	h, ih, err := r.host(ctx, node)
+	if err != nil {
+		return err
+	}
+	return r.lbExecutor(node).CutOldWorkers(ctx, h, ih.Paths)
+}
+
 // setAside makes the step's planned set-aside rewrites (st.Aside: its apiserver marked down
 // on every node's proxy) when aside is true, or puts the planned configs back, on up to
 // lbConcurrency nodes at once. Nodes already in
 // the wanted state are left alone, so it also repairs what a crash in the middle of a restart
-// left. Aside, the old workers of the workers' proxies are then ended, batch by batch (see
+// left. Aside, the old workers of each worker's proxy are then ended, paced (see
 // asideCutBatch). A failed aside puts back every proxy it set aside, whatever ctx says, so
 // an apiserver that is not restarted is not left out of some proxies; the error names every
 // node that failed.
@@ -131,24 +148,13 @@ func (r *run) updateFollows(st plan.Step) map[string]bool {
 }
 
 func (r *run) moveAside(ctx context.Context, st plan.Step, aside bool, staged map[string]bool) error {
-	nodes := asideHosts(st)
-	var (
-		mu  sync.Mutex
-		cut []string
-	)
-	errs := host.ForEach(ctx, nodes, r.lbConcurrency(), func(ctx context.Context, node string) error {
+	errs := host.ForEach(ctx, asideHosts(st), r.lbConcurrency(), func(ctx context.Context, node string) error {
 		changed, err := r.setAsideOn(ctx, st, node, aside, staged[node])
 		if err == nil && changed && aside && r.cutsOldWorkers(node) {
-			mu.Lock()
-			cut = append(cut, node)
-			mu.Unlock()
+			err = r.cutOldWorkers(ctx, node)
 		}
 		return err
 	})
-	if len(errs) == 0 && aside {
-		sort.Strings(cut)
-		errs = r.cutOldWorkersBatched(ctx, cut)
-	}
 	if len(errs) == 0 {
 		return nil
 	}
@@ -192,37 +198,6 @@ func (r *run) setAsideOn(ctx context.Context, st plan.Step, node string, aside, 
 		return false, err
 	}
 	return true, nil
-}
-
-// cutOldWorkersBatched ends the old workers on nodes, asideCutBatch at a time, asideCutPause
-// between batches; the errors by node.
-func (r *run) cutOldWorkersBatched(ctx context.Context, nodes []string) map[string]error {
-	errs := map[string]error{}
-	for i := 0; i < len(nodes); i += asideCutBatch {
-		if i > 0 {
-			select {
-			case <-ctx.Done():
-				errs[nodes[i]] = ctx.Err()
-				return errs
-			case <-time.After(asideCutPause):
-			}
-		}
-		batch := nodes[i:min(i+asideCutBatch, len(nodes))]
-		for node, err := range host.ForEach(ctx, batch, r.lbConcurrency(), func(ctx context.Context, node string) error {
-			h, ih, err := r.host(ctx, node)
-			if err != nil {
-				return err
-			}
-			ex := r.lbExecutor(node)
-			return ex.CutOldWorkers(ctx, h, ih.Paths)
-		}) {
-			errs[node] = err
-		}
-		if len(errs) > 0 {
-			return errs
-		}
-	}
-	return errs
 }
 
 // nodeErrors joins errors by node, sorted by node, naming how many failed.

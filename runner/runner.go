@@ -13,6 +13,7 @@ import (
 
 	"github.com/mastershrink/mastershrink/observe"
 	"github.com/mastershrink/mastershrink/plan"
+	"golang.org/x/time/rate"
 )
 
 // ErrRefusedPlan means the plan carries refusals: it was never meant to be applied.
@@ -142,6 +143,9 @@ type run struct {
 	// staged are the nodes whose proxy runs without a restarted apiserver until their
 	// lb/update step reloads it (putBack), with that apiserver's address.
 	staged sync.Map
+	// cutPace paces the ends of old proxy workers over the run (see asideCutBatch).
+	cutPace     *rate.Limiter
+	cutPaceOnce sync.Once
 }
 
 // Run applies the plan: it validates the step selection, takes the cluster lock, refuses a

@@ -167,6 +167,9 @@ func TestExecutorAPIServerUpdate(t *testing.T) {
 	if n := countOf(wl, "write "+nginxConfPath); n != 2 || countOf(wl, "reload kube-nginx.service") != 2 {
 		t.Errorf("w1 did %v, want two writes and two reloads (aside, back)", wl)
 	}
+	if n := w1.Reads(nginxConfPath); n != 0 {
+		t.Errorf("w1's config was read %d times: each write checks the planned content on the node", n)
+	}
 	if !slices.ContainsFunc(commands(w1), func(c string) bool { return strings.Contains(c, "kill -TERM") }) {
 		t.Errorf("the worker's old nginx workers were not cut: %v", commands(w1))
 	}

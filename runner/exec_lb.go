@@ -2,9 +2,11 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/mastershrink/mastershrink/etcd"
+	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/lb"
 	"github.com/mastershrink/mastershrink/plan"
 )
@@ -28,7 +30,12 @@ func (r *run) lbStep(st plan.Step, _ plan.LBUpdateParams) executor {
 			if ex.Kind == lb.KindHAProxy {
 				proxy, test = "haproxy", "haproxy -c"
 			}
-			res, err := ex.Apply(ctx, lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: st.Files, Listen: r.proxyListen(st.Host, ih)})
+			t := lb.NodeTarget{Host: h, Paths: ih.Paths, Changes: st.Files, Listen: r.proxyListen(st.Host, ih), Current: guessBefore(st.Files)}
+			res, err := ex.Apply(ctx, t)
+			if t.Current != nil && errors.Is(err, host.ErrFileChanged) {
+				t.Current = nil // a wrong guess, nothing written: read the file
+				res, err = ex.Apply(ctx, t)
+			}
 			if err != nil {
 				if addr, ok := r.staged.Load(st.Host); ok {
 					err = fmt.Errorf("%w (%s's %s still runs without %s, as during its restart: the other apiservers serve its clients until this step succeeds)", err, st.Host, proxy, addr)

@@ -50,11 +50,18 @@ func TestExecutorLBUpdate(t *testing.T) {
 	if out.already || out.backups["w1:"+nginxConfPath] == "" || len(out.changes) != 2 {
 		t.Errorf("outcome %+v", out)
 	}
-	// Already done: nginx runs the new config and answers through it.
+	if n := w1.Reads(nginxConfPath); n != 0 {
+		t.Errorf("the config was read %d times: the write checks the planned content on the node", n)
+	}
+	// Already done: nginx runs the new config and answers through it. The guess that the file
+	// holds the planned content is wrong there, and the config is read.
 	before := len(w1.Log())
 	out, err = apply(t, f.r, st)
 	if err != nil || !out.already {
 		t.Fatalf("rerun: %v, already %v", err, out.already)
+	}
+	if w1.Reads(nginxConfPath) == 0 {
+		t.Error("the rerun did not read the config")
 	}
 	if slices.ContainsFunc(w1.Log()[before:], func(l string) bool { return strings.HasPrefix(l, "write ") || strings.HasPrefix(l, "reload ") }) {
 		t.Errorf("the rerun changed something: %v", w1.Log()[before:])

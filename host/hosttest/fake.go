@@ -34,6 +34,7 @@ type Host struct {
 	files   map[string]string
 	units   map[string]host.UnitStatus
 	log     []string
+	reads   map[string]int
 	lastPID int
 }
 
@@ -111,6 +112,13 @@ func (h *Host) Log() []string {
 	return append([]string(nil), h.log...)
 }
 
+// Reads says how many times path was read with ReadFile.
+func (h *Host) Reads(path string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.reads[path]
+}
+
 // newPID is a main PID no unit of the host had before (from 1000 up); h.mu is held.
 func (h *Host) newPID() int {
 	if h.lastPID < 1000 {
@@ -143,6 +151,10 @@ func (h *Host) Run(ctx context.Context, cmd string) (host.Result, error) {
 func (h *Host) ReadFile(_ context.Context, path string) ([]byte, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.reads == nil {
+		h.reads = map[string]int{}
+	}
+	h.reads[path]++
 	c, ok := h.files[path]
 	if !ok {
 		return nil, fmt.Errorf("%s: %s: %w", h.HostName, path, fs.ErrNotExist)

@@ -28,7 +28,7 @@ func perHostCertRefs(ctx context.Context, h host.Host, ih *inventory.Host) []cer
 		return nil
 	}
 	dir := path.Dir(ih.Paths.EtcdCACert)
-	res, err := h.Run(ctx, "ls -1 -- "+machine.Quote(dir)+" 2>/dev/null || true")
+	res, err := h.Run(ctx, certListCmd(ih))
 	if err != nil {
 		return nil
 	}
@@ -42,6 +42,15 @@ func perHostCertRefs(ctx context.Context, h host.Host, ih *inventory.Host) []cer
 		refs = append(refs, certRef{host: ih.Name, path: p, key: strings.TrimSuffix(p, ".pem") + "-key.pem"})
 	}
 	return refs
+}
+
+// certListCmd lists the folder of etcd's CA on a host, where perHostCertRefs looks for the
+// host's own certificates.
+func certListCmd(ih *inventory.Host) string {
+	if ih.Paths.EtcdCACert == "" {
+		return ""
+	}
+	return "ls -1 -- " + machine.Quote(path.Dir(ih.Paths.EtcdCACert)) + " 2>/dev/null || true"
 }
 
 // caKeyPath is where a CA's key sits beside its certificate, as cfssl, openssl scripts

@@ -114,6 +114,16 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 			certRefs = append(certRefs, refs...)
 			mu.Unlock()
 		}
+		// The reads every host gets, in one command (host.ReadAhead).
+		var early []string
+		if cmd := certListCmd(ih); cmd != "" {
+			early = append(early, cmd)
+		}
+		scan := len(leaveIPs) > 0 && !leaving[name]
+		if scan {
+			early = append(early, leftoverScanCmd(ih, leaveIPs, unitDirs...))
+		}
+		h = host.ReadAhead(ctx, h, proxyFiles(ih), early)
 		if refs := perHostCertRefs(ctx, h, ih); len(refs) > 0 {
 			mu.Lock()
 			certRefs = append(certRefs, refs...)
@@ -141,7 +151,7 @@ func Gather(ctx context.Context, c *Cluster, t plan.Target) (plan.Facts, error) 
 				mu.Unlock()
 			}
 		}
-		if len(leaveIPs) > 0 && !leaving[name] {
+		if scan {
 			if files := scanLeftovers(ctx, h, ih, leaveIPs, unitDirs...); len(files) > 0 {
 				mu.Lock()
 				f.Leftovers[name] = files
@@ -559,6 +569,19 @@ func fileDirs(hu plan.HostUnits) []string {
 // address, so the plan can warn about what it will not rewrite: the usual folders, the
 // proxy's and the PKI's, and extra (the folders the units read their flags from).
 func scanLeftovers(ctx context.Context, h host.Host, ih *inventory.Host, ips []string, extra ...string) []string {
+	res, _ := h.Run(ctx, leftoverScanCmd(ih, ips, extra...))
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
+		if line != "" && !slices.Contains(out, line) {
+			out = append(out, line)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// leftoverScanCmd is scanLeftovers' search of the host's config folders for the addresses.
+func leftoverScanCmd(ih *inventory.Host, ips []string, extra ...string) string {
 	dirs := []string{"/etc/kubernetes", "/etc/systemd/system", "/etc/etcd"}
 	for _, d := range extra {
 		if !slices.Contains(dirs, d) {
@@ -579,15 +602,7 @@ func scanLeftovers(ctx context.Context, h host.Host, ih *inventory.Host, ips []s
 	for _, d := range dirs {
 		cmd += " " + machine.Quote(d)
 	}
-	res, _ := h.Run(ctx, cmd+" 2>/dev/null || true")
-	var out []string
-	for _, line := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
-		if line != "" && !slices.Contains(out, line) {
-			out = append(out, line)
-		}
-	}
-	sort.Strings(out)
-	return out
+	return cmd + " 2>/dev/null || true"
 }
 
 // askEtcdSelves asks the etcd of every reachable etcd host, through that host, which member it

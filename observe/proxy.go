@@ -62,6 +62,19 @@ func observeProxy(ctx context.Context, h host.Host, ih *inventory.Host, apiserve
 	return nil, &plan.ProxyMissing{Path: p.NginxConfig, Other: other}, nil
 }
 
+// proxyFiles are the files observeProxy reads first on a host: its nginx config's main file
+// and the haproxy config, which tells a second proxy or the one the node runs instead.
+func proxyFiles(ih *inventory.Host) []string {
+	var out []string
+	if ih.Paths.NginxConfig != "" {
+		out = append(out, lb.MainConfigPath(ih.Paths))
+	}
+	if hap, _, _ := ih.Paths.HAProxyPaths(); hap != "" {
+		out = append(out, hap)
+	}
+	return out
+}
+
 // secondProxy refuses a host where, next to the nginx it runs, an active haproxy fronts the
 // apiservers too: mastershrink edits one proxy per node, and the other would keep sending
 // requests to the leaving masters. A haproxy config that is not running is not in the way.

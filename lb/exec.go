@@ -327,12 +327,20 @@ func (c *signalController) pidScript(ctx context.Context) string {
 // listedMark separates the parts of reloadListed's output.
 const listedMark = "--- mastershrink: reloaded"
 
-// reloadListed is mainPID, the workers, the reload, and the workers 0.1 s after it, in one
-// command: over a fleet that is one SSH round trip per node where it was four, and the
-// master's PID is read from its pid file as mainPID reads it. before is nil when there is
-// no master to list the workers of.
+// reloadSettleChecks is how many times, 0.1 s apart, reloadListed's command lists the
+// workers after the reload before it leaves the rest of the wait to reload's own polling.
+const reloadSettleChecks = 20
+
+// reloadListed is mainPID, the workers, the reload, and the workers once the reload has
+// settled, in one command: over a fleet that is one SSH round trip per node where it was
+// four or more. The master's PID is read from its pid file as mainPID reads it. After the
+// signal the command lists the workers every 0.1 s, reloadSettleChecks times at most, until
+// reload's own test holds (a worker that was not there before, and none of the old ones but
+// those shutting down), so the wait costs the node a sleep, not an SSH session, every 0.1 s.
+// before is nil when there is no master to list the workers of.
 func (c *signalController) reloadListed(ctx context.Context) (pid int, before, after []worker, err error) {
-	list := `[ "$pid" -gt 0 ] && ( ` + nginxWorkersOf(`"$pid"`) + "\n) 2>/dev/null\n"
+	// Substituted as $( ( … ) ), with spaces: "$((" would begin arithmetic.
+	list := `( ` + nginxWorkersOf(`"$pid"`) + "\n) 2>/dev/null"
 	// SIGHUP to the master, as `nginx -s reload` sends it (nginx's documented reload) but
 	// without parsing the whole config once more: the caller has just tested it. With no
 	// master to signal, `nginx -s reload` says why.
@@ -340,8 +348,32 @@ func (c *signalController) reloadListed(ctx context.Context) (pid int, before, a
 	if c.testFirst {
 		test = NginxTestCmd(c.p) + " -q || exit " + strconv.Itoa(exitRejected) + "\n"
 	}
-	script := test + c.pidScript(ctx) + "echo \"$pid\"\n" + list + "echo '" + listedMark + "'\n" +
-		"if [ \"$pid\" -gt 0 ]; then kill -HUP \"$pid\" || exit; else " + nginxCmd(c.p) + " -s reload || exit; fi\nsleep 0.1\n" + list + "exit 0\n"
+	script := test + c.pidScript(ctx) + `echo "$pid"
+b=; [ "$pid" -gt 0 ] && b=$( ` + list + ` )
+[ -z "$b" ] || printf '%s\n' "$b"
+echo '` + listedMark + `'
+if [ "$pid" -gt 0 ]; then kill -HUP "$pid" || exit; else ` + nginxCmd(c.p) + ` -s reload || exit; exit 0; fi
+old=' '
+while read -r p _; do old="$old$p "; done <<MASTERSHRINK_EOF
+$b
+MASTERSHRINK_EOF
+i=0; a=
+while [ $i -lt ` + strconv.Itoa(reloadSettleChecks) + ` ]; do
+sleep 0.1; i=$((i+1))
+a=$( ` + list + ` )
+fresh=0; stale=0
+while read -r p _ _ t; do
+case $t in *'worker process'*) ;; *) continue ;; esac
+case $t in *'shutting down'*) continue ;; esac
+case $old in *" $p "*) stale=1 ;; *) fresh=1 ;; esac
+done <<MASTERSHRINK_EOF
+$a
+MASTERSHRINK_EOF
+[ $fresh = 0 ] || [ $stale = 1 ] || break
+done
+[ -z "$a" ] || printf '%s\n' "$a"
+exit 0
+`
 	res, err := c.h.Run(ctx, script)
 	var ce *machine.CmdError
 	if errors.As(err, &ce) && c.testFirst && ce.ExitCode == exitRejected {

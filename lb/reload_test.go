@@ -35,12 +35,20 @@ func TestReloadSignalWithoutSystemd(t *testing.T) {
 		t.Fatal("the default executor applied without systemd")
 	}
 	e := Executor{Reload: ReloadSignal}
+	rec := &recording{Host: tg.Host}
+	tg.Host = rec
 	res, err := e.Apply(ctx, tg)
 	if err != nil || res.Skipped {
 		t.Fatalf("Apply: %+v %v", res, err)
 	}
 	if h := hitsDuring(t, n.listen, bs, 20); h[1] != 0 {
 		t.Fatalf("after the signal reload: hits per backend %v", h)
+	}
+	// The wait for the new workers is in the reload's own command, not in more commands.
+	for _, c := range rec.cmds {
+		if strings.Contains(c, "/children") && !strings.Contains(c, "kill -HUP") {
+			t.Errorf("the reload wait ran a command of its own:\n%s", c)
+		}
 	}
 	if res2, err := e.Apply(ctx, tg); err != nil || !res2.Skipped {
 		t.Fatalf("rerun: %+v %v, want skipped", res2, err)
@@ -240,6 +248,17 @@ func TestSignalReloadRefused(t *testing.T) {
 
 // signalNode is a real nginx proxy in front of two backends on a node without systemd, and
 // the target that marks the second backend down.
+// recording keeps the commands run on a host.
+type recording struct {
+	host.Host
+	cmds []string
+}
+
+func (r *recording) Run(ctx context.Context, cmd string) (host.Result, error) {
+	r.cmds = append(r.cmds, cmd)
+	return r.Host.Run(ctx, cmd)
+}
+
 func signalNode(t *testing.T, name string) (*node, []*backend, NodeTarget) {
 	t.Helper()
 	bs := startBackends(t, "127.0.0.2", "127.0.0.3")
@@ -247,4 +266,55 @@ func signalNode(t *testing.T, name string) (*node, []*backend, NodeTarget) {
 	tg := n.target(t, bs, []string{bs[1].addr})
 	tg.Host = noSystemd{n.h}
 	return n, bs, tg
+}
+
+// The signal reload's command waits on the node for the reload to settle: a master whose
+// new worker comes up 0.5 s after the signal (and whose old one is gone then) is listed
+// settled by the one command, not 0.1 s after the signal with the old worker still there.
+func TestReloadListedWaitsOnTheNode(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("bash is needed for the stand-in nginx master")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "nginx.pid")
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte("pid "+pidFile+";\nevents {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A stand-in master: its workers are children titled as nginx titles them; on SIGHUP
+	// it starts a new one after 0.5 s and ends the old one.
+	master := exec.Command("bash", "-c", `echo $$ > "$1"
+spawn() { bash -c 'exec -a "nginx: worker process" sleep 60' & w=$!; }
+spawn
+trap 'sleep 0.5; old=$w; spawn; kill $old' HUP
+trap 'kill $w; exit 0' TERM
+while :; do sleep 0.05 & wait $!; done`, "master", pidFile)
+	if err := master.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = master.Process.Signal(syscall.SIGTERM); _ = master.Wait() })
+	for i := 0; ; i++ {
+		if b, err := os.ReadFile(pidFile); err == nil && len(b) > 0 {
+			break
+		}
+		if i > 100 {
+			t.Fatal("the stand-in master wrote no pid file")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // its first worker titled
+
+	c := &signalController{h: host.NewLocal("bare"), p: (&testNginx{prefix: dir, conf: conf}).paths("")}
+	pid, before, after, err := c.reloadListed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid != master.Process.Pid || len(before) != 1 {
+		t.Fatalf("master %d, workers before %v; want %d and one worker", pid, before, master.Process.Pid)
+	}
+	if len(after) != 1 || after[0].pid == before[0].pid {
+		t.Errorf("workers after the reload %v, want only a new one (old %d)", after, before[0].pid)
+	}
 }

@@ -203,6 +203,9 @@ type signalController struct {
 	// testFirst has reloadListed run nginx -t first, in the same command: Apply sets it
 	// instead of testing in a command of its own.
 	testFirst bool
+	// written is what Apply just wrote, by path: pidFile finds the pid directive there
+	// instead of reading the main config back.
+	written map[string]string
 }
 
 // exitRejected is reloadListed's exit code when nginx -t rejects the config.
@@ -252,11 +255,15 @@ func (c *signalController) rememberedPidFile(ctx context.Context) (string, error
 // built-in one), and the built-in path when the main file has none.
 func (c *signalController) pidFile(ctx context.Context) (string, error) {
 	main := MainConfigPath(c.p)
-	b, err := c.h.ReadFile(ctx, main)
-	if err != nil {
-		return "", err
+	text, ok := c.written[main]
+	if !ok {
+		b, err := c.h.ReadFile(ctx, main)
+		if err != nil {
+			return "", err
+		}
+		text = string(b)
 	}
-	stmts, err := parseStmts(main, string(b))
+	stmts, err := parseStmts(main, text)
 	if err != nil {
 		return "", err
 	}
@@ -475,6 +482,10 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 	// A node reloaded by signal tests in the reload's own command: one round trip less.
 	if sc, ok := ctl.(*signalController); ok {
 		sc.testFirst = true
+		sc.written = map[string]string{}
+		for _, c := range pending {
+			sc.written[c.Path] = c.After
+		}
 	} else if err := e.test(ctx, h, t.Paths); err != nil {
 		return rejected(err)
 	}

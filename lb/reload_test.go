@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,6 +38,10 @@ func TestReloadSignalWithoutSystemd(t *testing.T) {
 	e := Executor{Reload: ReloadSignal}
 	rec := &recording{Host: tg.Host}
 	tg.Host = rec
+	tg.Current = map[string]string{} // read here: rec's reads are Apply's after it writes
+	for _, c := range tg.Changes {
+		tg.Current[c.Path] = c.Before
+	}
 	res, err := e.Apply(ctx, tg)
 	if err != nil || res.Skipped {
 		t.Fatalf("Apply: %+v %v", res, err)
@@ -44,12 +49,17 @@ func TestReloadSignalWithoutSystemd(t *testing.T) {
 	if h := hitsDuring(t, n.listen, bs, 20); h[1] != 0 {
 		t.Fatalf("after the signal reload: hits per backend %v", h)
 	}
-	// The wait for the new workers is in the reload's own command, not in more commands.
+	// The wait for the new workers is in the reload's own command, not in more commands, and
+	// the pid file is found in the config just written, not in the config read back.
 	for _, c := range rec.cmds {
 		if strings.Contains(c, "/children") && !strings.Contains(c, "kill -HUP") {
 			t.Errorf("the reload wait ran a command of its own:\n%s", c)
 		}
 	}
+	if slices.Contains(rec.reads, MainConfigPath(tg.Paths)) {
+		t.Errorf("the config was read back after it was written: reads %v", rec.reads)
+	}
+	tg.Current = nil
 	if res2, err := e.Apply(ctx, tg); err != nil || !res2.Skipped {
 		t.Fatalf("rerun: %+v %v, want skipped", res2, err)
 	}
@@ -248,10 +258,15 @@ func TestSignalReloadRefused(t *testing.T) {
 
 // signalNode is a real nginx proxy in front of two backends on a node without systemd, and
 // the target that marks the second backend down.
-// recording keeps the commands run on a host.
+// recording keeps the commands run and the files read on a host.
 type recording struct {
 	host.Host
-	cmds []string
+	cmds, reads []string
+}
+
+func (r *recording) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	r.reads = append(r.reads, path)
+	return r.Host.ReadFile(ctx, path)
 }
 
 func (r *recording) Run(ctx context.Context, cmd string) (host.Result, error) {

@@ -132,6 +132,27 @@ func toUnixPerm(m fs.FileMode) uint32 {
 }
 
 func (h *sshHost) WriteFile(ctx context.Context, path string, data []byte, opts WriteOptions) (WriteResult, error) {
+	res, _, err := h.writeFile(ctx, path, data, opts, "")
+	return res, err
+}
+
+// WriteFileThen is WriteFile with then run in the write's own command once the file is in
+// place (machine.WriteThen).
+func (h *sshHost) WriteFileThen(ctx context.Context, path string, data []byte, opts WriteOptions, then string) (WriteResult, ThenResult, error) {
+	return h.writeFile(ctx, path, data, opts, then)
+}
+
+// writtenMark ends what the write part of a command with a then prints: its presence says
+// the file is in place, and what follows is then's.
+const writtenMark = "--- mastershrink: written"
+
+func (h *sshHost) writeFile(ctx context.Context, path string, data []byte, opts WriteOptions, then string) (WriteResult, ThenResult, error) {
+	var tr ThenResult
+	runThen := func() {
+		if then != "" {
+			tr.Result, tr.Err = h.Run(ctx, then)
+		}
+	}
 	res := WriteResult{NewSHA256: sha256hex(data)}
 	// With the expected content known, the write's own command checks it and reads the
 	// owner and mode; otherwise a first command reads them, and tells whether anything changes.
@@ -143,19 +164,20 @@ func (h *sshHost) WriteFile(ctx context.Context, path string, data []byte, opts 
 		old, info, err := h.readStat(ctx, path)
 		exists = err == nil
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return res, fmt.Errorf("write %s: %w", path, err)
+			return res, tr, fmt.Errorf("write %s: %w", path, err)
 		}
 		if exists {
 			if opts.Expect != nil && string(old) != *opts.Expect {
-				return res, fmt.Errorf("%s: write %s: %w", h.name, path, ErrFileChanged)
+				return res, tr, fmt.Errorf("%s: write %s: %w", h.name, path, ErrFileChanged)
 			}
 			res.OldSHA256 = sha256hex(old)
 			if bytes.Equal(old, data) && (opts.Mode == 0 || info.Mode.Perm() == opts.Mode.Perm()) {
-				return res, nil
+				runThen()
+				return res, tr, nil
 			}
 			mode, owner = info.Mode, fmt.Sprintf("%d:%d", info.UID, info.GID)
 		} else if opts.Expect != nil {
-			return res, fmt.Errorf("%s: write %s: %w", h.name, path, ErrFileChanged)
+			return res, tr, fmt.Errorf("%s: write %s: %w", h.name, path, ErrFileChanged)
 		}
 	}
 
@@ -210,15 +232,33 @@ cp -p -- "$p" "$bak"; sync -- "$tmp" "$bak"; printf '%%s' "$bak"
 		fmt.Fprintf(&s, "sync -- \"$tmp\"\n[ ! -e \"$p\" ] || exit %d\n", exitChanged)
 	}
 	s.WriteString("mv -f -- \"$tmp\" \"$p\"\ntrap - EXIT\nsync -- \"$d\"\n")
+	if then != "" {
+		// then runs as a command of its own would: without set -e, with no stdin (the
+		// write's stdin was the content).
+		fmt.Fprintf(&s, "printf '\\n%%s\\n' '%s'\nset +e\n( %s\n) </dev/null\nexit $?\n", writtenMark, then)
+	}
 
 	out, err := h.run(ctx, "write "+path, s.String(), bytes.NewReader(data))
+	if then != "" {
+		if head, tail, ok := bytes.Cut(out.Stdout, []byte("\n"+writtenMark+"\n")); ok {
+			// In place: what follows is then's, err included.
+			res.Backup, res.Changed = string(head), true
+			tr.Result = Result{Stdout: tail, Stderr: out.Stderr, ExitCode: out.ExitCode, Duration: out.Duration}
+			if ce := (*CmdError)(nil); errors.As(err, &ce) {
+				tr.Err = &CmdError{Host: ce.Host, Cmd: then, ExitCode: ce.ExitCode, Stderr: ce.Stderr}
+			} else if err != nil {
+				tr.Err = err
+			}
+			return res, tr, nil
+		}
+	}
 	if isExit(err, exitChanged) {
-		return res, fmt.Errorf("%s: write %s: %w", h.name, path, ErrFileChanged)
+		return res, tr, fmt.Errorf("%s: write %s: %w", h.name, path, ErrFileChanged)
 	}
 	if err != nil {
-		return res, fmt.Errorf("write %s: %w", path, err)
+		return res, tr, fmt.Errorf("write %s: %w", path, err)
 	}
 	res.Backup = string(out.Stdout)
 	res.Changed = true
-	return res, nil
+	return res, tr, nil
 }

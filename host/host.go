@@ -19,6 +19,8 @@ type (
 	WriteResult = machine.WriteResult
 	// UnitStatus is what systemd says of a unit.
 	UnitStatus = machine.UnitStatus
+	// ThenResult is what the command run after a write gave (machine.WriteThen).
+	ThenResult = machine.ThenResult
 	// Systemd controls the units of one host.
 	Systemd = machine.Systemd
 	// FileChange is a planned rewrite of one file on one host.

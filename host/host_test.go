@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mastershrink/mastershrink/host/machine"
 )
 
 // transports runs a test against both transports: the local one and SSH to a real sshd.
@@ -369,6 +371,48 @@ func TestWriteExpect(t *testing.T) {
 			if strings.Contains(e.Name(), ".mastershrink-") {
 				t.Errorf("temporary file left: %s", e.Name())
 			}
+		}
+	})
+}
+
+// WriteThen runs its command once the file is in place, in the write's own command over SSH
+// (locally, after it): the command sees the new file and no stdin, its output and exit are
+// its own; a refused write runs nothing.
+func TestWriteThen(t *testing.T) {
+	transports(t, func(t *testing.T, h Host) {
+		ctx := testCtx(t)
+		dir := t.TempDir()
+		file, ran := filepath.Join(dir, "nginx.conf"), filepath.Join(dir, "ran")
+		old, content := "server 10.0.0.1:6443;\n", "server 10.0.0.1:6443 down;\n"
+		if err := os.WriteFile(file, []byte(old), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		then := "touch " + shq(ran) + "; cat " + shq(file) + "; cat; echo to-stderr >&2; exit 3"
+
+		stale := "server 10.0.0.9:6443;\n"
+		if _, _, err := machine.WriteThen(ctx, h, file, []byte(content), WriteOptions{Expect: &stale}, then); !errors.Is(err, ErrFileChanged) {
+			t.Fatalf("WriteThen(stale expectation) = %v, want ErrFileChanged", err)
+		}
+		if _, err := os.Stat(ran); err == nil {
+			t.Fatal("the command ran after a refused write")
+		}
+
+		res, tr, err := machine.WriteThen(ctx, h, file, []byte(content), WriteOptions{Backup: true, Expect: &old}, then)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Changed || res.Backup == "" {
+			t.Errorf("write result %+v, want changed with a backup", res)
+		}
+		if b, err := os.ReadFile(res.Backup); err != nil || string(b) != old {
+			t.Errorf("backup %q: %q %v", res.Backup, b, err)
+		}
+		if string(tr.Result.Stdout) != content {
+			t.Errorf("the command printed %q, want the new content alone (no stdin)", tr.Result.Stdout)
+		}
+		var ce *CmdError
+		if !errors.As(tr.Err, &ce) || ce.ExitCode != 3 || !strings.Contains(ce.Stderr, "to-stderr") || ce.Cmd != then {
+			t.Errorf("the command's error %v, want its own exit 3 and stderr", tr.Err)
 		}
 	})
 }

@@ -206,6 +206,9 @@ type signalController struct {
 	// written is what Apply just wrote, by path: pidFile finds the pid directive there
 	// instead of reading the main config back.
 	written map[string]string
+	// ran is reloadScript's outcome when Apply ran it in the command of its write; the
+	// next reloadListed reads it instead of running the script.
+	ran *machine.ThenResult
 }
 
 // exitRejected is reloadListed's exit code when nginx -t rejects the config.
@@ -346,6 +349,18 @@ const reloadSettleChecks = 20
 // those shutting down), so the wait costs the node a sleep, not an SSH session, every 0.1 s.
 // before is nil when there is no master to list the workers of.
 func (c *signalController) reloadListed(ctx context.Context) (pid int, before, after []worker, err error) {
+	var res machine.Result
+	if c.ran != nil {
+		res, err = c.ran.Result, c.ran.Err
+		c.ran = nil
+	} else {
+		res, err = c.h.Run(ctx, c.reloadScript(ctx))
+	}
+	return c.parseListed(res, err)
+}
+
+// reloadScript is reloadListed's command.
+func (c *signalController) reloadScript(ctx context.Context) string {
 	// Substituted as $( ( … ) ), with spaces: "$((" would begin arithmetic.
 	list := `( ` + nginxWorkersOf(`"$pid"`) + "\n) 2>/dev/null"
 	// SIGHUP to the master, as `nginx -s reload` sends it (nginx's documented reload) but
@@ -381,7 +396,11 @@ done
 [ -z "$a" ] || printf '%s\n' "$a"
 exit 0
 `
-	res, err := c.h.Run(ctx, script)
+	return script
+}
+
+// parseListed reads reloadScript's outcome.
+func (c *signalController) parseListed(res machine.Result, err error) (pid int, before, after []worker, _ error) {
 	var ce *machine.CmdError
 	if errors.As(err, &ce) && c.testFirst && ce.ExitCode == exitRejected {
 		return 0, nil, nil, &rejectedError{nginxMessage(ce.Stderr)}
@@ -467,9 +486,25 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 		// test and reload, which is harmless when nginx already runs this config.
 	}
 
-	restore, err := writeChanges(ctx, h, pending, res.Backups)
+	// A node reloaded by signal tests and reloads in the command of its last write: one round
+	// trip for the write, nginx -t, the reload and its wait.
+	then := ""
+	if sc, ok := ctl.(*signalController); ok {
+		sc.testFirst = true
+		sc.written = map[string]string{}
+		for _, c := range pending {
+			sc.written[c.Path] = c.After
+		}
+		if len(pending) > 0 {
+			then = sc.reloadScript(ctx)
+		}
+	}
+	restore, ran, err := writeChanges(ctx, h, pending, res.Backups, then)
 	if err != nil {
 		return res, err
+	}
+	if sc, ok := ctl.(*signalController); ok {
+		sc.ran = ran
 	}
 
 	rejected := func(err error) (NodeResult, error) {
@@ -479,15 +514,10 @@ func (e *Executor) Apply(ctx context.Context, t NodeTarget) (NodeResult, error) 
 		res.Backups = map[string]string{}
 		return res, fmt.Errorf("%s: %w; old config restored, %s not reloaded", h.Name(), err, e.name())
 	}
-	// A node reloaded by signal tests in the reload's own command: one round trip less.
-	if sc, ok := ctl.(*signalController); ok {
-		sc.testFirst = true
-		sc.written = map[string]string{}
-		for _, c := range pending {
-			sc.written[c.Path] = c.After
+	if _, ok := ctl.(*signalController); !ok {
+		if err := e.test(ctx, h, t.Paths); err != nil {
+			return rejected(err)
 		}
-	} else if err := e.test(ctx, h, t.Paths); err != nil {
-		return rejected(err)
 	}
 	if err := e.reload(ctx, h, ctl); err != nil {
 		if rej := (*rejectedError)(nil); errors.As(err, &rej) {
@@ -518,7 +548,7 @@ func (e *Executor) Stage(ctx context.Context, t NodeTarget) (NodeResult, error) 
 		return res, err
 	}
 	res.Skipped = len(pending) == 0
-	_, err = writeChanges(ctx, t.Host, pending, res.Backups)
+	_, _, err = writeChanges(ctx, t.Host, pending, res.Backups, "")
 	return res, err
 }
 
@@ -549,7 +579,9 @@ func pendingChanges(ctx context.Context, h machine.Host, changes []machine.FileC
 
 // writeChanges writes each change's new content with a backup, noted in backups; the files
 // already written are put back when one fails. restore puts them back later (a rejected test).
-func writeChanges(ctx context.Context, h machine.Host, pending []machine.FileChange, backups map[string]string) (restore func() error, err error) {
+// A then is run in the command of the last write once it is in place (machine.WriteThen), its
+// outcome in ran.
+func writeChanges(ctx context.Context, h machine.Host, pending []machine.FileChange, backups map[string]string, then string) (restore func() error, ran *machine.ThenResult, err error) {
 	var written []machine.FileChange
 	restore = func() error {
 		var errs []error
@@ -560,19 +592,28 @@ func writeChanges(ctx context.Context, h machine.Host, pending []machine.FileCha
 		}
 		return errors.Join(errs...)
 	}
-	for _, c := range pending {
+	for i, c := range pending {
 		// Expect: the write checks on the node that the file still holds what pendingChanges
 		// saw, without reading it again.
-		wr, err := h.WriteFile(ctx, c.Path, []byte(c.After), machine.WriteOptions{Backup: true, Expect: &c.Before})
+		opts := machine.WriteOptions{Backup: true, Expect: &c.Before}
+		var wr machine.WriteResult
+		if i == len(pending)-1 && then != "" {
+			var tr machine.ThenResult
+			if wr, tr, err = machine.WriteThen(ctx, h, c.Path, []byte(c.After), opts, then); err == nil {
+				ran = &tr
+			}
+		} else {
+			wr, err = h.WriteFile(ctx, c.Path, []byte(c.After), opts)
+		}
 		if err != nil {
-			return restore, fmt.Errorf("%s: write %s: %w", h.Name(), c.Path, errors.Join(err, restore()))
+			return restore, nil, fmt.Errorf("%s: write %s: %w", h.Name(), c.Path, errors.Join(err, restore()))
 		}
 		written = append(written, c)
 		if wr.Backup != "" {
 			backups[c.Path] = wr.Backup
 		}
 	}
-	return restore, nil
+	return restore, ran, nil
 }
 
 func (e *Executor) probe(ctx context.Context, h machine.Host, listen string, tlsConfig *tls.Config) error {

@@ -12,8 +12,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/host/sshdtest"
+	"github.com/mastershrink/mastershrink/inventory"
 )
 
 func requireNginx(t testing.TB) {
@@ -174,14 +177,18 @@ func TestApplyMarksDownWithoutDroppingRequestsThenUndo(t *testing.T) {
 // command).
 func TestApplyRejectedConfigKeepsOldConfig(t *testing.T) {
 	requireNginx(t)
-	for _, signal := range []bool{false, true} {
+	// signal 2: by signal over SSH, where the test and reload run in the write's command.
+	for _, signal := range []int{0, 1, 2} {
 		ctx := context.Background()
 		bs := startBackends(t, "127.0.0.2", "127.0.0.3")
 		n := startNode(t, "worker-7", bs, true)
 		tg := n.target(t, bs, []string{bs[1].addr})
 		var e Executor
-		if signal {
+		switch signal {
+		case 1:
 			tg.Host, e.Reload = noSystemd{n.h}, ReloadSignal
+		case 2:
+			tg.Host, e.Reload = sshNode(t, "worker-7"), ReloadSignal
 		}
 		// A broken include appears on this node after nginx last loaded its config.
 		broken := filepath.Join(n.nginx.prefix, "conf", "conf.d", "20-broken.conf")
@@ -206,6 +213,22 @@ func TestApplyRejectedConfigKeepsOldConfig(t *testing.T) {
 			t.Fatalf("signal %v: hits per backend %v: old config not live", signal, h)
 		}
 	}
+}
+
+// sshNode is this machine reached as name over SSH, through a real sshd on loopback.
+func sshNode(t *testing.T, name string) host.Host {
+	t.Helper()
+	s := sshdtest.Start(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	h, err := host.Dial(ctx, host.SSHConfig{Name: name, Address: "127.0.0.1", SSH: inventory.SSH{
+		User: "root", Port: s.Port, IdentityFile: s.ClientKey, KnownHosts: s.KnownHosts,
+		ConnectTimeout: inventory.Duration(5 * time.Second)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
 }
 
 func TestApplyAllReportsAndRerunsOnlyWhatIsLeft(t *testing.T) {

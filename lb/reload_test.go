@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 )
 
 // noSystemd is a node where nginx runs without a systemd unit.
@@ -68,6 +69,34 @@ func TestReloadSignalWithoutSystemd(t *testing.T) {
 	}
 	if h := hitsDuring(t, n.listen, bs, 20); h[1] == 0 {
 		t.Fatalf("after undo: hits per backend %v", h)
+	}
+}
+
+// Over SSH, a signal reload is one command: the write, nginx -t, the signal and the wait for
+// the new workers. The proxy then serves on the new config, and a rerun finds it loaded.
+func TestSignalReloadOverSSH(t *testing.T) {
+	requireNginx(t)
+	ctx := context.Background()
+	n, bs, tg := signalNode(t, "ssh-1")
+	rec := &recording{Host: sshNode(t, "ssh-1")}
+	tg.Host = rec
+	tg.Current = map[string]string{}
+	for _, c := range tg.Changes {
+		tg.Current[c.Path] = c.Before
+	}
+	e := Executor{Reload: ReloadSignal}
+	if _, err := e.Apply(ctx, tg); err != nil {
+		t.Fatal(err)
+	}
+	if h := hitsDuring(t, n.listen, bs, 20); h[1] != 0 {
+		t.Fatalf("after the signal reload: hits per backend %v", h)
+	}
+	if len(rec.cmds) != 1 || !strings.HasPrefix(rec.cmds[0], "write ") {
+		t.Errorf("commands %q, want the write alone, with the reload in it", rec.cmds)
+	}
+	tg.Current = nil
+	if res, err := e.Apply(ctx, tg); err != nil || !res.Skipped {
+		t.Fatalf("rerun: %+v %v, want skipped", res, err)
 	}
 }
 
@@ -262,6 +291,12 @@ func TestSignalReloadRefused(t *testing.T) {
 type recording struct {
 	host.Host
 	cmds, reads []string
+}
+
+// WriteFileThen keeps the write's command as one, as the host runs it.
+func (r *recording) WriteFileThen(ctx context.Context, path string, data []byte, opts host.WriteOptions, then string) (host.WriteResult, host.ThenResult, error) {
+	r.cmds = append(r.cmds, "write "+path+" then "+then)
+	return machine.WriteThen(ctx, r.Host, path, data, opts, then)
 }
 
 func (r *recording) ReadFile(ctx context.Context, path string) ([]byte, error) {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 )
 
 // ConnectionLostError is a call that failed because the host's SSH connection broke (an
@@ -118,6 +119,12 @@ func (h *liveHost) Stat(ctx context.Context, path string) (host.FileInfo, error)
 func (h *liveHost) WriteFile(ctx context.Context, path string, data []byte, opts host.WriteOptions) (host.WriteResult, error) {
 	res, err := h.Host.WriteFile(ctx, path, data, opts)
 	return res, h.check(err)
+}
+
+func (h *liveHost) WriteFileThen(ctx context.Context, path string, data []byte, opts host.WriteOptions, then string) (host.WriteResult, host.ThenResult, error) {
+	res, tr, err := machine.WriteThen(ctx, h.Host, path, data, opts, then)
+	tr.Err = h.check(tr.Err)
+	return res, tr, h.check(err)
 }
 
 func (h *liveHost) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {

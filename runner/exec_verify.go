@@ -24,7 +24,22 @@ var (
 // ---- final verification
 
 func (r *run) verify(ctx context.Context) (outcome, error) {
-	var problems, warnings []string
+	// The checks on the nodes run while the API checks below wait: the leader leases move to
+	// a survivor up to a lease duration after a leader's master was retired, and over a fleet
+	// the probes and the scan then cost no time of their own. Nothing of it outlives the step.
+	nctx, cancel := context.WithCancel(ctx)
+	var nc nodeChecks
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nc = r.checkNodes(nctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	var problems []string
 	cli, err := r.c.Etcd(ctx)
 	if err != nil {
 		return outcome{}, err
@@ -45,25 +60,6 @@ func (r *run) verify(ctx context.Context) (outcome, error) {
 	}
 	if f.LeaderID == 0 {
 		problems = append(problems, "etcd has no leader")
-	}
-
-	// Every proxy is probed, with the proxy phase's bound: one at a time, a thousand nodes
-	// would be minutes of the final check.
-	proxyNames := r.proxyHosts()
-	errs := host.ForEach(ctx, proxyNames, r.lbConcurrency(), func(ctx context.Context, name string) error {
-		h, ih, err := r.host(ctx, name)
-		if err != nil {
-			return err
-		}
-		listen := r.proxyListen(name, ih)
-		return pollFor(ctx, 30*time.Second, func(ctx context.Context) error { return lb.Probe(ctx, h, listen, nil) })
-	})
-	proxies := len(proxyNames)
-	for _, name := range proxyNames {
-		if err := errs[name]; err != nil {
-			problems = append(problems, err.Error())
-			proxies--
-		}
 	}
 
 	kube, _, err := r.c.Kube()
@@ -89,12 +85,44 @@ func (r *run) verify(ctx context.Context) (outcome, error) {
 	if err := apiserver.WaitLeadersOnSurvivors(ctx, kube, names, 90*time.Second, r.detail()); err != nil {
 		problems = append(problems, err.Error())
 	}
+	<-done
+	problems = append(problems, nc.proxyProblems...)
 	if len(problems) > 0 {
 		return outcome{}, fmt.Errorf("the cluster is not as planned: %s", strings.Join(problems, "; "))
 	}
-	warnings = append(warnings, r.scanLeftovers(ctx)...)
-	warnings = append(warnings, r.leftSecrets(ctx)...)
-	return outcome{warnings: warnings, note: fmt.Sprintf("%d etcd member(s) healthy, /readyz through %d proxies, endpoints %s", len(f.Members), proxies, strings.Join(addrs, ","))}, nil
+	return outcome{warnings: nc.left, note: fmt.Sprintf("%d etcd member(s) healthy, /readyz through %d proxies, endpoints %s", len(f.Members), nc.proxies, strings.Join(addrs, ","))}, nil
+}
+
+// nodeChecks are the final check's findings on the nodes.
+type nodeChecks struct {
+	proxyProblems []string // proxies through which the apiserver does not answer
+	proxies       int      // proxies through which it does
+	left          []string // leftovers and secrets still on the hosts: warnings
+}
+
+// checkNodes probes the apiservers through every staying proxy, with the proxy phase's
+// bound (one at a time, a thousand nodes would be minutes), and lists what the hosts still
+// hold of the removed masters.
+func (r *run) checkNodes(ctx context.Context) nodeChecks {
+	var nc nodeChecks
+	proxyNames := r.proxyHosts()
+	errs := host.ForEach(ctx, proxyNames, r.lbConcurrency(), func(ctx context.Context, name string) error {
+		h, ih, err := r.host(ctx, name)
+		if err != nil {
+			return err
+		}
+		listen := r.proxyListen(name, ih)
+		return pollFor(ctx, 30*time.Second, func(ctx context.Context) error { return lb.Probe(ctx, h, listen, nil) })
+	})
+	for _, name := range proxyNames {
+		if err := errs[name]; err != nil {
+			nc.proxyProblems = append(nc.proxyProblems, err.Error())
+		} else {
+			nc.proxies++
+		}
+	}
+	nc.left = append(r.scanLeftovers(ctx), r.leftSecrets(ctx)...)
+	return nc
 }
 
 // leftSecrets names, for every leaving host that can be reached, the private keys and the

@@ -8,7 +8,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/plan"
 )
 
@@ -201,5 +204,43 @@ func TestNodeErrors(t *testing.T) {
 	err := nodeErrors(map[string]error{"w9": errors.New("x"), "w10": errors.New("y")})
 	if got := err.Error(); !strings.HasPrefix(got, "2 node proxies failed (w10, w9):") || !strings.Contains(got, "w9: x") {
 		t.Errorf("nodeErrors = %q", got)
+	}
+}
+
+// Old proxy workers are cut at most asideCutBatch per asideCutPause over a run, whoever asks:
+// 2x+2 cuts at once take at least asideCutPause past the first batch, and every one is made.
+func TestCutOldWorkersPaced(t *testing.T) {
+	n := 2*asideCutBatch + 2
+	var hosts []plan.Host
+	for i := range n {
+		hosts = append(hosts, plan.Host{Name: fmt.Sprintf("w%03d", i), Address: fmt.Sprintf("192.0.2.%d", i+1),
+			Roles: []inventory.Role{inventory.RoleWorker}, Paths: cpPaths})
+	}
+	fc, p := newFakes(nil, nil, hosts...)
+	for _, h := range fc.hosts {
+		h.SetUnit("kube-nginx.service", host.UnitStatus{ActiveState: "active", SubState: "running", UnitFileState: "enabled", MainPID: 500})
+		h.RunFunc = nginxShell(h, nil)
+	}
+	r := hostRun(fc, p)
+	names := make([]string, 0, n)
+	for _, h := range hosts {
+		names = append(names, h.Name)
+	}
+	start := time.Now()
+	errs := host.ForEach(context.Background(), names, n, func(ctx context.Context, name string) error {
+		return r.cutOldWorkers(ctx, name)
+	})
+	took := time.Since(start)
+	if len(errs) > 0 {
+		t.Fatalf("cuts failed: %v", errs)
+	}
+	// The first asideCutBatch go at once; the rest at asideCutBatch per asideCutPause.
+	if least := asideCutPause * time.Duration(n-asideCutBatch-1) / asideCutBatch; took < least {
+		t.Errorf("%d cuts took %s, under the pace's %s", n, took, least)
+	}
+	for _, name := range names {
+		if !slices.ContainsFunc(commands(fc.hosts[name]), func(c string) bool { return strings.Contains(c, "kill -TERM") }) {
+			t.Errorf("%s: no cut among %v", name, commands(fc.hosts[name]))
+		}
 	}
 }

@@ -345,18 +345,19 @@ while :; do sleep 0.05 & wait $!; done`, "master", pidFile)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = master.Process.Signal(syscall.SIGTERM); _ = master.Wait() })
-	for i := 0; ; i++ {
-		if b, err := os.ReadFile(pidFile); err == nil && len(b) > 0 {
+	// Ready once it lists one titled worker, as the reload will list it.
+	bare := host.NewLocal("bare")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ws, err := reloadWorkers(ctx, bare, master.Process.Pid)
+		if err == nil && len(ws) == 1 {
 			break
 		}
-		if i > 100 {
-			t.Fatal("the stand-in master wrote no pid file")
+		if time.Now().After(deadline) {
+			t.Fatalf("the stand-in master has no titled worker: %v %v", ws, err)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(200 * time.Millisecond) // its first worker titled
 
-	c := &signalController{h: host.NewLocal("bare"), p: (&testNginx{prefix: dir, conf: conf}).paths("")}
+	c := &signalController{h: bare, p: (&testNginx{prefix: dir, conf: conf}).paths("")}
 	pid, before, after, err := c.reloadListed(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/host/machine"
+	"github.com/mastershrink/mastershrink/internal/heartbeat"
 )
 
 const (
@@ -137,54 +138,34 @@ func waitReady(ctx context.Context, h host.Host, p ReadyProbe, until time.Time, 
 	}
 }
 
-// heartbeat prints "still PHASE [00m20s elapsed]" every 10 s until stopped.
-type heartbeat struct {
+// waitBeat prints "still PHASE [00m20s elapsed]" every heartbeatEvery until stopped; the
+// phase changes as a restart moves from one wait to the next.
+type waitBeat struct {
 	mu    sync.Mutex
 	phase string
-	done  chan struct{}
-	wg    sync.WaitGroup
+	end   func()
 }
 
-func startHeartbeat(w io.Writer, phase string) *heartbeat {
-	hb := &heartbeat{phase: phase, done: make(chan struct{})}
+func startHeartbeat(w io.Writer, phase string) *waitBeat {
+	hb := &waitBeat{phase: phase, end: func() {}}
 	if w == nil {
 		return hb
 	}
-	start := time.Now()
-	hb.wg.Add(1)
-	go func() {
-		defer hb.wg.Done()
-		t := time.NewTicker(heartbeatEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-hb.done:
-				return
-			case <-t.C:
-				hb.mu.Lock()
-				fmt.Fprintf(w, "still %s [%s elapsed]\n", hb.phase, formatElapsed(time.Since(start)))
-				hb.mu.Unlock()
-			}
-		}
-	}()
+	hb.end = heartbeat.Start(context.Background(), heartbeatEvery, func(elapsed time.Duration) {
+		hb.mu.Lock()
+		defer hb.mu.Unlock()
+		fmt.Fprintf(w, "still %s [%s elapsed]\n", hb.phase, heartbeat.Elapsed(elapsed))
+	})
 	return hb
 }
 
-func (hb *heartbeat) set(phase string) {
+func (hb *waitBeat) set(phase string) {
 	hb.mu.Lock()
 	hb.phase = phase
 	hb.mu.Unlock()
 }
 
-func (hb *heartbeat) stop() {
-	close(hb.done)
-	hb.wg.Wait()
-}
-
-func formatElapsed(d time.Duration) string {
-	s := int(d.Round(time.Second) / time.Second)
-	return fmt.Sprintf("%02dm%02ds", s/60, s%60)
-}
+func (hb *waitBeat) stop() { hb.end() }
 
 // RestartStep is the change and restart of one component on one host.
 type RestartStep struct {
@@ -202,7 +183,11 @@ type RestartStep struct {
 	Deadline time.Duration
 	// Aside, when set, takes the component out of the load balancers (aside true) before
 	// anything is written, and puts it back (aside false) once it is ready again, with the
-	// new files or after the rollback; see ProxyAside. It stays out when the rollback fails.
+	// new files or after the rollback. It stays out when the rollback fails. A proxy without
+	// health checks (nginx stream) keeps sending requests to an apiserver that is shutting
+	// down, and its old workers keep their clients' connections after a reload: apply's
+	// set-aside (runner/lbdrain.go) marks the apiserver down in every proxy and ends the old
+	// workers of the workers' proxies.
 	Aside func(ctx context.Context, aside bool) error
 }
 
@@ -389,7 +374,7 @@ func ApplyAndRestart(ctx context.Context, step RestartStep, progress io.Writer) 
 	return res, back(rerr)
 }
 
-func restartAndWait(ctx context.Context, step RestartStep, sd host.Systemd, deadline time.Duration, hb *heartbeat) error {
+func restartAndWait(ctx context.Context, step RestartStep, sd host.Systemd, deadline time.Duration, hb *waitBeat) error {
 	until := time.Now().Add(deadline)
 	dctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
@@ -535,7 +520,7 @@ func RollingRestart(ctx context.Context, steps []RestartStep, progress io.Writer
 			return out, err
 		}
 		if progress != nil {
-			fmt.Fprintf(progress, "%s on %s restarted and ready in %s\n", s.Component, s.Host.Name(), formatElapsed(r.Restarted))
+			fmt.Fprintf(progress, "%s on %s restarted and ready in %s\n", s.Component, s.Host.Name(), heartbeat.Elapsed(r.Restarted))
 		}
 	}
 	return out, nil

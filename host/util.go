@@ -3,14 +3,13 @@ package host
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"strings"
 	"time"
+
+	"github.com/mastershrink/mastershrink/host/machine"
 )
 
 // shq quotes s for a POSIX shell.
-func shq(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+var shq = machine.Quote
 
 func sha256hex(b []byte) string {
 	sum := sha256.Sum256(b)

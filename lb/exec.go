@@ -16,7 +16,7 @@ import (
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
-// DefaultConcurrency is how many nodes a fleet-wide LB change (apiserver.ProxyAside) works
+// DefaultConcurrency is how many nodes a fleet-wide LB change (apply's set-aside) works
 // on at once: a few hundred nodes finish in a few rounds, and 50 SSH sessions stay well under
 // sshd's default MaxStartups.
 const DefaultConcurrency = 50
@@ -964,10 +964,5 @@ func (e *Executor) Undo(ctx context.Context, h machine.Host, p inventory.Paths, 
 	return nil
 }
 
-// shq quotes a word for sh.
-func shq(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-=:,+@") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
+// shq quotes a word for sh, leaving a plain one bare.
+var shq = machine.Word

@@ -193,8 +193,8 @@ func startFarm(b *testing.B, ctx context.Context, count int) *farm {
 			fmt.Fprintf(&batch, "netns del %s\n", ns(n))
 		}
 		fmt.Fprintf(&batch, "netns del %s\n", hub)
-		if out, err := ipBatch(context.Background(), "", batch.String()); err != nil {
-			b.Errorf("delete the farm's namespaces: %v: %s", err, out)
+		if err := testenv.IPBatch(context.Background(), "", batch.String()); err != nil {
+			b.Errorf("delete the farm's namespaces: %v", err)
 		}
 	})
 	start := func(logf *os.File, netns string, args ...string) *farmProc {
@@ -229,9 +229,8 @@ func startFarm(b *testing.B, ctx context.Context, count int) *farm {
 	}
 	mustIP(b, ctx, hub, batch.String())
 	parallel(b, f.names, 16, func(n string) error {
-		out, err := ipBatch(ctx, ns(n), fmt.Sprintf("link set lo up\naddr add %s/16 dev eth0\nlink set eth0 up\n", addrs[n]))
-		if err != nil {
-			return fmt.Errorf("%s: %v: %s", n, err, out)
+		if err := testenv.IPBatch(ctx, ns(n), fmt.Sprintf("link set lo up\naddr add %s/16 dev eth0\nlink set eth0 up\n", addrs[n])); err != nil {
+			return fmt.Errorf("%s: %w", n, err)
 		}
 		return nil
 	})
@@ -379,20 +378,10 @@ func seed003Conf(apiservers []string) string {
 	return s.String()
 }
 
-func ipBatch(ctx context.Context, netns, batch string) ([]byte, error) {
-	args := []string{"-batch", "-"}
-	if netns != "" {
-		args = append([]string{"-n", netns}, args...)
-	}
-	cmd := exec.CommandContext(ctx, "ip", args...)
-	cmd.Stdin = strings.NewReader(batch)
-	return cmd.CombinedOutput()
-}
-
 func mustIP(b *testing.B, ctx context.Context, netns, batch string) {
 	b.Helper()
-	if out, err := ipBatch(ctx, netns, batch); err != nil {
-		b.Fatalf("ip -n %q -batch: %v: %s", netns, err, out)
+	if err := testenv.IPBatch(ctx, netns, batch); err != nil {
+		b.Fatal(err)
 	}
 }
 

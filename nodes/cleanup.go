@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"path"
 	"regexp"
@@ -449,9 +450,8 @@ func (c *cleaner) kubeMounts(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	var found []string
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
 		if len(f) < 2 {
 			continue
 		}
@@ -508,10 +508,9 @@ func (c *cleaner) kubeLinks(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	var links []string
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
+	for line := range strings.Lines(out) {
 		// "5: flannel.1: <BROADCAST,...> mtu 1450 ..." or "7: veth1@if2: ..."
-		f := strings.SplitN(sc.Text(), ":", 3)
+		f := strings.SplitN(line, ":", 3)
 		if len(f) < 3 {
 			continue
 		}
@@ -627,7 +626,7 @@ func (c *cleaner) iptables(ctx context.Context) {
 			c.add("flush-iptables", t, ResultAbsent, "", nil)
 			continue
 		}
-		for _, table := range sortedKeys(scripts) {
+		for _, table := range slices.Sorted(maps.Keys(scripts)) {
 			cmd := fmt.Sprintf("%s-restore -w --noflush <<'MASTERSHRINK_EOF'\n%sMASTERSHRINK_EOF", t, scripts[table])
 			_, err := c.run(ctx, cmd)
 			c.add("flush-iptables", fmt.Sprintf("%s -t %s: %d chains", t, table, len(chains[table])), ResultDone, cmd, err)
@@ -807,22 +806,6 @@ func (c *cleaner) ipvs(ctx context.Context) bool {
 	return all
 }
 
-func sortedKeys(m map[string]string) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
-}
-
-// shq quotes s for a POSIX shell with host/machine's quoter, leaving a plain word bare: the
-// commands stand in the report as "remove with: ...", for a person to read and run.
-func shq(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:@%+,", r))
-	}) < 0 {
-		return s
-	}
-	return machine.Quote(s)
-}
+// shq quotes s for a POSIX shell, leaving a plain word bare: the commands stand in the report
+// as "remove with: ...", for a person to read and run.
+var shq = machine.Word

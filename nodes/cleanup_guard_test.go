@@ -49,17 +49,6 @@ func scripted(name string, exists []string, script func(cmd string) reply) *host
 	return h
 }
 
-// ran lists the commands a fake host was given, in order.
-func ran(h *hosttest.Host) []string {
-	var out []string
-	for _, l := range h.Log() {
-		if cmd, ok := strings.CutPrefix(l, "run "); ok {
-			out = append(out, cmd)
-		}
-	}
-	return out
-}
-
 // onThisMachine is a fake host whose Stat and ReadFile look at this machine's files, for the
 // commands it runs here.
 type onThisMachine struct{ *hosttest.Host }
@@ -160,7 +149,7 @@ FWM  5 rr
 			if err != nil {
 				t.Fatal(err)
 			}
-			commands := ran(h)
+			commands := h.Commands()
 			ranAny := func(pred func(string) bool) bool { return slices.ContainsFunc(commands, pred) }
 
 			if !slices.Contains(commands, "docker rm -f aaa111 bbb222") || ranAny(func(c string) bool { return strings.Contains(c, "site-db") }) ||
@@ -252,8 +241,8 @@ func TestCleanupCommandDeadline(t *testing.T) {
 		t.Errorf("umount timed out but reported %q", umount.Result)
 	}
 	// The steps after the hung ones still ran.
-	if _, ok := action(rep, "delete-link", "ip -o link show"); !ok && !slices.Contains(ran(h), "ip -o link show") {
-		t.Errorf("cleanup stopped after the timeouts; ran:\n%s", strings.Join(ran(h), "\n"))
+	if _, ok := action(rep, "delete-link", "ip -o link show"); !ok && !slices.Contains(h.Commands(), "ip -o link show") {
+		t.Errorf("cleanup stopped after the timeouts; ran:\n%s", strings.Join(h.Commands(), "\n"))
 	}
 
 	v, err := nodes.Verify(context.Background(), h, opts)
@@ -294,7 +283,7 @@ func TestCleanupBackupWarning(t *testing.T) {
 	if rep.Backup != want {
 		t.Fatalf("backup %q, want %q", rep.Backup, want)
 	}
-	backup := ran(h)[slices.IndexFunc(ran(h), func(c string) bool { return strings.Contains(c, "tar -czf") })]
+	backup := h.Commands()[slices.IndexFunc(h.Commands(), func(c string) bool { return strings.Contains(c, "tar -czf") })]
 	for _, part := range []string{"umask 077", "[ -L /var/backups/mastershrink ]", "chmod 700 /var/backups/mastershrink", "chmod 600 " + want + ".part", "mv -f " + want + ".part " + want} {
 		if !strings.Contains(backup, part) {
 			t.Errorf("backup command lacks %q:\n%s", part, backup)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,7 +128,7 @@ func Verify(ctx context.Context, h host.Host, opts ...CleanupOptions) (VerifyRep
 			continue
 		}
 		chains, _ := chainsPlan(save)
-		for _, table := range sortedKeysSlice(chains) {
+		for _, table := range slices.Sorted(maps.Keys(chains)) {
 			for _, ch := range chains[table] {
 				left("iptables", fmt.Sprintf("%s -t %s %s", t, table, ch), "",
 					fmt.Sprintf("%[1]s -t %[2]s -F %[3]s && %[1]s -t %[2]s -X %[3]s", t, table, ch))
@@ -179,13 +180,4 @@ func listeningPorts(ss string, ports []int) []int {
 		}
 	}
 	return out
-}
-
-func sortedKeysSlice(m map[string][]string) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -126,17 +127,6 @@ func normalizeFacts(f Facts) Facts {
 		return a.Host < b.Host
 	})
 	return f
-}
-
-// sortedKeys are m's keys in order: the plan walks maps of facts by host, and must come out
-// the same for the same facts.
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func set(xs []string) map[string]bool {
@@ -289,7 +279,7 @@ func (b *builder) warnings() {
 			}
 		}
 	}
-	for _, h := range sortedKeys(b.f.Leftovers) {
+	for _, h := range slices.Sorted(maps.Keys(b.f.Leftovers)) {
 		var files []string
 		for _, f := range b.f.Leftovers[h] {
 			if !planned[h+":"+f] {

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -20,7 +21,7 @@ import (
 func (b *builder) aside(master string) []host.FileChange {
 	addr := b.apiserverAddr(master)
 	var out []host.FileChange
-	for _, node := range sortedKeys(b.f.LB) {
+	for _, node := range slices.Sorted(maps.Keys(b.f.LB)) {
 		if b.leaving[node] || b.offline[node] {
 			continue
 		}
@@ -71,7 +72,7 @@ func (b *builder) apiservers() {
 	}
 	removed := slices.Clone(b.leaveIPs)
 	removed = append(removed, b.t.Remove...)
-	for _, name := range sortedKeys(b.f.Units) {
+	for _, name := range slices.Sorted(maps.Keys(b.f.Units)) {
 		c := b.f.Units[name].Components
 		if c == nil || !c.APIServer.Present || b.leaving[name] {
 			continue

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -210,7 +211,7 @@ func perHostOwner(p string) string {
 // staleCerts warns, per staying host, about the per-host certificates of leaving hosts it
 // keeps: they name the removed addresses, and their keys stay valid for etcd's CA.
 func (b *builder) staleCerts(stale map[string][]string) {
-	for _, h := range sortedKeys(stale) {
+	for _, h := range slices.Sorted(maps.Keys(stale)) {
 		files := stale[h]
 		sort.Strings(files)
 		var keys []string

@@ -1,12 +1,16 @@
 package plan
 
-import "fmt"
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
 
 // unitMismatches refuses a plan where the inventory names a unit that does not run on a host
 // that runs its program under another unit: the preset guessed wrong, and planning around
 // it would leave a survivor's flags unrewritten or a removed member's etcd running.
 func (b *builder) unitMismatches() {
-	for _, name := range sortedKeys(b.f.Units) {
+	for _, name := range slices.Sorted(maps.Keys(b.f.Units)) {
 		if b.offline[name] {
 			continue
 		}

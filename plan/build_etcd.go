@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -127,7 +128,7 @@ func (b *builder) etcdMembership(removals []etcd.Member) {
 		survivorNames = append(survivorNames, m.Name)
 	}
 	initial := etcd.InitialClusterFor(b.f.Etcd, survivorNames)
-	for _, name := range sortedKeys(b.f.Units) {
+	for _, name := range slices.Sorted(maps.Keys(b.f.Units)) {
 		u := b.f.Units[name].Etcd
 		if u == nil || b.leaving[name] {
 			continue

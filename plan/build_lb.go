@@ -3,6 +3,7 @@ package plan
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -34,7 +35,7 @@ func (b *builder) loadBalancers() {
 	if b.t.LBMode == "remove" {
 		mode = lb.Remove
 	}
-	for _, name := range sortedKeys(b.f.LB) {
+	for _, name := range slices.Sorted(maps.Keys(b.f.LB)) {
 		if b.leaving[name] || b.offline[name] {
 			continue
 		}
@@ -77,7 +78,7 @@ func (b *builder) loadBalancers() {
 			}
 		}
 		var details []string
-		for _, n := range sortedKeys(cfg.Resolved) {
+		for _, n := range slices.Sorted(maps.Keys(cfg.Resolved)) {
 			if addrs := cfg.Resolved[n]; len(intersect(addrs, b.leaveIPs)) > 0 {
 				details = append(details, fmt.Sprintf("upstream server %s is %s on %s", n, strings.Join(addrs, ", "), name))
 			}
@@ -138,7 +139,7 @@ func (LBStopParams) ParamsKind() string { return KindLBStop }
 // another proxy mastershrink cannot rewrite (refused: it would keep sending requests to the
 // leaving masters) or has none (a warning, since a wrong path looks the same).
 func (b *builder) missingProxies() {
-	for _, name := range sortedKeys(b.f.ProxyMissing) {
+	for _, name := range slices.Sorted(maps.Keys(b.f.ProxyMissing)) {
 		m := b.f.ProxyMissing[name]
 		if b.leaving[name] || b.offline[name] {
 			continue

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -102,7 +103,7 @@ func (b *builder) vips() {
 		var backups, details []string
 		for _, v := range vips {
 			var on []string
-			for _, s := range sortedKeys(b.f.VRRP) {
+			for _, s := range slices.Sorted(maps.Keys(b.f.VRRP)) {
 				so := b.f.VRRP[s]
 				if b.leaving[s] || b.offline[s] || !so.Active || !slices.Contains(so.Config.VIPs(), v) {
 					continue
@@ -131,7 +132,7 @@ func (b *builder) vips() {
 			Relies: []string{"vrrp." + name}})
 	}
 
-	for _, name := range sortedKeys(b.f.VRRP) {
+	for _, name := range slices.Sorted(maps.Keys(b.f.VRRP)) {
 		o := b.f.VRRP[name]
 		if b.leaving[name] || b.offline[name] {
 			continue

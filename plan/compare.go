@@ -106,7 +106,7 @@ func ids(p *Plan) []string {
 
 func formatParams(p map[string]string) string {
 	var parts []string
-	for _, k := range sortedKeys(p) {
+	for _, k := range slices.Sorted(maps.Keys(p)) {
 		parts = append(parts, k+"="+p[k])
 	}
 	return strings.Join(parts, " ")

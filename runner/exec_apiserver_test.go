@@ -170,8 +170,8 @@ func TestExecutorAPIServerUpdate(t *testing.T) {
 	if n := w1.Reads(nginxConfPath); n != 0 {
 		t.Errorf("w1's config was read %d times: each write checks the planned content on the node", n)
 	}
-	if !slices.ContainsFunc(commands(w1), func(c string) bool { return strings.Contains(c, "kill -TERM") }) {
-		t.Errorf("the worker's old nginx workers were not cut: %v", commands(w1))
+	if !slices.ContainsFunc(w1.Commands(), func(c string) bool { return strings.Contains(c, "kill -TERM") }) {
+		t.Errorf("the worker's old nginx workers were not cut: %v", w1.Commands())
 	}
 	if !doneOf(t, f.r, st) {
 		t.Errorf("not done after it ran: %v", m1.Log())

@@ -39,7 +39,7 @@ func TestExecutorLBUpdate(t *testing.T) {
 	if got, _ := w1.File(nginxConfPath); got != st.Files[0].After {
 		t.Errorf("config after the step:\n%s", got)
 	}
-	log, cmds := w1.Log(), commands(w1)
+	log, cmds := w1.Log(), w1.Commands()
 	write, test, reload := slices.Index(log, "write "+nginxConfPath), slices.Index(log, "run nginx -c "+nginxConfPath+" -t"), slices.Index(log, "reload kube-nginx.service")
 	if write < 0 || test < write || reload < test {
 		t.Errorf("w1 did %v, want write, nginx -t, reload in that order", log)

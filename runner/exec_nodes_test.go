@@ -253,7 +253,7 @@ func TestExecutorCleanup(t *testing.T) {
 	if _, err := apply(t, r, member); !errors.Is(err, ErrStillControlPlane) {
 		t.Errorf("cleanup of a member's host: %v", err)
 	}
-	if s := m3.Unit("kubelet.service"); s.ActiveState != "active" || len(commands(m3)) != 0 {
+	if s := m3.Unit("kubelet.service"); s.ActiveState != "active" || len(m3.Commands()) != 0 {
 		t.Errorf("a refused cleanup acted on m3: %v", m3.Log())
 	}
 }
@@ -292,13 +292,13 @@ func TestExecutorWipeDone(t *testing.T) {
 	}
 	out, err := apply(t, r, st)
 	if err != nil {
-		t.Fatalf("%v (ran %v)", err, commands(w2))
+		t.Fatalf("%v (ran %v)", err, w2.Commands())
 	}
 	if !strings.Contains(out.note, "1 key files removed, etcd data removed") || len(out.changes) == 0 {
-		t.Errorf("outcome %+v (ran %v)", out, commands(w2))
+		t.Errorf("outcome %+v (ran %v)", out, w2.Commands())
 	}
 	if !doneOf(t, r, st) {
-		t.Errorf("not done after the wipe (ran %v)", commands(w2))
+		t.Errorf("not done after the wipe (ran %v)", w2.Commands())
 	}
 	// A host whose etcd still runs is refused, even when it is no member.
 	w2.SetUnit("etcd.service", unitRunning)

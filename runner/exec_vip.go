@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -110,7 +111,7 @@ func (r *run) liveBackup(ctx context.Context, backups []string, addr, unit strin
 // the VIP, until the API answers through it.
 func (r *run) vipHolders(ctx context.Context, from string, vips []string) (string, error) {
 	var hosts []host.Host
-	for _, name := range sortedNames(r.p.Facts.VRRP) {
+	for _, name := range slices.Sorted(maps.Keys(r.p.Facts.VRRP)) {
 		if r.offline(name) {
 			continue
 		}
@@ -325,13 +326,4 @@ func (r *run) holdsVIP(ctx context.Context, h host.Host, name string) (string, e
 		}
 	}
 	return strings.Join(out, ", "), nil
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

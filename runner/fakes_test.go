@@ -151,17 +151,6 @@ func journaled(t *testing.T, r *run) string {
 	return dir
 }
 
-// commands lists the commands the host ran, in order.
-func commands(h *hosttest.Host) []string {
-	var out []string
-	for _, l := range h.Log() {
-		if c, ok := strings.CutPrefix(l, "run "); ok {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
 // clockNow is the fake hosts' time; entry i of a host's log happened at clockAt+i, files the
 // test put there at clockFiles, units the test started at clockUnits (before the files).
 const (

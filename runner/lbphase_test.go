@@ -239,8 +239,8 @@ func TestCutOldWorkersPaced(t *testing.T) {
 		t.Errorf("%d cuts took %s, under the pace's %s", n, took, least)
 	}
 	for _, name := range names {
-		if !slices.ContainsFunc(commands(fc.hosts[name]), func(c string) bool { return strings.Contains(c, "kill -TERM") }) {
-			t.Errorf("%s: no cut among %v", name, commands(fc.hosts[name]))
+		if !slices.ContainsFunc(fc.hosts[name].Commands(), func(c string) bool { return strings.Contains(c, "kill -TERM") }) {
+			t.Errorf("%s: no cut among %v", name, fc.hosts[name].Commands())
 		}
 	}
 }

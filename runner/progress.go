@@ -91,14 +91,8 @@ func (p *progress) heartbeat(phase string) (stop func()) {
 // counts change while it runs.
 func (p *progress) heartbeatf(text func() string) (stop func()) {
 	return heartbeat.Start(context.Background(), heartbeatEvery, func(elapsed time.Duration) {
-		p.printf("        still %s [%s elapsed]\n", text(), formatElapsed(elapsed))
+		p.printf("        still %s [%s elapsed]\n", text(), heartbeat.Elapsed(elapsed))
 	})
-}
-
-// formatElapsed is the heartbeat's "01m10s".
-func formatElapsed(d time.Duration) string {
-	s := int(d.Round(time.Second) / time.Second)
-	return fmt.Sprintf("%02dm%02ds", s/60, s%60)
 }
 
 // formatDuration is a step's duration: "0.4s", "12.0s", "1m05s".

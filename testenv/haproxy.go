@@ -41,7 +41,7 @@ defaults
 frontend kube-apiserver
 `)
 	fmt.Fprintf(&b, "\tbind %s\n\tdefault_backend kube-apiserver\n\nbackend kube-apiserver\n\tbalance roundrobin\n\tdefault-server inter 2s fall 2 rise 2\n", lay.NginxListenDirective)
-	for i, m := range l.masters() {
+	for i, m := range l.withRole("master") {
 		server := m.Address
 		if l.UpstreamsByName && i > 0 {
 			server = m.Name

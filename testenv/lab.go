@@ -82,7 +82,7 @@ func (l *Lab) Machine(name string) (Machine, bool) {
 func (l *Lab) EtcdEndpoints() []string {
 	lay, _ := LookupLayout(l.Layout)
 	var out []string
-	for _, m := range l.etcdMembers() {
+	for _, m := range l.withRole("etcd") {
 		out = append(out, fmt.Sprintf("https://%s:%d", m.Address, lay.Paths.EtcdClientPort))
 	}
 	return out
@@ -92,7 +92,7 @@ func (l *Lab) EtcdEndpoints() []string {
 func (l *Lab) APIServerURLs() []string {
 	lay, _ := LookupLayout(l.Layout)
 	var out []string
-	for _, m := range l.masters() {
+	for _, m := range l.withRole("master") {
 		out = append(out, fmt.Sprintf("https://%s:%d", m.Address, lay.Paths.APIServerPort))
 	}
 	return out
@@ -241,7 +241,7 @@ func (l *Lab) start(ctx context.Context, rootfs string, bins binaries) error {
 	}
 
 	t := time.Now()
-	if err := makePKI(ctx, l.PKIDir, bins.Cfssl, l.masters(), l.EtcdPeersByName, lay.certExpiry()); err != nil {
+	if err := makePKI(ctx, l.PKIDir, bins.Cfssl, l.withRole("master"), l.EtcdPeersByName, lay.certExpiry()); err != nil {
 		return err
 	}
 	pki := map[string][]byte{}
@@ -257,7 +257,7 @@ func (l *Lab) start(ctx context.Context, rootfs string, bins binaries) error {
 	etcdCA, etcdCert, etcdKey := pki["ca.pem"], pki["etcd.pem"], pki["etcd-key.pem"]
 	if lay.Kubespray {
 		dir := filepath.Join(l.PKIDir, "etcd-ssl")
-		if err := makeKubesprayEtcdPKI(ctx, dir, l.etcdMembers(), l.Machines); err != nil {
+		if err := makeKubesprayEtcdPKI(ctx, dir, l.withRole("etcd"), l.Machines); err != nil {
 			return err
 		}
 		l.etcdPKI = map[string][]byte{}
@@ -270,7 +270,7 @@ func (l *Lab) start(ctx context.Context, rootfs string, bins binaries) error {
 				l.etcdPKI[e.Name()] = b
 			}
 		}
-		first := l.etcdMembers()[0].Name
+		first := l.withRole("etcd")[0].Name
 		etcdCA, etcdCert, etcdKey = l.etcdPKI["ca.pem"], l.etcdPKI["admin-"+first+".pem"], l.etcdPKI["admin-"+first+"-key.pem"]
 	}
 	stages, err := os.ReadFile(filepath.Join(bins.Kwok, "stages.yaml"))
@@ -315,7 +315,7 @@ func (l *Lab) start(ctx context.Context, rootfs string, bins binaries) error {
 		{l.SSHKey, pem.EncodeToMemory(userPEM), 0o600},
 		{l.SSHKey + ".pub", authorized, 0o644},
 		{l.KnownHosts, []byte(known.String()), 0o644},
-		{l.Kubeconfig, kubeconfig(fmt.Sprintf("https://%s:%d", l.masters()[0].Address, lay.Paths.APIServerPort), "admin", pki["ca.pem"], pki["admin.pem"], pki["admin-key.pem"]), 0o600},
+		{l.Kubeconfig, kubeconfig(fmt.Sprintf("https://%s:%d", l.withRole("master")[0].Address, lay.Paths.APIServerPort), "admin", pki["ca.pem"], pki["admin.pem"], pki["admin-key.pem"]), 0o600},
 		{l.EtcdCA, etcdCA, 0o644},
 		{l.EtcdCert, etcdCert, 0o644},
 		{l.EtcdKey, etcdKey, 0o600},

@@ -87,7 +87,7 @@ func (l *Lab) startProber(ctx context.Context, perSecond int, front, serverName 
 		}
 	}
 	if len(from) == 0 {
-		from = l.masters()
+		from = l.withRole("master")
 	}
 	interval := time.Second / time.Duration(perSecond)
 	for _, m := range from {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,29 +25,13 @@ type file struct {
 	Dir  bool   // a directory with Mode
 }
 
-func (l *Lab) hasRole(m Machine, role string) bool {
-	for _, r := range m.Roles {
-		if r == role {
-			return true
-		}
-	}
-	return false
-}
+func (l *Lab) hasRole(m Machine, role string) bool { return slices.Contains(m.Roles, role) }
 
-func (l *Lab) masters() []Machine {
+// withRole lists the machines that have role, in the lab's order.
+func (l *Lab) withRole(role string) []Machine {
 	var out []Machine
 	for _, m := range l.Machines {
-		if l.hasRole(m, "master") {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func (l *Lab) etcdMembers() []Machine {
-	var out []Machine
-	for _, m := range l.Machines {
-		if l.hasRole(m, "etcd") {
+		if l.hasRole(m, role) {
 			out = append(out, m)
 		}
 	}
@@ -175,7 +160,7 @@ func (l *Lab) etcdFlags(lay Layout, m Machine) []string {
 		}
 		return m.Address
 	}
-	for _, e := range l.etcdMembers() {
+	for _, e := range l.withRole("etcd") {
 		initial = append(initial, fmt.Sprintf("%s=https://%s:%d", l.etcdName(lay, e), peer(e), p.EtcdPeerPort))
 	}
 	cert, key := forHost(p.EtcdCert, m), forHost(p.EtcdKey, m)
@@ -235,7 +220,7 @@ func (l *Lab) etcdName(lay Layout, m Machine) string {
 	case lay.EtcdNameIsHost:
 		return m.Name
 	case lay.EtcdNameIndexed:
-		for i, e := range l.etcdMembers() {
+		for i, e := range l.withRole("etcd") {
 			if e.Name == m.Name {
 				return fmt.Sprintf("etcd%d", i+1)
 			}
@@ -275,7 +260,7 @@ WantedBy=multi-user.target
 func (l *Lab) apiserverFlags(lay Layout, m Machine) []string {
 	p := lay.Paths
 	var servers []string
-	for _, e := range l.etcdMembers() {
+	for _, e := range l.withRole("etcd") {
 		servers = append(servers, fmt.Sprintf("https://%s:%d", e.Address, p.EtcdClientPort))
 	}
 	flags := []string{
@@ -416,7 +401,7 @@ func (l *Lab) nginxConfListen(lay Layout, listen string) string {
 	if lay.Name == "seed003" {
 		b.WriteString("      hash $remote_addr consistent;\n")
 	}
-	for i, m := range l.masters() {
+	for i, m := range l.withRole("master") {
 		server := m.Address
 		if l.UpstreamsByName && i > 0 {
 			server = m.Name

@@ -86,11 +86,11 @@ func (s *ScaleNodes) routeScaleNet(ctx context.Context, op string) error {
 		s.routed = true
 	}
 	var errs []error
-	if err := ipBatch(ctx, filepath.Base(s.lab.NetNS), fmt.Sprintf("route %s %s dev br0\n", op, scaleNet)); err != nil {
+	if err := IPBatch(ctx, filepath.Base(s.lab.NetNS), fmt.Sprintf("route %s %s dev br0\n", op, scaleNet)); err != nil {
 		errs = append(errs, err)
 	}
 	for _, m := range s.lab.Machines {
-		if err := ipBatch(ctx, filepath.Base(m.NetNS), fmt.Sprintf("route %s %s dev eth0\n", op, scaleNet)); err != nil {
+		if err := IPBatch(ctx, filepath.Base(m.NetNS), fmt.Sprintf("route %s %s dev eth0\n", op, scaleNet)); err != nil {
 			errs = append(errs, fmt.Errorf("machine %s: %w", m.Name, err))
 		}
 	}
@@ -153,14 +153,14 @@ func (l *Lab) AddScaleNodes(ctx context.Context, n int) (*ScaleNodes, error) {
 	for _, name := range s.Names {
 		fmt.Fprintf(&batch, "netns add %s\n", s.netns(name))
 	}
-	if err := ipBatch(ctx, "", batch.String()); err != nil {
+	if err := IPBatch(ctx, "", batch.String()); err != nil {
 		return fail(err)
 	}
 	batch.Reset()
 	for i, name := range s.Names {
 		fmt.Fprintf(&batch, "link add sc%d type veth peer name eth0 netns %s\nlink set sc%d master br0 up\n", i, s.netns(name), i)
 	}
-	if err := ipBatch(ctx, filepath.Base(l.NetNS), batch.String()); err != nil {
+	if err := IPBatch(ctx, filepath.Base(l.NetNS), batch.String()); err != nil {
 		return fail(err)
 	}
 	// Nodes on the lab's /24 get a /24 as a machine does; the others a /16 (scaleNet), and
@@ -172,7 +172,7 @@ func (l *Lab) AddScaleNodes(ctx context.Context, n int) (*ScaleNodes, error) {
 		if wide {
 			bits = scaleNetBits
 		}
-		if err := ipBatch(ctx, s.netns(name), fmt.Sprintf("link set lo up\naddr add %s/%d dev eth0\nlink set eth0 up\n", s.Addresses[name], bits)); err != nil {
+		if err := IPBatch(ctx, s.netns(name), fmt.Sprintf("link set lo up\naddr add %s/%d dev eth0\nlink set eth0 up\n", s.Addresses[name], bits)); err != nil {
 			return fail(err)
 		}
 	}
@@ -364,7 +364,8 @@ func (s *ScaleNodes) Stop() error {
 	return errors.Join(errs...)
 }
 
-func ipBatch(ctx context.Context, netns, batch string) error {
+// IPBatch runs an ip -batch script, in the named network namespace unless netns is "".
+func IPBatch(ctx context.Context, netns, batch string) error {
 	args := []string{"-batch", "-"}
 	if netns != "" {
 		args = append([]string{"-n", netns}, args...)

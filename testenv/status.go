@@ -4,9 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -107,7 +108,7 @@ func FormatStatus(st []MachineStatus) string {
 	var total int64
 	for _, s := range st {
 		var units []string
-		for _, u := range sortedKeys(s.Units) {
+		for _, u := range slices.Sorted(maps.Keys(s.Units)) {
 			units = append(units, u+"="+s.Units[u])
 		}
 		sys := s.System
@@ -119,15 +120,6 @@ func FormatStatus(st []MachineStatus) string {
 	}
 	fmt.Fprintf(&b, "total memory (PSS): %d MiB\n", total>>20)
 	return b.String()
-}
-
-func sortedKeys(m map[string]string) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 func lastCgroupDir(name string) string {

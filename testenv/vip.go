@@ -19,7 +19,7 @@ const (
 // VIPFront is the VIP's address and port: on LB hosts their nginx's port, else the proxy
 // every master runs, which must listen on every address (seed003's kube-nginx on *:8443).
 func (l *Lab) VIPFront() string {
-	if len(l.lbHosts()) > 0 {
+	if len(l.withRole("lb")) > 0 {
 		return fmt.Sprintf("%s:%d", VIPAddress, LBPort)
 	}
 	lay, _ := LookupLayout(l.Layout)
@@ -27,22 +27,12 @@ func (l *Lab) VIPFront() string {
 	return VIPAddress + ":" + port
 }
 
-func (l *Lab) lbHosts() []Machine {
-	var out []Machine
-	for _, m := range l.Machines {
-		if l.hasRole(m, "lb") {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // vipHosts are the hosts keepalived runs on: the LB hosts, else the masters.
 func (l *Lab) vipHosts() []Machine {
-	if lb := l.lbHosts(); len(lb) > 0 {
+	if lb := l.withRole("lb"); len(lb) > 0 {
 		return lb
 	}
-	return l.masters()
+	return l.withRole("master")
 }
 
 // keepalivedConf is a keepalived.conf as the guides write it: unicast VRRP between the VIP's

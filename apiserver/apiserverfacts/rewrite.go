@@ -3,9 +3,10 @@ package apiserverfacts
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -172,7 +173,7 @@ func (p *planner) scanFlags(c Component, skip map[string]bool) {
 		if skip[f.Name] {
 			continue
 		}
-		for _, a := range sortedKeys(p.removed) {
+		for _, a := range slices.Sorted(maps.Keys(p.removed)) {
 			if mentions(f.Value, a) {
 				p.findings = append(p.findings, Finding{Host: p.host, Component: c.Name, File: f.File, Line: f.Line,
 					Flag: f.Name, Value: f.Value, Address: a, Note: "names a removed host; not changed, edit by hand if it matters"})
@@ -358,13 +359,4 @@ func lowerSet(ss []string) map[string]bool {
 		}
 	}
 	return m
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

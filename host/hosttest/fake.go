@@ -112,6 +112,17 @@ func (h *Host) Log() []string {
 	return append([]string(nil), h.log...)
 }
 
+// Commands lists the commands given to Run, in order.
+func (h *Host) Commands() []string {
+	var out []string
+	for _, l := range h.Log() {
+		if cmd, ok := strings.CutPrefix(l, "run "); ok {
+			out = append(out, cmd)
+		}
+	}
+	return out
+}
+
 // Reads says how many times path was read with ReadFile.
 func (h *Host) Reads(path string) int {
 	h.mu.Lock()

@@ -24,6 +24,22 @@ func TestQuote(t *testing.T) {
 	}
 }
 
+// TestWord: every word comes back from the shell as it went in, and the plain ones stand bare.
+func TestWord(t *testing.T) {
+	for s, bare := range map[string]bool{
+		"/var/lib/kubelet": true, "a-b_c.d=e:f@g%h+i,j": true, "": false, "two words": false,
+		"it's": false, "$(id)": false, "*": false, "a;b": false, "~root": false, "x\ny": false,
+	} {
+		q := Word(s)
+		if out, err := exec.Command("sh", "-c", "printf %s "+q).Output(); err != nil || string(out) != s {
+			t.Errorf("Word(%q) = %s: the shell gave %q (%v)", s, q, out, err)
+		}
+		if (q == s) != bare {
+			t.Errorf("Word(%q) = %s: bare %v, want %v", s, q, q == s, bare)
+		}
+	}
+}
+
 func TestResolve(t *testing.T) {
 	ctx := context.Background()
 	if got, err := Resolve(ctx, shellHost{}, "10.0.0.7"); err != nil || !slices.Equal(got, []string{"10.0.0.7"}) {

@@ -2,6 +2,7 @@ package heartbeat
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -30,4 +31,10 @@ func Start(ctx context.Context, every time.Duration, beat func(elapsed time.Dura
 		close(done)
 		<-finished
 	}
+}
+
+// Elapsed is a beat's elapsed time as the "still ..." lines print it: "01m10s".
+func Elapsed(d time.Duration) string {
+	s := int(d.Round(time.Second) / time.Second)
+	return fmt.Sprintf("%02dm%02ds", s/60, s%60)
 }

@@ -45,3 +45,11 @@ func TestContextEnds(t *testing.T) {
 	}
 	stop()
 }
+
+func TestElapsed(t *testing.T) {
+	for d, want := range map[time.Duration]string{0: "00m00s", 1499 * time.Millisecond: "00m01s", 80 * time.Second: "01m20s", 61*time.Minute + 5*time.Second: "61m05s"} {
+		if got := Elapsed(d); got != want {
+			t.Errorf("Elapsed(%v) = %s, want %s", d, got, want)
+		}
+	}
+}

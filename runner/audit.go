@@ -3,10 +3,6 @@ package runner
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
-	"os"
-	"sync"
 	"time"
 )
 
@@ -33,11 +29,8 @@ type Change struct {
 
 // Audit appends changes to a JSON-lines file.
 type Audit struct {
-	mu   sync.Mutex
-	f    *os.File
-	path string
-	plan string
-	run  string
+	records
+	plan, run string
 }
 
 // OpenAudit opens (or creates) the audit log at path: 0600, and a symbolic link at path is
@@ -47,30 +40,16 @@ func OpenAudit(path, planChecksum, run string) (*Audit, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Audit{f: f, path: path, plan: planChecksum, run: run}, nil
+	return &Audit{records: records{f: f, path: path, what: "audit log"}, plan: planChecksum, run: run}, nil
 }
 
 // Record appends c, stamped with the time, plan and run.
 func (a *Audit) Record(c Change) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	c.Time = time.Now().UTC().Truncate(time.Millisecond)
-	c.Plan, c.Run = a.plan, a.run
-	data, err := json.Marshal(c)
-	if err != nil {
-		return fmt.Errorf("audit log %s: %w", a.path, err)
-	}
-	if _, err := a.f.Write(append(data, '\n')); err != nil {
-		return fmt.Errorf("audit log %s: %w", a.path, err)
-	}
-	if err := a.f.Sync(); err != nil {
-		return fmt.Errorf("audit log %s: %w", a.path, err)
-	}
-	return nil
+	return a.append(func(now time.Time) any {
+		c.Time, c.Plan, c.Run = now, a.plan, a.run
+		return c
+	})
 }
-
-// Close closes the file.
-func (a *Audit) Close() error { return a.f.Close() }
 
 func sha(s []byte) string {
 	if s == nil {

@@ -54,11 +54,8 @@ type Entry struct {
 // Journal appends entries to a JSON-lines file, each written and fsynced before the work it
 // records goes on, so a crash leaves at most a half line, which ReadJournal ignores.
 type Journal struct {
-	mu   sync.Mutex
-	f    *os.File
-	path string
-	plan string
-	run  string
+	records
+	plan, run string
 }
 
 // ErrNotPrivateFile is a journal or audit path that is not a plain file of ours: a symbolic
@@ -96,6 +93,39 @@ func privateFileError(path, what string, err error) error {
 	return fmt.Errorf("open %s: %w", what, err)
 }
 
+// records is a file of JSON lines that the journal and the audit log append to: each line is
+// written and fsynced before the work it records goes on.
+type records struct {
+	mu   sync.Mutex
+	f    *os.File
+	path string
+	what string // "journal" or "audit log", for errors
+}
+
+// append writes the record line builds, stamped with the time under the lock, so that the
+// lines of concurrent steps stand in time order.
+func (r *records) append(line func(now time.Time) any) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	data, err := json.Marshal(line(time.Now().UTC().Truncate(time.Millisecond)))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", r.what, r.path, err)
+	}
+	if _, err := r.f.Write(append(data, '\n')); err != nil {
+		return fmt.Errorf("%s %s: %w", r.what, r.path, err)
+	}
+	if err := r.f.Sync(); err != nil {
+		return fmt.Errorf("%s %s: %w", r.what, r.path, err)
+	}
+	return nil
+}
+
+// Path is the file's path.
+func (r *records) Path() string { return r.path }
+
+// Close closes the file.
+func (r *records) Close() error { return r.f.Close() }
+
 // OpenJournal opens (or creates) the journal at path for one run of the plan with checksum.
 // The file is 0600 and a symbolic link at path is refused (ErrNotPrivateFile).
 func OpenJournal(path, planChecksum, run string) (*Journal, error) {
@@ -113,33 +143,16 @@ func OpenJournal(path, planChecksum, run string) (*Journal, error) {
 			r.Close()
 		}
 	}
-	return &Journal{f: f, path: path, plan: planChecksum, run: run}, nil
+	return &Journal{records: records{f: f, path: path, what: "journal"}, plan: planChecksum, run: run}, nil
 }
-
-// Path is the journal's file.
-func (j *Journal) Path() string { return j.path }
 
 // Write appends e, stamped with the time, plan and run.
 func (j *Journal) Write(e Entry) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	e.Time = time.Now().UTC().Truncate(time.Millisecond)
-	e.Plan, e.Run = j.plan, j.run
-	data, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("journal %s: %w", j.path, err)
-	}
-	if _, err := j.f.Write(append(data, '\n')); err != nil {
-		return fmt.Errorf("journal %s: %w", j.path, err)
-	}
-	if err := j.f.Sync(); err != nil {
-		return fmt.Errorf("journal %s: %w", j.path, err)
-	}
-	return nil
+	return j.append(func(now time.Time) any {
+		e.Time, e.Plan, e.Run = now, j.plan, j.run
+		return e
+	})
 }
-
-// Close closes the file.
-func (j *Journal) Close() error { return j.f.Close() }
 
 // History is what earlier runs of one plan left in its journal.
 type History struct {

@@ -655,13 +655,19 @@ func nginxCmd(p inventory.Paths) string {
 }
 
 func nginxTest(ctx context.Context, h machine.Host, p inventory.Paths) error {
-	_, err := h.Run(ctx, NginxTestCmd(p))
+	return testConfig(ctx, h, NginxTestCmd(p), "nginx -t", nginxMessage)
+}
+
+// testConfig runs a proxy's own test of its config (cmd); a rejection says what the proxy
+// said, as message keeps it from its stderr.
+func testConfig(ctx context.Context, h machine.Host, cmd, test string, message func(stderr string) string) error {
+	_, err := h.Run(ctx, cmd)
 	var ce *machine.CmdError
 	if errors.As(err, &ce) {
-		return fmt.Errorf("nginx -t rejected the config: %s", nginxMessage(ce.Stderr))
+		return fmt.Errorf("%s rejected the config: %s", test, message(ce.Stderr))
 	}
 	if err != nil {
-		return fmt.Errorf("nginx -t: %w", err)
+		return fmt.Errorf("%s: %w", test, err)
 	}
 	return nil
 }

@@ -51,15 +51,7 @@ func HAProxyTestCmd(p inventory.Paths) string {
 }
 
 func hapTest(ctx context.Context, h machine.Host, p inventory.Paths) error {
-	_, err := h.Run(ctx, HAProxyTestCmd(p))
-	var ce *machine.CmdError
-	if errors.As(err, &ce) {
-		return fmt.Errorf("haproxy -c rejected the config: %s", hapMessage(ce.Stderr))
-	}
-	if err != nil {
-		return fmt.Errorf("haproxy -c: %w", err)
-	}
-	return nil
+	return testConfig(ctx, h, HAProxyTestCmd(p), "haproxy -c", hapMessage)
 }
 
 // hapMessage keeps haproxy's ALERT lines without their "[ALERT]    (pid) : " prefix.

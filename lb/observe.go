@@ -59,19 +59,9 @@ func Observe(ctx context.Context, h machine.Host, p inventory.Paths, apiservers 
 			queue = append(queue, matched...)
 		}
 	}
-	var resolved map[string][]string
-	for _, n := range ServerNames(main, files) {
-		addrs, err := machine.Resolve(ctx, h, n)
-		if err != nil {
-			return NodeConfig{Host: h.Name()}, fmt.Errorf("%s: resolve upstream server %s: %w", h.Name(), n, err)
-		}
-		if len(addrs) == 0 {
-			return NodeConfig{Host: h.Name()}, fmt.Errorf("%s: upstream server %s does not resolve there (getent ahosts): nginx could not load this config; fix the name or /etc/hosts, or point nginx_config at the config nginx runs", h.Name(), n)
-		}
-		if resolved == nil {
-			resolved = map[string][]string{}
-		}
-		resolved[n] = addrs
+	resolved, err := resolveNames(ctx, h, ServerNames(main, files), "upstream server", "nginx")
+	if err != nil {
+		return NodeConfig{Host: h.Name()}, err
 	}
 	cfg, err := ParseResolved(h.Name(), main, files, apiservers, resolved)
 	if err != nil {
@@ -129,6 +119,27 @@ func globWord(p string) string {
 	return b.String()
 }
 
+// resolveNames resolves the server names of a proxy's config where the proxy runs, as it
+// does when it loads the config; nil when there are none. A name that resolves to nothing
+// there is an error: the proxy could not have loaded this config.
+func resolveNames(ctx context.Context, h machine.Host, names []string, what, proxy string) (map[string][]string, error) {
+	var resolved map[string][]string
+	for _, n := range names {
+		addrs, err := machine.Resolve(ctx, h, n)
+		if err != nil {
+			return nil, fmt.Errorf("%s: resolve %s %s: %w", h.Name(), what, n, err)
+		}
+		if len(addrs) == 0 {
+			return nil, fmt.Errorf("%s: %s %s does not resolve there (getent ahosts): %s could not load this config; fix the name or /etc/hosts, or point %s_config at the config %s runs", h.Name(), what, n, proxy, proxy, proxy)
+		}
+		if resolved == nil {
+			resolved = map[string][]string{}
+		}
+		resolved[n] = addrs
+	}
+	return resolved, nil
+}
+
 // ObserveHAProxy reads a node's haproxy config (Paths.HAProxyPaths), resolves its servers'
 // host names there, and parses it with ParseHAProxy. A read error wraps the host's, so a
 // missing file is fs.ErrNotExist. When no frontend binds for the apiservers' backend, Listen
@@ -140,19 +151,9 @@ func ObserveHAProxy(ctx context.Context, h machine.Host, p inventory.Paths, apis
 		return NodeConfig{Host: h.Name(), Kind: KindHAProxy}, fmt.Errorf("%s: read haproxy config %s: %w", h.Name(), file, err)
 	}
 	text := string(b)
-	var resolved map[string][]string
-	for _, n := range HAProxyServerNames(file, text) {
-		addrs, err := machine.Resolve(ctx, h, n)
-		if err != nil {
-			return NodeConfig{Host: h.Name(), Kind: KindHAProxy}, fmt.Errorf("%s: resolve haproxy server %s: %w", h.Name(), n, err)
-		}
-		if len(addrs) == 0 {
-			return NodeConfig{Host: h.Name(), Kind: KindHAProxy}, fmt.Errorf("%s: haproxy server %s does not resolve there (getent ahosts): haproxy could not load this config; fix the name or /etc/hosts, or point haproxy_config at the config haproxy runs", h.Name(), n)
-		}
-		if resolved == nil {
-			resolved = map[string][]string{}
-		}
-		resolved[n] = addrs
+	resolved, err := resolveNames(ctx, h, HAProxyServerNames(file, text), "haproxy server", "haproxy")
+	if err != nil {
+		return NodeConfig{Host: h.Name(), Kind: KindHAProxy}, err
 	}
 	cfg, err := ParseHAProxy(h.Name(), file, text, apiservers, resolved)
 	if err != nil {

@@ -92,6 +92,15 @@ func init() {
 	}
 }
 
+// optKubeNginx is the node proxy the lab gives the layouts whose guide fronts the apiservers
+// with what the lab does not run (a cloud load balancer, LB hosts, a proxy pod): seed 003's
+// kube-nginx in its own prefix, here on 127.0.0.1:6443.
+var (
+	optKubeNginx = inventory.Paths{NginxUnit: "kube-nginx", NginxBinary: "/opt/kube-nginx/sbin/nginx", NginxPrefix: "/opt/kube-nginx",
+		NginxConfig: "/opt/kube-nginx/conf/kube-nginx.conf", NginxListen: "127.0.0.1:6443"}
+	optKubeNginxHeader = "worker_processes 1;\nerror_log /opt/kube-nginx/logs/error.log warn;\nevents {\n    worker_connections  1024;\n}\n"
+)
+
 // Layouts are the deployment styles the lab can mirror, by name.
 var Layouts = map[string]Layout{
 	// Seed 003: a hand-made binary cluster, certificates made with cfssl in a work folder and
@@ -155,13 +164,12 @@ var Layouts = map[string]Layout{
 		NginxListenDirective: "127.0.0.1:6443",
 		NginxUpstream:        "k8s-apiserver",
 		NginxServerParams:    "max_fails=3 fail_timeout=30s",
-		NginxHeader:          "worker_processes 1;\nerror_log /opt/kube-nginx/logs/error.log warn;\nevents {\n    worker_connections  1024;\n}\n",
+		NginxHeader:          optKubeNginxHeader,
 		NginxRestartSec:      5,
 		EnvFiles:             true,
 		EtcdConf:             "/opt/etcd/cfg/etcd.conf",
 		KubeCfgDir:           "/opt/kubernetes/cfg",
-		Proxy: inventory.Paths{NginxUnit: "kube-nginx", NginxBinary: "/opt/kube-nginx/sbin/nginx", NginxPrefix: "/opt/kube-nginx",
-			NginxConfig: "/opt/kube-nginx/conf/kube-nginx.conf", NginxListen: "127.0.0.1:6443"},
+		Proxy:                optKubeNginx,
 	},
 	// Kubernetes the hard way (inventory preset hardway), in its three-controller editions:
 	// binaries in /usr/local/bin, etcd.service with every flag on ExecStart (some as "--flag
@@ -187,10 +195,9 @@ var Layouts = map[string]Layout{
 		NginxListenDirective: "127.0.0.1:6443",
 		NginxUpstream:        "kubernetes",
 		NginxServerParams:    "max_fails=3 fail_timeout=30s",
-		NginxHeader:          "worker_processes 1;\nerror_log /opt/kube-nginx/logs/error.log warn;\nevents {\n    worker_connections  1024;\n}\n",
+		NginxHeader:          optKubeNginxHeader,
 		NginxRestartSec:      5,
-		Proxy: inventory.Paths{NginxUnit: "kube-nginx", NginxBinary: "/opt/kube-nginx/sbin/nginx", NginxPrefix: "/opt/kube-nginx",
-			NginxConfig: "/opt/kube-nginx/conf/kube-nginx.conf", NginxListen: "127.0.0.1:6443"},
+		Proxy:                optKubeNginx,
 	},
 	// kubespray's etcd (inventory preset kubespray): /etc/etcd.env, etcd's own CA and the
 	// per-host certificates of make-ssl-etcd.sh in /etc/ssl/etcd/ssl, binaries in
@@ -218,10 +225,9 @@ var Layouts = map[string]Layout{
 		NginxListenDirective: "127.0.0.1:6443",
 		NginxUpstream:        "kube_apiserver",
 		NginxServerParams:    "max_fails=1 fail_timeout=30s",
-		NginxHeader:          "worker_processes 1;\nerror_log /opt/kube-nginx/logs/error.log warn;\nevents {\n    worker_connections  1024;\n}\n",
+		NginxHeader:          optKubeNginxHeader,
 		NginxRestartSec:      5,
-		Proxy: inventory.Paths{NginxUnit: "kube-nginx", NginxBinary: "/opt/kube-nginx/sbin/nginx", NginxPrefix: "/opt/kube-nginx",
-			NginxConfig: "/opt/kube-nginx/conf/kube-nginx.conf", NginxListen: "127.0.0.1:6443"},
+		Proxy:                optKubeNginx,
 	},
 }
 

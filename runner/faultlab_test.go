@@ -92,6 +92,20 @@ func (f *faultLab) apply(path string) (Summary, string, error) {
 	return sum, out.String(), err
 }
 
+// resume reruns the plan after a failure (what names the rerun), which must succeed and say
+// it resumed the run before it.
+func (f *faultLab) resume(path, what string) {
+	f.t.Helper()
+	sum, out, err := f.apply(path)
+	f.t.Logf("%s:\n%s", what, out)
+	if err != nil {
+		f.t.Fatalf("%s: %v", what, err)
+	}
+	if !sum.Resumed {
+		f.t.Errorf("%s did not resume the plan", what)
+	}
+}
+
 func journalEntries(t *testing.T, planPath string) []Entry {
 	t.Helper()
 	data, err := os.ReadFile(strings.TrimSuffix(planPath, ".json") + ".journal.jsonl")

@@ -62,14 +62,7 @@ func TestFaultSurvivorAPIServerWillNotStart(t *testing.T) {
 	f.checkServing()
 
 	f.inNetns("m1", append([]string{"iptables", "-D"}, rule...)...)
-	sum, out, err := f.apply(path)
-	t.Logf("rerun after the fix:\n%s", out)
-	if err != nil {
-		t.Fatalf("rerun after the fix: %v", err)
-	}
-	if !sum.Resumed {
-		t.Error("the rerun did not resume the plan")
-	}
+	f.resume(path, "rerun after the fix")
 	f.checkShrunk()
 }
 
@@ -177,14 +170,7 @@ func TestFaultSSHCutMidStep(t *testing.T) {
 		if last := es[len(es)-1]; last.Event != EventRunEnd || last.Result != "failed" {
 			t.Errorf("journal does not end with the failed run: %+v", last)
 		}
-		sum, out, err := f.apply(path)
-		t.Logf("rerun:\n%s", out)
-		if err != nil {
-			t.Fatalf("rerun after the cut: %v", err)
-		}
-		if !sum.Resumed {
-			t.Error("the rerun did not resume the plan")
-		}
+		f.resume(path, "rerun after the cut")
 	}
 	f.checkShrunk()
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/inventory"
+	"github.com/mastershrink/mastershrink/lb"
 	"github.com/mastershrink/mastershrink/testenv"
 )
 
@@ -126,14 +127,64 @@ func (l *labCP) address(name string) string {
 	return ih.Address
 }
 
-// aside takes the survivor's apiserver out of every node's proxy during its restart,
-// cutting the workers' clients over (see Proxy.Cut).
+// aside takes the survivor's apiserver out of every node's proxy during its restart, as
+// apply's set-aside does (runner/lbdrain.go) from lb's parts: the server marked down
+// (lb.Rewrite with lb.MarkDown), a graceful reload, and on the workers the old nginx workers
+// cut, so that their clients reconnect through the other apiservers at once (on masters the
+// apiserver's own graceful shutdown moves them; see runner's cutsOldWorkers). Back writes
+// each file's content from before back and reloads, leaving the clients where they are.
 func (l *labCP) aside() func(context.Context, bool) error {
-	var ps []Proxy
+	addr := l.address(l.survivor) + ":6443"
+	var mu sync.Mutex
+	done := map[string][]host.FileChange{} // node -> the changes aside applied
+	var names []string
 	for _, ih := range l.inv.Hosts {
-		ps = append(ps, Proxy{Host: l.hosts[ih.Name], Paths: ih.Paths, Cut: !ih.Has(inventory.RoleMaster)})
+		names = append(names, ih.Name)
 	}
-	return ProxyAside(ps, l.address(l.survivor)+":6443", 0)
+	return func(ctx context.Context, aside bool) error {
+		errs := host.ForEach(ctx, names, lb.DefaultConcurrency, func(ctx context.Context, name string) error {
+			ih, _ := l.inv.Host(name)
+			t := lb.NodeTarget{Host: l.hosts[name], Paths: ih.Paths}
+			var ex lb.Executor
+			mu.Lock()
+			changes := done[name]
+			mu.Unlock()
+			if !aside {
+				if len(changes) == 0 {
+					return nil
+				}
+				for _, c := range changes {
+					t.Changes = append(t.Changes, host.FileChange{Host: c.Host, Path: c.Path, Before: c.After, After: c.Before})
+				}
+				if _, err := ex.Apply(ctx, t); err != nil {
+					return err
+				}
+				mu.Lock()
+				delete(done, name)
+				mu.Unlock()
+				return nil
+			}
+			cfg, err := lb.Observe(ctx, t.Host, ih.Paths, []string{addr})
+			if err != nil {
+				return err
+			}
+			if t.Changes, err = lb.Rewrite(cfg, []string{addr}, lb.MarkDown); err != nil || len(t.Changes) == 0 {
+				return err
+			}
+			mu.Lock()
+			done[name] = t.Changes // before the reload: a failed one is put back too
+			mu.Unlock()
+			if _, err := ex.Apply(ctx, t); err != nil || ih.Has(inventory.RoleMaster) {
+				return err
+			}
+			return ex.CutOldWorkers(ctx, t.Host, ih.Paths)
+		})
+		var joined []error
+		for name, err := range errs {
+			joined = append(joined, fmt.Errorf("%s: %w", name, err))
+		}
+		return errors.Join(joined...)
+	}
 }
 
 // proxyConfigs reads every node's proxy configuration.

@@ -9,10 +9,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/time/rate"
 
-	"github.com/mastershrink/mastershrink/apiserver"
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/lb"
@@ -80,7 +80,7 @@ func reversed(cs []host.FileChange) []host.FileChange {
 // a phase after the last one, spends no pause where the reloads are slower than the pace.
 const (
 	asideCutBatch = 64
-	asideCutPause = apiserver.DefaultAsideStagger
+	asideCutPause = 500 * time.Millisecond
 )
 
 // cutOldWorkers ends the old workers of a node's proxy once the run's pace allows.
@@ -241,9 +241,9 @@ func nodeErrors(errs map[string]error) error {
 // cutsOldWorkers says whether a node's proxy has its old workers ended after a reload: on
 // workers, whose clients (kubelets, health checks) reconnect cheaply; not on masters, where
 // an abrupt close makes the controller-manager relist everything and stall the next
-// apiserver, while the apiserver's own graceful shutdown lets its watches resume
-// (apiserver.Proxy.Cut, measured in the lab). A master whose keepalived may hold a VIP is
-// cut like a worker: its proxy serves every client of the VIP, whose kept connections would
+// apiserver (in the lab for over a second, even on /livez), while the apiserver's own
+// graceful shutdown (GOAWAY) lets its watches resume. A master whose keepalived may hold a VIP
+// is cut like a worker: its proxy serves every client of the VIP, whose kept connections would
 // otherwise stay on the apiserver being restarted or stopped (its /readyz failing).
 func (r *run) cutsOldWorkers(node string) bool {
 	ih, ok := r.planned(node)

@@ -3,8 +3,11 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +16,8 @@ import (
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/plan"
 	"github.com/mastershrink/mastershrink/vip"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 const fakeVIP = "192.0.2.100"
@@ -136,6 +141,68 @@ func TestExecutorVIPReleaseFailures(t *testing.T) {
 	vipMoveTimeout = time.Second
 	if _, err := apply(t, w.r, st); err == nil || !strings.Contains(err.Error(), "still on m3") {
 		t.Errorf("a VIP that did not move: %v", err)
+	}
+}
+
+// vip/release where mastershrink's kubeconfig reaches the API through the VIP: once the VIP
+// has moved, the step asks /readyz through it until three answers in a row are ready, and
+// fails naming the VIP when the new holder does not answer before the deadline.
+func TestExecutorVIPReleaseAsksTheAPIThroughTheVIP(t *testing.T) {
+	var failing, calls atomic.Int32 // failing: answers still to fail
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		if req.URL.Path != "/readyz" {
+			http.NotFound(rw, req)
+			return
+		}
+		calls.Add(1)
+		if failing.Add(-1) >= 0 {
+			http.Error(rw, "[-]etcd failed: reason withheld", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(rw, "ok")
+	}))
+	defer srv.Close()
+	kube, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { vipMoveTimeout = d }(vipMoveTimeout)
+	vipMoveTimeout = 2 * time.Second
+	params := plan.VIPReleaseParams{Unit: vip.DefaultUnit, VIPs: []string{fakeVIP}, Backups: []string{"m1"}}
+
+	for _, tc := range []struct {
+		name      string
+		fail      int32
+		wantErr   string
+		wantCalls int32
+	}{
+		{"one failed answer, then three ready", 1, "", 4},
+		{"never ready", 1 << 20, "the API does not answer through the VIP " + fakeVIP, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newVIPWorld(t)
+			w.fc.kube = kube
+			w.r.p.Facts.KubeServer = "https://" + fakeVIP + ":8443"
+			failing.Store(tc.fail)
+			calls.Store(0)
+			// m2 first: the VIP stays on m3, leaving too, and the API is not asked.
+			if _, err := apply(t, w.r, mkStep(plan.KindVIPRelease, "m2", params)); err != nil || calls.Load() != 0 {
+				t.Fatalf("m2's release: %v, %d /readyz asked", err, calls.Load())
+			}
+			out, err := apply(t, w.r, mkStep(plan.KindVIPRelease, "m3", params))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("m3's release: %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("m3's release: %v", err)
+			}
+			if !strings.Contains(out.note, fakeVIP+" on m1, /readyz through it answers") || calls.Load() != tc.wantCalls {
+				t.Errorf("note %q after %d /readyz, want %d", out.note, calls.Load(), tc.wantCalls)
+			}
+		})
 	}
 }
 

@@ -285,3 +285,30 @@ func TestUndoVIPUpdate(t *testing.T) {
 		})
 	}
 }
+
+// Old proxy workers are cut on workers, and on a staying master only where keepalived may
+// hold a VIP (its proxy then serves the VIP's clients); a master without one, or leaving, is
+// left to the apiserver's graceful shutdown.
+func TestCutsOldWorkers(t *testing.T) {
+	w := newVIPWorld(t)
+	w1 := plan.Host{Name: "w1", Address: "192.0.2.21", Roles: []inventory.Role{inventory.RoleWorker}, Paths: cpPaths}
+	w.fc.inv.Hosts = append(w.fc.inv.Hosts, inventory.Host{Name: w1.Name, Address: w1.Address, Roles: w1.Roles, Paths: w1.Paths})
+	w.r.p.Facts.Hosts = append(w.r.p.Facts.Hosts, w1)
+	want := map[string]bool{"w1": true, "m1": true, "m2": false, "m3": false, "nobody": false}
+	for name, cut := range want {
+		if got := w.r.cutsOldWorkers(name); got != cut {
+			t.Errorf("cutsOldWorkers(%s) = %v, want %v", name, got, cut)
+		}
+	}
+	// m1 without a running keepalived, or with one that holds no VIP, is a plain master.
+	o := w.r.p.Facts.VRRP["m1"]
+	o.Active = false
+	w.r.p.Facts.VRRP["m1"] = o
+	if w.r.cutsOldWorkers("m1") {
+		t.Error("m1 is cut with keepalived stopped there")
+	}
+	delete(w.r.p.Facts.VRRP, "m1")
+	if w.r.cutsOldWorkers("m1") {
+		t.Error("m1 is cut without keepalived")
+	}
+}

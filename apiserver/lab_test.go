@@ -142,7 +142,7 @@ func (l *labCP) aside() func(context.Context, bool) error {
 		names = append(names, ih.Name)
 	}
 	return func(ctx context.Context, aside bool) error {
-		errs := host.ForEach(ctx, names, lb.DefaultConcurrency, func(ctx context.Context, name string) error {
+		errs := host.ForEach(ctx, names, len(names), func(ctx context.Context, name string) error {
 			ih, _ := l.inv.Host(name)
 			t := lb.NodeTarget{Host: l.hosts[name], Paths: ih.Paths}
 			var ex lb.Executor

@@ -16,11 +16,6 @@ import (
 	"github.com/mastershrink/mastershrink/inventory"
 )
 
-// DefaultConcurrency is how many nodes a fleet-wide LB change (apply's set-aside) works
-// on at once: a few hundred nodes finish in a few rounds, and 50 SSH sessions stay well under
-// sshd's default MaxStartups.
-const DefaultConcurrency = 50
-
 // ErrDrift means a file no longer holds the content the change was planned from.
 var ErrDrift = errors.New("file changed since it was planned")
 

@@ -34,7 +34,7 @@ var farmAPIServers = []string{"10.77.0.11:6443", "10.77.0.12:6443", "10.77.0.13:
 // BenchmarkLB200Hosts marks one apiserver down on -lb.hosts simulated nodes, over real SSH:
 // each node is a network namespace on one bridge running its own sshd and an nginx with
 // seed 003's stream config in front of three TLS stand-ins. One op is Observe + Rewrite of
-// every node (over SSH, DefaultConcurrency at a time), then ApplyAll with the default
+// every node (over SSH, fleetConcurrency at a time), then ApplyAll with the default
 // concurrency (write with backup, nginx -t, reload, wait for the new workers, probe through
 // the proxy). The nodes run no systemd, so the Executor reloads with ReloadSignal. Reported:
 // the two phases' times and the process's peak memory (Go heap in use, sampled; maxrss).
@@ -61,7 +61,7 @@ func BenchmarkLB200Hosts(b *testing.B) {
 	for b.Loop() {
 		stopSampling := sampleHeap(&peakHeap)
 		start := time.Now()
-		cfgs, errs := host.Collect(ctx, f.names, DefaultConcurrency, func(ctx context.Context, name string) (NodeConfig, error) {
+		cfgs, errs := host.Collect(ctx, f.names, fleetConcurrency, func(ctx context.Context, name string) (NodeConfig, error) {
 			return Observe(ctx, f.hosts[name], f.paths[name], farmAPIServers)
 		})
 		if len(errs) > 0 {
@@ -87,7 +87,7 @@ func BenchmarkLB200Hosts(b *testing.B) {
 
 		// Back to the original config for the next op, untimed.
 		b.StopTimer()
-		undo := host.ForEach(ctx, f.names, DefaultConcurrency, func(ctx context.Context, name string) error {
+		undo := host.ForEach(ctx, f.names, fleetConcurrency, func(ctx context.Context, name string) error {
 			return e.Undo(ctx, f.hosts[name], f.paths[name], sum.Backups[name])
 		})
 		if len(undo) > 0 {
@@ -326,7 +326,7 @@ http {
 
 	// Connected when sshd answers; nginx is up when it has written its pid file.
 	dial := testenv.DialerIn("/run/netns/" + hub)
-	hosts, errs := host.Collect(ctx, f.names, DefaultConcurrency, func(ctx context.Context, name string) (host.Host, error) {
+	hosts, errs := host.Collect(ctx, f.names, fleetConcurrency, func(ctx context.Context, name string) (host.Host, error) {
 		deadline := time.Now().Add(60 * time.Second)
 		for {
 			h, err := host.Connect(ctx, in, name, dial)

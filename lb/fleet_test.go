@@ -37,19 +37,23 @@ func (s Summary) Err() error {
 	return errors.Join(errs...)
 }
 
+// fleetConcurrency is how many nodes the test fleet works on at once: a few hundred nodes
+// finish in a few rounds, and 50 SSH sessions stay well under sshd's default MaxStartups.
+const fleetConcurrency = 50
+
 // ApplyAll applies the targets with a default Executor; see (*Executor).ApplyAll.
 func ApplyAll(ctx context.Context, nodes []NodeTarget, concurrency int, progress io.Writer) Summary {
 	var e Executor
 	return e.ApplyAll(ctx, nodes, concurrency, progress)
 }
 
-// ApplyAll applies every node's target, at most concurrency at a time (DefaultConcurrency
+// ApplyAll applies every node's target, at most concurrency at a time (fleetConcurrency
 // when <= 0), writing a progress line to progress (may be nil) after each node and a
 // heartbeat every 10 s. A failed node does not stop the others. A rerun skips the nodes
 // already done (see NodeResult.Skipped).
 func (e *Executor) ApplyAll(ctx context.Context, nodes []NodeTarget, concurrency int, progress io.Writer) Summary {
 	if concurrency <= 0 {
-		concurrency = DefaultConcurrency
+		concurrency = fleetConcurrency
 	}
 	sum := Summary{Failed: map[string]error{}, Backups: map[string]map[string]string{}}
 	var mu sync.Mutex

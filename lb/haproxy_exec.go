@@ -211,15 +211,11 @@ func hapLoaded(ctx context.Context, h machine.Host, ctl controller, paths []stri
 	if master <= 0 {
 		return false, nil
 	}
-	now, mtime, err := lastChange(ctx, h, paths)
+	out, now, mtime, err := childrenSinceChange(ctx, h, master, true, paths)
 	if err != nil {
 		return false, err
 	}
-	ps, err := hapChildren(ctx, h, master)
-	if err != nil {
-		return false, err
-	}
-	cur, _ := hapCurrent(ps)
+	cur, _ := hapCurrent(parseHAPChildren(out, master))
 	return len(cur) == 1 && now-cur[0].age >= mtime, nil
 }
 

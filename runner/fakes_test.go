@@ -162,8 +162,8 @@ const (
 
 // clock answers, from the host's log, the commands that tell whether a process runs what
 // its files hold: `date; stat -c %Y FILES | sort | tail` (with `ps -o etimes= -p PID` of one
-// of units after it), and nginx's worker list (lb's childrenCmd) whose one worker started at the last
-// reload of nginxUnit.
+// of units after it), nginx's worker list (lb's childrenCmd) whose one worker started at the
+// last reload of nginxUnit, and the two in one command (lb's childrenSinceChange).
 func clock(h *hosttest.Host, nginxUnit string, units ...string) rule {
 	last := func(entries ...string) int {
 		i := -1
@@ -180,27 +180,39 @@ func clock(h *hosttest.Host, nginxUnit string, units ...string) rule {
 		}
 		return clockAt + i
 	}
-	return func(cmd string) (host.Result, error, bool) {
-		if rest, ok := strings.CutPrefix(cmd, "date +%s; stat -c %Y -- "); ok {
-			files, after, _ := strings.Cut(rest, " | sort -n | tail -n 1")
-			mtime := 0
-			for _, f := range strings.Fields(files) {
-				mtime = max(mtime, at(last("write "+strings.Trim(f, "'")), clockFiles))
-			}
-			out := fmt.Sprintf("%d\n%d\n", clockNow, mtime)
-			if pid, ok := strings.CutPrefix(after, "; ps -o etimes= -p "); ok {
-				for _, u := range units {
-					if strconv.Itoa(h.Unit(u).MainPID) == pid {
-						out += fmt.Sprintf("%d\n", clockNow-at(last("start "+u, "restart "+u), clockUnits))
-					}
+	// changed answers `date +%s; stat -c %Y -- FILES | sort -n | tail -n 1[; ps ...]`.
+	changed := func(rest string) string {
+		files, after, _ := strings.Cut(rest, " | sort -n | tail -n 1")
+		mtime := 0
+		for _, f := range strings.Fields(files) {
+			mtime = max(mtime, at(last("write "+strings.Trim(f, "'")), clockFiles))
+		}
+		out := fmt.Sprintf("%d\n%d\n", clockNow, mtime)
+		if pid, ok := strings.CutPrefix(after, "; ps -o etimes= -p "); ok {
+			for _, u := range units {
+				if strconv.Itoa(h.Unit(u).MainPID) == pid {
+					out += fmt.Sprintf("%d\n", clockNow-at(last("start "+u, "restart "+u), clockUnits))
 				}
 			}
-			return host.Result{Stdout: []byte(out)}, nil, true
+		}
+		return out
+	}
+	children := func() string {
+		reload := last("reload "+nginxUnit, "restart "+nginxUnit)
+		return fmt.Sprintf("%d 1 %d nginx: worker process\n", 2000+reload+1, clockNow-at(reload, clockUnits))
+	}
+	return func(cmd string) (host.Result, error, bool) {
+		if rest, ok := strings.CutPrefix(cmd, "date +%s; stat -c %Y -- "); ok {
+			return host.Result{Stdout: []byte(changed(rest))}, nil, true
+		}
+		// lb's childrenSinceChange: the worker list, a mark line, then the clock.
+		if list, clock, ok := strings.Cut(cmd, "\necho "); ok && strings.HasPrefix(list, "( f=/proc/") {
+			mark, rest, _ := strings.Cut(clock, "\n")
+			rest, _ = strings.CutPrefix(rest, "date +%s; stat -c %Y -- ")
+			return host.Result{Stdout: []byte(children() + mark + "\n" + changed(rest))}, nil, true
 		}
 		if strings.HasPrefix(cmd, "f=/proc/") && strings.Contains(cmd, "/children\n") {
-			reload := last("reload "+nginxUnit, "restart "+nginxUnit)
-			out := fmt.Sprintf("%d 1 %d nginx: worker process\n", 2000+reload+1, clockNow-at(reload, clockUnits))
-			return host.Result{Stdout: []byte(out)}, nil, true
+			return host.Result{Stdout: []byte(children())}, nil, true
 		}
 		return host.Result{}, nil, false
 	}

@@ -422,11 +422,7 @@ func rewriteHAProxyFile(file, text string, servers []Server, mode Mode) (string,
 		last := l.words[len(l.words)-1]
 		edits = append(edits, edit{start: last.end, end: last.end, repl: " disabled"})
 	}
-	sort.Slice(edits, func(i, j int) bool { return edits[i].start > edits[j].start })
-	for _, e := range edits {
-		text = text[:e.start] + e.repl + text[e.end:]
-	}
-	return text, nil
+	return applyEdits(text, edits), nil
 }
 
 // describeHAProxy says what backends cfg has, for the message of a config fronting no

@@ -55,6 +55,16 @@ type edit struct {
 	repl       string
 }
 
+// applyEdits makes the edits, which must not overlap, from the last to the first so that each
+// one's offsets still hold when it is made.
+func applyEdits(text string, edits []edit) string {
+	sort.Slice(edits, func(i, j int) bool { return edits[i].start > edits[j].start })
+	for _, e := range edits {
+		text = text[:e.start] + e.repl + text[e.end:]
+	}
+	return text
+}
+
 // Rewrite returns the files of cfg that change when the leaving apiservers (host:port) are
 // marked down or removed, sorted by path; a node already correct gives none. Only the leaving
 // servers' lines change: the edit is made in the original text, so comments, blank lines and
@@ -168,11 +178,7 @@ func rewriteFile(file, text string, servers []Server, mode Mode) (string, error)
 			edits = append(edits, edit{start: last.end, end: last.end, repl: " down"})
 		}
 	}
-	sort.Slice(edits, func(i, j int) bool { return edits[i].start > edits[j].start })
-	for _, e := range edits {
-		text = text[:e.start] + e.repl + text[e.end:]
-	}
-	return text, nil
+	return applyEdits(text, edits), nil
 }
 
 // removal deletes a directive. When it has its lines to itself (a trailing comment counts as

@@ -255,14 +255,8 @@ func startFarm(b *testing.B, ctx context.Context, count int) *farm {
 HostKey %[1]s/ssh_host_ed25519_key
 PidFile none
 AuthorizedKeysFile %[1]s/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PermitRootLogin prohibit-password
-StrictModes no
-AllowTcpForwarding yes
-LogLevel ERROR
-`, dir))
+%[2]sLogLevel ERROR
+`, dir, sshdtest.Settings))
 
 	// The stand-ins: one nginx answering TLS on the three addresses.
 	backendDir := filepath.Join(dir, "apiservers")

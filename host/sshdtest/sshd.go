@@ -97,6 +97,17 @@ func Mute(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// Settings are the sshd_config lines every test sshd runs with, after its own addresses and
+// files: keys only, no PAM, root by key, and StrictModes off because the authorized keys sit
+// in a folder under /tmp, which anyone can write, and strict modes would refuse them.
+const Settings = `PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin prohibit-password
+StrictModes no
+AllowTcpForwarding yes
+`
+
 // Start runs sshd on a free loopback port until the test ends; extra is appended to its
 // sshd_config. The test is skipped where openssh-server is not installed, and its log is
 // printed when the test fails.
@@ -128,14 +139,8 @@ ListenAddress 127.0.0.1
 HostKey %s/host_key
 PidFile %s/sshd.pid
 AuthorizedKeysFile %s/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PermitRootLogin prohibit-password
-StrictModes no
-AllowTcpForwarding yes
-%s
-`, s.Port, s.Dir, s.Dir, s.Dir, extra)
+%s%s
+`, s.Port, s.Dir, s.Dir, s.Dir, Settings, extra)
 	confFile := filepath.Join(s.Dir, "sshd_config")
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

@@ -808,7 +808,7 @@ func runningSince(ctx context.Context, h machine.Host, ctl controller, paths []s
 	if pid <= 0 {
 		return false, nil
 	}
-	out, now, mtime, err := childrenSinceChange(ctx, h, pid, false, paths)
+	out, now, mtime, err := machine.AfterChange(ctx, h, childrenCmd(pid, false), paths)
 	if err != nil {
 		return false, err
 	}
@@ -825,35 +825,6 @@ func runningSince(ctx context.Context, h machine.Host, ctl controller, paths []s
 	}
 	return live > 0, nil
 }
-
-// childrenSinceChange lists a master's children (childrenCmd) and reads the node's clock and
-// the latest modification time of paths, in seconds, in one command. The clock is read after
-// the listing, never before: a child's start (now - age) then comes out no earlier than it
-// was, so a slow node cannot make a reload look older than the files it loaded.
-func childrenSinceChange(ctx context.Context, h machine.Host, master int, withMaster bool, paths []string) (children string, now, mtime int64, err error) {
-	q := make([]string, len(paths))
-	for i, p := range paths {
-		q[i] = shq(p)
-	}
-	res, err := h.Run(ctx, "( "+childrenCmd(master, withMaster)+"\n)\necho "+clockMark+"\ndate +%s; stat -c %Y -- "+strings.Join(q, " ")+" | sort -n | tail -n 1")
-	if err != nil {
-		return "", 0, 0, err
-	}
-	children, clock, ok := strings.Cut(string(res.Stdout), clockMark+"\n")
-	f := strings.Fields(clock)
-	if !ok || len(f) != 2 {
-		return "", 0, 0, fmt.Errorf("unexpected output %q", res.Stdout)
-	}
-	now, err1 := strconv.ParseInt(f[0], 10, 64)
-	mtime, err2 := strconv.ParseInt(f[1], 10, 64)
-	if err1 != nil || err2 != nil {
-		return "", 0, 0, fmt.Errorf("unexpected output %q", res.Stdout)
-	}
-	return children, now, mtime, nil
-}
-
-// clockMark ends the children's lines in childrenSinceChange's output.
-const clockMark = "--mastershrink-clock--"
 
 // CutOldWorkers tells the workers of a node's proxy still finishing connections from before
 // a reload to stop now (SIGTERM: a fast shutdown of that worker only; for haproxy, see

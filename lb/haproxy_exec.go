@@ -211,7 +211,7 @@ func hapLoaded(ctx context.Context, h machine.Host, ctl controller, paths []stri
 	if master <= 0 {
 		return false, nil
 	}
-	out, now, mtime, err := childrenSinceChange(ctx, h, master, true, paths)
+	out, now, mtime, err := machine.AfterChange(ctx, h, childrenCmd(master, true), paths)
 	if err != nil {
 		return false, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/mastershrink/mastershrink/etcd"
 	"github.com/mastershrink/mastershrink/host"
 	"github.com/mastershrink/mastershrink/host/hosttest"
+	"github.com/mastershrink/mastershrink/host/machine"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/plan"
 )
@@ -161,9 +162,9 @@ const (
 )
 
 // clock answers, from the host's log, the commands that tell whether a process runs what
-// its files hold: `date; stat -c %Y FILES | sort | tail` (with `ps -o etimes= -p PID` of one
-// of units after it), nginx's worker list (lb's childrenCmd) whose one worker started at the
-// last reload of nginxUnit, and the two in one command (lb's childrenSinceChange).
+// its files hold: machine.AfterChange of `ps -o etimes= -p PID` (the main process of one of
+// units, started at its last start or restart) or of nginx's worker list (lb's childrenCmd:
+// one worker, started at the last reload of nginxUnit), and that worker list alone.
 func clock(h *hosttest.Host, nginxUnit string, units ...string) rule {
 	last := func(entries ...string) int {
 		i := -1
@@ -180,36 +181,40 @@ func clock(h *hosttest.Host, nginxUnit string, units ...string) rule {
 		}
 		return clockAt + i
 	}
-	// changed answers `date +%s; stat -c %Y -- FILES | sort -n | tail -n 1[; ps ...]`.
-	changed := func(rest string) string {
-		files, after, _ := strings.Cut(rest, " | sort -n | tail -n 1")
-		mtime := 0
-		for _, f := range strings.Fields(files) {
-			mtime = max(mtime, at(last("write "+strings.Trim(f, "'")), clockFiles))
-		}
-		out := fmt.Sprintf("%d\n%d\n", clockNow, mtime)
-		if pid, ok := strings.CutPrefix(after, "; ps -o etimes= -p "); ok {
-			for _, u := range units {
-				if strconv.Itoa(h.Unit(u).MainPID) == pid {
-					out += fmt.Sprintf("%d\n", clockNow-at(last("start "+u, "restart "+u), clockUnits))
-				}
-			}
-		}
-		return out
-	}
 	children := func() string {
 		reload := last("reload "+nginxUnit, "restart "+nginxUnit)
 		return fmt.Sprintf("%d 1 %d nginx: worker process\n", 2000+reload+1, clockNow-at(reload, clockUnits))
 	}
-	return func(cmd string) (host.Result, error, bool) {
-		if rest, ok := strings.CutPrefix(cmd, "date +%s; stat -c %Y -- "); ok {
-			return host.Result{Stdout: []byte(changed(rest))}, nil, true
+	// ages answers the command machine.AfterChange runs first.
+	ages := func(cmd string) (string, bool) {
+		if strings.HasPrefix(cmd, "f=/proc/") {
+			return children(), true
 		}
-		// lb's childrenSinceChange: the worker list, a mark line, then the clock.
-		if list, clock, ok := strings.Cut(cmd, "\necho "); ok && strings.HasPrefix(list, "( f=/proc/") {
-			mark, rest, _ := strings.Cut(clock, "\n")
-			rest, _ = strings.CutPrefix(rest, "date +%s; stat -c %Y -- ")
-			return host.Result{Stdout: []byte(children() + mark + "\n" + changed(rest))}, nil, true
+		pid, ok := strings.CutPrefix(cmd, "ps -o etimes= -p ")
+		if !ok {
+			return "", false
+		}
+		for _, u := range units {
+			if strconv.Itoa(h.Unit(u).MainPID) == pid {
+				return fmt.Sprintf("%d\n", clockNow-at(last("start "+u, "restart "+u), clockUnits)), true
+			}
+		}
+		return "", true
+	}
+	return func(cmd string) (host.Result, error, bool) {
+		if first, rest, ok := strings.Cut(cmd, "\n)\necho "+machine.ClockMark+"\n"); ok {
+			out, ok := ages(strings.TrimPrefix(first, "( "))
+			files, ok2 := strings.CutPrefix(rest, "date +%s; stat -c %Y -- ")
+			files, _, ok3 := strings.Cut(files, " | sort -n | tail -n 1")
+			if !ok || !ok2 || !ok3 {
+				return host.Result{}, nil, false
+			}
+			mtime := 0
+			for _, f := range strings.Fields(files) {
+				mtime = max(mtime, at(last("write "+strings.Trim(f, "'")), clockFiles))
+			}
+			out += fmt.Sprintf("%s\n%d\n%d\n", machine.ClockMark, clockNow, mtime)
+			return host.Result{Stdout: []byte(out)}, nil, true
 		}
 		if strings.HasPrefix(cmd, "f=/proc/") && strings.Contains(cmd, "/children\n") {
 			return host.Result{Stdout: []byte(children())}, nil, true

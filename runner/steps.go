@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/mastershrink/mastershrink/host"
+	"github.com/mastershrink/mastershrink/host/machine"
 	"github.com/mastershrink/mastershrink/inventory"
 	"github.com/mastershrink/mastershrink/plan"
 )
@@ -209,23 +210,13 @@ func restartedSince(ctx context.Context, h host.Host, unit string, paths []strin
 	if st.ActiveState != "active" || st.MainPID <= 0 {
 		return false, nil
 	}
-	q := make([]string, len(paths))
-	for i, p := range paths {
-		q[i] = "'" + strings.ReplaceAll(p, "'", `'\''`) + "'"
-	}
-	res, err := h.Run(ctx, fmt.Sprintf("date +%%s; stat -c %%Y -- %s | sort -n | tail -n 1; ps -o etimes= -p %d", strings.Join(q, " "), st.MainPID))
+	out, now, mtime, err := machine.AfterChange(ctx, h, fmt.Sprintf("ps -o etimes= -p %d", st.MainPID), paths)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("restart check of %s: %w", unit, err)
 	}
-	f := strings.Fields(string(res.Stdout))
-	if len(f) != 3 {
-		return false, fmt.Errorf("restart check on %s: unexpected output %q", h.Name(), res.Stdout)
+	age, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	if err != nil {
+		return false, fmt.Errorf("restart check on %s: no age for %s's process %d: %q", h.Name(), unit, st.MainPID, out)
 	}
-	var v [3]int64
-	for i := range f {
-		if v[i], err = strconv.ParseInt(f[i], 10, 64); err != nil {
-			return false, fmt.Errorf("restart check on %s: unexpected output %q", h.Name(), res.Stdout)
-		}
-	}
-	return v[0]-v[2] >= v[1], nil
+	return now-age >= mtime, nil
 }

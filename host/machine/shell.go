@@ -2,8 +2,10 @@ package machine
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -36,3 +38,33 @@ func Resolve(ctx context.Context, h Host, name string) ([]string, error) {
 	sort.Strings(out)
 	return out, nil
 }
+
+// AfterChange runs cmd on h, then reads h's clock and the latest modification time of paths
+// (seconds since the epoch), in one command; out is what cmd printed. The clock is read after
+// cmd, never before: a process age that cmd prints then gives a start (now - age) no earlier
+// than the real one, so a slow host cannot make a process started after the files were
+// written look older than them. The resolution is one second.
+func AfterChange(ctx context.Context, h Host, cmd string, paths []string) (out string, now, mtime int64, err error) {
+	q := make([]string, len(paths))
+	for i, p := range paths {
+		q[i] = Quote(p)
+	}
+	res, err := h.Run(ctx, "( "+cmd+"\n)\necho "+ClockMark+"\ndate +%s; stat -c %Y -- "+strings.Join(q, " ")+" | sort -n | tail -n 1")
+	if err != nil {
+		return "", 0, 0, err
+	}
+	out, clock, ok := strings.Cut(string(res.Stdout), ClockMark+"\n")
+	f := strings.Fields(clock)
+	if !ok || len(f) != 2 {
+		return "", 0, 0, fmt.Errorf("%s: unexpected output %q", h.Name(), res.Stdout)
+	}
+	now, err1 := strconv.ParseInt(f[0], 10, 64)
+	mtime, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return "", 0, 0, fmt.Errorf("%s: unexpected output %q", h.Name(), res.Stdout)
+	}
+	return out, now, mtime, nil
+}
+
+// ClockMark ends cmd's lines in AfterChange's output.
+const ClockMark = "--mastershrink-clock--"

@@ -216,7 +216,7 @@ func restartedSince(ctx context.Context, h host.Host, unit string, paths []strin
 	}
 	age, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
 	if err != nil {
-		return false, fmt.Errorf("restart check on %s: no age for %s's process %d: %q", h.Name(), unit, st.MainPID, out)
+		return false, fmt.Errorf("restart check of %s on %s: ps gave no age for its process %d: %q", unit, h.Name(), st.MainPID, out)
 	}
 	return now-age >= mtime, nil
 }
